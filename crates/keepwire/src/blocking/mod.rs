@@ -1,0 +1,10 @@
+//! Framing for code that is not async: [`FrameReader`] and [`FrameWriter`] over
+//! `std::io::{Read, Write}`.
+//!
+//! They drive the same sans-IO [`FrameCodec`](crate::frame::FrameCodec) as the async side,
+//! never a copy of its logic. A read that times out in the middle of a frame keeps the bytes
+//! already read in the reader's buffer, and the next call continues the same frame.
+
+mod reader;
+
+pub use reader::{FrameReader, FrameWriter};
