@@ -21,13 +21,24 @@ enum Command {
     Encode(cmd::encode::Args),
     /// Read framed bytes from FILE (or stdin) and print one frame a line.
     Decode(cmd::decode::Args),
+    /// Run a framed server that echoes or answers with a fixed reply.
+    Serve(Box<cmd::serve::Args>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, filtered by RUST_LOG (default: warnings); never to stdout.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
+        Command::Serve(args) => cmd::serve::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

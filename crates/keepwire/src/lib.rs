@@ -26,4 +26,7 @@
 
 pub mod blocking;
 pub mod frame;
+pub mod liveness;
+pub mod server;
+pub mod socket;
 pub mod text;

@@ -1,0 +1,320 @@
+//! Liveness: idle detection, slow-frame cut-off and application heartbeats, as one sans-IO
+//! state machine shared by the server's connections and the clients.
+//!
+//! TCP alone does not tell a live peer from a dead one. A pulled cable leaves a half-open
+//! connection that looks healthy until something is written; a hung service behind a live
+//! kernel accepts bytes forever. RFC 9293 §3.8.4 allows TCP keep-alives but says they "MUST
+//! default to no less than two hours", far too slow for a payment link, and they only prove
+//! the peer's kernel is alive. Applications therefore add their own checks, which this module
+//! implements:
+//!
+//! | check          | config field       | fires when                                       |
+//! |----------------|--------------------|--------------------------------------------------|
+//! | read idle      | `read_idle`        | no inbound frame for the duration (Netty's reader-idle) |
+//! | write idle     | `write_idle`       | nothing written for the duration                 |
+//! | any idle       | `any_idle`         | neither                                          |
+//! | slow frame     | `frame_timeout`    | a frame started arriving and is not whole in time (slowloris) |
+//! | heartbeat      | `ping`             | `misses` pings in a row went unanswered          |
+//!
+//! [`Liveness`] takes events and the current time as arguments and returns what to do; it owns
+//! no timer and no socket. The glue calls [`Liveness::next_deadline`], sleeps until then (or
+//! until I/O happens), and calls [`Liveness::poll`].
+//!
+//! # Heartbeats without storms
+//! A side that pings is waiting for a pong. Whatever heartbeat frame arrives while a ping is
+//! outstanding is taken as the pong and never answered; only a heartbeat that arrives while
+//! nothing is outstanding is a ping, and gets a pong. So two peers that both ping and both
+//! answer exchange at most one pong per ping (jPOS issue #775 shows the storm that answering
+//! pongs causes).
+//!
+//! | state                      | heartbeat arrives          | data frame arrives        | deadline passes             |
+//! |----------------------------|----------------------------|---------------------------|-----------------------------|
+//! | nothing outstanding        | answer with a pong         | deliver; reset misses     | idle `interval`: send ping  |
+//! | ping outstanding           | take as pong, no answer    | deliver; reset misses     | `timeout`: one miss (if nothing arrived since the ping); `misses` reached: close |
+
+mod heartbeat;
+mod spec;
+
+use std::time::{Duration, Instant};
+
+pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat};
+pub use spec::{HeartbeatSpec, parse_payload};
+
+/// Pinging idle peers: when nothing arrived for `interval`, send a ping; a ping not answered
+/// within `timeout` is a miss; `misses` misses in a row close the connection. A dead peer is
+/// thus detected within `interval * misses + timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingConfig {
+    /// Inbound silence before a ping is sent, and time between pings.
+    pub interval: Duration,
+    /// How long to wait for the pong.
+    pub timeout: Duration,
+    /// Unanswered pings in a row that declare the peer dead (at least 1).
+    pub misses: u32,
+}
+
+impl Default for PingConfig {
+    /// 30 s interval, 10 s timeout, 3 misses.
+    fn default() -> Self {
+        PingConfig {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(10),
+            misses: 3,
+        }
+    }
+}
+
+/// Which liveness checks run on a connection. All off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LivenessConfig {
+    /// Close when no frame arrived for this long.
+    pub read_idle: Option<Duration>,
+    /// Close when nothing was written for this long.
+    pub write_idle: Option<Duration>,
+    /// Close when nothing was read or written for this long.
+    pub any_idle: Option<Duration>,
+    /// Close when a frame that started arriving is not complete within this long.
+    pub frame_timeout: Option<Duration>,
+    /// Ping idle peers and close those that do not answer.
+    pub ping: Option<PingConfig>,
+}
+
+/// Why [`Liveness`] decided to close the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// No inbound frame for `read_idle`.
+    ReadIdle,
+    /// Nothing written for `write_idle`.
+    WriteIdle,
+    /// No traffic either way for `any_idle`.
+    AnyIdle,
+    /// A frame trickled in slower than `frame_timeout`.
+    FrameTimeout,
+    /// `misses` pings in a row went unanswered.
+    HeartbeatTimeout,
+}
+
+impl CloseReason {
+    /// A short name for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ReadIdle => "read_idle",
+            CloseReason::WriteIdle => "write_idle",
+            CloseReason::AnyIdle => "any_idle",
+            CloseReason::FrameTimeout => "frame_timeout",
+            CloseReason::HeartbeatTimeout => "heartbeat_timeout",
+        }
+    }
+}
+
+/// What [`Liveness::poll`] asks the connection to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is due.
+    Wait,
+    /// Send ping number `seq` (from 1).
+    SendPing(u32),
+    /// Close the connection.
+    Close(CloseReason),
+}
+
+/// What to do with an inbound frame, from [`Liveness::on_frame`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// An application frame: hand it to the handler.
+    Deliver,
+    /// A ping: answer it with a pong, do not deliver it.
+    Answer,
+    /// A pong (or a heartbeat taken as one): swallow it.
+    Absorb,
+}
+
+/// The liveness state of one connection. See the [module docs](self).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use keepwire::liveness::{Action, Beat, CloseReason, Liveness, LivenessConfig, PingConfig, Verdict};
+///
+/// let cfg = LivenessConfig {
+///     ping: Some(PingConfig { interval: Duration::from_secs(5), timeout: Duration::from_secs(1), misses: 2 }),
+///     ..Default::default()
+/// };
+/// let t0 = Instant::now();
+/// let mut live = Liveness::new(cfg, t0);
+/// assert_eq!(live.next_deadline(), Some(t0 + Duration::from_secs(5)));
+/// assert_eq!(live.poll(t0 + Duration::from_secs(5)), Action::SendPing(1));
+/// // The peer's heartbeat is our pong: not answered.
+/// assert_eq!(live.on_frame(t0 + Duration::from_secs(5), Some(Beat::Either)), Verdict::Absorb);
+/// // Silence: ping, miss, ping, miss: closed.
+/// let t = t0 + Duration::from_secs(10);
+/// assert_eq!(live.poll(t), Action::SendPing(2));
+/// assert_eq!(live.poll(t + Duration::from_secs(1)), Action::Wait);
+/// assert_eq!(live.poll(t + Duration::from_secs(5)), Action::SendPing(3));
+/// assert_eq!(live.poll(t + Duration::from_secs(6)), Action::Close(CloseReason::HeartbeatTimeout));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    cfg: LivenessConfig,
+    /// Whether pings from the peer get a pong.
+    answer_pings: bool,
+    last_in: Instant,
+    last_out: Instant,
+    partial_since: Option<Instant>,
+    /// When the ping we wait for was sent.
+    outstanding: Option<Instant>,
+    /// Pings sent and not matched by a heartbeat from the peer (late pongs included).
+    unanswered: u32,
+    last_ping: Option<Instant>,
+    misses: u32,
+    seq: u32,
+}
+
+impl Liveness {
+    /// A fresh connection at `now`; pings from the peer are answered.
+    pub fn new(cfg: LivenessConfig, now: Instant) -> Self {
+        Liveness {
+            cfg,
+            answer_pings: true,
+            last_in: now,
+            last_out: now,
+            partial_since: None,
+            outstanding: None,
+            unanswered: 0,
+            last_ping: None,
+            misses: 0,
+            seq: 0,
+        }
+    }
+
+    /// Whether pings from the peer are answered (default: yes).
+    pub fn set_answer_pings(&mut self, answer: bool) {
+        self.answer_pings = answer;
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LivenessConfig {
+        &self.cfg
+    }
+
+    /// A whole frame arrived at `now`; `beat` is its heartbeat classification (`None` for an
+    /// application frame, or when heartbeats are off).
+    pub fn on_frame(&mut self, now: Instant, beat: Option<Beat>) -> Verdict {
+        self.last_in = now;
+        self.misses = 0;
+        match beat {
+            None => Verdict::Deliver,
+            Some(Beat::Pong) => {
+                self.take_pong();
+                Verdict::Absorb
+            }
+            Some(Beat::Ping | Beat::Either) => {
+                if self.unanswered > 0 {
+                    self.take_pong();
+                    Verdict::Absorb
+                } else if self.answer_pings {
+                    Verdict::Answer
+                } else {
+                    Verdict::Absorb
+                }
+            }
+        }
+    }
+
+    fn take_pong(&mut self) {
+        self.unanswered = self.unanswered.saturating_sub(1);
+        self.outstanding = None;
+    }
+
+    /// Bytes were read at `now`; `partial` says whether an incomplete frame is now buffered
+    /// and `new_frame_started` whether that partial frame began in this read (a whole frame
+    /// was consumed before it, or the buffer was empty).
+    pub fn on_read(&mut self, now: Instant, partial: bool, new_frame_started: bool) {
+        if !partial {
+            self.partial_since = None;
+        } else if new_frame_started || self.partial_since.is_none() {
+            self.partial_since = Some(now);
+        }
+    }
+
+    /// Something was written at `now`.
+    pub fn on_write(&mut self, now: Instant) {
+        self.last_out = now;
+    }
+
+    /// The earliest instant at which [`poll`](Self::poll) may have something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let c = &self.cfg;
+        let candidates = [
+            self.partial_since.zip(c.frame_timeout).map(|(t, d)| t + d),
+            c.read_idle.map(|d| self.last_in + d),
+            c.write_idle.map(|d| self.last_out + d),
+            c.any_idle.map(|d| self.last_in.max(self.last_out) + d),
+            c.ping.map(|p| match self.outstanding {
+                Some(sent) => sent + p.timeout,
+                None => self.ping_base() + p.interval,
+            }),
+        ];
+        candidates.into_iter().flatten().min()
+    }
+
+    fn ping_base(&self) -> Instant {
+        match self.last_ping {
+            Some(p) => p.max(self.last_in),
+            None => self.last_in,
+        }
+    }
+
+    /// What is due at `now`. Call again while it returns something other than
+    /// [`Action::Wait`].
+    pub fn poll(&mut self, now: Instant) -> Action {
+        let c = self.cfg;
+        let due = |t: Instant, d: Option<Duration>| d.is_some_and(|d| t + d <= now);
+        if let (Some(t), Some(d)) = (self.partial_since, c.frame_timeout) {
+            if t + d <= now {
+                return Action::Close(CloseReason::FrameTimeout);
+            }
+        }
+        if due(self.last_in, c.read_idle) {
+            return Action::Close(CloseReason::ReadIdle);
+        }
+        if due(self.last_out, c.write_idle) {
+            return Action::Close(CloseReason::WriteIdle);
+        }
+        if due(self.last_in.max(self.last_out), c.any_idle) {
+            return Action::Close(CloseReason::AnyIdle);
+        }
+        let Some(p) = c.ping else {
+            return Action::Wait;
+        };
+        if let Some(sent) = self.outstanding {
+            if sent + p.timeout > now {
+                return Action::Wait;
+            }
+            self.outstanding = None;
+            // Anything that arrived since the ping proves the peer alive.
+            if self.last_in < sent {
+                self.misses += 1;
+                if self.misses >= p.misses.max(1) {
+                    return Action::Close(CloseReason::HeartbeatTimeout);
+                }
+            }
+        }
+        if self.ping_base() + p.interval <= now {
+            self.seq = self.seq.wrapping_add(1);
+            self.outstanding = Some(now);
+            self.last_ping = Some(now);
+            self.unanswered = self.unanswered.saturating_add(1);
+            return Action::SendPing(self.seq);
+        }
+        Action::Wait
+    }
+
+    /// Unanswered pings in a row so far.
+    pub fn misses(&self) -> u32 {
+        self.misses
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! One fixture per row of the state table, with time passed in.
+
+use super::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn ping_cfg(interval: u64, timeout: u64, misses: u32) -> LivenessConfig {
+    LivenessConfig {
+        ping: Some(PingConfig {
+            interval: S * interval as u32,
+            timeout: S * timeout as u32,
+            misses,
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn idle_nothing_outstanding_heartbeat_is_answered() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(10, 2, 3), t0);
+    assert_eq!(l.on_frame(t0 + S, Some(Beat::Either)), Verdict::Answer);
+    assert_eq!(l.on_frame(t0 + S, Some(Beat::Ping)), Verdict::Answer);
+    assert_eq!(l.on_frame(t0 + S, None), Verdict::Deliver);
+    // A pong we did not ask for is swallowed, never answered.
+    assert_eq!(l.on_frame(t0 + S, Some(Beat::Pong)), Verdict::Absorb);
+}
+
+#[test]
+fn answering_can_be_turned_off() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(LivenessConfig::default(), t0);
+    l.set_answer_pings(false);
+    assert_eq!(l.on_frame(t0, Some(Beat::Either)), Verdict::Absorb);
+}
+
+#[test]
+fn outstanding_ping_takes_next_heartbeat_as_pong() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(10, 2, 3), t0);
+    assert_eq!(l.poll(t0 + 10 * S), Action::SendPing(1));
+    // The peer's own ping crosses ours: it is our pong, not answered.
+    assert_eq!(l.on_frame(t0 + 10 * S, Some(Beat::Either)), Verdict::Absorb);
+    // Next heartbeat with nothing outstanding is a ping again.
+    assert_eq!(l.on_frame(t0 + 11 * S, Some(Beat::Either)), Verdict::Answer);
+}
+
+#[test]
+fn two_pinging_peers_do_not_storm() {
+    // Simulate two peers wired back to back for 100 intervals: every frame one sends the other
+    // receives at once. Count heartbeat frames: at most 2 per interval (one ping, one pong).
+    let t0 = Instant::now();
+    let mut a = Liveness::new(ping_cfg(10, 3, 3), t0);
+    let mut b = Liveness::new(ping_cfg(7, 3, 3), t0);
+    fn exchange(x: &mut Liveness, y: &mut Liveness, now: Instant) -> u32 {
+        // x's timers; deliver what x sends to y and y's answers back to x, until quiet.
+        let mut frames = 0;
+        let mut to_y = match x.poll(now) {
+            Action::SendPing(_) => true,
+            Action::Wait => return 0,
+            Action::Close(r) => panic!("closed: {r:?}"),
+        };
+        loop {
+            frames += 1;
+            assert!(frames < 10, "heartbeats bounce");
+            let receiver = if to_y { &mut *y } else { &mut *x };
+            if receiver.on_frame(now, Some(Beat::Either)) != Verdict::Answer {
+                return frames;
+            }
+            to_y = !to_y;
+        }
+    }
+    let mut frames = 0u32;
+    let mut now = t0;
+    for _ in 0..1000 {
+        now += S;
+        frames += exchange(&mut a, &mut b, now);
+        frames += exchange(&mut b, &mut a, now);
+    }
+    // 1000 s: a pings every 10 s, b every 7 s, each answered once: well under 2*(100+143).
+    assert!(frames <= 2 * (100 + 143), "{frames} heartbeat frames");
+    assert!(frames >= 100, "{frames}: heartbeats should still flow");
+}
+
+#[test]
+fn late_pong_after_timeout_is_not_answered() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(10, 2, 5), t0);
+    assert_eq!(l.poll(t0 + 10 * S), Action::SendPing(1));
+    assert_eq!(l.poll(t0 + 12 * S), Action::Wait); // miss 1
+    assert_eq!(l.misses(), 1);
+    // The pong arrives late: still a pong (a ping of ours is unmatched), so no answer.
+    assert_eq!(l.on_frame(t0 + 13 * S, Some(Beat::Either)), Verdict::Absorb);
+    assert_eq!(l.misses(), 0);
+}
+
+#[test]
+fn dead_peer_detected_within_interval_times_misses_plus_timeout() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(5, 2, 3), t0);
+    let mut now = t0;
+    let closed_at = loop {
+        let Some(d) = l.next_deadline() else {
+            panic!("no deadline")
+        };
+        assert!(d >= now, "deadline in the past");
+        now = d;
+        match l.poll(now) {
+            Action::Close(r) => {
+                assert_eq!(r, CloseReason::HeartbeatTimeout);
+                break now;
+            }
+            Action::SendPing(_) | Action::Wait => {}
+        }
+    };
+    assert_eq!(closed_at - t0, 5 * S * 3 + 2 * S);
+}
+
+#[test]
+fn data_frames_prove_life_but_do_not_clear_the_ping() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(5, 2, 1), t0);
+    assert_eq!(l.poll(t0 + 5 * S), Action::SendPing(1));
+    assert_eq!(l.on_frame(t0 + 6 * S, None), Verdict::Deliver);
+    // Timeout passes, but data arrived after the ping: no miss, no close.
+    assert_eq!(l.poll(t0 + 7 * S), Action::Wait);
+    // The pong, late: absorbed.
+    assert_eq!(l.on_frame(t0 + 8 * S, Some(Beat::Either)), Verdict::Absorb);
+}
+
+#[test]
+fn read_write_any_idle() {
+    let t0 = Instant::now();
+    let cfg = LivenessConfig {
+        read_idle: Some(10 * S),
+        write_idle: Some(20 * S),
+        any_idle: Some(5 * S),
+        ..Default::default()
+    };
+    let mut l = Liveness::new(cfg, t0);
+    assert_eq!(l.next_deadline(), Some(t0 + 5 * S));
+    assert_eq!(l.poll(t0 + 4 * S), Action::Wait);
+    assert_eq!(l.poll(t0 + 5 * S), Action::Close(CloseReason::AnyIdle));
+
+    let cfg = LivenessConfig {
+        read_idle: Some(10 * S),
+        write_idle: Some(20 * S),
+        ..Default::default()
+    };
+    let mut l = Liveness::new(cfg, t0);
+    l.on_frame(t0 + 8 * S, None);
+    assert_eq!(l.poll(t0 + 17 * S), Action::Wait);
+    assert_eq!(l.poll(t0 + 18 * S), Action::Close(CloseReason::ReadIdle));
+    let mut l = Liveness::new(cfg, t0);
+    for i in 1..=3 {
+        l.on_frame(t0 + 9 * S * i, None);
+    }
+    assert_eq!(l.poll(t0 + 20 * S), Action::Close(CloseReason::WriteIdle));
+}
+
+#[test]
+fn slow_frame_is_cut_off() {
+    let t0 = Instant::now();
+    let cfg = LivenessConfig {
+        frame_timeout: Some(3 * S),
+        ..Default::default()
+    };
+    let mut l = Liveness::new(cfg, t0);
+    assert_eq!(l.next_deadline(), None);
+    l.on_read(t0 + S, true, true);
+    // Trickling bytes do not move the deadline.
+    l.on_read(t0 + 2 * S, true, false);
+    l.on_read(t0 + 3 * S, true, false);
+    assert_eq!(l.next_deadline(), Some(t0 + 4 * S));
+    assert_eq!(l.poll(t0 + 4 * S), Action::Close(CloseReason::FrameTimeout));
+    // A completed frame clears it; the next partial one starts its own clock.
+    let mut l = Liveness::new(cfg, t0);
+    l.on_read(t0 + S, true, true);
+    l.on_read(t0 + 3 * S, true, true);
+    assert_eq!(l.poll(t0 + 5 * S), Action::Wait);
+    l.on_read(t0 + 5 * S, false, false);
+    assert_eq!(l.next_deadline(), None);
+}

@@ -1,0 +1,467 @@
+//! A framed TCP server with both connection policies and the defences a public-facing link
+//! needs.
+//!
+//! Data path of one request on a long connection:
+//!
+//! ```text
+//! socket -> (PROXY header) -> FrameCodec::decode -> liveness (heartbeat answered here,
+//!        idle timer reset) -> handler (tower::Service<Request>) -> FrameCodec::encode -> socket
+//! ```
+//!
+//! - **Policies** ([`Mode`]): `Long` answers frames in a loop, several per read in order.
+//!   `Short` answers one request and then waits (at most `short_close_wait`) for the client's
+//!   FIN before closing, so the client, which closes first, holds the TIME_WAIT socket (RFC 9293
+//!   §3.6: the side that sends the first FIN waits 2×MSL).
+//! - **Liveness** ([`LivenessConfig`]): read/write/any idle timeouts, a slow-frame cut-off,
+//!   heartbeats answered by the connection itself and optional pings to idle clients.
+//! - **Limits**: a global and a per-client-IP cap (excess connections are reset right after
+//!   accept and counted), accept errors retried with backoff, memory bounded by the framing's
+//!   `max`. An idle connection holds no read or write buffer.
+//! - **PROXY protocol** v1/v2: the address from the balancer's header is the peer for limits,
+//!   logs and the handler.
+//! - **Graceful shutdown**: cancel [`Server::shutdown_token`]; the port refuses at once,
+//!   requests already read get their replies, idle connections close, and whatever is still
+//!   open when `shutdown_grace` runs out is closed by force and counted.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use keepwire::server::{Request, Server, ServerConfig, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = ServerConfig::new("len:ascii:4".parse()?);
+//! let server = Server::bind("127.0.0.1:0", config).await?;
+//! let addr = server.local_addr();
+//! let stop = server.shutdown_token();
+//! let task = tokio::spawn(server.serve(service_fn(|req: Request| async move {
+//!     Ok::<_, std::convert::Infallible>(Some(req.frame))
+//! })));
+//!
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! let mut c = tokio::net::TcpStream::connect(addr).await?;
+//! c.write_all(b"0005hello").await?;
+//! let mut reply = [0u8; 9];
+//! c.read_exact(&mut reply).await?;
+//! assert_eq!(&reply, b"0005hello");
+//!
+//! stop.cancel();
+//! let report = task.await??;
+//! assert_eq!(report.force_closed, 0);
+//! # Ok(()) }
+//! ```
+
+mod conn;
+mod limits;
+mod metrics_http;
+pub(crate) mod proxy_protocol;
+mod stats;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+
+use crate::frame::FramingSpec;
+use crate::liveness::{EmptyHeartbeat, Heartbeat, LivenessConfig};
+use crate::socket::SocketOptions;
+
+pub use metrics_http::serve_prometheus;
+pub use stats::{ServerStats, StatsSnapshot};
+pub use tower::service_fn;
+
+/// An error a handler may return: anything boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The connection policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// One connection carries many requests (the default).
+    #[default]
+    Long,
+    /// One request and one reply per connection.
+    Short,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "long" => Ok(Mode::Long),
+            "short" => Ok(Mode::Short),
+            _ => Err(format!("mode {s:?}: expected long or short")),
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Long => "long",
+            Mode::Short => "short",
+        })
+    }
+}
+
+/// One inbound application frame, as the handler sees it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Request {
+    /// The frame, without its length header or delimiter.
+    pub frame: Bytes,
+    /// The client: from the PROXY header when that is enabled, else the socket's peer.
+    pub peer: SocketAddr,
+    /// The server address the client connected to.
+    pub local: SocketAddr,
+    /// A server-unique connection number, for logs and correlation.
+    pub conn_id: u64,
+}
+
+/// Everything about how a [`Server`] runs. Start from [`ServerConfig::new`], whose defaults
+/// are safe for a public port, and change fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// How messages are framed.
+    pub framing: FramingSpec,
+    /// Long (default) or short connections.
+    pub mode: Mode,
+    /// Idle timeouts, slow-frame cut-off and pings to idle clients. Default: a 5 minute read
+    /// idle timeout and a 30 s frame timeout; no pings.
+    pub liveness: LivenessConfig,
+    /// How heartbeats are recognised and answered; `None` turns heartbeat handling off, so
+    /// every frame reaches the handler. Default: the empty frame, where the framing has one.
+    pub heartbeat: Option<Arc<dyn Heartbeat>>,
+    /// Connections open at once (default 10 000); more are reset right after accept.
+    pub max_conns: usize,
+    /// Connections open at once from one client IP (default: no limit).
+    pub max_conns_per_ip: Option<usize>,
+    /// TCP options for accepted sockets (default: `TCP_NODELAY` only).
+    pub socket: SocketOptions,
+    /// Expect a PROXY protocol v1/v2 header on every connection (default off).
+    pub proxy_protocol: bool,
+    /// How long the PROXY header may take to arrive (default 5 s).
+    pub handshake_timeout: Duration,
+    /// How long a reply may wait for a client that does not read (default 30 s).
+    pub write_timeout: Duration,
+    /// Hold each reply this long before sending it (default none): a slow partner, for tests.
+    pub reply_delay: Option<Duration>,
+    /// Short mode: how long to wait for the client's FIN after the reply (default 5 s).
+    pub short_close_wait: Duration,
+    /// Short mode: close right after the reply instead of waiting for the client's FIN. The
+    /// server then holds the TIME_WAIT socket. Default off.
+    pub short_server_closes_first: bool,
+    /// After shutdown starts, how long connections get to finish (default 10 s).
+    pub shutdown_grace: Duration,
+    /// Listen backlog (default 1024).
+    pub backlog: u32,
+}
+
+impl ServerConfig {
+    /// Safe defaults for `framing`; see each field.
+    pub fn new(framing: FramingSpec) -> Self {
+        let heartbeat: Option<Arc<dyn Heartbeat>> = if framing.has_empty_frame() {
+            Some(Arc::new(EmptyHeartbeat))
+        } else {
+            None
+        };
+        ServerConfig {
+            framing,
+            mode: Mode::Long,
+            liveness: LivenessConfig {
+                read_idle: Some(Duration::from_secs(300)),
+                frame_timeout: Some(Duration::from_secs(30)),
+                ..LivenessConfig::default()
+            },
+            heartbeat,
+            max_conns: 10_000,
+            max_conns_per_ip: None,
+            socket: SocketOptions::default(),
+            proxy_protocol: false,
+            handshake_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(30),
+            reply_delay: None,
+            short_close_wait: Duration::from_secs(5),
+            short_server_closes_first: false,
+            shutdown_grace: Duration::from_secs(10),
+            backlog: 1024,
+        }
+    }
+}
+
+/// What went wrong starting or running a server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address could not be bound (in use, not local, no permission).
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The configuration is inconsistent.
+    Config(String),
+}
+
+impl ServerError {
+    /// The listen address could not be bound.
+    pub fn is_bind(&self) -> bool {
+        matches!(self, ServerError::Bind { .. })
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Config(msg) => write!(f, "bad server config: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Bind { source, .. } => Some(source),
+            ServerError::Config(_) => None,
+        }
+    }
+}
+
+/// How a server's shutdown went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Connections open when shutdown started.
+    pub open_at_shutdown: usize,
+    /// Connections still open when the grace period ran out, closed by force.
+    pub force_closed: u64,
+    /// Time from the shutdown signal to the last connection closing.
+    pub drain_time: Duration,
+}
+
+/// A bound server: [`bind`](Server::bind) it, then [`serve`](Server::serve) a handler.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local: SocketAddr,
+    shared: Arc<conn::Shared>,
+}
+
+impl Server {
+    /// Binds `addr` (`SO_REUSEADDR` set, so a restart is not blocked by the previous run's
+    /// TIME_WAIT sockets).
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] when no address could be bound; [`ServerError::Config`] for an
+    /// inconsistent config (e.g. heartbeats on a framing with no empty frame).
+    pub async fn bind(
+        addr: impl ToSocketAddrs + fmt::Display,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        validate(&config)?;
+        let shown = addr.to_string();
+        let bind_err = |source| ServerError::Bind {
+            addr: shown.clone(),
+            source,
+        };
+        let mut last = None;
+        for a in tokio::net::lookup_host(addr).await.map_err(bind_err)? {
+            match listen(a, config.backlog) {
+                Ok(listener) => {
+                    let local = listener.local_addr().map_err(bind_err)?;
+                    return Ok(Server {
+                        listener,
+                        local,
+                        shared: conn::Shared::new(config),
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(bind_err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "the name resolved to no address",
+            )
+        })))
+    }
+
+    /// The bound address (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Cancel this token to start a graceful shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.shared.stats)
+    }
+
+    /// A handle that reports the number of open connections.
+    pub fn active_connections(&self) -> impl Fn() -> usize + Send + Sync + 'static {
+        let limits = Arc::clone(&self.shared.limits);
+        move || limits.active()
+    }
+
+    /// Accepts and serves connections until the shutdown token is cancelled, then drains.
+    ///
+    /// # Errors
+    /// None at present once bound: accept errors are retried with backoff, connection errors
+    /// close that connection only. The `Result` leaves room for fatal listener errors.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops accepting and drops the listener, but connection tasks keep
+    /// running until their own end; cancel the shutdown token instead for a graceful stop.
+    pub async fn serve<S>(self, svc: S) -> Result<ShutdownReport, ServerError>
+    where
+        S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+        S::Error: Into<BoxError> + Send,
+        S::Future: Send,
+    {
+        let Server {
+            listener, shared, ..
+        } = self;
+        let tracker = TaskTracker::new();
+        let hard_stop = CancellationToken::new();
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let accepted = tokio::select! {
+                () = shared.shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => {
+                    backoff = Duration::from_millis(5);
+                    a
+                }
+                Err(e) if is_transient_accept_error(&e) => continue,
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in the
+                    // backlog; wait rather than spin on it.
+                    ServerStats::add(&shared.stats.errors_accept, 1);
+                    if let Some(held) = shared.accept_log.check(Instant::now()) {
+                        tracing::error!(error = %e, held_back = held, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                    }
+                    tokio::select! {
+                        () = shared.shutdown.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            ServerStats::add(&shared.stats.accepted, 1);
+            let Some(slot) = shared.limits.try_global() else {
+                ServerStats::add(&shared.stats.rejected_max_conns, 1);
+                conn::reject(stream);
+                if let Some(held) = shared.reject_log.check(Instant::now()) {
+                    tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
+                }
+                continue;
+            };
+            let svc = svc.clone();
+            let conn_shared = Arc::clone(&shared);
+            let hard = hard_stop.clone();
+            tracker.spawn(async move {
+                let stats = Arc::clone(&conn_shared.stats);
+                tokio::select! {
+                    () = conn::run(stream, peer, conn_shared, svc, slot) => {}
+                    () = hard.cancelled() => ServerStats::add(&stats.force_closed, 1),
+                }
+                ServerStats::add(&stats.closed, 1);
+            });
+        }
+        // Stop accepting: the port refuses from here on.
+        drop(listener);
+        let started = Instant::now();
+        let open_at_shutdown = shared.limits.active();
+        tracker.close();
+        let grace = shared.config.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            hard_stop.cancel();
+            tracker.wait().await;
+        }
+        let force_closed = shared
+            .stats
+            .force_closed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if force_closed > 0 {
+            tracing::warn!(
+                force_closed,
+                grace_ms = grace.as_millis() as u64,
+                "shutdown grace ran out; connections closed by force"
+            );
+        }
+        Ok(ShutdownReport {
+            open_at_shutdown,
+            force_closed,
+            drain_time: started.elapsed(),
+        })
+    }
+}
+
+fn validate(c: &ServerConfig) -> Result<(), ServerError> {
+    if c.max_conns == 0 {
+        return Err(ServerError::Config("max_conns must be at least 1".into()));
+    }
+    if c.max_conns_per_ip == Some(0) {
+        return Err(ServerError::Config(
+            "max_conns_per_ip must be at least 1".into(),
+        ));
+    }
+    if let (Some(hb), Some(_)) = (&c.heartbeat, c.liveness.ping) {
+        let mut probe = bytes::BytesMut::new();
+        let codec = crate::frame::FrameCodec::new(c.framing.clone());
+        if codec.encode_to(&hb.ping(1), &mut probe).is_err() {
+            return Err(ServerError::Config(format!(
+                "the heartbeat ping cannot be sent under {}: give ping=/pong= payloads the framing can carry",
+                c.framing
+            )));
+        }
+    }
+    if c.liveness.ping.is_some() && c.heartbeat.is_none() {
+        return Err(ServerError::Config(format!(
+            "pings to idle clients need a heartbeat frame, and {} has no empty frame: give ping=/pong= payloads",
+            c.framing
+        )));
+    }
+    Ok(())
+}
+
+fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    // SO_REUSEADDR: bind even while TIME_WAIT sockets of a previous run hold the port
+    // (RFC 9293 §3.6.1 lets the kernel accept a new SYN for a TIME_WAIT pair).
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    TcpListener::from_std(sock.into())
+}
+
+/// Errors that concern one pending connection, not the listener.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}

@@ -1,0 +1,163 @@
+//! The PROXY protocol (HAProxy's, versions 1 and 2): how a load balancer tells the server who
+//! the real client is.
+//!
+//! Behind HAProxy, nginx (`proxy_protocol on`) or a cloud L4 balancer, every connection comes
+//! from the balancer's address. With the PROXY protocol the balancer writes one header before
+//! the client's first byte:
+//!
+//! ```text
+//! v1: "PROXY TCP4 198.51.100.7 203.0.113.9 40312 7000\r\n"       (text, at most 107 bytes)
+//! v2: 0d 0a 0d 0a 00 0d 0a 51 55 49 54 0a | ver/cmd | fam | len(2) | addresses | TLVs
+//! ```
+//!
+//! "The receiver MUST be configured to only receive the protocol described in this
+//! specification and MUST not try to guess whether the protocol header is present or not"
+//! (PROXY protocol spec §2): when enabled, a connection without a valid header is closed.
+//! A v2 `LOCAL` command or a v1 `UNKNOWN` (the balancer's own health checks) keeps the socket's
+//! address. Parsing is done by the `ppp` crate; this module bounds what it reads and how long.
+
+use std::net::SocketAddr;
+
+use bytes::{Buf, BytesMut};
+use ppp::{HeaderResult, PartialResult, v1, v2};
+
+/// The v2 signature (spec §2.2).
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+/// The v1 prefix.
+const V1_PREFIX: &[u8] = b"PROXY ";
+/// The largest header accepted: v1 is at most 107 bytes; v2 may carry TLVs, which we cap.
+pub(crate) const MAX_HEADER: usize = 4096;
+
+/// Outcome of looking at the bytes received so far.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Parsed {
+    /// Not enough bytes yet.
+    Incomplete,
+    /// A valid header, now removed from the buffer; `Some(addr)` is the client's address,
+    /// `None` means keep the socket's (LOCAL / UNKNOWN).
+    Done(Option<SocketAddr>),
+    /// Not a PROXY header, or a malformed one.
+    Invalid(String),
+}
+
+/// Parses a PROXY header at the start of `buf`, removing it when complete.
+pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
+    let n = buf.len().min(V2_SIGNATURE.len());
+    let v2_like = buf.get(..n) == V2_SIGNATURE.get(..n);
+    let n1 = buf.len().min(V1_PREFIX.len());
+    let v1_like = buf.get(..n1) == V1_PREFIX.get(..n1);
+    if !v2_like && !v1_like {
+        return Parsed::Invalid(format!(
+            "expected a PROXY protocol header, got {:?}",
+            crate::text::escape(buf.get(..buf.len().min(16)).unwrap_or_default())
+        ));
+    }
+    let res = HeaderResult::parse(buf);
+    if res.is_incomplete() {
+        if buf.len() >= MAX_HEADER {
+            return Parsed::Invalid(format!("PROXY header longer than {MAX_HEADER} bytes"));
+        }
+        return Parsed::Incomplete;
+    }
+    let (len, addr) = match res {
+        HeaderResult::V1(Ok(h)) => (
+            h.header.len(),
+            match h.addresses {
+                v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                v1::Addresses::Unknown => None,
+            },
+        ),
+        HeaderResult::V2(Ok(h)) => (
+            h.len(),
+            match (h.command, h.addresses) {
+                (v2::Command::Local, _) => None,
+                (_, v2::Addresses::IPv4(a)) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (_, v2::Addresses::IPv6(a)) => {
+                    Some(SocketAddr::from((a.source_address, a.source_port)))
+                }
+                (_, v2::Addresses::Unspecified | v2::Addresses::Unix(_)) => None,
+            },
+        ),
+        HeaderResult::V1(Err(e)) => return Parsed::Invalid(format!("bad PROXY v1 header: {e}")),
+        HeaderResult::V2(Err(e)) => return Parsed::Invalid(format!("bad PROXY v2 header: {e}")),
+    };
+    if len > buf.len() || len > MAX_HEADER {
+        return Parsed::Invalid(format!("PROXY header of {len} bytes is not acceptable"));
+    }
+    buf.advance(len);
+    Parsed::Done(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(bytes: &[u8]) -> (Parsed, BytesMut) {
+        let mut b = BytesMut::from(bytes);
+        (parse(&mut b), b)
+    }
+
+    #[test]
+    fn v1_tcp4_and_rest_kept() {
+        let (p, rest) = feed(b"PROXY TCP4 198.51.100.7 203.0.113.9 40312 7000\r\n0005hello");
+        assert_eq!(p, Parsed::Done(Some("198.51.100.7:40312".parse().unwrap())));
+        assert_eq!(&rest[..], b"0005hello");
+    }
+
+    #[test]
+    fn v1_tcp6_unknown_and_partial() {
+        let (p, _) = feed(b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 2000\r\n");
+        assert_eq!(p, Parsed::Done(Some("[2001:db8::1]:1000".parse().unwrap())));
+        assert_eq!(feed(b"PROXY UNKNOWN\r\n").0, Parsed::Done(None));
+        assert_eq!(feed(b"PROXY TCP4 1.2.3.4").0, Parsed::Incomplete);
+        assert_eq!(feed(b"PRO").0, Parsed::Incomplete);
+    }
+
+    #[test]
+    fn v2_proxy_and_local() {
+        let hdr = v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (
+                "198.51.100.7:40312".parse::<SocketAddr>().unwrap(),
+                "203.0.113.9:7000".parse::<SocketAddr>().unwrap(),
+            ),
+        )
+        .build()
+        .unwrap();
+        let mut bytes = hdr.clone();
+        bytes.extend_from_slice(b"tail");
+        let (p, rest) = feed(&bytes);
+        assert_eq!(p, Parsed::Done(Some("198.51.100.7:40312".parse().unwrap())));
+        assert_eq!(&rest[..], b"tail");
+        for cut in 1..hdr.len() {
+            assert_eq!(feed(&hdr[..cut]).0, Parsed::Incomplete, "cut at {cut}");
+        }
+        let local = v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Local,
+            v2::Protocol::Unspecified,
+            v2::Addresses::Unspecified,
+        )
+        .build()
+        .unwrap();
+        assert_eq!(feed(&local).0, Parsed::Done(None));
+    }
+
+    #[test]
+    fn garbage_is_rejected_at_once() {
+        for g in [
+            &b"0005hello"[..],
+            b"GET / HTTP/1.1\r\n",
+            b"\r\n\r\nX",
+            b"PROXY TCP4 x y 1 2\r\n",
+        ] {
+            assert!(matches!(feed(g).0, Parsed::Invalid(_)), "{g:?}");
+        }
+        let mut long = b"PROXY TCP4 ".to_vec();
+        long.extend(std::iter::repeat_n(b'1', 200));
+        assert!(matches!(feed(&long).0, Parsed::Invalid(_)));
+    }
+}

@@ -1,0 +1,200 @@
+//! Socket options for message links: TCP keepalive, `TCP_USER_TIMEOUT`, `TCP_NODELAY`.
+//!
+//! - **TCP keepalive** (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): after `time` without traffic the
+//!   kernel sends up to `probes` probes `interval` apart, and resets the connection if none is
+//!   answered. It proves the peer's *kernel* is alive, not its service, and the RFC's default
+//!   of two hours is far too slow for most links: set it to seconds.
+//! - **`TCP_USER_TIMEOUT`** (RFC 5482): how long written data may stay unacknowledged before
+//!   the kernel gives up on the connection. This is what finds a pulled cable while there is
+//!   data in flight, where keepalive does not run.
+//! - **`TCP_NODELAY`**: request/response traffic of small messages must not wait for Nagle's
+//!   algorithm; on by default.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+
+/// Kernel TCP keepalive settings: `TIME,INTERVAL,PROBES` on the command line.
+///
+/// ```
+/// use keepwire::socket::Keepalive;
+/// let k: Keepalive = "30s,5s,3".parse().unwrap();
+/// assert_eq!(k.time.as_secs(), 30);
+/// assert_eq!(k.to_string(), "30s,5s,3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub time: Duration,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset.
+    pub probes: u32,
+}
+
+impl fmt::Display for Keepalive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{},{},{}",
+            humantime_fmt(self.time),
+            humantime_fmt(self.interval),
+            self.probes
+        )
+    }
+}
+
+fn humantime_fmt(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// Parses a duration such as `250ms`, `30s`, `2h` (humantime syntax; a bare number is
+/// seconds).
+///
+/// # Errors
+/// A message naming the bad text and the expected form.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!(
+            "{s:?} is not a duration ({e}); expected a number with a unit, e.g. 250ms, 30s, 2m, 1h"
+        )
+    })
+}
+
+impl FromStr for Keepalive {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(',').collect();
+        let [time, interval, probes] = parts[..] else {
+            return Err(format!(
+                "tcp keepalive {s:?}: expected TIME,INTERVAL,PROBES, e.g. 30s,5s,3, or off"
+            ));
+        };
+        let probes = probes
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|p| (1..=127).contains(p))
+            .ok_or_else(|| format!("tcp keepalive probes {probes:?}: expected 1 to 127"))?;
+        let k = Keepalive {
+            time: parse_duration(time)?,
+            interval: parse_duration(interval)?,
+            probes,
+        };
+        if k.time < Duration::from_secs(1) || k.interval < Duration::from_secs(1) {
+            return Err(format!(
+                "tcp keepalive {s:?}: the kernel counts whole seconds; TIME and INTERVAL must be at least 1s"
+            ));
+        }
+        Ok(k)
+    }
+}
+
+/// Options applied to every accepted or connected socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOptions {
+    /// `TCP_NODELAY` (default on).
+    pub nodelay: bool,
+    /// Kernel keepalive (default off: the kernel's own default of two hours is useless).
+    pub keepalive: Option<Keepalive>,
+    /// `TCP_USER_TIMEOUT` (default off).
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            nodelay: true,
+            keepalive: None,
+            user_timeout: None,
+        }
+    }
+}
+
+impl SocketOptions {
+    /// Applies the options to a connected socket (tokio's or std's `TcpStream`).
+    ///
+    /// # Errors
+    /// The `setsockopt` error, e.g. on a socket the peer already reset.
+    pub fn apply<S: std::os::fd::AsFd>(&self, sock: &S) -> std::io::Result<()> {
+        let sock = SockRef::from(sock);
+        if self.nodelay {
+            sock.set_tcp_nodelay(true)?;
+        }
+        if let Some(k) = self.keepalive {
+            let ka = TcpKeepalive::new()
+                .with_time(k.time)
+                .with_interval(k.interval)
+                .with_retries(k.probes);
+            sock.set_tcp_keepalive(&ka)?;
+        }
+        if let Some(t) = self.user_timeout {
+            sock.set_tcp_user_timeout(Some(t))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert!(
+            parse_duration("fast")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn keepalive_parse() {
+        let k: Keepalive = "60s,10s,5".parse().unwrap();
+        assert_eq!(k.probes, 5);
+        assert_eq!(k.to_string(), "60s,10s,5");
+        assert!("60s,10s".parse::<Keepalive>().is_err());
+        assert!("60s,10s,0".parse::<Keepalive>().is_err());
+        assert!("500ms,10s,3".parse::<Keepalive>().is_err());
+    }
+
+    #[test]
+    fn options_reach_the_kernel() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let opts = SocketOptions {
+            nodelay: true,
+            keepalive: Some("7s,3s,4".parse().unwrap()),
+            user_timeout: Some(Duration::from_millis(1500)),
+        };
+        opts.apply(&c).unwrap();
+        let s = SockRef::from(&c);
+        assert!(s.tcp_nodelay().unwrap());
+        assert!(s.keepalive().unwrap());
+        assert_eq!(s.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(s.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        assert_eq!(s.tcp_keepalive_retries().unwrap(), 4);
+        assert_eq!(
+            s.tcp_user_timeout().unwrap(),
+            Some(Duration::from_millis(1500))
+        );
+    }
+}
