@@ -29,4 +29,5 @@ pub mod frame;
 pub mod liveness;
 pub mod server;
 pub mod socket;
+pub mod tcpstate;
 pub mod text;

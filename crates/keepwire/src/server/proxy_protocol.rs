@@ -52,8 +52,16 @@ pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
             crate::text::escape(buf.get(..buf.len().min(16)).unwrap_or_default())
         ));
     }
-    let res = HeaderResult::parse(buf);
-    if res.is_incomplete() {
+    // The two signatures differ in their first byte, so the version is known from it (ppp's
+    // own HeaderResult::parse retries a broken v2 header as v1, which looks incomplete).
+    let res: HeaderResult<'_> = if v2_like {
+        v2::Header::try_from(&buf[..]).into()
+    } else {
+        v1::Header::try_from(&buf[..]).into()
+    };
+    // A v1 header ends at its CRLF: with the CRLF in, a "missing field" is final.
+    let v1_done = v1_like && memchr::memmem::find(buf, b"\r\n").is_some();
+    if res.is_incomplete() && !v1_done {
         if buf.len() >= MAX_HEADER {
             return Parsed::Invalid(format!("PROXY header longer than {MAX_HEADER} bytes"));
         }
@@ -153,6 +161,9 @@ mod tests {
             b"GET / HTTP/1.1\r\n",
             b"\r\n\r\nX",
             b"PROXY TCP4 x y 1 2\r\n",
+            b"\r\n\r\n\x00\r\nQUIT\n\x99\x11\x00\x00",
+            b"PROXY TCP4 nonsense\r\n",
+            b"PROXY TCP4 1.2.3.4\r\n",
         ] {
             assert!(matches!(feed(g).0, Parsed::Invalid(_)), "{g:?}");
         }

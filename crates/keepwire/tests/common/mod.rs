@@ -1,0 +1,145 @@
+//! Helpers shared by the integration tests: a server on 127.0.0.1:0 and framed clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use keepwire::frame::{FrameCodec, FramingSpec};
+use keepwire::server::{Request, Server, ServerConfig, ServerStats, ShutdownReport, service_fn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::codec::Decoder;
+use tokio_util::sync::CancellationToken;
+
+/// Generous upper bound for anything that should happen "soon".
+pub const SOON: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub stop: CancellationToken,
+    pub stats: Arc<ServerStats>,
+    pub task: JoinHandle<ShutdownReport>,
+    /// Every frame the handler saw.
+    pub seen: mpsc::Receiver<Request>,
+}
+
+pub fn spec(s: &str) -> FramingSpec {
+    s.parse().unwrap()
+}
+
+/// An echo server recording every request it sees.
+pub async fn echo_server(cfg: ServerConfig) -> TestServer {
+    start(cfg, "127.0.0.1:0", None).await
+}
+
+/// A server whose handler sleeps `delay` before echoing.
+pub async fn start(cfg: ServerConfig, addr: &str, delay: Option<Duration>) -> TestServer {
+    let server = Server::bind(addr, cfg).await.unwrap();
+    let addr = server.local_addr();
+    let stop = server.shutdown_token();
+    let stats = server.stats();
+    let (tx, seen) = mpsc::channel(100_000);
+    let handler = service_fn(move |req: Request| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.try_send(req.clone());
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            Ok::<_, Infallible>(Some(req.frame))
+        }
+    });
+    let task = tokio::spawn(async move { server.serve(handler).await.unwrap() });
+    TestServer {
+        addr,
+        stop,
+        stats,
+        task,
+        seen,
+    }
+}
+
+/// A framed client over a real socket.
+pub struct Client {
+    pub stream: TcpStream,
+    codec: FrameCodec,
+    buf: BytesMut,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr, framing: &str) -> Client {
+        Client::from_stream(TcpStream::connect(addr).await.unwrap(), framing)
+    }
+
+    pub fn from_stream(stream: TcpStream, framing: &str) -> Client {
+        Client {
+            stream,
+            codec: FrameCodec::new(spec(framing)),
+            buf: BytesMut::new(),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &[u8]) {
+        let mut out = BytesMut::new();
+        self.codec.encode_to(frame, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// The next frame, `None` at EOF or error; panics after `SOON`.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        tokio::time::timeout(SOON, self.recv_inner())
+            .await
+            .expect("no frame within the bound")
+    }
+
+    async fn recv_inner(&mut self) -> Option<Bytes> {
+        loop {
+            if let Ok(Some(f)) = self.codec.decode(&mut self.buf) {
+                return Some(f);
+            }
+            self.buf.reserve(4096);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Waits for the server to close (EOF or reset); returns how long that took.
+    pub async fn closed_within(&mut self, bound: Duration) -> Duration {
+        let t = tokio::time::Instant::now();
+        let mut scratch = [0u8; 1024];
+        tokio::time::timeout(bound, async {
+            loop {
+                match self.stream.read(&mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("server did not close the connection within the bound");
+        t.elapsed()
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds; panics after `SOON`.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + SOON;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
