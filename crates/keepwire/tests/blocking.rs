@@ -385,6 +385,35 @@ fn oversized_header_fails_read_frame_before_the_body_is_buffered() {
 }
 
 #[test]
+fn oversized_header_fails_try_read_frame_before_the_body_is_buffered() {
+    let (ours, theirs) = pair();
+    // The default max (8 MiB): the reader must not buffer up to it before looking.
+    let (done_rx, peer) = hostile_peer(theirs, 32 * 1024);
+    wait(&done_rx);
+    ours.set_nonblocking(true).expect("mode");
+    let mut r = FrameReader::new(ours, spec("len:be:4"));
+    let deadline = Instant::now() + LIMIT;
+    let err = loop {
+        match r.try_read_frame() {
+            Err(e) => break e,
+            Ok(None) => {
+                assert!(Instant::now() < deadline, "the header never arrived");
+                thread::sleep(Duration::from_millis(1));
+            }
+            Ok(Some(f)) => panic!("no frame was sent, got {} bytes", f.len()),
+        }
+    };
+    assert!(err.is_too_long(), "{err}");
+    assert!(
+        r.buffered() <= 16 * 1024,
+        "{} bytes buffered: the reader went on reading the body",
+        r.buffered()
+    );
+    drop(r);
+    peer.join().expect("peer panicked");
+}
+
+#[test]
 fn oversized_header_fails_read_frame_timeout_before_the_body_is_buffered() {
     let (ours, theirs) = pair();
     let (done_rx, peer) = hostile_peer(theirs, 32 * 1024);

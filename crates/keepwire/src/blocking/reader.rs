@@ -182,7 +182,9 @@ impl FrameReader<TcpStream> {
     }
 
     /// Reads what the socket has now without waiting, and returns a frame if one is complete.
-    /// A partial frame stays buffered.
+    /// A partial frame stays buffered. Reading stops as soon as a frame is complete (the
+    /// bytes past it stay in the socket or the buffer for the next call), and a header that
+    /// announces more than `max` fails after at most one read.
     ///
     /// # Errors
     /// As [`read_frame_timeout`](Self::read_frame_timeout).
@@ -197,27 +199,37 @@ impl FrameReader<TcpStream> {
         if !was_nonblocking {
             self.inner.set_nonblocking(true)?;
         }
-        let res = loop {
-            match self.fill() {
-                Ok(true) => {}
-                Ok(false) => break Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(()),
-                Err(e) => break Err(e),
-            }
-            // Stop once a frame is complete, so one busy peer cannot keep us reading.
-            if self.buf.len() >= self.codec.spec().max_frame() {
-                break Ok(());
-            }
-        };
+        let res = self.read_available();
         let restore = if was_nonblocking {
             Ok(())
         } else {
             self.inner.set_nonblocking(false)
         };
-        res?;
+        let frame = res?;
         restore?;
-        self.buffered_frame()
+        Ok(frame)
+    }
+
+    /// Reads from a non-blocking socket until a frame is complete, the stream ends, or the
+    /// socket has nothing more for now.
+    fn read_available(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            match self.fill() {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            // Decode after every read, not once the socket runs dry: a busy peer cannot keep
+            // us reading past a complete frame, and a header announcing more than `max`
+            // fails before its body is buffered (at most one read past it).
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+        }
     }
 
     /// Whether the peer has closed its sending side (a read returned 0 bytes).
