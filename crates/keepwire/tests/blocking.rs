@@ -191,6 +191,50 @@ fn read_frame_timeout_keeps_partial_frame_nonblocking_socket() {
 }
 
 #[test]
+fn read_frame_timeout_zero_reads_what_has_arrived() {
+    let (ours, theirs) = pair();
+    let (_go, done_rx, peer) = peer(theirs, |mut s, _, done| {
+        s.write_all(b"\x03abc").expect("writing a frame");
+        done.send(()).expect("signal");
+    });
+    let mut r = FrameReader::new(ours, spec("len:be:1"));
+    wait(&done_rx);
+    // Polling with a zero timeout makes progress: it reads without waiting.
+    let deadline = Instant::now() + LIMIT;
+    let frame = loop {
+        if let Some(f) = r.read_frame_timeout(Duration::ZERO).expect("no error") {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a zero timeout never read the frame"
+        );
+        thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(&frame[..], b"abc");
+    assert!(!nonblocking(r.get_ref()), "mode restored");
+    peer.join().expect("peer panicked");
+}
+
+#[test]
+fn read_frame_timeout_accepts_an_unbounded_timeout() {
+    let (ours, theirs) = pair();
+    let (_go, _done, peer) = peer(theirs, |mut s, _, _| {
+        s.write_all(b"\x03abc").expect("writing a frame");
+    });
+    let mut r = FrameReader::new(ours, spec("len:be:1"));
+    // Duration::MAX means "no deadline", not an overflow.
+    let frame = r.read_frame_timeout(Duration::MAX).expect("no error");
+    assert_eq!(frame.as_deref(), Some(&b"abc"[..]));
+    assert_eq!(
+        r.get_ref().read_timeout().expect("read timeout"),
+        Some(LIMIT),
+        "read timeout restored"
+    );
+    peer.join().expect("peer panicked");
+}
+
+#[test]
 fn try_read_frame_on_a_nonblocking_socket() {
     let (ours, theirs) = pair();
     let (go_tx, done_rx, peer) = peer(theirs, |mut s, go, done| {
