@@ -31,7 +31,8 @@ pub(crate) struct Args {
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
     #[arg(long, short = 'f', value_name = "SPEC")]
     framing: String,
-    /// Messages are lowercase hex instead of text with escapes.
+    /// Messages are hex (either case; spaces and colons are ignored) instead of text with
+    /// escapes.
     #[arg(long)]
     hex: bool,
     /// Messages to frame, as text with escapes (\n \r \t \\ \xNN) or hex with --hex; a lone -
