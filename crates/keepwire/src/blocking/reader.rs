@@ -131,9 +131,19 @@ impl FrameReader<TcpStream> {
     /// call it is switched to blocking reads with a read timeout, and its previous mode and
     /// read timeout are restored before returning.
     ///
+    /// A zero `timeout` does not wait: it reads what has already arrived, as
+    /// [`try_read_frame`](Self::try_read_frame) does. A `timeout` too large to add to
+    /// [`Instant::now`] (`Duration::MAX`) waits without a deadline.
+    ///
     /// # Errors
     /// A framing error, end of stream inside a frame, or an I/O error.
     pub fn read_frame_timeout(&mut self, timeout: Duration) -> Result<Option<Bytes>, FrameError> {
+        if timeout.is_zero() {
+            // The OS takes a zero read timeout as "none" (std refuses it), and a deadline of
+            // now would return before reading anything: a loop polling with a zero timeout
+            // would never make progress.
+            return self.try_read_frame();
+        }
         if let Some(frame) = self.buffered_frame()? {
             return Ok(Some(frame));
         }
@@ -146,7 +156,9 @@ impl FrameReader<TcpStream> {
         if was_nonblocking {
             self.inner.set_nonblocking(false)?;
         }
-        let res = self.read_until(Instant::now() + timeout);
+        // `Instant + Duration` panics on overflow; past what an Instant can hold there is no
+        // deadline.
+        let res = self.read_until(Instant::now().checked_add(timeout));
         // Restore the caller's settings even when the read failed.
         let restore = self
             .inner
@@ -157,13 +169,21 @@ impl FrameReader<TcpStream> {
         Ok(frame)
     }
 
-    fn read_until(&mut self, deadline: Instant) -> Result<Option<Bytes>, FrameError> {
+    /// Blocking reads until a frame is complete, the stream ends or `deadline` (`None`: no
+    /// deadline) passes.
+    fn read_until(&mut self, deadline: Option<Instant>) -> Result<Option<Bytes>, FrameError> {
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            self.inner.set_read_timeout(Some(left))?;
+            let left = match deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            self.inner.set_read_timeout(left)?;
             match self.fill() {
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -182,7 +202,9 @@ impl FrameReader<TcpStream> {
     }
 
     /// Reads what the socket has now without waiting, and returns a frame if one is complete.
-    /// A partial frame stays buffered.
+    /// A partial frame stays buffered. Reading stops as soon as a frame is complete (the
+    /// bytes past it stay in the socket or the buffer for the next call), and a header that
+    /// announces more than `max` fails after at most one read.
     ///
     /// # Errors
     /// As [`read_frame_timeout`](Self::read_frame_timeout).
@@ -197,27 +219,37 @@ impl FrameReader<TcpStream> {
         if !was_nonblocking {
             self.inner.set_nonblocking(true)?;
         }
-        let res = loop {
-            match self.fill() {
-                Ok(true) => {}
-                Ok(false) => break Ok(()),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(()),
-                Err(e) => break Err(e),
-            }
-            // Stop once a frame is complete, so one busy peer cannot keep us reading.
-            if self.buf.len() >= self.codec.spec().max_frame() {
-                break Ok(());
-            }
-        };
+        let res = self.read_available();
         let restore = if was_nonblocking {
             Ok(())
         } else {
             self.inner.set_nonblocking(false)
         };
-        res?;
+        let frame = res?;
         restore?;
-        self.buffered_frame()
+        Ok(frame)
+    }
+
+    /// Reads from a non-blocking socket until a frame is complete, the stream ends, or the
+    /// socket has nothing more for now.
+    fn read_available(&mut self) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            match self.fill() {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
+            // Decode after every read, not once the socket runs dry: a busy peer cannot keep
+            // us reading past a complete frame, and a header announcing more than `max`
+            // fails before its body is buffered (at most one read past it).
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+        }
     }
 
     /// Whether the peer has closed its sending side (a read returned 0 bytes).
