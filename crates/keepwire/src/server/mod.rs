@@ -239,7 +239,8 @@ impl std::error::Error for ServerError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Connections open when shutdown started.
+    /// Connections open when the accept loop saw the shutdown signal (idle ones close at the
+    /// same moment, so this may miss some of them).
     pub open_at_shutdown: usize,
     /// Connections still open when the grace period ran out, closed by force.
     pub force_closed: u64,
@@ -383,10 +384,10 @@ impl Server {
                 ServerStats::add(&stats.closed, 1);
             });
         }
-        // Stop accepting: the port refuses from here on.
-        drop(listener);
         let started = Instant::now();
         let open_at_shutdown = shared.limits.active();
+        // Stop accepting: the port refuses from here on.
+        drop(listener);
         tracker.close();
         let grace = shared.config.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
