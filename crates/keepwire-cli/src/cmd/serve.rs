@@ -127,8 +127,18 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Failure::Usage(format!("--config {}: {e}", path.display())))?;
-            let file: Args = toml::from_str(&text)
-                .map_err(|e| Failure::Usage(format!("--config {}: {e}", path.display())))?;
+            let file: Args = toml::from_str(&text).map_err(|e| {
+                // toml's Display draws a multi-line excerpt; errors here are one line.
+                let line = e
+                    .span()
+                    .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
+                let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
+                Failure::Usage(format!(
+                    "--config {}:{at} {}",
+                    path.display(),
+                    e.message().trim()
+                ))
+            })?;
             merge!(flags, file;
                 listen, framing, mode, reply, idle_timeout, write_idle_timeout, any_idle_timeout,
                 frame_timeout, max_conns, max_conns_per_ip, tcp_keepalive, tcp_user_timeout,

@@ -1,0 +1,303 @@
+//! `keepwire serve` as a user runs it: a child process on 127.0.0.1:0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+
+/// A running `keepwire serve`, killed on drop.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Serve {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line is {line:?}"))
+        .trim()
+        .parse()
+        .unwrap();
+    Serve { child, addr }
+}
+
+fn roundtrip(addr: SocketAddr, send: &[u8], want_len: usize) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(send).unwrap();
+    let mut got = vec![0u8; want_len];
+    s.read_exact(&mut got).unwrap();
+    got
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit; returns (code, stderr).
+fn terminate(mut s: Serve) -> (Option<i32>, String) {
+    let pid = s.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    s.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
+}
+
+#[test]
+fn serve_echoes_and_exits_zero_on_sigterm() {
+    let s = serve(&["--listen", "127.0.0.1:0", "--framing", "len:ascii:4"]);
+    assert_eq!(roundtrip(s.addr, b"0005hello", 9), b"0005hello");
+    // The ISO 8583 keep-alive is answered by the server itself.
+    assert_eq!(roundtrip(s.addr, b"0000", 4), b"0000");
+    let (code, err) = terminate(s);
+    assert_eq!(code, Some(0), "stderr: {err}");
+    assert!(err.contains("shut down"), "{err}");
+}
+
+#[test]
+fn reply_kinds_and_delay() {
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:be:2",
+        "--reply",
+        "text:OK\\n",
+    ]);
+    assert_eq!(roundtrip(s.addr, b"\x00\x01x", 5), b"\x00\x03OK\n");
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "line",
+        "--reply",
+        "hex:414243",
+    ]);
+    assert_eq!(roundtrip(s.addr, b"hi\n", 4), b"ABC\n");
+    let dir = std::env::temp_dir().join(format!("kw-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("reply.bin");
+    std::fs::write(&file, b"0810").unwrap();
+    let arg = format!("file:{}", file.display());
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--reply",
+        &arg,
+        "--delay",
+        "300ms",
+    ]);
+    let t = Instant::now();
+    assert_eq!(roundtrip(s.addr, b"00040800", 8), b"00040810");
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn short_mode_closes_after_one_reply() {
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:be:2",
+        "--mode",
+        "short",
+    ]);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"\x00\x01a").unwrap();
+    let mut r = [0u8; 3];
+    c.read_exact(&mut r).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn config_file_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("kw-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("serve.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\nframing = \"len:ascii:4\"\nreply = \"text:FILE\"\nidle-timeout = \"300ms\"\nmax-conns = 50\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    // From the file alone.
+    let s = serve(&["--config", c]);
+    assert_eq!(roundtrip(s.addr, b"0001x", 8), b"0004FILE");
+    // The idle timeout from the file closes a silent connection.
+    let mut idle = TcpStream::connect(s.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t = Instant::now();
+    assert_eq!(idle.read(&mut [0u8; 8]).unwrap_or(0), 0);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // A flag wins over the file.
+    let s = serve(&["--config", c, "--reply", "text:FLAG"]);
+    assert_eq!(roundtrip(s.addr, b"0001x", 8), b"0004FLAG");
+}
+
+fn usage_error(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("serve").args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn bad_usage_exits_two_with_one_line() {
+    assert!(usage_error(&["--framing", "len:ascii:4"]).contains("--listen"));
+    assert!(usage_error(&["--listen", "127.0.0.1:0"]).contains("--framing"));
+    assert!(usage_error(&["--listen", "127.0.0.1:0", "--framing", "len:asci:4"]).contains("asci"));
+    assert!(
+        usage_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "line",
+            "--idle-timeout",
+            "soon"
+        ])
+        .contains("--idle-timeout")
+    );
+    assert!(
+        usage_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "line",
+            "--heartbeat",
+            "every=1s"
+        ])
+        .contains("--heartbeat")
+    );
+    assert!(
+        usage_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "line",
+            "--tcp-keepalive",
+            "30s"
+        ])
+        .contains("TIME,INTERVAL,PROBES")
+    );
+    assert!(
+        usage_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "fixed:4",
+            "--heartbeat",
+            "interval=1s"
+        ])
+        .contains("ping=")
+    );
+    let dir = std::env::temp_dir().join(format!("kw-badcfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "listen = \"127.0.0.1:0\"\nframing = \"line\"\nmax-conn = 5\n",
+    )
+    .unwrap();
+    assert!(usage_error(&["--config", cfg.to_str().unwrap()]).contains("max-conn"));
+}
+
+#[test]
+fn address_in_use_is_a_runtime_failure() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &addr, "--framing", "line"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let maddr = probe.local_addr().unwrap();
+    drop(probe);
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--metrics",
+        &maddr.to_string(),
+    ]);
+    assert_eq!(roundtrip(s.addr, b"0002hi", 6), b"0002hi");
+    let mut bad = TcpStream::connect(s.addr).unwrap();
+    bad.write_all(b"00x1").unwrap();
+    let _ = bad.read(&mut [0u8; 4]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        if let Ok(mut m) = TcpStream::connect(maddr) {
+            m.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut body = String::new();
+            let _ = m.read_to_string(&mut body);
+            if body.contains("kind=\"malformed\"} 1") {
+                break body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metrics with the bad frame counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(
+        body.contains("keepwire_connections_accepted_total 2"),
+        "{body}"
+    );
+    assert!(body.contains("keepwire_frames_in_total 1"), "{body}");
+}
