@@ -109,6 +109,7 @@ async fn server_pings_idle_clients_and_drops_silent_ones() {
         (3..=12).contains(&pings),
         "{pings} pings in 900 ms at a 150 ms interval"
     );
+    drop(good); // a clean close, not a heartbeat timeout
 
     // A client that never answers is closed after interval*misses + timeout (400 ms here).
     let mut silent = Client::connect(srv.addr, "len:be:2").await;

@@ -35,6 +35,7 @@
 mod heartbeat;
 mod spec;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat};
@@ -155,7 +156,9 @@ pub enum Verdict {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Liveness {
-    cfg: LivenessConfig,
+    /// Shared: a server's connections all use the same config, and every byte of this struct
+    /// is paid once per idle connection.
+    cfg: Arc<LivenessConfig>,
     /// Whether pings from the peer get a pong.
     answer_pings: bool,
     last_in: Instant,
@@ -171,8 +174,10 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// A fresh connection at `now`; pings from the peer are answered.
-    pub fn new(cfg: LivenessConfig, now: Instant) -> Self {
+    /// A fresh connection at `now`; pings from the peer are answered. Pass an
+    /// `Arc<LivenessConfig>` to share one config among many connections.
+    pub fn new(cfg: impl Into<Arc<LivenessConfig>>, now: Instant) -> Self {
+        let cfg = cfg.into();
         Liveness {
             cfg,
             answer_pings: true,
@@ -268,7 +273,7 @@ impl Liveness {
     /// What is due at `now`. Call again while it returns something other than
     /// [`Action::Wait`].
     pub fn poll(&mut self, now: Instant) -> Action {
-        let c = self.cfg;
+        let c = Arc::clone(&self.cfg);
         let due = |t: Instant, d: Option<Duration>| d.is_some_and(|d| t + d <= now);
         if let (Some(t), Some(d)) = (self.partial_since, c.frame_timeout) {
             if t + d <= now {

@@ -34,6 +34,8 @@ const MAX_PENDING_WRITE: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
+    /// `config.liveness`, shared by every connection's state machine.
+    liveness: Arc<crate::liveness::LivenessConfig>,
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) shutdown: CancellationToken,
@@ -46,6 +48,7 @@ impl Shared {
     pub(crate) fn new(config: ServerConfig) -> Arc<Self> {
         Arc::new(Shared {
             limits: Limits::new(config.max_conns, config.max_conns_per_ip),
+            liveness: Arc::new(config.liveness),
             config,
             stats: Arc::new(ServerStats::default()),
             shutdown: CancellationToken::new(),
@@ -76,33 +79,46 @@ enum End {
     Rejected,
 }
 
-pub(crate) async fn run<S>(
+/// Builds a connection's state, on the heap: the task then holds a pointer, not a copy
+/// (async fn arguments keep their full size in the task for its whole life).
+pub(crate) fn new_conn(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
-    svc: S,
-    slot: GlobalSlot,
-) where
+    listen: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Box<Conn> {
+    Box::new(Conn {
+        // A listener on a specific address needs no getsockname per connection.
+        local: if listen.ip().is_unspecified() {
+            stream.local_addr().unwrap_or(listen)
+        } else {
+            listen
+        },
+        stream,
+        peer,
+        id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+        shared: Arc::clone(shared),
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        codec: FrameCodec::new(shared.config.framing.clone()),
+        live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
+        eof: false,
+    })
+}
+
+pub(crate) async fn run<S>(mut conn: Box<Conn>, svc: S, slot: GlobalSlot)
+where
     S: Service<Request, Response = Option<Bytes>> + Send + 'static,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let mut conn = Conn {
-        local: stream.local_addr().unwrap_or(peer),
-        stream,
-        peer,
-        id,
-        shared: Arc::clone(&shared),
-        rbuf: BytesMut::new(),
-        wbuf: BytesMut::new(),
-        codec: FrameCodec::new(shared.config.framing.clone()),
-        live: Liveness::new(shared.config.liveness, Instant::now()),
-        eof: false,
-    };
+    let id = conn.id;
     let end = conn.serve(svc).await;
+    // (A task aborted at the end of the shutdown grace never gets here: the accept loop
+    // counts those as closed and force-closed; the slot is released when the task drops.)
     drop(slot);
-    let stats = &shared.stats;
+    let stats = Arc::clone(&conn.shared.stats);
+    ServerStats::add(&stats.closed, 1);
     match &end {
         End::Liveness(CloseReason::HeartbeatTimeout) => {
             ServerStats::add(&stats.heartbeat_timeouts, 1);
@@ -133,7 +149,7 @@ pub(crate) async fn run<S>(
     }
 }
 
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
@@ -158,7 +174,8 @@ impl Conn {
             return End::Io(e);
         }
         let _ip_slot = if cfg.proxy_protocol {
-            match self.read_proxy_header().await {
+            // Boxed: it runs once, and its timer must not weigh on every idle connection.
+            match Box::pin(self.read_proxy_header()).await {
                 Ok(()) => {}
                 Err(end) => {
                     ServerStats::add(&shared.stats.rejected_proxy, 1);
@@ -251,118 +268,47 @@ impl Conn {
         S::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
-        let cfg = &shared.config;
-        let stats = &shared.stats;
-        let heartbeat = cfg.heartbeat.as_deref();
         let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+        // Registered once: creating the future per wait would take the token's lock each time.
+        let mut shutdown = pin!(shared.shutdown.cancelled());
         let mut armed: Option<Instant> = None;
         let mut draining = false;
         let mut fresh = true;
         loop {
-            // 1. Every whole frame buffered, in order.
-            let now = Instant::now();
-            let (mut frames_in, mut frames_out) = (0u64, 0u64);
-            let mut served = false;
-            loop {
-                let decoded = if self.eof {
-                    self.codec.decode_eof(&mut self.rbuf)
-                } else {
-                    self.codec.decode(&mut self.rbuf)
-                };
-                let frame = match decoded {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => {
-                        ServerStats::add(&stats.frames_in, frames_in);
-                        // Replies already due still go out before the close.
-                        let _ = self.flush(cfg.write_timeout).await;
-                        return End::Frame(e);
-                    }
-                };
-                frames_in += 1;
-                fresh = true;
-                let beat = heartbeat.and_then(|h| h.classify(&frame));
-                match self.live.on_frame(now, beat) {
-                    Verdict::Absorb => continue,
-                    Verdict::Answer => {
-                        if let Some(h) = heartbeat {
-                            if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
-                                return End::Frame(e);
-                            }
-                            frames_out += 1;
-                            ServerStats::add(&stats.pings_answered, 1);
-                        }
-                        continue;
-                    }
-                    Verdict::Deliver => {}
-                }
-                let req = Request {
-                    frame,
-                    peer: self.peer,
-                    local: self.local,
-                    conn_id: self.id,
-                };
-                let reply = match self.call(svc, req, cfg).await {
-                    Ok(r) => r,
-                    Err(end) => return end,
-                };
-                if let Some(reply) = reply {
-                    if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
-                        tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
-                        return End::Frame(e);
-                    }
-                    frames_out += 1;
-                }
-                if cfg.mode == Mode::Short {
-                    served = true;
-                    break;
-                }
-                if self.wbuf.len() >= MAX_PENDING_WRITE {
-                    if let Err(e) = self.flush(cfg.write_timeout).await {
-                        return End::Io(e);
-                    }
+            // Work on what arrived. Boxed: its state (handler call, write waits and their
+            // timers) exists only while there is work, so an idle connection's task stays
+            // small. One allocation per read batch.
+            if !self.rbuf.is_empty() || self.eof || !self.wbuf.is_empty() {
+                if let Some(end) = Box::pin(self.process(svc, fresh)).await {
+                    return end;
                 }
             }
-            ServerStats::add(&stats.frames_in, frames_in);
-            ServerStats::add(&stats.frames_out, frames_out);
-
-            // 2. Replies out.
-            if let Err(e) = self.flush(cfg.write_timeout).await {
-                return End::Io(e);
-            }
-            if served {
-                return self.short_close(cfg).await;
-            }
-            if self.eof {
-                return End::PeerClosed;
-            }
-
-            // 3. Partial-frame clock; idle connections give their buffers back.
-            self.live.on_read(now, !self.rbuf.is_empty(), fresh);
             fresh = false;
             if self.rbuf.is_empty() {
                 if draining {
                     return End::Drained;
                 }
+                // Idle connections give their buffers back.
                 if self.rbuf.capacity() > 0 {
                     self.rbuf = BytesMut::new();
                 }
             }
-            if self.wbuf.capacity() > 0 {
-                self.wbuf = BytesMut::new();
-            }
 
-            // 4. Wait for bytes, a deadline or shutdown.
-            let deadline = self.live.next_deadline();
-            if deadline != armed {
-                if let Some(d) = deadline {
+            // Wait for bytes, a deadline or shutdown. The timer is only moved earlier: when a
+            // deadline moved later (every frame moves the idle deadline), the armed timer fires
+            // early, `poll` answers Wait, and it is re-armed then. That keeps timer-wheel work
+            // off the per-request path.
+            match (self.live.next_deadline(), armed) {
+                (Some(d), Some(a)) if d >= a => {}
+                (Some(d), _) => {
                     sleep.as_mut().reset(d.into());
+                    armed = Some(d);
                 }
-                armed = deadline;
+                (None, _) => armed = None,
             }
             tokio::select! {
                 biased;
-                () = shared.shutdown.cancelled(), if !draining => {
+                () = &mut shutdown, if !draining => {
                     draining = true;
                 }
                 r = self.stream.readable() => {
@@ -377,26 +323,131 @@ impl Conn {
                     }
                 }
                 () = &mut sleep, if armed.is_some() => {
-                    loop {
-                        match self.live.poll(Instant::now()) {
-                            Action::Wait => break,
-                            Action::Close(reason) => return End::Liveness(reason),
-                            Action::SendPing(seq) => {
-                                if let Some(h) = heartbeat {
-                                    if let Err(e) = self.codec.encode_to(&h.ping(seq), &mut self.wbuf) {
-                                        return End::Frame(e);
-                                    }
-                                    ServerStats::add(&stats.pings_sent, 1);
-                                    ServerStats::add(&stats.frames_out, 1);
-                                }
-                            }
-                        }
+                    if let Some(end) = self.on_timer() {
+                        return end;
                     }
-                    // Re-arm even if the deadline value repeats.
+                    // Re-arm from the state machine's next deadline.
                     armed = None;
                 }
             }
         }
+    }
+
+    /// Runs the liveness clock: pings to send go into the write buffer.
+    fn on_timer(&mut self) -> Option<End> {
+        let shared = Arc::clone(&self.shared);
+        let heartbeat = shared.config.heartbeat.as_deref();
+        loop {
+            match self.live.poll(Instant::now()) {
+                Action::Wait => return None,
+                Action::Close(reason) => return Some(End::Liveness(reason)),
+                Action::SendPing(seq) => {
+                    if let Some(h) = heartbeat {
+                        if let Err(e) = self.codec.encode_to(&h.ping(seq), &mut self.wbuf) {
+                            return Some(End::Frame(e));
+                        }
+                        ServerStats::add(&shared.stats.pings_sent, 1);
+                        ServerStats::add(&shared.stats.frames_out, 1);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and handles every whole frame buffered, in order, and writes the replies.
+    /// `Some` when the connection is done.
+    async fn process<S>(&mut self, svc: &mut S, fresh: bool) -> Option<End>
+    where
+        S: Service<Request, Response = Option<Bytes>>,
+        S::Error: Into<BoxError>,
+    {
+        let shared = Arc::clone(&self.shared);
+        let cfg = &shared.config;
+        let stats = &shared.stats;
+        let heartbeat = cfg.heartbeat.as_deref();
+        let now = Instant::now();
+        let (mut frames_in, mut frames_out) = (0u64, 0u64);
+        let mut consumed = false;
+        let mut served = false;
+        loop {
+            let decoded = if self.eof {
+                self.codec.decode_eof(&mut self.rbuf)
+            } else {
+                self.codec.decode(&mut self.rbuf)
+            };
+            let frame = match decoded {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    ServerStats::add(&stats.frames_in, frames_in);
+                    // Replies already due still go out before the close.
+                    let _ = self.flush(cfg.write_timeout).await;
+                    return Some(End::Frame(e));
+                }
+            };
+            frames_in += 1;
+            consumed = true;
+            let beat = heartbeat.and_then(|h| h.classify(&frame));
+            match self.live.on_frame(now, beat) {
+                Verdict::Absorb => continue,
+                Verdict::Answer => {
+                    if let Some(h) = heartbeat {
+                        if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
+                            return Some(End::Frame(e));
+                        }
+                        frames_out += 1;
+                        ServerStats::add(&stats.pings_answered, 1);
+                    }
+                    continue;
+                }
+                Verdict::Deliver => {}
+            }
+            let req = Request {
+                frame,
+                peer: self.peer,
+                local: self.local,
+                conn_id: self.id,
+            };
+            let reply = match self.call(svc, req, cfg).await {
+                Ok(r) => r,
+                Err(end) => return Some(end),
+            };
+            if let Some(reply) = reply {
+                if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
+                    tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
+                    return Some(End::Frame(e));
+                }
+                frames_out += 1;
+            }
+            if cfg.mode == Mode::Short {
+                served = true;
+                break;
+            }
+            if self.wbuf.len() >= MAX_PENDING_WRITE {
+                if let Err(e) = self.flush(cfg.write_timeout).await {
+                    return Some(End::Io(e));
+                }
+            }
+        }
+        ServerStats::add(&stats.frames_in, frames_in);
+        ServerStats::add(&stats.frames_out, frames_out);
+
+        if let Err(e) = self.flush_at(cfg.write_timeout, Some(now)).await {
+            return Some(End::Io(e));
+        }
+        if self.wbuf.capacity() > 0 {
+            self.wbuf = BytesMut::new();
+        }
+        if served {
+            return Some(self.short_close(cfg).await);
+        }
+        if self.eof {
+            return Some(End::PeerClosed);
+        }
+        // The slow-frame clock: a partial frame that began in this read starts it.
+        self.live
+            .on_read(now, !self.rbuf.is_empty(), consumed || fresh);
+        None
     }
 
     /// Calls the handler. If its answer is not ready at once, replies already buffered are
@@ -412,7 +463,9 @@ impl Conn {
         S::Error: Into<BoxError>,
     {
         let delay = cfg.reply_delay;
-        let mut fut = pin!(async move {
+        // Boxed: the handler's future lives only during a call; kept inline it would make
+        // every idle connection's task as large as the largest handler future.
+        let mut fut = Box::pin(async move {
             let reply = svc.ready().await?.call(req).await?;
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
@@ -434,6 +487,12 @@ impl Conn {
 
     /// Writes all of `wbuf`, waiting at most `timeout` each time the socket is full.
     async fn flush(&mut self, timeout: Duration) -> io::Result<()> {
+        self.flush_at(timeout, None).await
+    }
+
+    /// [`flush`](Self::flush), recording the write at `now` when given (saves a clock read
+    /// on the per-request path).
+    async fn flush_at(&mut self, timeout: Duration, now: Option<Instant>) -> io::Result<()> {
         let mut off = 0;
         while off < self.wbuf.len() {
             let pending = self.wbuf.get(off..).unwrap_or_default();
@@ -456,7 +515,7 @@ impl Conn {
         }
         if off > 0 {
             self.wbuf.clear();
-            self.live.on_write(Instant::now());
+            self.live.on_write(now.unwrap_or_else(Instant::now));
         }
         Ok(())
     }
@@ -468,7 +527,9 @@ impl Conn {
             return End::ShortDone;
         }
         let deadline = tokio::time::Instant::now() + cfg.short_close_wait;
-        let mut scratch = [0u8; 512];
+        // Read into the (now empty) read buffer, not a stack array: stack arrays here would
+        // be part of every connection task's size.
+        self.rbuf.clear();
         loop {
             match tokio::time::timeout_at(deadline, self.stream.readable()).await {
                 Err(_) => return End::ShortDone,
@@ -476,12 +537,43 @@ impl Conn {
                 Ok(Ok(())) => {}
             }
             // Anything sent after the one request is discarded: short means one exchange.
-            match self.stream.try_read(&mut scratch) {
+            if self.rbuf.capacity() < 512 {
+                self.rbuf.reserve(512);
+            }
+            match self.stream.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return End::ShortDone,
-                Ok(_) => {}
+                Ok(_) => self.rbuf.clear(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return End::Io(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection holds its task; keep it small (issue: ≤ 2 KiB per idle
+    /// connection in user space, task + connection state + tokio's registration).
+    #[tokio::test]
+    async fn idle_connection_footprint_stays_small() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = TcpStream::connect(addr).await.unwrap();
+        let shared = Shared::new(ServerConfig::new("len:be:2".parse().unwrap()));
+        let conn = new_conn(c, addr, addr, &shared);
+        let slot = shared.limits.try_global().unwrap();
+        let svc = tower::service_fn(|r: Request| async move {
+            Ok::<_, std::convert::Infallible>(Some(r.frame))
+        });
+        let task = run(conn, svc, slot);
+        let task_size = std::mem::size_of_val(&task);
+        let conn_size = std::mem::size_of::<Conn>();
+        assert!(
+            task_size <= 1024,
+            "connection task future is {task_size} bytes"
+        );
+        assert!(conn_size <= 512, "Conn is {conn_size} bytes");
     }
 }

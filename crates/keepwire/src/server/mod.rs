@@ -64,8 +64,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tower::Service;
 
 use crate::frame::FramingSpec;
@@ -332,14 +332,19 @@ impl Server {
         S::Future: Send,
     {
         let Server {
-            listener, shared, ..
+            listener,
+            shared,
+            local,
         } = self;
-        let tracker = TaskTracker::new();
-        let hard_stop = CancellationToken::new();
+        // A JoinSet rather than a TaskTracker plus a per-connection "hard stop" future: that
+        // future would sit in every idle connection's task; abort_all does the same job.
+        let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Duration::from_millis(5);
         loop {
             let accepted = tokio::select! {
                 () = shared.shutdown.cancelled() => break,
+                // Reap finished connections so the set does not grow.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 r = listener.accept() => r,
             };
             let (stream, peer) = match accepted {
@@ -372,33 +377,22 @@ impl Server {
                 }
                 continue;
             };
-            let svc = svc.clone();
-            let conn_shared = Arc::clone(&shared);
-            let hard = hard_stop.clone();
-            tracker.spawn(async move {
-                let stats = Arc::clone(&conn_shared.stats);
-                tokio::select! {
-                    () = conn::run(stream, peer, conn_shared, svc, slot) => {}
-                    () = hard.cancelled() => ServerStats::add(&stats.force_closed, 1),
-                }
-                ServerStats::add(&stats.closed, 1);
-            });
+            let conn = conn::new_conn(stream, peer, local, &shared);
+            tasks.spawn(conn::run(conn, svc.clone(), slot));
         }
         let started = Instant::now();
         let open_at_shutdown = shared.limits.active();
         // Stop accepting: the port refuses from here on.
         drop(listener);
-        tracker.close();
         let grace = shared.config.shutdown_grace;
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            hard_stop.cancel();
-            tracker.wait().await;
-        }
-        let force_closed = shared
-            .stats
-            .force_closed
-            .load(std::sync::atomic::Ordering::Relaxed);
-        if force_closed > 0 {
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        let mut force_closed = 0;
+        if drained.is_err() {
+            force_closed = tasks.len() as u64;
+            ServerStats::add(&shared.stats.force_closed, force_closed);
+            ServerStats::add(&shared.stats.closed, force_closed);
+            tasks.shutdown().await;
             tracing::warn!(
                 force_closed,
                 grace_ms = grace.as_millis() as u64,
