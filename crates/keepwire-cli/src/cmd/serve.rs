@@ -215,7 +215,13 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(serve(listen, cfg, reply, args.metrics))
+    // Run on a worker thread, not in block_on on the main thread: connections spawned from
+    // the accept loop then start on the same worker instead of waking another thread each.
+    rt.block_on(async move {
+        tokio::spawn(serve(listen, cfg, reply, args.metrics))
+            .await
+            .map_err(|e| Failure::Runtime(format!("server task failed: {e}")))?
+    })
 }
 
 async fn serve(
@@ -233,10 +239,11 @@ async fn serve(
     })?;
     let stop = server.shutdown_token();
     let stats = server.stats();
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "listening on {}", server.local_addr());
-    let _ = out.flush();
-    drop(out);
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", server.local_addr());
+        let _ = out.flush();
+    }
 
     if let Some(addr) = metrics {
         let l = tokio::net::TcpListener::bind(addr.as_str())

@@ -340,9 +340,12 @@ impl Server {
         // future would sit in every idle connection's task; abort_all does the same job.
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut backoff = Duration::from_millis(5);
+        // Registered once, not per accept (each registration takes the token's lock).
+        let mut stop = std::pin::pin!(shared.shutdown.cancelled());
         loop {
             let accepted = tokio::select! {
-                () = shared.shutdown.cancelled() => break,
+                biased;
+                () = &mut stop => break,
                 // Reap finished connections so the set does not grow.
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 r = listener.accept() => r,
@@ -361,7 +364,7 @@ impl Server {
                         tracing::error!(error = %e, held_back = held, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
                     }
                     tokio::select! {
-                        () = shared.shutdown.cancelled() => break,
+                        () = &mut stop => break,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(1));
