@@ -301,3 +301,65 @@ fn metrics_endpoint_serves_prometheus_text() {
     );
     assert!(body.contains("keepwire_frames_in_total 1"), "{body}");
 }
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn out_of_descriptors_backs_off_instead_of_spinning() {
+    // 40 descriptors: a few for the runtime, the rest for connections.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!("ulimit -n 40 && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let s = Serve { child, addr };
+    // More connections than the server has descriptors: the rest wait in the backlog and
+    // accept() fails with EMFILE.
+    let mut conns: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let ticks_per_sec = 100; // USER_HZ on Linux
+    let before = cpu_ticks(s.child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_ticks(s.child.id()) - before;
+    assert!(
+        used < ticks_per_sec / 2,
+        "server spun on EMFILE: {used} ticks in 1 s"
+    );
+    // Free descriptors: the waiting connections get served.
+    let last = conns.pop().unwrap();
+    conns.truncate(5);
+    let mut last = last;
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    last.write_all(b"\x00\x02ok").unwrap();
+    let mut r = [0u8; 4];
+    last.read_exact(&mut r).unwrap();
+    assert_eq!(&r, b"\x00\x02ok");
+    let (code, err) = terminate(s);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("accept failed"), "EMFILE not logged: {err}");
+    assert!(
+        err.matches("accept failed").count() < 20,
+        "log flooded: {err}"
+    );
+}
