@@ -3,6 +3,7 @@
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod serve;
+pub(crate) mod watch;
 
 use std::process::ExitCode;
 

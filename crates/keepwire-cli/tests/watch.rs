@@ -1,0 +1,75 @@
+//! `keepwire watch --once` against sockets this test opens.
+
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+
+fn watch_once(port: u16) -> BTreeMap<String, usize> {
+    let out = Command::new(env!("CARGO_BIN_EXE_keepwire"))
+        .args(["watch", "--port", &port.to_string(), "--once"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["STATE", "COUNT"]);
+    lines
+        .map(|l| {
+            let (s, n) = l.split_once(' ').unwrap();
+            (s.to_string(), n.trim().parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn counts_each_state_on_both_sides() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    assert_eq!(
+        watch_once(port),
+        BTreeMap::from([("LISTEN".to_string(), 1)])
+    );
+
+    // Two open connections: each is ESTABLISHED on the client and on the server side.
+    let c1 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s1, _) = l.accept().unwrap();
+    let c2 = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (s2, _) = l.accept().unwrap();
+    let t = watch_once(port);
+    assert_eq!(t["ESTABLISHED"], 4, "{t:?}");
+
+    // The client closes c1 first: the client side goes to FIN_WAIT2, the server side to
+    // CLOSE_WAIT (a half-closed peer); then the server closes: TIME_WAIT on the client.
+    drop(c1);
+    let t = wait_for(port, |t| t.get("CLOSE_WAIT") == Some(&1));
+    assert_eq!(t.get("FIN_WAIT2"), Some(&1), "{t:?}");
+    drop(s1);
+    let t = wait_for(port, |t| t.get("TIME_WAIT") == Some(&1));
+    assert_eq!(t["ESTABLISHED"], 2, "{t:?}");
+    drop((c2, s2));
+}
+
+fn wait_for(port: u16, cond: impl Fn(&BTreeMap<String, usize>) -> bool) -> BTreeMap<String, usize> {
+    for _ in 0..200 {
+        let t = watch_once(port);
+        if cond(&t) {
+            return t;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("state not reached: {:?}", watch_once(port));
+}
+
+#[test]
+fn bad_usage_exits_two() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keepwire"))
+        .args(["watch", "--port", "80", "--interval", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
