@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure short, long, pooled and multiplexed connections on an embedded server or a target.
+    Bench(cmd::bench::Args),
     /// Write messages framed by SPEC to stdout.
     Encode(cmd::encode::Args),
     /// Read framed bytes from FILE (or stdin) and print one frame a line.
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match cli.command {
+        Command::Bench(args) => cmd::bench::run(args),
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Serve(args) => cmd::serve::run(*args),

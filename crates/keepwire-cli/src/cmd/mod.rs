@@ -1,5 +1,7 @@
 //! One module per subcommand. Each has `Args` (clap) and `run(Args) -> Result<(), Failure>`.
 
+pub(crate) mod bench;
+pub(crate) mod bench_chart;
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod serve;

@@ -1,0 +1,58 @@
+//! `keepwire bench --chart FILE.svg`: requests/s and p99 latency per mode, side by side.
+
+use std::path::Path;
+
+use keepwire::bench::ModeReport;
+use plotters::prelude::*;
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Writes the chart: two bar panels, requests/s and p99 (µs), one bar per mode.
+pub(crate) fn write(path: &Path, reports: &[ModeReport]) -> DrawResult {
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (left, right) = root.split_horizontally(450);
+    panel(&left, reports, "requests/s", |r| r.rps)?;
+    panel(&right, reports, "p99 latency (us)", |r| r.p99_us as f64)?;
+    root.present()?;
+    Ok(())
+}
+
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    reports: &[ModeReport],
+    title: &str,
+    value: impl Fn(&ModeReport) -> f64,
+) -> DrawResult {
+    let n = reports.len();
+    let top = reports.iter().map(&value).fold(0.0f64, f64::max).max(1.0) * 1.15;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(30)
+        .y_label_area_size(70)
+        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_label_formatter(&|x| match x {
+            SegmentValue::CenterOf(i) => reports
+                .get(*i)
+                .map_or(String::new(), |r| r.mode.to_string()),
+            _ => String::new(),
+        })
+        .draw()?;
+    chart.draw_series(reports.iter().enumerate().map(|(i, r)| {
+        let color = Palette99::pick(i).mix(0.8);
+        let mut bar = Rectangle::new(
+            [
+                (SegmentValue::Exact(i), 0.0),
+                (SegmentValue::Exact(i + 1), value(r)),
+            ],
+            color.filled(),
+        );
+        bar.set_margin(0, 0, 12, 12);
+        bar
+    }))?;
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `keepwire bench --json`, briefly, against the embedded server and a --target.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+const KEYS: [&str; 10] = [
+    "mode",
+    "requests",
+    "errors",
+    "rps",
+    "p50_us",
+    "p99_us",
+    "max_us",
+    "connections_opened",
+    "time_wait_client",
+    "time_wait_server",
+];
+
+fn bench(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v.as_array().unwrap().clone()
+}
+
+fn get<'a>(rows: &'a [Value], mode: &str) -> &'a Value {
+    rows.iter().find(|r| r["mode"] == mode).unwrap()
+}
+
+#[test]
+fn json_has_the_contract_keys_and_relations() {
+    let rows = bench(&["--duration", "300ms", "--connections", "4", "--json"]);
+    let modes: Vec<&str> = rows.iter().map(|r| r["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["short", "long", "pool", "mux"]);
+    for r in &rows {
+        let obj = r.as_object().unwrap();
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut want = KEYS.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "{r}");
+        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+        let (p50, p99, max) = (
+            r["p50_us"].as_u64().unwrap(),
+            r["p99_us"].as_u64().unwrap(),
+            r["max_us"].as_u64().unwrap(),
+        );
+        assert!(p50 <= p99 && p99 <= max, "{r}");
+        // The embedded server is local: both sides are visible.
+        assert!(
+            r["time_wait_client"].is_u64() && r["time_wait_server"].is_u64(),
+            "{r}"
+        );
+    }
+    let short = get(&rows, "short");
+    let long = get(&rows, "long");
+    // short opens a connection per request; long one per client.
+    let sreq = short["requests"].as_u64().unwrap();
+    assert!(
+        short["connections_opened"].as_u64().unwrap() >= sreq,
+        "{short}"
+    );
+    assert_eq!(long["connections_opened"].as_u64(), Some(4), "{long}");
+    assert!(get(&rows, "pool")["connections_opened"].as_u64().unwrap() <= 4);
+    assert_eq!(get(&rows, "mux")["connections_opened"].as_u64(), Some(2));
+    // The client closes first in short mode: TIME_WAIT lands on the client, not the server.
+    assert!(short["time_wait_client"].as_u64().unwrap() > 0, "{short}");
+    assert_eq!(short["time_wait_server"].as_u64(), Some(0), "{short}");
+}
+
+#[test]
+fn target_mode_measures_any_echo_server() {
+    // A `keepwire serve` child as the target: every mode must work against a plain echo.
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "len:ascii:4",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    let rows = bench(&[
+        "--target",
+        &addr,
+        "--framing",
+        "len:ascii:4",
+        "--modes",
+        "long,mux",
+        "--duration",
+        "300ms",
+        "--size",
+        "100",
+        "--json",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"].as_u64(), Some(0), "{r}");
+    }
+}
+
+#[test]
+fn table_and_chart() {
+    let dir = std::env::temp_dir().join(format!("kw-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let chart = dir.join("bench.svg");
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--duration",
+            "200ms",
+            "--connections",
+            "2",
+            "--modes",
+            "short,long",
+        ])
+        .arg("--chart")
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("req/s") && text.contains("tw_client"),
+        "{text}"
+    );
+    assert!(
+        text.contains("conclusion: long connections served"),
+        "{text}"
+    );
+    assert!(text.contains("ephemeral ports"), "{text}");
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("requests/s") && svg.contains("p99"),
+        "{svg}"
+    );
+    assert!(
+        svg.contains(">\nshort\n<") || svg.contains("short"),
+        "mode labels missing"
+    );
+}
+
+#[test]
+fn bad_usage_exits_two() {
+    for args in [
+        &["--modes", "fast"][..],
+        &["--size", "4"],
+        &["--duration", "x"],
+        &["--framing", "len:be:9"],
+    ] {
+        let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}

@@ -1,0 +1,465 @@
+//! The closed-loop clients of each mode.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::codec::Decoder;
+
+use super::{BenchConfig, Mode, ModeReport};
+use crate::frame::FrameCodec;
+use crate::tcpstate::{TcpState, port_states_now};
+
+/// Live counters of a run, for progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Requests answered so far.
+    pub requests: AtomicU64,
+    /// Requests failed so far.
+    pub errors: AtomicU64,
+}
+
+/// Shared by the workers of one run.
+struct Run {
+    cfg: BenchConfig,
+    target: SocketAddr,
+    stop_at: Instant,
+    progress: Arc<Progress>,
+    opened: AtomicU64,
+}
+
+/// One worker's results.
+struct Tally {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Tally {
+            // 1 µs .. 60 s at 3 significant figures.
+            hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
+                Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sigfig is valid"))
+            }),
+            ok: 0,
+            errors: 0,
+        }
+    }
+
+    fn ok(&mut self, run: &Run, since: Instant) {
+        let us = since.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+        let _ = self.hist.record(us);
+        self.ok += 1;
+        run.progress.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn err(&mut self, run: &Run) {
+        self.errors += 1;
+        run.progress.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A request body: the 8-byte id, then filler.
+fn body(size: usize, id: u64, seed: u64) -> Bytes {
+    let mut b = BytesMut::with_capacity(size.max(8));
+    b.put_u64(id);
+    let mut x = seed | 1;
+    while b.len() < size {
+        // xorshift: cheap bytes that are not all zeros.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.put_u8(x as u8);
+    }
+    b.freeze()
+}
+
+/// A framed connection for the closed-loop workers.
+struct Link {
+    stream: TcpStream,
+    codec: FrameCodec,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+impl Link {
+    async fn connect(run: &Run) -> io::Result<Link> {
+        let stream = tokio::time::timeout(run.cfg.request_timeout, TcpStream::connect(run.target))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+        stream.set_nodelay(true)?;
+        run.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(Link {
+            stream,
+            codec: FrameCodec::new(run.cfg.framing.clone()),
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: BytesMut::with_capacity(256),
+        })
+    }
+
+    /// Sends `req` and waits for one frame; checks it echoes `req`.
+    async fn exchange(&mut self, req: &[u8], timeout: Duration) -> io::Result<()> {
+        self.wbuf.clear();
+        self.codec
+            .encode_to(req, &mut self.wbuf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let fut = async {
+            self.stream.write_all(&self.wbuf).await?;
+            loop {
+                match self.codec.decode(&mut self.rbuf) {
+                    Ok(Some(reply)) => {
+                        return if reply[..] == req[..] {
+                            Ok(())
+                        } else {
+                            Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "reply does not echo the request",
+                            ))
+                        };
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
+                    }
+                }
+                if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        };
+        tokio::time::timeout(timeout, fut)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no reply in time"))?
+    }
+}
+
+async fn short_worker(run: Arc<Run>, w: u64) -> Tally {
+    let mut t = Tally::new();
+    let mut seq = 0u64;
+    while Instant::now() < run.stop_at {
+        seq += 1;
+        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let start = Instant::now();
+        let res = async {
+            let mut link = Link::connect(&run).await?;
+            link.exchange(&req, run.cfg.request_timeout).await
+            // Dropped here: the client closes first, so TIME_WAIT lands on the client.
+        }
+        .await;
+        match res {
+            Ok(()) => t.ok(&run, start),
+            Err(_) => {
+                t.err(&run);
+                // Do not spin on a refusing target or exhausted ephemeral ports.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    t
+}
+
+async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
+    let mut t = Tally::new();
+    let mut link = None;
+    let mut seq = 0u64;
+    while Instant::now() < run.stop_at {
+        if link.is_none() {
+            match Link::connect(&run).await {
+                Ok(l) => link = Some(l),
+                Err(_) => {
+                    t.err(&run);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(l) = link.as_mut() else { continue };
+        seq += 1;
+        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let start = Instant::now();
+        match l.exchange(&req, run.cfg.request_timeout).await {
+            Ok(()) => t.ok(&run, start),
+            Err(_) => {
+                t.err(&run);
+                link = None;
+            }
+        }
+    }
+    t
+}
+
+/// A fixed set of long connections handed out one caller at a time.
+struct Pool {
+    permits: Semaphore,
+    links: Mutex<Vec<Link>>,
+}
+
+async fn pool_worker(run: Arc<Run>, pool: Arc<Pool>, w: u64) -> Tally {
+    let mut t = Tally::new();
+    let mut seq = 0u64;
+    while Instant::now() < run.stop_at {
+        seq += 1;
+        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let start = Instant::now();
+        // Checkout is part of the latency: that is the cost of sharing.
+        let Ok(permit) = pool.permits.acquire().await else {
+            break;
+        };
+        let link = pool.links.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Some(mut link) = link else {
+            drop(permit);
+            break;
+        };
+        let res = link.exchange(&req, run.cfg.request_timeout).await;
+        match res {
+            Ok(()) => {
+                pool.links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(link);
+                t.ok(&run, start);
+            }
+            Err(_) => {
+                t.err(&run);
+                // Replace the broken connection.
+                if let Ok(l) = Link::connect(&run).await {
+                    pool.links.lock().unwrap_or_else(|p| p.into_inner()).push(l);
+                } else {
+                    permit.forget();
+                    continue;
+                }
+            }
+        }
+        drop(permit);
+    }
+    t
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>;
+
+/// One multiplexed connection: a writer task fed by a channel, a reader task that matches
+/// replies to callers by the request id in the first 8 bytes.
+struct MuxLink {
+    tx: mpsc::Sender<Bytes>,
+    pending: Pending,
+}
+
+fn mux_link(stream: TcpStream, run: &Run) -> MuxLink {
+    let (r, w) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let pending: Pending = Arc::default();
+    tokio::spawn(mux_writer(w, rx, FrameCodec::new(run.cfg.framing.clone())));
+    tokio::spawn(mux_reader(
+        r,
+        Arc::clone(&pending),
+        FrameCodec::new(run.cfg.framing.clone()),
+    ));
+    MuxLink { tx, pending }
+}
+
+async fn mux_writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, codec: FrameCodec) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.clear();
+        if codec.encode_to(&first, &mut buf).is_err() {
+            return;
+        }
+        // Batch whatever else is queued into the same write.
+        while buf.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(more) => {
+                    if codec.encode_to(&more, &mut buf).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn mux_reader(mut r: OwnedReadHalf, pending: Pending, mut codec: FrameCodec) {
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        loop {
+            match codec.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    let id = frame.get(..8).map(|mut b| b.get_u64());
+                    let waiter = id.and_then(|id| {
+                        pending
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id)
+                    });
+                    if let Some(w) = waiter {
+                        let _ = w.send(frame);
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        match r.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn mux_worker(run: Arc<Run>, link: Arc<MuxLink>, w: u64) -> Tally {
+    let mut t = Tally::new();
+    let mut seq = 0u64;
+    while Instant::now() < run.stop_at {
+        seq += 1;
+        let id = (w << 40) | seq;
+        let req = body(run.cfg.size, id, seq ^ w);
+        let start = Instant::now();
+        let (tx, rx) = oneshot::channel();
+        link.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        if link.tx.send(req.clone()).await.is_err() {
+            t.err(&run);
+            break;
+        }
+        match tokio::time::timeout(run.cfg.request_timeout, rx).await {
+            Ok(Ok(reply)) if reply == req => t.ok(&run, start),
+            _ => {
+                link.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                t.err(&run);
+            }
+        }
+    }
+    t
+}
+
+/// Runs one mode against `target` and reports. `server_visible` says whether the target's
+/// own sockets are in this machine's TCP table (a local target), so server-side TIME_WAIT can
+/// be counted.
+///
+/// # Cancel safety
+/// Not cancel safe: dropping the future leaves worker tasks running until the run's end.
+pub async fn run_mode(
+    target: SocketAddr,
+    server_visible: bool,
+    cfg: &BenchConfig,
+    mode: Mode,
+    progress: Arc<Progress>,
+) -> ModeReport {
+    let tw = |side_local: bool| -> Option<u64> {
+        let ps = port_states_now(target.port()).ok()?;
+        Some(if side_local {
+            ps.local_count(TcpState::TimeWait)
+        } else {
+            ps.remote_count(TcpState::TimeWait)
+        } as u64)
+    };
+    let (cw0, sw0) = (tw(false), tw(true));
+    let started = Instant::now();
+    let run = Arc::new(Run {
+        cfg: cfg.clone(),
+        target,
+        stop_at: started + cfg.duration,
+        progress,
+        opened: AtomicU64::new(0),
+    });
+    let n = cfg.connections.max(1) as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    match mode {
+        Mode::Short => {
+            for w in 0..n {
+                tasks.spawn(short_worker(Arc::clone(&run), w));
+            }
+        }
+        Mode::Long => {
+            for w in 0..n {
+                tasks.spawn(long_worker(Arc::clone(&run), w));
+            }
+        }
+        Mode::Pool => {
+            let mut links = Vec::new();
+            for _ in 0..cfg.pool_size.max(1) {
+                if let Ok(l) = Link::connect(&run).await {
+                    links.push(l);
+                }
+            }
+            let pool = Arc::new(Pool {
+                permits: Semaphore::new(links.len()),
+                links: Mutex::new(links),
+            });
+            for w in 0..n {
+                tasks.spawn(pool_worker(Arc::clone(&run), Arc::clone(&pool), w));
+            }
+        }
+        Mode::Mux => {
+            let mut links = Vec::new();
+            for _ in 0..cfg.mux_connections.max(1) {
+                if let Ok(Ok(s)) =
+                    tokio::time::timeout(cfg.request_timeout, TcpStream::connect(target)).await
+                {
+                    let _ = s.set_nodelay(true);
+                    run.opened.fetch_add(1, Ordering::Relaxed);
+                    links.push(Arc::new(mux_link(s, &run)));
+                }
+            }
+            if !links.is_empty() {
+                for w in 0..n {
+                    let link = Arc::clone(&links[w as usize % links.len()]);
+                    tasks.spawn(mux_worker(Arc::clone(&run), link, w));
+                }
+            }
+        }
+    }
+    let mut hist = Tally::new().hist;
+    let (mut ok, mut errors) = (0, 0);
+    while let Some(res) = tasks.join_next().await {
+        if let Ok(t) = res {
+            let _ = hist.add(&t.hist);
+            ok += t.ok;
+            errors += t.errors;
+        }
+    }
+    let elapsed = started.elapsed();
+    // Connections the mode still holds (pool, mux) close when `run` and the links drop; the
+    // client-side count is taken after, so it includes what closing them leaves.
+    let opened = run.opened.load(Ordering::Relaxed);
+    drop(run);
+    tokio::task::yield_now().await;
+    let delta = |after: Option<u64>, before: Option<u64>| {
+        after.zip(before).map(|(a, b)| a.saturating_sub(b))
+    };
+    ModeReport {
+        mode,
+        requests: ok,
+        errors,
+        rps: ok as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_us: hist.value_at_quantile(0.50),
+        p99_us: hist.value_at_quantile(0.99),
+        max_us: hist.max(),
+        connections_opened: opened,
+        elapsed,
+        time_wait_client: delta(tw(false), cw0),
+        time_wait_server: if server_visible {
+            delta(tw(true), sw0)
+        } else {
+            None
+        },
+    }
+}
