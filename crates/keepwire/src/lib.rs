@@ -25,6 +25,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod blocking;
+pub mod client;
 pub mod frame;
 pub mod liveness;
 pub mod server;
