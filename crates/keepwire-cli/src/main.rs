@@ -23,6 +23,8 @@ enum Command {
     Decode(cmd::decode::Args),
     /// Run a framed server that echoes or answers with a fixed reply.
     Serve(Box<cmd::serve::Args>),
+    /// Send messages to a framed server and print each reply, one per line.
+    Send(cmd::send::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Serve(args) => cmd::serve::run(*args),
+        Command::Send(args) => cmd::send::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 
 pub(crate) mod decode;
 pub(crate) mod encode;
+pub(crate) mod send;
 pub(crate) mod serve;
 
 use std::process::ExitCode;

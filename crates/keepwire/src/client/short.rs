@@ -69,6 +69,17 @@ impl ShortClient {
     /// Dropping the future closes the connection; whether the request was sent is then
     /// unknown.
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        self.request_via(frame).await.map(|(reply, _)| reply)
+    }
+
+    /// [`request`](Self::request), also saying which endpoint answered.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    ///
+    /// # Cancel safety
+    /// As [`request`](Self::request).
+    pub async fn request_via(&self, frame: Bytes) -> Result<(Bytes, String), ClientError> {
         let cfg = &self.link.cfg;
         let deadline = Instant::now() + cfg.request_timeout;
         let mut retried_sent = false;
@@ -89,7 +100,7 @@ impl ShortClient {
             let ep = c.ep;
             let addr = c.addr.clone();
             match self.attempt(c, &frame, deadline).await {
-                Attempt::Reply(r) => return Ok(r),
+                Attempt::Reply(r) => return Ok((r, addr)),
                 Attempt::Failed { err, next } => {
                     let may_retry = next || (cfg.retry_sent && !retried_sent);
                     if !may_retry || Instant::now() >= deadline || self.link.cfg.endpoints.len() < 2
