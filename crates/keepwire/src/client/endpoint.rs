@@ -36,9 +36,9 @@ use super::error::EndpointFailure;
 /// // A jitter of 1.0 gives the full delay, 0.0 the half.
 /// assert_eq!(b.next_delay(1.0), Duration::from_millis(100));
 /// assert_eq!(b.next_delay(1.0), Duration::from_millis(200));
-/// assert_eq!(b.next_delay(0.0), Duration::from_millis(200));
-/// assert_eq!(b.next_delay(1.0), Duration::from_secs(1)); // 800 ms, then capped
-/// assert_eq!(b.next_delay(1.0), Duration::from_secs(1));
+/// assert_eq!(b.next_delay(0.0), Duration::from_millis(200)); // half of 400 ms
+/// assert_eq!(b.next_delay(1.0), Duration::from_millis(800));
+/// assert_eq!(b.next_delay(1.0), Duration::from_secs(1)); // capped
 /// b.reset();
 /// assert_eq!(b.next_delay(1.0), Duration::from_millis(100));
 /// ```
