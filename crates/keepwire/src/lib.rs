@@ -26,6 +26,7 @@
 
 pub mod bench;
 pub mod blocking;
+pub mod client;
 pub mod frame;
 pub mod liveness;
 pub mod server;

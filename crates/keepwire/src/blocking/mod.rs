@@ -5,6 +5,12 @@
 //! never a copy of its logic. A read that times out in the middle of a frame keeps the bytes
 //! already read in the reader's buffer, and the next call continues the same frame.
 
+//!
+//! [`ShortClient`] and [`LongClient`] are `std::net` clients with connect, read and write
+//! timeouts built on them.
+
+mod client;
 mod reader;
 
+pub use client::{ClientOptions, LongClient, ShortClient};
 pub use reader::{FrameReader, FrameWriter};

@@ -1,0 +1,245 @@
+//! `keepwire send`: send messages to a framed server and print the replies.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use keepwire::client::{ClientBuilder, EndpointStatus, LongClient, ShortClient};
+use keepwire::liveness::HeartbeatSpec;
+use keepwire::socket::parse_duration;
+use tokio::io::AsyncBufReadExt;
+
+use super::Failure;
+use super::encode::parse_message;
+
+/// Flags of `keepwire send`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Endpoints in order of preference; the next is tried when one fails.
+    #[arg(
+        long,
+        value_name = "ADDR[,ADDR..]",
+        value_delimiter = ',',
+        required = true
+    )]
+    to: Vec<String>,
+    /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
+    #[arg(long, short = 'f', value_name = "SPEC")]
+    framing: String,
+    /// long (default): one connection for all messages; short: a connection per message.
+    #[arg(long, value_name = "short|long", default_value = "long")]
+    mode: String,
+    /// Time allowed for each connect and for each reply (default 10s).
+    #[arg(long, value_name = "DUR")]
+    timeout: Option<String>,
+    /// Messages and replies are lowercase hex.
+    #[arg(long, conflicts_with = "text")]
+    hex: bool,
+    /// Messages and replies are text with escapes (the default).
+    #[arg(long)]
+    text: bool,
+    /// interval=DUR,timeout=DUR,misses=N[,ping=..][,pong=..]: confirm each connection with
+    /// a heartbeat (skipping endpoints that accept but do not answer) and keep a long
+    /// connection alive; or off.
+    #[arg(long, value_name = "SPEC|off")]
+    heartbeat: Option<String>,
+    /// Messages to send (text with escapes, or hex with --hex); a lone - reads stdin, one
+    /// message a line, each sent as it arrives.
+    #[arg(value_name = "MESSAGE")]
+    messages: Vec<String>,
+}
+
+enum Client {
+    Long(LongClient),
+    Short(ShortClient),
+}
+
+pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    let framing = super::parse_spec(&args.framing)?;
+    let timeout = match &args.timeout {
+        Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
+        None => Duration::from_secs(10),
+    };
+    if timeout.is_zero() {
+        return Err(Failure::Usage("--timeout must be more than 0".into()));
+    }
+    let to: Vec<String> = args
+        .to
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if to.is_empty() {
+        return Err(Failure::Usage(
+            "--to needs at least one ADDR (host:port)".into(),
+        ));
+    }
+    let long = match args.mode.as_str() {
+        "long" => true,
+        "short" => false,
+        m => {
+            return Err(Failure::Usage(format!(
+                "--mode {m:?}: expected short or long"
+            )));
+        }
+    };
+    let stdin = match args.messages.as_slice() {
+        [] => {
+            return Err(Failure::Usage(
+                "no messages to send; give them as arguments, or - to read stdin one message a line"
+                    .into(),
+            ));
+        }
+        [only] if only == "-" => true,
+        many if many.iter().any(|m| m == "-") => {
+            return Err(Failure::Usage(
+                "- (read messages from stdin) must be the only message; write a literal - as \\x2d"
+                    .into(),
+            ));
+        }
+        _ => false,
+    };
+    let messages = if stdin {
+        Vec::new()
+    } else {
+        args.messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| parse_message(m, args.hex, &format!("message {}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if framing.is_until_close() && long {
+        return Err(Failure::Usage(
+            "eof framing ends a message by closing the connection; use --mode short".into(),
+        ));
+    }
+    let mut builder = ClientBuilder::new(framing, to)
+        .connect_timeout(timeout)
+        .request_timeout(timeout);
+    if let Some(hb) = &args.heartbeat {
+        let hb: HeartbeatSpec = hb
+            .parse()
+            .map_err(|e| Failure::Usage(format!("--heartbeat: {e}")))?;
+        let probe = hb.ping_config().is_some();
+        if probe && hb.heartbeat().is_none() {
+            return Err(Failure::Usage(
+                "--heartbeat: pings need heartbeat frames".into(),
+            ));
+        }
+        // A short client never idles: there the ping timeout only bounds the probe.
+        builder = builder.heartbeat(hb).probe_on_connect(probe);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(async move {
+        let client = if long {
+            let c = builder
+                .connect_long()
+                .await
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            let answered = c.current_endpoint().unwrap_or_default();
+            report_endpoints(&answered, &c.endpoints());
+            Client::Long(c)
+        } else {
+            Client::Short(builder.build_short())
+        };
+        let mut sender = Sender {
+            client,
+            hex: args.hex,
+            last: None,
+        };
+        if stdin {
+            sender.stdin().await
+        } else {
+            for m in messages {
+                sender.send(m).await?;
+            }
+            Ok(())
+        }
+    })
+}
+
+/// Tells stderr which endpoint answered and which were skipped, and why.
+fn report_endpoints(answered: &str, status: &[EndpointStatus]) {
+    for s in status {
+        if s.endpoint == answered {
+            continue;
+        }
+        if let Some(why) = &s.last_error {
+            eprintln!("keepwire: skipped {}: {why}", s.endpoint);
+        }
+    }
+    eprintln!("keepwire: connected to {answered}");
+}
+
+struct Sender {
+    client: Client,
+    hex: bool,
+    /// The endpoint that answered last, to report changes.
+    last: Option<String>,
+}
+
+impl Sender {
+    async fn send(&mut self, msg: Vec<u8>) -> Result<(), Failure> {
+        let frame = Bytes::from(msg);
+        let (reply, via) = match &self.client {
+            Client::Long(c) => {
+                let r = c
+                    .request(frame)
+                    .await
+                    .map_err(|e| Failure::Runtime(e.to_string()))?;
+                let via = c.current_endpoint().unwrap_or_default();
+                if self.last.as_ref().is_some_and(|l| *l != via) {
+                    report_endpoints(&via, &c.endpoints());
+                }
+                (r, via)
+            }
+            Client::Short(c) => {
+                let (r, via) = c
+                    .request_via(frame)
+                    .await
+                    .map_err(|e| Failure::Runtime(e.to_string()))?;
+                if self.last.as_ref() != Some(&via) {
+                    report_endpoints(&via, &c.endpoints());
+                }
+                (r, via)
+            }
+        };
+        self.last = Some(via);
+        let line = if self.hex {
+            keepwire::text::to_hex(&reply)
+        } else {
+            keepwire::text::escape(&reply)
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|()| out.flush())
+            .map_err(|e| Failure::Runtime(format!("writing stdout: {e}")))
+    }
+
+    /// One message a line, each sent as soon as it is read; a long connection stays open
+    /// (and kept alive by heartbeats) in between.
+    async fn stdin(&mut self) -> Result<(), Failure> {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).split(b'\n');
+        let mut n = 0usize;
+        while let Some(line) = lines
+            .next_segment()
+            .await
+            .map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?
+        {
+            n += 1;
+            let what = format!("stdin line {n}");
+            let text = line.strip_suffix(b"\r").unwrap_or(&line);
+            let text = std::str::from_utf8(text).map_err(|_| {
+                Failure::Usage(format!(
+                    "{what} is not UTF-8 text; write such bytes as \\xNN escapes or use --hex"
+                ))
+            })?;
+            let msg = parse_message(text, self.hex, &what)?;
+            self.send(msg).await?;
+        }
+        Ok(())
+    }
+}

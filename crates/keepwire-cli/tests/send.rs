@@ -1,0 +1,297 @@
+//! `keepwire send` against `keepwire serve`, both run for real: replies one per line, stdin,
+//! short and long mode, failover past refused and stopped (SIGSTOP) servers, exit codes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any one run of the binary may take before the test fails instead of hanging.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keepwire"))
+}
+
+/// A `keepwire serve` child, continued (if stopped) and killed on drop, even when the test
+/// fails.
+struct Serve {
+    child: Child,
+    addr: String,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        let mut child = bin()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning keepwire serve");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut serve = Serve {
+            child,
+            addr: String::new(),
+        };
+        let line = rx
+            .recv_timeout(RUN_LIMIT)
+            .expect("serve printed no address");
+        serve.addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        serve
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = bin()
+        .arg("send")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning keepwire send");
+    let mut input = child.stdin.take().expect("piped");
+    let stdin = stdin.to_vec();
+    thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(RUN_LIMIT)
+        .expect("keepwire send did not finish in time")
+        .expect("waiting for keepwire send")
+}
+
+#[track_caller]
+fn run_expect(args: &[&str], stdin: &[u8], code: i32) -> (String, String) {
+    let out = run(args, stdin);
+    let (so, se) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "send {args:?}: stdout {so:?}, stderr {se:?}"
+    );
+    (so, se)
+}
+
+/// An address nothing listens on.
+fn refused() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+#[test]
+fn long_mode_sends_several_messages_on_one_connection() {
+    let srv = Serve::start(&["--framing", "len:ascii:4"]);
+    let (out, err) = run_expect(
+        &[
+            "--to",
+            &srv.addr,
+            "--framing",
+            "len:ascii:4",
+            "hello",
+            "tab\\there",
+            "\\x00end",
+        ],
+        b"",
+        0,
+    );
+    assert_eq!(out, "hello\ntab\\there\n\\x00end\n");
+    assert!(err.contains(&format!("connected to {}", srv.addr)), "{err}");
+}
+
+#[test]
+fn short_mode_fails_over_past_a_refused_endpoint_and_says_so() {
+    let srv = Serve::start(&["--framing", "len:be:2", "--mode", "short"]);
+    let dead = refused();
+    let to = format!("{dead},{}", srv.addr);
+    let (out, err) = run_expect(
+        &[
+            "--to",
+            &to,
+            "--framing",
+            "len:be:2",
+            "--mode",
+            "short",
+            "--hex",
+            "0800",
+            "0810",
+        ],
+        b"",
+        0,
+    );
+    assert_eq!(out, "0800\n0810\n");
+    assert!(err.contains(&format!("skipped {dead}")), "{err}");
+    assert!(err.contains(&format!("connected to {}", srv.addr)), "{err}");
+}
+
+#[test]
+fn stdin_messages_are_sent_one_per_line() {
+    let srv = Serve::start(&["--framing", "line", "--reply", "text:ok"]);
+    let (out, _) = run_expect(
+        &["--to", &srv.addr, "--framing", "len:ascii:4", "-"],
+        b"",
+        0,
+    );
+    assert_eq!(out, "");
+    let srv2 = Serve::start(&["--framing", "len:ascii:4"]);
+    let (out, _) = run_expect(
+        &["--to", &srv2.addr, "--framing", "len:ascii:4", "--hex", "-"],
+        b"6869\r\n0a0b\n",
+        0,
+    );
+    assert_eq!(out, "6869\n0a0b\n");
+    drop(srv);
+}
+
+#[test]
+fn all_endpoints_failing_exits_1_naming_each() {
+    let (a, b) = (refused(), refused());
+    let to = format!("{a},{b}");
+    let (out, err) = run_expect(&["--to", &to, "--framing", "line", "x"], b"", 1);
+    assert_eq!(out, "");
+    assert!(err.contains(&a) && err.contains(&b), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    run_expect(
+        &["--to", "127.0.0.1:1", "--framing", "len:zz:4", "x"],
+        b"",
+        2,
+    );
+    run_expect(&["--to", "127.0.0.1:1", "--framing", "line"], b"", 2);
+    run_expect(
+        &[
+            "--to",
+            "127.0.0.1:1",
+            "--framing",
+            "line",
+            "--timeout",
+            "soon",
+            "x",
+        ],
+        b"",
+        2,
+    );
+    run_expect(
+        &[
+            "--to",
+            "127.0.0.1:1",
+            "--framing",
+            "line",
+            "--heartbeat",
+            "bogus",
+            "x",
+        ],
+        b"",
+        2,
+    );
+    run_expect(
+        &[
+            "--to",
+            "127.0.0.1:1",
+            "--framing",
+            "line",
+            "--mode",
+            "medium",
+            "x",
+        ],
+        b"",
+        2,
+    );
+    run_expect(
+        &["--to", "127.0.0.1:1", "--framing", "line", "--hex", "zz"],
+        b"",
+        2,
+    );
+}
+
+#[test]
+fn heartbeat_probe_skips_a_stopped_server() {
+    let stopped = Serve::start(&["--framing", "len:ascii:4"]);
+    let live = Serve::start(&["--framing", "len:ascii:4"]);
+    // The kernel still accepts connections to a stopped process: only the heartbeat shows
+    // that nobody is home.
+    stopped.signal("-STOP");
+    let to = format!("{},{}", stopped.addr, live.addr);
+    for mode in ["long", "short"] {
+        let t = Instant::now();
+        let (out, err) = run_expect(
+            &[
+                "--to",
+                &to,
+                "--framing",
+                "len:ascii:4",
+                "--mode",
+                mode,
+                "--timeout",
+                "5s",
+                "--heartbeat",
+                "interval=200ms,timeout=300ms,misses=1",
+                "ping",
+            ],
+            b"",
+            0,
+        );
+        assert_eq!(out, "ping\n");
+        assert!(
+            err.contains(&format!("skipped {}", stopped.addr)) && err.contains("probe"),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("connected to {}", live.addr)),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    }
+    // Without the heartbeat the stopped server swallows the request: exit 1, and the error
+    // says it may have been sent.
+    let (_, err) = run_expect(
+        &[
+            "--to",
+            &to,
+            "--framing",
+            "len:ascii:4",
+            "--timeout",
+            "300ms",
+            "x",
+        ],
+        b"",
+        1,
+    );
+    assert!(err.contains("may have been sent"), "{err}");
+}

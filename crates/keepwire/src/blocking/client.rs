@@ -1,0 +1,407 @@
+//! Blocking clients over `std::net`: [`ShortClient`] and [`LongClient`], for code that is
+//! not async. They frame with [`FrameReader`]/[`FrameWriter`] (the same sans-IO
+//! [`FrameCodec`](crate::frame::FrameCodec) as the async side) and keep heartbeats with the
+//! same [`Liveness`] state machine; errors are the async clients' [`ClientError`], with the
+//! same not-sent / may-have-been-sent verdict.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{FrameReader, FrameWriter};
+use crate::client::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+use crate::frame::{FrameError, FramingSpec};
+use crate::liveness::{
+    Action, EmptyHeartbeat, Heartbeat, Liveness, LivenessConfig, PingConfig, Verdict,
+};
+
+/// Settings of a blocking client. Defaults: connect, read and write timeouts of 5 s, 30 s and
+/// 10 s; heartbeats answered with the empty frame where the framing has one; no pings.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use keepwire::blocking::{ClientOptions, LongClient};
+/// let opts = ClientOptions::new("len:ascii:4".parse().unwrap(), ["10.0.0.1:7000", "10.0.0.2:7000"])
+///     .connect_timeout(Duration::from_secs(2))
+///     .read_timeout(Duration::from_secs(5));
+/// let mut client = LongClient::connect(opts)?;
+/// let reply = client.request(b"0800")?;
+/// # Ok::<(), keepwire::client::ClientError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    framing: FramingSpec,
+    endpoints: Vec<String>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    heartbeat: Option<Arc<dyn Heartbeat>>,
+    ping: Option<PingConfig>,
+}
+
+impl ClientOptions {
+    /// `framing` frames to `endpoints`, tried in order.
+    pub fn new<I, S>(framing: FramingSpec, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let heartbeat: Option<Arc<dyn Heartbeat>> = if framing.has_empty_frame() {
+            Some(Arc::new(EmptyHeartbeat))
+        } else {
+            None
+        };
+        ClientOptions {
+            framing,
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+            heartbeat,
+            ping: None,
+        }
+    }
+
+    /// Per-endpoint TCP connect timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long [`request`](LongClient::request) waits for the reply.
+    pub fn read_timeout(mut self, d: Duration) -> Self {
+        self.read_timeout = d;
+        self
+    }
+
+    /// How long a write may block on a peer that does not read.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.write_timeout = d;
+        self
+    }
+
+    /// How heartbeats are recognised (`None`: no heartbeat handling).
+    pub fn heartbeat_frames(mut self, hb: Option<Arc<dyn Heartbeat>>) -> Self {
+        self.heartbeat = hb;
+        self
+    }
+
+    /// Ping an idle long connection from [`LongClient::tick`].
+    pub fn ping(mut self, ping: Option<PingConfig>) -> Self {
+        self.ping = ping;
+        self
+    }
+
+    /// The first endpoint that connects, with the failures before it.
+    fn connect(&self) -> Result<(TcpStream, String), ClientError> {
+        let mut failures = Vec::new();
+        for ep in &self.endpoints {
+            match self.connect_one(ep) {
+                Ok(s) => return Ok((s, ep.clone())),
+                Err(reason) => failures.push(EndpointFailure {
+                    endpoint: ep.clone(),
+                    reason,
+                }),
+            }
+        }
+        Err(ClientError::connect(failures))
+    }
+
+    fn connect_one(&self, ep: &str) -> Result<TcpStream, String> {
+        let addrs = ep
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve: {e}"))?;
+        let mut last = "the name resolved to no address".to_string();
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, self.connect_timeout) {
+                Ok(s) => {
+                    s.set_nodelay(true)
+                        .and_then(|()| s.set_write_timeout(Some(self.write_timeout)))
+                        .map_err(|e| format!("socket options: {e}"))?;
+                    return Ok(s);
+                }
+                Err(e) => last = format!("connect failed: {e}"),
+            }
+        }
+        Err(last)
+    }
+}
+
+fn frame_err(delivery: Delivery, ep: &str, e: FrameError) -> ClientError {
+    ClientError::frame(delivery, Some(ep.to_owned()), e)
+}
+
+/// A blocking short client: each request connects, writes, reads one reply within the read
+/// timeout and closes (the client closes first; under `eof` framing it half-closes after
+/// writing). Endpoints that refuse are skipped.
+///
+/// ```no_run
+/// use keepwire::blocking::{ClientOptions, ShortClient};
+/// let client = ShortClient::new(ClientOptions::new("len:be:2".parse().unwrap(), ["127.0.0.1:7000"]));
+/// let reply = client.request(b"hello")?;
+/// # Ok::<(), keepwire::client::ClientError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShortClient {
+    opts: ClientOptions,
+}
+
+impl ShortClient {
+    /// A short client with these options.
+    pub fn new(opts: ClientOptions) -> Self {
+        ShortClient { opts }
+    }
+
+    /// Connects, sends `frame`, reads the reply and closes.
+    ///
+    /// # Errors
+    /// [`ClientError::is_connect`] (not sent) naming every endpoint when none connects;
+    /// otherwise an error saying whether the request may have been sent.
+    pub fn request(&self, frame: &[u8]) -> Result<Bytes, ClientError> {
+        let (stream, ep) = self.opts.connect()?;
+        let w = stream
+            .try_clone()
+            .map_err(|e| ClientError::io(Delivery::NotSent, Some(ep.clone()), "socket", e))?;
+        let mut writer = FrameWriter::new(w, self.opts.framing.clone());
+        writer
+            .write_frame(frame)
+            .map_err(|e| frame_err(write_delivery(&e), &ep, e))?;
+        if self.opts.framing.is_until_close() {
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+        }
+        let mut reader = FrameReader::new(stream, self.opts.framing.clone());
+        let reply = reader.read_frame_timeout(self.opts.read_timeout);
+        let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
+        match reply {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) if reader.is_eof() => Err(ClientError::new(
+                ClientErrorKind::Closed,
+                Delivery::SentNoReply,
+                "peer closed the connection without a reply",
+            )
+            .with_endpoint(Some(ep))),
+            Ok(None) => Err(ClientError::timeout(
+                Delivery::SentNoReply,
+                Some(ep),
+                self.opts.read_timeout,
+            )),
+            Err(e) => Err(frame_err(Delivery::SentNoReply, &ep, e)),
+        }
+    }
+}
+
+/// `write_frame` failed: nothing was written for an unencodable frame; otherwise some of it
+/// may have been.
+fn write_delivery(e: &FrameError) -> Delivery {
+    if e.is_unencodable() {
+        Delivery::NotSent
+    } else {
+        Delivery::SentNoReply
+    }
+}
+
+/// A blocking long connection: [`request`](Self::request) for request/response, and
+/// [`send`](Self::send) with [`try_recv`](Self::try_recv) /
+/// [`recv_timeout`](Self::recv_timeout) for code that polls. A receive that times out in the
+/// middle of a frame keeps the partial frame buffered; the next call continues it.
+///
+/// Heartbeats run through [`Liveness`]: pings from the peer are answered whenever frames are
+/// read, and with [`ClientOptions::ping`] an idle connection is pinged by
+/// [`tick`](Self::tick), which the caller calls from its loop (a blocking client owns no
+/// thread). A connection that failed stays failed; [`reconnect`](Self::reconnect) opens a
+/// new one along the endpoint list.
+#[derive(Debug)]
+pub struct LongClient {
+    opts: ClientOptions,
+    reader: FrameReader<TcpStream>,
+    writer: FrameWriter<TcpStream>,
+    endpoint: String,
+    live: Liveness,
+}
+
+impl LongClient {
+    /// Connects to the first endpoint that accepts.
+    ///
+    /// # Errors
+    /// [`ClientError::is_connect`] naming every endpoint when none connects.
+    pub fn connect(opts: ClientOptions) -> Result<Self, ClientError> {
+        let (stream, endpoint) = opts.connect()?;
+        let w = stream
+            .try_clone()
+            .map_err(|e| ClientError::io(Delivery::NotSent, Some(endpoint.clone()), "socket", e))?;
+        let mut live = Liveness::new(
+            LivenessConfig {
+                ping: opts.ping,
+                ..LivenessConfig::default()
+            },
+            Instant::now(),
+        );
+        live.set_answer_pings(opts.heartbeat.is_some());
+        Ok(LongClient {
+            reader: FrameReader::new(stream, opts.framing.clone()),
+            writer: FrameWriter::new(w, opts.framing.clone()),
+            endpoint,
+            live,
+            opts,
+        })
+    }
+
+    /// Closes this connection and connects again along the endpoint list.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn reconnect(&mut self) -> Result<(), ClientError> {
+        let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
+        *self = LongClient::connect(self.opts.clone())?;
+        Ok(())
+    }
+
+    /// The endpoint connected to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Bytes received but not yet returned as a frame (a partial frame, say).
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+
+    /// Writes `frame`.
+    ///
+    /// # Errors
+    /// Unencodable (not sent) or an I/O error (may have been sent).
+    pub fn send(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        let ep = &self.endpoint;
+        self.writer
+            .write_frame(frame)
+            .map_err(|e| frame_err(write_delivery(&e), ep, e))?;
+        self.live.on_write(Instant::now());
+        Ok(())
+    }
+
+    /// Sends `frame` and waits at most the read timeout for the next application frame.
+    ///
+    /// # Errors
+    /// As [`send`](Self::send); then a timeout, a close or a bad frame, all "may have been
+    /// sent". After a timeout the connection is out of step (a late reply would be taken as
+    /// the next one's): [`reconnect`](Self::reconnect) before the next request.
+    pub fn request(&mut self, frame: &[u8]) -> Result<Bytes, ClientError> {
+        self.send(frame)?;
+        match self.recv_timeout(self.opts.read_timeout)? {
+            Some(f) => Ok(f),
+            None if self.reader.is_eof() => Err(ClientError::new(
+                ClientErrorKind::Closed,
+                Delivery::SentNoReply,
+                "peer closed the connection without a reply",
+            )
+            .with_endpoint(Some(self.endpoint.clone()))),
+            None => Err(ClientError::timeout(
+                Delivery::SentNoReply,
+                Some(self.endpoint.clone()),
+                self.opts.read_timeout,
+            )),
+        }
+    }
+
+    /// The next application frame if one has arrived, without waiting. Heartbeats read on
+    /// the way are handled, not returned.
+    ///
+    /// # Errors
+    /// A bad frame, end of stream inside a frame, or an I/O error.
+    pub fn try_recv(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            let f = self
+                .reader
+                .try_read_frame()
+                .map_err(|e| frame_err(Delivery::SentNoReply, &self.endpoint, e))?;
+            match f {
+                None => return Ok(None),
+                Some(f) => {
+                    if let Some(app) = self.on_frame(f)? {
+                        return Ok(Some(app));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the next application frame; `Ok(None)` when none came
+    /// (a partial frame stays buffered) or the peer closed ([`is_closed`](Self::is_closed)).
+    ///
+    /// # Errors
+    /// As [`try_recv`](Self::try_recv).
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Bytes>, ClientError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let f = self
+                .reader
+                .read_frame_timeout(left)
+                .map_err(|e| frame_err(Delivery::SentNoReply, &self.endpoint, e))?;
+            match f {
+                None => return Ok(None),
+                Some(f) => {
+                    if let Some(app) = self.on_frame(f)? {
+                        return Ok(Some(app));
+                    }
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the peer closed its side.
+    pub fn is_closed(&self) -> bool {
+        self.reader.is_eof()
+    }
+
+    /// Runs the heartbeat timers: sends a ping when one is due.
+    ///
+    /// # Errors
+    /// [`ClientError::is_dead_peer`] once `misses` pings went unanswered; a write error.
+    pub fn tick(&mut self) -> Result<(), ClientError> {
+        loop {
+            match self.live.poll(Instant::now()) {
+                Action::Wait => return Ok(()),
+                Action::SendPing(seq) => {
+                    if let Some(hb) = self.opts.heartbeat.clone() {
+                        self.send(&hb.ping(seq))?;
+                    }
+                }
+                Action::Close(_) => {
+                    return Err(ClientError::new(
+                        ClientErrorKind::Dead,
+                        Delivery::NotSent,
+                        "peer stopped answering heartbeats",
+                    )
+                    .with_endpoint(Some(self.endpoint.clone())));
+                }
+            }
+        }
+    }
+
+    /// When [`tick`](Self::tick) next has something to do.
+    pub fn next_tick(&self) -> Option<Instant> {
+        self.live.next_deadline()
+    }
+
+    /// Heartbeat handling of one inbound frame; the frame back if it is application data.
+    fn on_frame(&mut self, f: Bytes) -> Result<Option<Bytes>, ClientError> {
+        let hb = self.opts.heartbeat.clone();
+        let beat = hb.as_deref().and_then(|h| h.classify(&f));
+        match self.live.on_frame(Instant::now(), beat) {
+            Verdict::Deliver => Ok(Some(f)),
+            Verdict::Absorb => Ok(None),
+            Verdict::Answer => {
+                if let Some(h) = hb {
+                    self.send(&h.pong(&f))?;
+                }
+                Ok(None)
+            }
+        }
+    }
+}

@@ -1,0 +1,1036 @@
+//! The task behind every long connection (long, mux, duplex, simplex, pooled): connects with
+//! failover, writes requests, matches replies, answers and sends heartbeats through
+//! [`Liveness`], and reconnects with backoff when the connection is lost.
+//!
+//! Callers talk to it through a bounded channel of [`Op`]s. Each op carries a [`Ticket`], an
+//! atomic that both sides race on exactly once: the task moves it from `PENDING` to
+//! `WRITING` before encoding the frame, a caller that gives up moves it from `PENDING` to
+//! `CANCELLED`. Whoever wins decides: a cancelled op is never written, and a caller that
+//! lost the race knows its request may have been sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Decoder;
+
+use super::builder::ClientBuilder;
+use super::endpoint::{Backoff, EndpointSet, EndpointStatus, Jitter};
+use super::error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+use super::{Correlate, Key};
+use crate::frame::FrameCodec;
+use crate::liveness::{Action, CloseReason, Liveness, LivenessConfig, Verdict};
+
+const PENDING: u8 = 0;
+const WRITING: u8 = 1;
+const CANCELLED: u8 = 2;
+
+/// How replies find their request.
+#[derive(Clone)]
+pub(crate) enum Matching {
+    /// In order: the first reply answers the oldest request.
+    Fifo,
+    /// By key.
+    Keyed(Arc<dyn Correlate>),
+    /// Nothing is a reply: every inbound frame goes to the unsolicited stream.
+    None,
+}
+
+/// Counters of one client, as [`LongClient::stats`](super::LongClient::stats) reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Connections established (the first one included).
+    pub connects: u64,
+    /// Connections lost or closed by the client (heartbeats, timeouts, errors).
+    pub disconnects: u64,
+    /// Pings sent.
+    pub pings_sent: u64,
+    /// Pings from the peer answered.
+    pub pings_answered: u64,
+    /// Heartbeat frames taken as pongs.
+    pub pongs_received: u64,
+    /// Inbound frames that matched no request.
+    pub unsolicited: u64,
+    /// Unsolicited frames dropped because nobody read them fast enough.
+    pub unsolicited_dropped: u64,
+    /// Endpoints marked down.
+    pub endpoints_marked_down: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    connects: AtomicU64,
+    disconnects: AtomicU64,
+    pings_sent: AtomicU64,
+    pings_answered: AtomicU64,
+    pongs_received: AtomicU64,
+    unsolicited: AtomicU64,
+    unsolicited_dropped: AtomicU64,
+    marked_down: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the handles and the task share: configuration, endpoint health, counters.
+pub(crate) struct Link {
+    pub(crate) cfg: ClientBuilder,
+    pub(crate) matching: Matching,
+    endpoints: Arc<Mutex<EndpointSet>>,
+    jitter: Mutex<Jitter>,
+    counters: Counters,
+    connected: AtomicBool,
+    current: Mutex<Option<usize>>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("endpoints", &self.cfg.endpoints)
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fresh TCP connection to endpoint `ep`, with bytes read during the probe.
+#[derive(Debug)]
+pub(crate) struct Connected {
+    pub(crate) stream: TcpStream,
+    pub(crate) ep: usize,
+    pub(crate) addr: String,
+    pub(crate) leftover: BytesMut,
+}
+
+impl Link {
+    pub(crate) fn new(cfg: ClientBuilder, matching: Matching) -> Self {
+        let endpoints = Arc::new(Mutex::new(EndpointSet::new(
+            cfg.endpoints.iter().cloned(),
+            cfg.down_base,
+            cfg.down_max,
+        )));
+        Link::with_endpoints(cfg, matching, endpoints)
+    }
+
+    /// A link whose endpoint health is shared with others (the pool's connections).
+    pub(crate) fn with_endpoints(
+        cfg: ClientBuilder,
+        matching: Matching,
+        endpoints: Arc<Mutex<EndpointSet>>,
+    ) -> Self {
+        Link {
+            cfg,
+            matching,
+            endpoints,
+            jitter: Mutex::new(Jitter::new()),
+            counters: Counters::default(),
+            connected: AtomicBool::new(false),
+            current: Mutex::new(None),
+        }
+    }
+
+    fn eps(&self) -> std::sync::MutexGuard<'_, EndpointSet> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn jitter(&self) -> f64 {
+        self.jitter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next_f64()
+    }
+
+    pub(crate) fn mark_down(&self, ep: usize, reason: &str) {
+        let j = self.jitter();
+        self.eps().mark_down(ep, Instant::now(), reason, j);
+        inc(&self.counters.marked_down);
+        tracing::info!(
+            endpoint = self.eps().addr(ep).unwrap_or("?"),
+            reason,
+            "endpoint marked down"
+        );
+    }
+
+    pub(crate) fn status(&self) -> Vec<EndpointStatus> {
+        self.eps().status(Instant::now())
+    }
+
+    pub(crate) fn stats(&self) -> ClientStats {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ClientStats {
+            connects: g(&c.connects),
+            disconnects: g(&c.disconnects),
+            pings_sent: g(&c.pings_sent),
+            pings_answered: g(&c.pings_answered),
+            pongs_received: g(&c.pongs_received),
+            unsolicited: g(&c.unsolicited),
+            unsolicited_dropped: g(&c.unsolicited_dropped),
+            endpoints_marked_down: g(&c.marked_down),
+        }
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn current_endpoint(&self) -> Option<String> {
+        let cur = *self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        cur.and_then(|i| self.eps().addr(i).map(str::to_owned))
+    }
+
+    fn set_current(&self, ep: Option<usize>) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = ep;
+        self.connected.store(ep.is_some(), Ordering::Release);
+    }
+
+    /// Tries the endpoints in plan order; the first that connects (and answers the probe)
+    /// wins. Every failure marks its endpoint down.
+    pub(crate) async fn connect_plan(&self) -> Result<Connected, ClientError> {
+        let plan = self.eps().plan(Instant::now());
+        let mut failures = Vec::new();
+        for ep in plan {
+            let Some(addr) = self.eps().addr(ep).map(str::to_owned) else {
+                continue;
+            };
+            match self.connect_one(ep, &addr).await {
+                Ok(c) => {
+                    self.eps().mark_up(ep);
+                    for f in &failures {
+                        tracing::warn!("skipped endpoint {f}");
+                    }
+                    return Ok(c);
+                }
+                Err(reason) => {
+                    self.mark_down(ep, &reason);
+                    failures.push(EndpointFailure {
+                        endpoint: addr,
+                        reason,
+                    });
+                }
+            }
+        }
+        Err(ClientError::connect(failures))
+    }
+
+    /// One endpoint: TCP connect within `connect_timeout`, socket options, and the probe
+    /// heartbeat when configured. The error is a reason for logs and [`ClientError`].
+    pub(crate) async fn connect_one(&self, ep: usize, addr: &str) -> Result<Connected, String> {
+        let cfg = &self.cfg;
+        let stream = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await
+        {
+            Err(_) => {
+                return Err(format!(
+                    "connect timed out after {}",
+                    humantime::format_duration(cfg.connect_timeout)
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("connect failed: {e}")),
+            Ok(Ok(s)) => s,
+        };
+        cfg.socket
+            .apply(&stream)
+            .map_err(|e| format!("socket options: {e}"))?;
+        let mut c = Connected {
+            stream,
+            ep,
+            addr: addr.to_owned(),
+            leftover: BytesMut::new(),
+        };
+        if cfg.probe_on_connect {
+            self.probe(&mut c).await?;
+        }
+        Ok(c)
+    }
+
+    /// Writes one ping and waits for any heartbeat frame back.
+    async fn probe(&self, c: &mut Connected) -> Result<(), String> {
+        let Some(hb) = self.cfg.heartbeat.as_deref() else {
+            return Err("probe on connect needs heartbeat frames (heartbeats are off)".into());
+        };
+        let wait = self
+            .cfg
+            .ping
+            .map(|p| p.timeout)
+            .unwrap_or(self.cfg.connect_timeout);
+        let mut codec = FrameCodec::new(self.cfg.framing.clone());
+        let mut out = BytesMut::new();
+        codec
+            .encode_to(&hb.ping(0), &mut out)
+            .map_err(|e| format!("probe heartbeat: {e}"))?;
+        let res = tokio::time::timeout(wait, async {
+            c.stream
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("probe heartbeat: write failed: {e}"))?;
+            loop {
+                while let Some(frame) = codec
+                    .decode(&mut c.leftover)
+                    .map_err(|e| format!("probe heartbeat: bad reply: {e}"))?
+                {
+                    if hb.classify(&frame).is_some() {
+                        return Ok(());
+                    }
+                    // An application frame before the pong: the service is alive. Do not
+                    // lose it... but a fresh connection owes us nothing, so it is unsolicited.
+                    tracing::debug!(len = frame.len(), "frame before probe pong, dropped");
+                }
+                c.leftover.reserve(4096);
+                match c.stream.read_buf(&mut c.leftover).await {
+                    Ok(0) => return Err("probe heartbeat: peer closed".to_string()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("probe heartbeat: read failed: {e}")),
+                }
+            }
+        })
+        .await;
+        match res {
+            Err(_) => Err(format!(
+                "probe heartbeat unanswered within {} (service hung?)",
+                humantime::format_duration(wait)
+            )),
+            Ok(r) => r,
+        }
+    }
+}
+
+/// The single decision point between a caller giving up and the task writing.
+#[derive(Debug, Default)]
+pub(crate) struct Ticket(AtomicU8);
+
+impl Ticket {
+    /// Task side: may the op be written? False if the caller gave up first.
+    fn begin_write(&self) -> bool {
+        self.0
+            .compare_exchange(PENDING, WRITING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Task side: the op was not written after all (it goes back in the queue).
+    fn unwrite(&self) {
+        let _ = self
+            .0
+            .compare_exchange(WRITING, PENDING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Caller side: give up. Returns the delivery verdict: `NotSent` if the task had not
+    /// started writing (and now never will).
+    pub(crate) fn cancel(&self) -> Delivery {
+        match self
+            .0
+            .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Delivery::NotSent,
+            Err(CANCELLED) => Delivery::NotSent,
+            Err(_) => Delivery::SentNoReply,
+        }
+    }
+}
+
+/// One request (or one-way send) for the task.
+#[derive(Debug)]
+pub(crate) struct Op {
+    frame: Bytes,
+    /// Expect a reply (`false`: done once written).
+    reply: bool,
+    key: Option<Key>,
+    ticket: Arc<Ticket>,
+    done: oneshot::Sender<Result<Bytes, ClientError>>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Op {
+    fn finish(self, r: Result<Bytes, ClientError>) {
+        let _ = self.done.send(r);
+    }
+}
+
+/// Cancels the ticket if the caller's future is dropped before it finished.
+struct CancelOnDrop(Arc<Ticket>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The caller's side of a connection task.
+#[derive(Debug, Clone)]
+pub(crate) struct Handle {
+    pub(crate) tx: mpsc::Sender<Op>,
+    pub(crate) link: Arc<Link>,
+}
+
+impl Handle {
+    /// Sends `frame`; with `reply`, waits for the reply. The whole call is bounded by
+    /// `timeout`.
+    pub(crate) async fn call(
+        &self,
+        frame: Bytes,
+        reply: bool,
+        key: Option<Key>,
+        timeout: Duration,
+    ) -> Result<Bytes, ClientError> {
+        let ticket = Arc::new(Ticket::default());
+        let guard = CancelOnDrop(Arc::clone(&ticket));
+        let (done, rx) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        let op = Op {
+            frame,
+            reply,
+            key,
+            ticket: Arc::clone(&ticket),
+            done,
+            deadline,
+            timeout,
+        };
+        let work = async {
+            if self.tx.send(op).await.is_err() {
+                return Err(shutdown(Delivery::NotSent));
+            }
+            match rx.await {
+                Ok(r) => r,
+                Err(_) => Err(shutdown(ticket.cancel())),
+            }
+        };
+        let res = match tokio::time::timeout_at(deadline.into(), work).await {
+            Ok(r) => r,
+            Err(_) => {
+                let delivery = ticket.cancel();
+                let detail = match delivery {
+                    Delivery::NotSent => format!(
+                        "no connection within {}",
+                        humantime::format_duration(timeout)
+                    ),
+                    Delivery::SentNoReply => {
+                        format!("no reply within {}", humantime::format_duration(timeout))
+                    }
+                };
+                Err(ClientError::new(ClientErrorKind::Timeout, delivery, detail)
+                    .with_endpoint(self.link.current_endpoint()))
+            }
+        };
+        drop(guard);
+        res
+    }
+}
+
+fn shutdown(d: Delivery) -> ClientError {
+    ClientError::new(ClientErrorKind::Shutdown, d, "client shut down")
+}
+
+/// Starts the task on `first` and returns its handle.
+pub(crate) fn spawn(link: Arc<Link>, first: Connected) -> Handle {
+    let (tx, rx) = mpsc::channel(link.cfg.queue);
+    let task = Task {
+        link: Arc::clone(&link),
+        rx,
+        retry: VecDeque::new(),
+        backoff: Backoff::new(link.cfg.reconnect_base, link.cfg.reconnect_max),
+        unsolicited: None,
+    };
+    link.set_current(Some(first.ep));
+    tokio::spawn(task.run(first));
+    Handle { tx, link }
+}
+
+/// Like [`spawn`], with a stream of unsolicited frames.
+pub(crate) fn spawn_with_unsolicited(
+    link: Arc<Link>,
+    first: Connected,
+) -> (Handle, mpsc::Receiver<Bytes>) {
+    let (tx, rx) = mpsc::channel(link.cfg.queue);
+    let (utx, urx) = mpsc::channel(link.cfg.unsolicited);
+    let task = Task {
+        link: Arc::clone(&link),
+        rx,
+        retry: VecDeque::new(),
+        backoff: Backoff::new(link.cfg.reconnect_base, link.cfg.reconnect_max),
+        unsolicited: Some(utx),
+    };
+    link.set_current(Some(first.ep));
+    tokio::spawn(task.run(first));
+    (Handle { tx, link }, urx)
+}
+
+struct Task {
+    link: Arc<Link>,
+    rx: mpsc::Receiver<Op>,
+    /// Ops that were not sent on a lost connection: first on the next one.
+    retry: VecDeque<Op>,
+    backoff: Backoff,
+    unsolicited: Option<mpsc::Sender<Bytes>>,
+}
+
+/// Why a connection ended.
+enum End {
+    /// Every handle is gone.
+    Shutdown,
+    /// Lost; mark the endpoint down when `down` says why.
+    Lost {
+        err: ClientError,
+        down: Option<String>,
+    },
+    /// Moving to a better endpoint that answered again.
+    FailBack(Connected),
+}
+
+struct InFlight {
+    done: oneshot::Sender<Result<Bytes, ClientError>>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// Per-connection state of the task.
+struct Conn {
+    c: Connected,
+    codec: FrameCodec,
+    live: Liveness,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    fifo: VecDeque<InFlight>,
+    keyed: HashMap<Key, InFlight>,
+    eof: bool,
+}
+
+impl Conn {
+    fn in_flight(&self) -> usize {
+        self.fifo.len() + self.keyed.len()
+    }
+
+    fn endpoint(&self) -> Option<String> {
+        Some(self.c.addr.clone())
+    }
+
+    fn fail_all(&mut self, err: &ClientError) {
+        for f in self.fifo.drain(..) {
+            let _ = f.done.send(Err(err.for_delivery(Delivery::SentNoReply)));
+        }
+        for (_, f) in self.keyed.drain() {
+            let _ = f.done.send(Err(err.for_delivery(Delivery::SentNoReply)));
+        }
+    }
+
+    fn earliest_deadline(&self) -> Option<Instant> {
+        let f = self.fifo.front().map(|f| f.deadline);
+        let k = self.keyed.values().map(|f| f.deadline).min();
+        match (f, k) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Task {
+    async fn run(mut self, first: Connected) {
+        let mut next = Some(first);
+        loop {
+            let c = match next.take() {
+                Some(c) => c,
+                None => match self.reconnect().await {
+                    Some(c) => c,
+                    None => break,
+                },
+            };
+            inc(&self.link.counters.connects);
+            self.link.set_current(Some(c.ep));
+            let ep = c.ep;
+            let end = self.serve(c).await;
+            self.link.set_current(None);
+            match end {
+                End::Shutdown => break,
+                End::Lost { err, down } => {
+                    inc(&self.link.counters.disconnects);
+                    tracing::info!(error = %err, "connection lost");
+                    if let Some(reason) = down {
+                        self.link.mark_down(ep, &reason);
+                    }
+                }
+                End::FailBack(c) => {
+                    inc(&self.link.counters.disconnects);
+                    tracing::info!(endpoint = %c.addr, "failing back to a recovered endpoint");
+                    next = Some(c);
+                }
+            }
+        }
+        self.link.set_current(None);
+        self.fail_queued(&shutdown(Delivery::NotSent));
+    }
+
+    /// Fails every op waiting for a connection, with `err` as not sent.
+    fn fail_queued(&mut self, err: &ClientError) {
+        for op in self.retry.drain(..) {
+            op.finish(Err(err.for_delivery(Delivery::NotSent)));
+        }
+        while let Ok(op) = self.rx.try_recv() {
+            op.finish(Err(err.for_delivery(Delivery::NotSent)));
+        }
+    }
+
+    /// Tries the endpoint plan until one connects, backing off between rounds. Ops that
+    /// arrive while no endpoint answers fail at once as not sent. `None` once every handle
+    /// is gone.
+    async fn reconnect(&mut self) -> Option<Connected> {
+        loop {
+            if self.rx.is_closed() && self.retry.is_empty() && self.rx.is_empty() {
+                return None;
+            }
+            match self.link.connect_plan().await {
+                Ok(c) => {
+                    self.backoff.reset();
+                    return Some(c);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconnect failed");
+                    self.fail_queued(&e);
+                    let delay = self.backoff.next_delay(self.link.jitter());
+                    let until = tokio::time::Instant::now() + delay;
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(until) => break,
+                            op = self.rx.recv() => match op {
+                                None => return None,
+                                Some(op) => op.finish(Err(e.for_delivery(Delivery::NotSent))),
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn serve(&mut self, c: Connected) -> End {
+        let link = Arc::clone(&self.link);
+        let cfg = &link.cfg;
+        let now = Instant::now();
+        let mut live = Liveness::new(
+            LivenessConfig {
+                ping: cfg.ping,
+                ..LivenessConfig::default()
+            },
+            now,
+        );
+        live.set_answer_pings(cfg.heartbeat.is_some());
+        let mut conn = Conn {
+            codec: FrameCodec::new(cfg.framing.clone()),
+            live,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            fifo: VecDeque::new(),
+            keyed: HashMap::new(),
+            eof: false,
+            c,
+        };
+        conn.rbuf = std::mem::take(&mut conn.c.leftover);
+        let end = self.serve_conn(&mut conn).await;
+        match &end {
+            End::Lost { err, .. } => conn.fail_all(err),
+            End::Shutdown | End::FailBack(_) => {
+                conn.fail_all(&shutdown(Delivery::SentNoReply));
+                let _ = tokio::time::timeout(cfg.write_timeout, conn.c.stream.shutdown()).await;
+            }
+        }
+        end
+    }
+
+    fn max_in_flight(&self) -> usize {
+        match (&self.link.matching, self.link.cfg.max_in_flight) {
+            (_, Some(n)) => n,
+            (Matching::Keyed(_), None) => 1024,
+            (Matching::None, None) => 1024,
+            (Matching::Fifo, None) => 1,
+        }
+    }
+
+    async fn serve_conn(&mut self, conn: &mut Conn) -> End {
+        let link = Arc::clone(&self.link);
+        let cfg = &link.cfg;
+        let heartbeat = cfg.heartbeat.clone();
+        let max_in_flight = self.max_in_flight();
+        let mut rx_closed = false;
+        let mut fail_back_failed_at: Option<Instant> = None;
+        loop {
+            // 1. Whole frames buffered.
+            let now = Instant::now();
+            loop {
+                let decoded = if conn.eof {
+                    conn.codec.decode_eof(&mut conn.rbuf)
+                } else {
+                    conn.codec.decode(&mut conn.rbuf)
+                };
+                let frame = match decoded {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(e) => {
+                        let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
+                        return End::Lost { err, down: None };
+                    }
+                };
+                let beat = heartbeat.as_deref().and_then(|h| h.classify(&frame));
+                match conn.live.on_frame(now, beat) {
+                    Verdict::Absorb => inc(&link.counters.pongs_received),
+                    Verdict::Answer => {
+                        if let Some(h) = heartbeat.as_deref() {
+                            let pong = h.pong(&frame);
+                            if let Err(end) = self.write_control(conn, &pong).await {
+                                return end;
+                            }
+                            inc(&link.counters.pings_answered);
+                        }
+                    }
+                    Verdict::Deliver => self.dispatch(conn, frame),
+                }
+            }
+            if conn.eof {
+                let err = ClientError::new(
+                    ClientErrorKind::Closed,
+                    Delivery::SentNoReply,
+                    "peer closed the connection",
+                )
+                .with_endpoint(conn.endpoint());
+                return End::Lost { err, down: None };
+            }
+            if rx_closed && conn.in_flight() == 0 && self.retry.is_empty() {
+                return End::Shutdown;
+            }
+
+            // 2. Ops that were not sent on the previous connection go first.
+            if !self.retry.is_empty() && conn.in_flight() < max_in_flight {
+                let room = max_in_flight - conn.in_flight();
+                let n = room.min(self.retry.len());
+                let ops: Vec<Op> = self.retry.drain(..n).collect();
+                if let Err(end) = self.write_ops(conn, ops).await {
+                    return end;
+                }
+                continue;
+            }
+
+            // 3. Timers: liveness, reply deadlines, fail-back.
+            let now = Instant::now();
+            let fail_back_at = if cfg.fail_back && conn.c.ep > 0 {
+                let eps = link.eps();
+                if eps.fail_back_candidate(conn.c.ep, now).is_some() {
+                    Some(
+                        fail_back_failed_at
+                            .map(|t| t + cfg.down_base)
+                            .unwrap_or(now)
+                            .max(now),
+                    )
+                } else {
+                    eps.next_retry_before(conn.c.ep)
+                }
+            } else {
+                None
+            };
+            let deadline = [
+                conn.live.next_deadline(),
+                conn.earliest_deadline(),
+                fail_back_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let accepting = !rx_closed && conn.in_flight() < max_in_flight;
+            conn.rbuf.reserve(4096);
+            tokio::select! {
+                biased;
+                r = conn.c.stream.read_buf(&mut conn.rbuf) => match r {
+                    Ok(0) => conn.eof = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        let err = ClientError::io(Delivery::SentNoReply, conn.endpoint(), "read failed", e);
+                        return End::Lost { err, down: None };
+                    }
+                },
+                op = self.rx.recv(), if accepting => match op {
+                    None => rx_closed = true,
+                    Some(op) => {
+                        let mut ops = vec![op];
+                        let room = max_in_flight.saturating_sub(conn.in_flight());
+                        while ops.len() < room.min(64) {
+                            match self.rx.try_recv() {
+                                Ok(op) => ops.push(op),
+                                Err(_) => break,
+                            }
+                        }
+                        if let Err(end) = self.write_ops(conn, ops).await {
+                            return end;
+                        }
+                    }
+                },
+                () = sleep => {
+                    let now = Instant::now();
+                    loop {
+                        match conn.live.poll(now) {
+                            Action::Wait => break,
+                            Action::Close(reason) => {
+                                let (kind, why) = match reason {
+                                    CloseReason::HeartbeatTimeout => (ClientErrorKind::Dead, "peer stopped answering heartbeats".to_string()),
+                                    other => (ClientErrorKind::Timeout, format!("liveness: {}", other.as_str())),
+                                };
+                                let err = ClientError::new(kind, Delivery::SentNoReply, why.clone())
+                                    .with_endpoint(conn.endpoint());
+                                let down = (reason == CloseReason::HeartbeatTimeout).then_some(why);
+                                return End::Lost { err, down };
+                            }
+                            Action::SendPing(seq) => {
+                                if let Some(h) = heartbeat.as_deref() {
+                                    let ping = h.ping(seq);
+                                    if let Err(end) = self.write_control(conn, &ping).await {
+                                        return end;
+                                    }
+                                    inc(&link.counters.pings_sent);
+                                }
+                            }
+                        }
+                    }
+                    // Reply deadlines.
+                    if let Some(front) = conn.fifo.front() {
+                        if front.deadline <= now {
+                            // Later replies could no longer be matched by order.
+                            let err = ClientError::timeout(Delivery::SentNoReply, conn.endpoint(), front.timeout);
+                            return End::Lost { err, down: None };
+                        }
+                    }
+                    let expired: Vec<Key> = conn.keyed.iter().filter(|(_, f)| f.deadline <= now).map(|(k, _)| k.clone()).collect();
+                    for k in expired {
+                        if let Some(f) = conn.keyed.remove(&k) {
+                            let _ = f.done.send(Err(ClientError::timeout(Delivery::SentNoReply, conn.endpoint(), f.timeout)));
+                        }
+                    }
+                    // Fail back to a better endpoint, when idle.
+                    if fail_back_at.is_some_and(|t| t <= now) && conn.in_flight() == 0 {
+                        let cand = link.eps().fail_back_candidate(conn.c.ep, now);
+                        if let Some(ep) = cand {
+                            let addr = link.eps().addr(ep).map(str::to_owned).unwrap_or_default();
+                            match link.connect_one(ep, &addr).await {
+                                Ok(c) => {
+                                    link.eps().mark_up(ep);
+                                    return End::FailBack(c);
+                                }
+                                Err(reason) => {
+                                    link.mark_down(ep, &reason);
+                                    fail_back_failed_at = Some(Instant::now());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routes an application frame to its request, or to the unsolicited stream.
+    fn dispatch(&mut self, conn: &mut Conn, frame: Bytes) {
+        let waiter = match &self.link.matching {
+            Matching::Fifo => conn.fifo.pop_front(),
+            Matching::Keyed(k) => k.key(&frame).and_then(|key| conn.keyed.remove(&key)),
+            Matching::None => None,
+        };
+        match waiter {
+            Some(w) => {
+                let _ = w.done.send(Ok(frame));
+            }
+            None => {
+                inc(&self.link.counters.unsolicited);
+                let delivered = self
+                    .unsolicited
+                    .as_ref()
+                    .is_some_and(|tx| tx.try_send(frame).is_ok());
+                if !delivered {
+                    inc(&self.link.counters.unsolicited_dropped);
+                    tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
+                }
+            }
+        }
+    }
+
+    /// Writes a heartbeat frame.
+    async fn write_control(&mut self, conn: &mut Conn, frame: &[u8]) -> Result<(), End> {
+        conn.wbuf.clear();
+        if let Err(e) = conn.codec.encode_to(frame, &mut conn.wbuf) {
+            let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
+            return Err(End::Lost { err, down: None });
+        }
+        let (_, res) =
+            write_counted(&mut conn.c.stream, &conn.wbuf, self.link.cfg.write_timeout).await;
+        conn.live.on_write(Instant::now());
+        res.map_err(|e| End::Lost {
+            err: ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e),
+            down: None,
+        })
+    }
+
+    /// Encodes and writes a batch of ops. On a write error, ops none of whose bytes left go
+    /// back to the retry queue (not sent), the others fail as maybe sent.
+    async fn write_ops(&mut self, conn: &mut Conn, ops: Vec<Op>) -> Result<(), End> {
+        conn.wbuf.clear();
+        let mut batch: Vec<(Op, usize)> = Vec::with_capacity(ops.len());
+        let now = Instant::now();
+        for op in ops {
+            if op.deadline <= now {
+                // Too late: the caller is giving up. Whoever cancels first decides.
+                if op.ticket.cancel() == Delivery::NotSent {
+                    let timeout = op.timeout;
+                    op.finish(Err(ClientError::new(
+                        ClientErrorKind::Timeout,
+                        Delivery::NotSent,
+                        format!("not written within {}", humantime::format_duration(timeout)),
+                    )));
+                }
+                continue;
+            }
+            if !op.ticket.begin_write() {
+                // The caller gave up first and was told "not sent": never write it.
+                continue;
+            }
+            if op.reply {
+                if let Matching::Keyed(c) = &self.link.matching {
+                    let key = op.key.clone().or_else(|| c.key(&op.frame));
+                    match key {
+                        None => {
+                            op.finish(Err(ClientError::new(
+                                ClientErrorKind::Key,
+                                Delivery::NotSent,
+                                "request frame has no correlation key",
+                            )));
+                            continue;
+                        }
+                        Some(k)
+                            if conn.keyed.contains_key(&k)
+                                || batch.iter().any(|(o, _)| o.key.as_ref() == Some(&k)) =>
+                        {
+                            op.finish(Err(ClientError::new(
+                                ClientErrorKind::Key,
+                                Delivery::NotSent,
+                                format!("correlation key {:02x?} already in flight", &k.0[..]),
+                            )));
+                            continue;
+                        }
+                        Some(k) => {
+                            let mut op = op;
+                            op.key = Some(k);
+                            let start = conn.wbuf.len();
+                            if let Err(e) = conn.codec.encode_to(&op.frame, &mut conn.wbuf) {
+                                op.finish(Err(ClientError::frame(
+                                    Delivery::NotSent,
+                                    conn.endpoint(),
+                                    e,
+                                )));
+                                continue;
+                            }
+                            batch.push((op, start));
+                            continue;
+                        }
+                    }
+                }
+            }
+            let start = conn.wbuf.len();
+            if let Err(e) = conn.codec.encode_to(&op.frame, &mut conn.wbuf) {
+                op.finish(Err(ClientError::frame(
+                    Delivery::NotSent,
+                    conn.endpoint(),
+                    e,
+                )));
+                continue;
+            }
+            batch.push((op, start));
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (written, res) =
+            write_counted(&mut conn.c.stream, &conn.wbuf, self.link.cfg.write_timeout).await;
+        if written > 0 {
+            conn.live.on_write(Instant::now());
+        }
+        match res {
+            Ok(()) => {
+                for (op, _) in batch {
+                    let inflight = InFlight {
+                        done: op.done,
+                        deadline: op.deadline,
+                        timeout: op.timeout,
+                    };
+                    if !op.reply {
+                        let _ = inflight.done.send(Ok(Bytes::new()));
+                        continue;
+                    }
+                    match (&self.link.matching, op.key) {
+                        (Matching::Keyed(_), Some(k)) => {
+                            conn.keyed.insert(k, inflight);
+                        }
+                        _ => conn.fifo.push_back(inflight),
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let err =
+                    ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e);
+                for (op, start) in batch {
+                    if start >= written {
+                        // Not a byte of it left: safe to send on the next connection.
+                        op.ticket.unwrite();
+                        self.retry.push_back(op);
+                    } else {
+                        op.finish(Err(err.for_delivery(Delivery::SentNoReply)));
+                    }
+                }
+                Err(End::Lost { err, down: None })
+            }
+        }
+    }
+}
+
+/// Writes all of `buf` with `timeout` per stall; returns the bytes written and the outcome.
+pub(crate) async fn write_counted(
+    stream: &mut TcpStream,
+    buf: &[u8],
+    timeout: Duration,
+) -> (usize, io::Result<()>) {
+    let mut off = 0;
+    while off < buf.len() {
+        let pending = buf.get(off..).unwrap_or_default();
+        match stream.try_write(pending) {
+            Ok(0) => return (off, Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => off += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(timeout, stream.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return (off, Err(e)),
+                    Err(_) => {
+                        return (
+                            off,
+                            Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                format!(
+                                    "peer did not read for {}",
+                                    humantime::format_duration(timeout)
+                                ),
+                            )),
+                        );
+                    }
+                }
+            }
+            Err(e) => return (off, Err(e)),
+        }
+    }
+    (off, Ok(()))
+}

@@ -1,0 +1,103 @@
+//! Correlation keys: which request a reply answers, on a multiplexed connection.
+
+use bytes::Bytes;
+
+/// A correlation key, as taken from a frame: compared byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key(pub Bytes);
+
+impl From<&[u8]> for Key {
+    fn from(b: &[u8]) -> Self {
+        Key(Bytes::copy_from_slice(b))
+    }
+}
+
+impl From<u32> for Key {
+    fn from(n: u32) -> Self {
+        Key(Bytes::copy_from_slice(&n.to_be_bytes()))
+    }
+}
+
+/// Takes the correlation key out of a frame: the request's key and its reply's key must be
+/// equal. Implemented for [`ByteRange`] and for closures `Fn(&[u8]) -> Option<Key>`; protocol
+/// templates (CMPP `Sequence_Id`, ISO 8583 field 11) implement it too.
+///
+/// ```
+/// use keepwire::client::{ByteRange, Correlate, Key};
+/// // CMPP: Total_Length(4) Command_Id(4) Sequence_Id(4); the frame keeps its header.
+/// let seq = ByteRange::new(8, 4);
+/// assert_eq!(seq.key(b"\0\0\0\x0c\0\0\0\x04\0\0\0\x07").unwrap(), Key::from(7u32));
+/// assert_eq!(seq.key(b"short"), None);
+/// let first_byte = |f: &[u8]| f.first().map(|b| Key::from(&[*b][..]));
+/// assert_eq!(first_byte.key(b"xyz"), Some(Key::from(&b"x"[..])));
+/// ```
+pub trait Correlate: Send + Sync + 'static {
+    /// The key of `frame`, `None` when it has none (too short, or not a reply).
+    fn key(&self, frame: &[u8]) -> Option<Key>;
+}
+
+/// The key is `len` bytes at `offset` in the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// Where the key starts, from the frame's first byte.
+    pub offset: usize,
+    /// How many bytes.
+    pub len: usize,
+}
+
+impl ByteRange {
+    /// `len` bytes at `offset`.
+    pub fn new(offset: usize, len: usize) -> Self {
+        ByteRange { offset, len }
+    }
+}
+
+impl std::str::FromStr for ByteRange {
+    type Err = String;
+
+    /// `OFFSET:LEN`, as `--correlate` takes it.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("correlation range {s:?}: expected OFFSET:LEN, e.g. 8:4");
+        let (o, l) = s.split_once(':').ok_or_else(bad)?;
+        let offset = o.trim().parse().map_err(|_| bad())?;
+        let len: usize = l.trim().parse().map_err(|_| bad())?;
+        if len == 0 {
+            return Err(bad());
+        }
+        Ok(ByteRange { offset, len })
+    }
+}
+
+impl Correlate for ByteRange {
+    fn key(&self, frame: &[u8]) -> Option<Key> {
+        let end = self.offset.checked_add(self.len)?;
+        frame.get(self.offset..end).map(Key::from)
+    }
+}
+
+impl<F> Correlate for F
+where
+    F: Fn(&[u8]) -> Option<Key> + Send + Sync + 'static,
+{
+    fn key(&self, frame: &[u8]) -> Option<Key> {
+        self(frame)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_range_never_panics_on_short_or_huge_ranges() {
+        assert_eq!(ByteRange::new(usize::MAX, 2).key(b"abc"), None);
+        assert_eq!(ByteRange::new(1, 3).key(b"abc"), None);
+        assert_eq!(
+            ByteRange::new(1, 2).key(b"abc"),
+            Some(Key::from(&b"bc"[..]))
+        );
+        assert_eq!("8:4".parse::<ByteRange>().unwrap(), ByteRange::new(8, 4));
+        assert!("8".parse::<ByteRange>().is_err());
+        assert!("8:0".parse::<ByteRange>().is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! [`Duplex`]: one long connection split into an independent sender and receiver.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::builder::ClientBuilder;
+use super::conn::{self, Handle, Link, Matching};
+use super::{ClientError, ClientStats};
+
+/// A long connection used in full duplex: the [`DuplexSender`] writes frames whenever it
+/// likes, the [`DuplexReceiver`] reads every frame that arrives, and neither waits for the
+/// other. The connection is kept alive by heartbeats (answered, and sent with
+/// [`ClientBuilder::ping`]) and reconnected with backoff and failover like a
+/// [`LongClient`](super::LongClient); heartbeat frames never reach the receiver.
+///
+/// ```
+/// use bytes::Bytes;
+/// use keepwire::client::ClientBuilder;
+/// # use keepwire::server::{Request, Server, ServerConfig, service_fn};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::bind("127.0.0.1:0", ServerConfig::new("line".parse()?)).await?;
+/// # let addr = server.local_addr().to_string();
+/// # tokio::spawn(server.serve(service_fn(|r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) })));
+/// let (tx, mut rx) = ClientBuilder::new("line".parse()?, [addr]).connect_duplex().await?.split();
+/// tokio::spawn(async move {
+///     for m in ["one", "two"] {
+///         tx.send(Bytes::from(m)).await.unwrap();
+///     }
+/// });
+/// assert_eq!(rx.recv().await.unwrap(), "one");
+/// assert_eq!(rx.recv().await.unwrap(), "two");
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Duplex {
+    sender: DuplexSender,
+    receiver: DuplexReceiver,
+}
+
+/// The sending half of a [`Duplex`] connection (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct DuplexSender {
+    handle: Handle,
+}
+
+/// The receiving half of a [`Duplex`] connection.
+#[derive(Debug)]
+pub struct DuplexReceiver {
+    // Keeps the connection task running while only the receiver is left.
+    handle: Handle,
+    rx: mpsc::Receiver<Bytes>,
+}
+
+impl Duplex {
+    pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
+        let link = Arc::new(Link::new(cfg, Matching::None));
+        let first = link.connect_plan().await?;
+        let (handle, rx) = conn::spawn_with_unsolicited(link, first);
+        Ok(Duplex {
+            sender: DuplexSender {
+                handle: handle.clone(),
+            },
+            receiver: DuplexReceiver { handle, rx },
+        })
+    }
+
+    /// The two halves.
+    pub fn split(self) -> (DuplexSender, DuplexReceiver) {
+        (self.sender, self.receiver)
+    }
+}
+
+impl DuplexSender {
+    /// Writes `frame`; done once it is written (there is no reply to wait for).
+    ///
+    /// # Errors
+    /// A [`ClientError`] saying whether the frame may have been sent (e.g. no connection
+    /// within the request timeout: not sent).
+    ///
+    /// # Cancel safety
+    /// Dropping the future before the frame was written withdraws it.
+    pub async fn send(&self, frame: Bytes) -> Result<(), ClientError> {
+        self.handle
+            .call(frame, false, None, self.handle.link.cfg.request_timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.handle.link.is_connected()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.handle.link.stats()
+    }
+}
+
+impl DuplexReceiver {
+    /// The next inbound frame; `None` once the client is shut down.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a frame is either returned or stays queued.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        let _ = &self.handle;
+        self.rx.recv().await
+    }
+}

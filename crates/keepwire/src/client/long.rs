@@ -1,0 +1,132 @@
+//! [`LongClient`]: one persistent connection, kept alive, reconnected and failed over.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::builder::ClientBuilder;
+use super::conn::{self, Handle, Link, Matching};
+use super::{ClientError, ClientStats, EndpointStatus, ResponseFuture};
+
+/// A long connection: requests and replies in order on one TCP connection that the client
+/// keeps alive (heartbeats through [`Liveness`](crate::liveness::Liveness)), reconnects with
+/// exponential backoff and jitter when lost, and moves along the endpoint list when an
+/// endpoint fails or stops answering heartbeats.
+///
+/// By default one request is in flight at a time (strict request/response); concurrent
+/// callers queue. [`ClientBuilder::max_in_flight`] pipelines: up to N requests are written
+/// before their replies, which are matched in order. A reply that does not come within the
+/// request timeout closes the connection (later replies could not be matched any more) and
+/// the client reconnects.
+///
+/// Cloning is cheap: clones share the connection. It closes when the last clone is dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use bytes::Bytes;
+/// use keepwire::client::ClientBuilder;
+/// use keepwire::liveness::PingConfig;
+/// # use keepwire::server::{Request, Server, ServerConfig, service_fn};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::bind("127.0.0.1:0", ServerConfig::new("len:be:2".parse()?)).await?;
+/// # let addr = server.local_addr().to_string();
+/// # tokio::spawn(server.serve(service_fn(|r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) })));
+/// let client = ClientBuilder::new("len:be:2".parse()?, [addr, "127.0.0.1:1".to_string()])
+///     .request_timeout(Duration::from_secs(2))
+///     .ping(Some(PingConfig { interval: Duration::from_secs(30), timeout: Duration::from_secs(5), misses: 3 }))
+///     .connect_long()
+///     .await?;
+/// match client.request(Bytes::from_static(b"0800")).await {
+///     Ok(reply) => assert_eq!(reply, "0800"),
+///     Err(e) if e.is_not_sent() => { /* safe to retry */ }
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LongClient {
+    handle: Handle,
+}
+
+impl LongClient {
+    pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
+        Self::connect_link(Arc::new(Link::new(cfg, Matching::Fifo))).await
+    }
+
+    pub(crate) async fn connect_link(link: Arc<Link>) -> Result<Self, ClientError> {
+        let first = link.connect_plan().await?;
+        Ok(LongClient {
+            handle: conn::spawn(link, first),
+        })
+    }
+
+    /// Sends `frame` and waits for its reply, within the request timeout.
+    ///
+    /// # Errors
+    /// A [`ClientError`] saying whether the request may have been sent. Requests not sent
+    /// are never lost: they fail with [`ClientError::is_not_sent`] or are moved to the next
+    /// connection.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before the request was written withdraws it (it is never
+    /// written); after, the reply is discarded when it comes and the connection stays in
+    /// step.
+    pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        self.request_timeout(frame, self.handle.link.cfg.request_timeout)
+            .await
+    }
+
+    /// [`request`](Self::request) with its own timeout.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    ///
+    /// # Cancel safety
+    /// As [`request`](Self::request).
+    pub async fn request_timeout(
+        &self,
+        frame: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, ClientError> {
+        self.handle.call(frame, true, None, timeout).await
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.handle.link.is_connected()
+    }
+
+    /// The endpoint connected to now.
+    pub fn current_endpoint(&self) -> Option<String> {
+        self.handle.link.current_endpoint()
+    }
+
+    /// Every endpoint's health.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.handle.link.status()
+    }
+
+    /// Counters: connects, heartbeats, unsolicited frames.
+    pub fn stats(&self) -> ClientStats {
+        self.handle.link.stats()
+    }
+}
+
+impl tower::Service<Bytes> for LongClient {
+    type Response = Bytes;
+    type Error = ClientError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        // The queue is bounded: the call itself waits for room.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, frame: Bytes) -> ResponseFuture {
+        let this = self.clone();
+        Box::pin(async move { this.request(frame).await })
+    }
+}

@@ -1,0 +1,78 @@
+//! Clients: short, long, pooled, multiplexed, duplex and simplex, with heartbeats,
+//! reconnect and failover.
+//!
+//! | type              | connections                     | requests in flight | replies matched by      |
+//! |-------------------|---------------------------------|--------------------|-------------------------|
+//! | [`ShortClient`]   | one per request, client closes  | one per connection | the connection          |
+//! | [`LongClient`]    | one, kept alive and reconnected | `max_in_flight` (1)| order (FIFO)            |
+//! | [`Pool`]          | N long ones                     | one per connection | order                   |
+//! | [`MuxClient`]     | one long one                    | many               | a [`Correlate`] key     |
+//! | [`Duplex`]        | one, split in sender / receiver | n/a                | nothing: frames both ways |
+//! | [`Simplex`]       | two: send-only and receive-only | n/a                | nothing                 |
+//!
+//! All are built from one [`ClientBuilder`] (framing, endpoint list, timeouts, heartbeats,
+//! backoff). Clients that answer requests implement [`tower::Service<Bytes>`], so tower
+//! layers stack on them.
+//!
+//! # Nothing lost silently
+//! Every request ends with its reply or a [`ClientError`] that says whether it may have
+//! reached the server: [`ClientError::is_not_sent`] (not a byte written: retry freely) or
+//! [`ClientError::may_have_been_sent`] (retry only what is idempotent). A request that was
+//! not sent is moved to the next connection or endpoint by itself; one that may have been
+//! sent is never retried unless [`ClientBuilder::retry_sent`] opts in (short client).
+//!
+//! # Liveness
+//! A long connection drives the same sans-IO [`Liveness`](crate::liveness::Liveness) state
+//! machine as the server's connections: it answers the peer's pings, and with
+//! [`ClientBuilder::ping`] it pings the peer after `interval` of inbound silence and gives up
+//! after `misses` unanswered pings. A peer that stops answering while TCP still accepts data
+//! (a hung or overloaded service) is thus found within `interval × misses + timeout`; the
+//! endpoint is marked down and the client moves to the next (see [`EndpointSet`]).
+//! [`ClientBuilder::probe_on_connect`] confirms each new connection with one heartbeat
+//! before any request is written on it.
+//!
+//! ```
+//! use bytes::Bytes;
+//! use keepwire::client::ClientBuilder;
+//! use keepwire::server::{Request, Server, ServerConfig, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::bind("127.0.0.1:0", ServerConfig::new("len:ascii:4".parse()?)).await?;
+//! let addr = server.local_addr().to_string();
+//! tokio::spawn(server.serve(service_fn(|r: Request| async move {
+//!     Ok::<_, std::convert::Infallible>(Some(r.frame))
+//! })));
+//!
+//! let client = ClientBuilder::new("len:ascii:4".parse()?, [addr]).connect_long().await?;
+//! assert_eq!(client.request(Bytes::from_static(b"hello")).await?, "hello");
+//! # Ok(()) }
+//! ```
+
+mod builder;
+mod conn;
+mod correlate;
+mod duplex;
+mod endpoint;
+mod error;
+mod long;
+mod mux;
+mod pool;
+mod short;
+mod simplex;
+
+pub use builder::ClientBuilder;
+pub use conn::ClientStats;
+pub use correlate::{ByteRange, Correlate, Key};
+pub use duplex::{Duplex, DuplexReceiver, DuplexSender};
+pub use endpoint::{Backoff, EndpointSet, EndpointStatus};
+pub use error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+pub use long::LongClient;
+pub use mux::MuxClient;
+pub use pool::Pool;
+pub use short::ShortClient;
+pub use simplex::Simplex;
+
+/// The future a client's [`tower::Service::call`] returns.
+pub type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bytes::Bytes, ClientError>> + Send>>;

@@ -1,0 +1,147 @@
+//! [`MuxClient`]: many requests in flight on one connection, replies matched by key.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::builder::ClientBuilder;
+use super::conn::{self, Handle, Link, Matching};
+use super::{ClientError, ClientStats, Correlate, EndpointStatus, ResponseFuture};
+
+/// A multiplexed long connection: any number of requests in flight (up to
+/// [`ClientBuilder::max_in_flight`], default 1024), each reply matched to its request by a
+/// [`Correlate`] key taken from the frame (a byte range such as CMPP's `Sequence_Id`, or a
+/// closure), in any order, each request with its own timeout. Frames that match no request
+/// in flight (server-initiated messages, or replies that came after their request timed
+/// out) go to the [`unsolicited`](Self::unsolicited) stream.
+///
+/// Keeps its connection alive and fails over like [`LongClient`](super::LongClient). A request
+/// whose key is already in flight fails at once, not sent.
+///
+/// ```
+/// use bytes::Bytes;
+/// use keepwire::client::{ByteRange, ClientBuilder};
+/// # use keepwire::server::{Request, Server, ServerConfig, service_fn};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::bind("127.0.0.1:0", ServerConfig::new("len:be:4".parse()?)).await?;
+/// # let addr = server.local_addr().to_string();
+/// # tokio::spawn(server.serve(service_fn(|r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) })));
+/// // The first 4 bytes of every body are a sequence number the server echoes back.
+/// let mux = ClientBuilder::new("len:be:4".parse()?, [addr]).connect_mux(ByteRange::new(0, 4)).await?;
+/// let (a, b) = tokio::join!(
+///     mux.request(Bytes::from_static(b"\0\0\0\x01first")),
+///     mux.request(Bytes::from_static(b"\0\0\0\x02second")),
+/// );
+/// assert_eq!(a?, &b"\0\0\0\x01first"[..]);
+/// assert_eq!(b?, &b"\0\0\0\x02second"[..]);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct MuxClient {
+    handle: Handle,
+    unsolicited: Arc<Mutex<Option<mpsc::Receiver<Bytes>>>>,
+}
+
+impl MuxClient {
+    pub(crate) async fn connect(
+        cfg: ClientBuilder,
+        correlate: Arc<dyn Correlate>,
+    ) -> Result<Self, ClientError> {
+        let link = Arc::new(Link::new(cfg, Matching::Keyed(correlate)));
+        let first = link.connect_plan().await?;
+        let (handle, rx) = conn::spawn_with_unsolicited(link, first);
+        Ok(MuxClient {
+            handle,
+            unsolicited: Arc::new(Mutex::new(Some(rx))),
+        })
+    }
+
+    /// Sends `frame` (its key taken by the [`Correlate`]) and waits for the reply with the
+    /// same key, within the request timeout.
+    ///
+    /// # Errors
+    /// As [`LongClient::request`](super::LongClient::request); a frame with no key, or a key
+    /// already in flight, fails as not sent.
+    ///
+    /// # Cancel safety
+    /// Dropping the future before the request was written withdraws it; after, its reply
+    /// goes to the unsolicited stream when it comes.
+    pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        self.request_timeout(frame, self.handle.link.cfg.request_timeout)
+            .await
+    }
+
+    /// [`request`](Self::request) with its own timeout.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    ///
+    /// # Cancel safety
+    /// As [`request`](Self::request).
+    pub async fn request_timeout(
+        &self,
+        frame: Bytes,
+        timeout: Duration,
+    ) -> Result<Bytes, ClientError> {
+        self.handle.call(frame, true, None, timeout).await
+    }
+
+    /// Sends `frame` without waiting for a reply (e.g. a response to a server-initiated
+    /// message); done once written.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    ///
+    /// # Cancel safety
+    /// As [`request`](Self::request).
+    pub async fn send(&self, frame: Bytes) -> Result<(), ClientError> {
+        self.handle
+            .call(frame, false, None, self.handle.link.cfg.request_timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// The stream of frames that matched no request. The first call takes it; later calls
+    /// return `None`. Unread frames beyond [`ClientBuilder::unsolicited_capacity`] are dropped
+    /// and counted in [`ClientStats::unsolicited_dropped`].
+    pub fn unsolicited(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.unsolicited
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.handle.link.is_connected()
+    }
+
+    /// Every endpoint's health.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.handle.link.status()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.handle.link.stats()
+    }
+}
+
+impl tower::Service<Bytes> for MuxClient {
+    type Response = Bytes;
+    type Error = ClientError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, frame: Bytes) -> ResponseFuture {
+        let this = self.clone();
+        Box::pin(async move { this.request(frame).await })
+    }
+}

@@ -1,0 +1,167 @@
+//! [`Pool`]: N long connections over the endpoint list, on `bb8`.
+
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+
+use super::builder::ClientBuilder;
+use super::conn::{Link, Matching};
+use super::endpoint::EndpointSet;
+use super::error::{ClientError, ClientErrorKind, Delivery};
+use super::{EndpointStatus, LongClient, ResponseFuture};
+
+/// A pool of up to N long connections, for many concurrent callers: each request checks a
+/// connection out (waiting at most [`ClientBuilder::checkout_timeout`]), does one
+/// request/response on it and returns it.
+///
+/// Built on the `bb8` pool: connections are created on demand across the endpoint list (with
+/// failover; the endpoints' health is shared by all connections), checked on checkout
+/// (a connection whose heartbeats stopped being answered, or that was lost, is replaced),
+/// and closed after [`ClientBuilder::max_idle`] idle or [`ClientBuilder::max_lifetime`] old.
+/// Each connection keeps itself alive with the same heartbeats as a
+/// [`LongClient`](super::LongClient).
+///
+/// ```
+/// use bytes::Bytes;
+/// use keepwire::client::ClientBuilder;
+/// # use keepwire::server::{Request, Server, ServerConfig, service_fn};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = Server::bind("127.0.0.1:0", ServerConfig::new("len:ascii:4".parse()?)).await?;
+/// # let addr = server.local_addr().to_string();
+/// # tokio::spawn(server.serve(service_fn(|r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) })));
+/// let pool = ClientBuilder::new("len:ascii:4".parse()?, [addr]).pool(4).await?;
+/// let replies = futures_util::future::join_all((0..8).map(|i| pool.request(Bytes::from(format!("m{i}"))))).await;
+/// assert!(replies.iter().all(|r| r.is_ok()));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    inner: bb8::Pool<Manager>,
+    endpoints: Arc<Mutex<EndpointSet>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.inner.state();
+        f.debug_struct("Pool")
+            .field("connections", &st.connections)
+            .field("idle", &st.idle_connections)
+            .finish()
+    }
+}
+
+struct Manager {
+    cfg: ClientBuilder,
+    endpoints: Arc<Mutex<EndpointSet>>,
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = LongClient;
+    type Error = ClientError;
+
+    async fn connect(&self) -> Result<LongClient, ClientError> {
+        // A pooled connection that breaks is replaced by the pool, not reconnected by itself.
+        let link = Link::with_endpoints(
+            self.cfg.clone(),
+            Matching::Fifo,
+            Arc::clone(&self.endpoints),
+        );
+        LongClient::connect_link(Arc::new(link)).await
+    }
+
+    async fn is_valid(&self, conn: &mut LongClient) -> Result<(), ClientError> {
+        if conn.is_connected() {
+            Ok(())
+        } else {
+            Err(ClientError::new(
+                ClientErrorKind::Closed,
+                Delivery::NotSent,
+                "pooled connection lost",
+            ))
+        }
+    }
+
+    fn has_broken(&self, conn: &mut LongClient) -> bool {
+        !conn.is_connected()
+    }
+}
+
+impl Pool {
+    pub(crate) async fn connect(cfg: ClientBuilder, size: u32) -> Result<Self, ClientError> {
+        let endpoints = Arc::new(Mutex::new(EndpointSet::new(
+            cfg.endpoints.iter().cloned(),
+            cfg.down_base,
+            cfg.down_max,
+        )));
+        let builder = bb8::Pool::builder()
+            .max_size(size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(
+                cfg.checkout_timeout
+                    .max(std::time::Duration::from_millis(1)),
+            )
+            .idle_timeout(cfg.max_idle)
+            .max_lifetime(cfg.max_lifetime)
+            .test_on_check_out(true)
+            .retry_connection(false);
+        let manager = Manager {
+            cfg,
+            endpoints: Arc::clone(&endpoints),
+        };
+        let inner = builder.build(manager).await?;
+        Ok(Pool { inner, endpoints })
+    }
+
+    /// Checks a connection out, sends `frame` on it and waits for the reply.
+    ///
+    /// # Errors
+    /// [`ClientError::is_pool_timeout`] (not sent) when no connection was free within the
+    /// checkout timeout; [`ClientError::is_connect`] when a new connection could not be made;
+    /// otherwise as [`LongClient::request`].
+    ///
+    /// # Cancel safety
+    /// As [`LongClient::request`]; the connection goes back to the pool.
+    pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        let conn = self.inner.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => e,
+            bb8::RunError::TimedOut => ClientError::new(
+                ClientErrorKind::PoolTimeout,
+                Delivery::NotSent,
+                "no pooled connection free within the checkout timeout",
+            ),
+        })?;
+        conn.request(frame).await
+    }
+
+    /// Open connections, and how many of them are idle.
+    pub fn connections(&self) -> (u32, u32) {
+        let st = self.inner.state();
+        (st.connections, st.idle_connections)
+    }
+
+    /// Every endpoint's health.
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .status(std::time::Instant::now())
+    }
+}
+
+impl tower::Service<Bytes> for Pool {
+    type Response = Bytes;
+    type Error = ClientError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        // Capacity is taken at checkout, inside the call, bounded by the checkout timeout.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, frame: Bytes) -> ResponseFuture {
+        let this = self.clone();
+        Box::pin(async move { this.request(frame).await })
+    }
+}

@@ -1,0 +1,245 @@
+//! [`ShortClient`]: a connection per request.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::codec::Decoder;
+
+use super::conn::{Connected, Link, write_counted};
+use super::error::{ClientError, ClientErrorKind, Delivery};
+use super::{ClientStats, EndpointStatus, ResponseFuture};
+use crate::frame::FrameCodec;
+
+/// Short connections: each request connects (within the connect timeout, trying the
+/// endpoints in order and skipping those that fail), writes, reads the one reply (within the
+/// request timeout) and closes. The client closes first, so the TIME_WAIT socket stays on the
+/// client (RFC 9293 §3.6), which is what `keepwire serve --mode short` waits for. Under `eof`
+/// framing the client half-closes after writing so the server sees where the request ends.
+///
+/// A request that could not be written to one endpoint (connect failed, or the write failed
+/// before a byte left) moves to the next one. One that may have been sent is retried only
+/// with [`ClientBuilder::retry_sent`](super::ClientBuilder::retry_sent).
+///
+/// ```
+/// use bytes::Bytes;
+/// use keepwire::client::ClientBuilder;
+/// # use keepwire::server::{Mode, Request, Server, ServerConfig, service_fn};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut cfg = ServerConfig::new("len:ascii:4".parse()?);
+/// # cfg.mode = Mode::Short;
+/// # let server = Server::bind("127.0.0.1:0", cfg).await?;
+/// # let addr = server.local_addr().to_string();
+/// # tokio::spawn(server.serve(service_fn(|r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) })));
+/// // The first endpoint refuses: the request goes to the second.
+/// let client = ClientBuilder::new("len:ascii:4".parse()?, ["127.0.0.1:1".to_string(), addr]).build_short();
+/// assert_eq!(client.request(Bytes::from_static(b"ping")).await?, "ping");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShortClient {
+    link: Arc<Link>,
+}
+
+/// How one attempt on one connection ended.
+enum Attempt {
+    Reply(Bytes),
+    /// Failed; `next` says the request may move to another endpoint.
+    Failed {
+        err: ClientError,
+        next: bool,
+    },
+}
+
+impl ShortClient {
+    pub(crate) fn new(link: Arc<Link>) -> Self {
+        ShortClient { link }
+    }
+
+    /// Connects, sends `frame`, reads the reply and closes.
+    ///
+    /// # Errors
+    /// [`ClientError::is_connect`] naming every endpoint when none could be connected to;
+    /// otherwise an error saying whether the request may have been sent.
+    ///
+    /// # Cancel safety
+    /// Dropping the future closes the connection; whether the request was sent is then
+    /// unknown.
+    pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        self.request_via(frame).await.map(|(reply, _)| reply)
+    }
+
+    /// [`request`](Self::request), also saying which endpoint answered.
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
+    ///
+    /// # Cancel safety
+    /// As [`request`](Self::request).
+    pub async fn request_via(&self, frame: Bytes) -> Result<(Bytes, String), ClientError> {
+        let cfg = &self.link.cfg;
+        let deadline = Instant::now() + cfg.request_timeout;
+        let mut retried_sent = false;
+        let mut failures = Vec::new();
+        loop {
+            let c = match self.link.connect_plan().await {
+                Ok(c) => c,
+                Err(e) => {
+                    if failures.is_empty() {
+                        return Err(e);
+                    }
+                    // Earlier attempts failed after connecting: report those too.
+                    let mut all = failures;
+                    all.extend(e.endpoints().iter().cloned());
+                    return Err(ClientError::connect(all));
+                }
+            };
+            let ep = c.ep;
+            let addr = c.addr.clone();
+            match self.attempt(c, &frame, deadline).await {
+                Attempt::Reply(r) => return Ok((r, addr)),
+                Attempt::Failed { err, next } => {
+                    let may_retry = next || (cfg.retry_sent && !retried_sent);
+                    if !may_retry || Instant::now() >= deadline || self.link.cfg.endpoints.len() < 2
+                    {
+                        return Err(err);
+                    }
+                    if !next {
+                        retried_sent = true;
+                    }
+                    self.link.mark_down(ep, &err.to_string());
+                    failures.push(super::EndpointFailure {
+                        endpoint: addr,
+                        reason: err.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, mut c: Connected, frame: &[u8], deadline: Instant) -> Attempt {
+        let cfg = &self.link.cfg;
+        let ep = Some(c.addr.clone());
+        let mut codec = FrameCodec::new(cfg.framing.clone());
+        let mut out = BytesMut::new();
+        if let Err(e) = codec.encode_to(frame, &mut out) {
+            return Attempt::Failed {
+                err: ClientError::frame(Delivery::NotSent, ep, e),
+                next: false,
+            };
+        }
+        let (written, res) = write_counted(&mut c.stream, &out, cfg.write_timeout).await;
+        if let Err(e) = res {
+            let delivery = if written == 0 {
+                Delivery::NotSent
+            } else {
+                Delivery::SentNoReply
+            };
+            return Attempt::Failed {
+                err: ClientError::io(delivery, ep, "write failed", e),
+                next: written == 0,
+            };
+        }
+        let half_close = cfg
+            .half_close
+            .unwrap_or_else(|| cfg.framing.is_until_close());
+        if half_close {
+            // Under `eof` framing the FIN is the end of the request.
+            let _ = c.stream.shutdown().await;
+        }
+        let timeout = cfg.request_timeout;
+        let mut rbuf = std::mem::take(&mut c.leftover);
+        let read = tokio::time::timeout_at(deadline.into(), async {
+            let mut eof = false;
+            loop {
+                let decoded = if eof {
+                    codec.decode_eof(&mut rbuf)
+                } else {
+                    codec.decode(&mut rbuf)
+                };
+                match decoded {
+                    Ok(Some(f)) => {
+                        // A heartbeat before the reply (a server that pings) is not it.
+                        if !eof
+                            && cfg
+                                .heartbeat
+                                .as_deref()
+                                .is_some_and(|h| h.classify(&f).is_some())
+                            && !frame.is_empty()
+                        {
+                            continue;
+                        }
+                        return Ok(f);
+                    }
+                    Ok(None) if eof => {
+                        return Err(ClientError::new(
+                            ClientErrorKind::Closed,
+                            Delivery::SentNoReply,
+                            "peer closed the connection without a reply",
+                        ));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(ClientError::frame(Delivery::SentNoReply, None, e)),
+                }
+                rbuf.reserve(4096);
+                match c.stream.read_buf(&mut rbuf).await {
+                    Ok(0) => eof = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(ClientError::io(
+                            Delivery::SentNoReply,
+                            None,
+                            "read failed",
+                            e,
+                        ));
+                    }
+                }
+            }
+        })
+        .await;
+        // We close first: our FIN, and TIME_WAIT on this side.
+        if !half_close {
+            let _ = tokio::time::timeout(Duration::from_millis(100), c.stream.shutdown()).await;
+        }
+        drop(c.stream);
+        match read {
+            Ok(Ok(reply)) => Attempt::Reply(reply),
+            Ok(Err(e)) => Attempt::Failed {
+                err: e.with_endpoint(ep),
+                next: false,
+            },
+            Err(_) => Attempt::Failed {
+                err: ClientError::timeout(Delivery::SentNoReply, ep, timeout),
+                next: false,
+            },
+        }
+    }
+
+    /// Every endpoint's health (failures mark an endpoint down for the next requests).
+    pub fn endpoints(&self) -> Vec<EndpointStatus> {
+        self.link.status()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ClientStats {
+        self.link.stats()
+    }
+}
+
+impl tower::Service<Bytes> for ShortClient {
+    type Response = Bytes;
+    type Error = ClientError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, frame: Bytes) -> ResponseFuture {
+        let this = self.clone();
+        Box::pin(async move { this.request(frame).await })
+    }
+}

@@ -1,0 +1,171 @@
+//! The blocking `std::net` clients over real loopback sockets: timeouts that keep partial
+//! frames, heartbeats, failover and the sent / not-sent verdict.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use keepwire::blocking::{ClientOptions, LongClient, ShortClient};
+use keepwire::liveness::PingConfig;
+
+const SOON: Duration = Duration::from_secs(10);
+
+fn spec(s: &str) -> keepwire::frame::FramingSpec {
+    s.parse().unwrap()
+}
+
+/// A one-connection server running `f` on a thread.
+fn serve_once(f: impl FnOnce(TcpStream) + Send + 'static) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        if let Ok((s, _)) = l.accept() {
+            f(s);
+        }
+    });
+    addr
+}
+
+fn refused() -> String {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut v = vec![0; n];
+    s.set_read_timeout(Some(SOON)).unwrap();
+    s.read_exact(&mut v).unwrap();
+    v
+}
+
+#[test]
+fn recv_timeout_keeps_a_partial_frame() {
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let addr = serve_once(move |mut s| {
+        s.write_all(b"00").unwrap();
+        go_rx.recv_timeout(SOON).unwrap();
+        s.write_all(b"05hello0002hi").unwrap();
+        let _ = read_n(&mut s, 1);
+    });
+    let mut c =
+        LongClient::connect(ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])).unwrap();
+    // Half a header arrives, then silence: nothing returned, nothing lost.
+    let t = Instant::now();
+    while c.buffered() < 2 {
+        assert_eq!(c.recv_timeout(Duration::from_millis(50)).unwrap(), None);
+        assert!(t.elapsed() < SOON);
+    }
+    assert_eq!(c.try_recv().unwrap(), None);
+    assert_eq!(c.buffered(), 2);
+    go_tx.send(()).unwrap();
+    assert_eq!(&c.recv_timeout(SOON).unwrap().unwrap()[..], b"hello");
+    assert_eq!(&c.recv_timeout(SOON).unwrap().unwrap()[..], b"hi");
+}
+
+#[test]
+fn long_request_answers_pings_and_fails_over() {
+    let addr = serve_once(|mut s| {
+        // A ping (empty frame) before the reply: the client answers it and waits on.
+        let req = read_n(&mut s, 7);
+        assert_eq!(req, b"0003abc");
+        s.write_all(b"0000").unwrap();
+        assert_eq!(read_n(&mut s, 4), b"0000", "pong");
+        s.write_all(b"0003ABC").unwrap();
+        let _ = read_n(&mut s, 1);
+    });
+    let dead = refused();
+    let mut c = LongClient::connect(ClientOptions::new(
+        spec("len:ascii:4"),
+        [dead, addr.to_string()],
+    ))
+    .unwrap();
+    assert_eq!(c.endpoint(), addr.to_string());
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ABC");
+}
+
+#[test]
+fn long_tick_pings_and_declares_a_silent_peer_dead() {
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let addr = serve_once(move |_s| {
+        let _ = done_rx.recv_timeout(SOON);
+    });
+    let opts = ClientOptions::new(spec("len:be:2"), [addr.to_string()]).ping(Some(PingConfig {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(50),
+        misses: 2,
+    }));
+    let mut c = LongClient::connect(opts).unwrap();
+    let t = Instant::now();
+    let err = loop {
+        if let Err(e) = c.tick() {
+            break e;
+        }
+        let wait = c
+            .next_tick()
+            .map(|d| d.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(10));
+        // recv_timeout is the caller's wait: it also answers and absorbs heartbeats.
+        assert_eq!(c.recv_timeout(wait).unwrap(), None);
+        assert!(t.elapsed() < SOON);
+    };
+    assert!(err.is_dead_peer(), "{err}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    done_tx.send(()).unwrap();
+}
+
+#[test]
+fn short_client_verdicts_and_failover() {
+    // All refused: not sent, each endpoint named.
+    let (a, b) = (refused(), refused());
+    let c = ShortClient::new(ClientOptions::new(spec("line"), [a.clone(), b.clone()]));
+    let e = c.request(b"x").unwrap_err();
+    assert!(
+        e.is_connect()
+            && e.is_not_sent()
+            && e.to_string().contains(&a)
+            && e.to_string().contains(&b),
+        "{e}"
+    );
+
+    // Read but never answered: may have been sent, after the read timeout.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let silent = serve_once(move |_s| {
+        let _ = done_rx.recv_timeout(SOON);
+    });
+    let c = ShortClient::new(
+        ClientOptions::new(spec("line"), [silent.to_string()])
+            .read_timeout(Duration::from_millis(100)),
+    );
+    let e = c.request(b"hello").unwrap_err();
+    assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
+    done_tx.send(()).unwrap();
+
+    // Unencodable: not sent.
+    let echo = serve_once(|_s| {});
+    let c = ShortClient::new(ClientOptions::new(spec("line"), [echo.to_string()]));
+    let e = c.request(b"two\nlines").unwrap_err();
+    assert!(e.is_unencodable() && e.is_not_sent(), "{e}");
+
+    // Past a refused endpoint to an echo; the client closes first.
+    let echo = serve_once(|mut s| {
+        let got = read_n(&mut s, 6);
+        s.write_all(&got).unwrap();
+        let mut rest = Vec::new();
+        s.set_read_timeout(Some(SOON)).unwrap();
+        let _ = s.read_to_end(&mut rest); // our FIN
+    });
+    let c = ShortClient::new(ClientOptions::new(
+        spec("line"),
+        [refused(), echo.to_string()],
+    ));
+    assert_eq!(&c.request(b"hello").unwrap()[..], b"hello");
+}
