@@ -4,7 +4,6 @@
 //! the buffer is dropped, so an idle connection holds no buffer at all (a `Framed` would hold
 //! 8 KiB each way). Replies to every frame of one read are written together.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -30,9 +29,6 @@ use crate::liveness::{Action, CloseReason, Liveness, Verdict};
 const READ_SIZE: usize = 4096;
 /// Replies buffered before they are written even if more frames wait.
 const MAX_PENDING_WRITE: usize = 64 * 1024;
-/// Application frames read ahead while the handler is busy; past this, reading pauses
-/// (backpressure on a client that pipelines faster than the handler answers).
-const MAX_QUEUED: usize = 32;
 
 /// State shared by the accept loop and every connection.
 #[derive(Debug)]
@@ -107,8 +103,6 @@ pub(crate) fn new_conn(
         codec: FrameCodec::new(shared.config.framing.clone()),
         live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
         eof: false,
-        queued: VecDeque::new(),
-        deferred: None,
     })
 }
 
@@ -166,11 +160,6 @@ pub(crate) struct Conn {
     codec: FrameCodec,
     live: Liveness,
     eof: bool,
-    /// Application frames that arrived while the handler was busy (heartbeats among them were
-    /// answered at once), in order, already seen by `live`.
-    queued: VecDeque<Bytes>,
-    /// A framing error met while the handler was busy, reported once it is done.
-    deferred: Option<Box<FrameError>>,
 }
 
 impl Conn {
@@ -289,12 +278,7 @@ impl Conn {
             // Work on what arrived. Boxed: its state (handler call, write waits and their
             // timers) exists only while there is work, so an idle connection's task stays
             // small. One allocation per read batch.
-            if !self.rbuf.is_empty()
-                || self.eof
-                || !self.wbuf.is_empty()
-                || !self.queued.is_empty()
-                || self.deferred.is_some()
-            {
+            if !self.rbuf.is_empty() || self.eof || !self.wbuf.is_empty() {
                 if let Some(end) = Box::pin(self.process(svc, fresh)).await {
                     return end;
                 }
@@ -381,31 +365,15 @@ impl Conn {
         let cfg = &shared.config;
         let stats = &shared.stats;
         let heartbeat = cfg.heartbeat.as_deref();
-        // One clock read per batch: a batch is what one read brought, handled at once (a slow
-        // handler's wait is spent in `call`, which reads ahead with its own clock).
         let now = Instant::now();
         let (mut frames_in, mut frames_out) = (0u64, 0u64);
         let mut consumed = false;
         let mut served = false;
         loop {
-            // Frames read ahead while the handler was busy come first, in order; they were
-            // already classified.
-            if let Some(frame) = self.queued.pop_front() {
-                consumed = true;
-                match self.deliver(svc, frame, cfg).await {
-                    Ok(out) => frames_out += out,
-                    Err(end) => return Some(end),
-                }
-                if cfg.mode == Mode::Short {
-                    served = true;
-                    break;
-                }
-                continue;
-            }
-            let decoded = match self.deferred.take() {
-                Some(e) => Err(*e),
-                None if self.eof => self.codec.decode_eof(&mut self.rbuf),
-                None => self.codec.decode(&mut self.rbuf),
+            let decoded = if self.eof {
+                self.codec.decode_eof(&mut self.rbuf)
+            } else {
+                self.codec.decode(&mut self.rbuf)
             };
             let frame = match decoded {
                 Ok(Some(f)) => f,
@@ -434,13 +402,31 @@ impl Conn {
                 }
                 Verdict::Deliver => {}
             }
-            match self.deliver(svc, frame, cfg).await {
-                Ok(out) => frames_out += out,
+            let req = Request {
+                frame,
+                peer: self.peer,
+                local: self.local,
+                conn_id: self.id,
+            };
+            let reply = match self.call(svc, req, cfg).await {
+                Ok(r) => r,
                 Err(end) => return Some(end),
+            };
+            if let Some(reply) = reply {
+                if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
+                    tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
+                    return Some(End::Frame(e));
+                }
+                frames_out += 1;
             }
             if cfg.mode == Mode::Short {
                 served = true;
                 break;
+            }
+            if self.wbuf.len() >= MAX_PENDING_WRITE {
+                if let Err(e) = self.flush(cfg.write_timeout).await {
+                    return Some(End::Io(e));
+                }
             }
         }
         ServerStats::add(&stats.frames_in, frames_in);
@@ -462,77 +448,6 @@ impl Conn {
         self.live
             .on_read(now, !self.rbuf.is_empty(), consumed || fresh);
         None
-    }
-
-    /// Hands an application frame to the handler and frames its reply into `wbuf`. Returns
-    /// the number of frames queued for writing (0 or 1).
-    async fn deliver<S>(
-        &mut self,
-        svc: &mut S,
-        frame: Bytes,
-        cfg: &ServerConfig,
-    ) -> Result<u64, End>
-    where
-        S: Service<Request, Response = Option<Bytes>>,
-        S::Error: Into<BoxError>,
-    {
-        let req = Request {
-            frame,
-            peer: self.peer,
-            local: self.local,
-            conn_id: self.id,
-        };
-        let Some(reply) = self.call(svc, req, cfg).await? else {
-            return Ok(0);
-        };
-        if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
-            tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
-            return Err(End::Frame(e));
-        }
-        if self.wbuf.len() >= MAX_PENDING_WRITE {
-            self.flush(cfg.write_timeout).await.map_err(End::Io)?;
-        }
-        Ok(1)
-    }
-
-    /// While the handler is busy: decodes what arrived, answers heartbeats at once (a slow
-    /// request must not make a live server look dead to a pinging client) and queues
-    /// application frames for later, in order.
-    fn read_ahead(&mut self) {
-        let shared = Arc::clone(&self.shared);
-        let heartbeat = shared.config.heartbeat.as_deref();
-        let now = Instant::now();
-        while self.queued.len() < MAX_QUEUED && self.deferred.is_none() {
-            let decoded = if self.eof {
-                self.codec.decode_eof(&mut self.rbuf)
-            } else {
-                self.codec.decode(&mut self.rbuf)
-            };
-            let frame = match decoded {
-                Ok(Some(f)) => f,
-                Ok(None) => return,
-                Err(e) => {
-                    self.deferred = Some(Box::new(e));
-                    return;
-                }
-            };
-            ServerStats::add(&shared.stats.frames_in, 1);
-            let beat = heartbeat.and_then(|h| h.classify(&frame));
-            match self.live.on_frame(now, beat) {
-                Verdict::Absorb => {}
-                Verdict::Answer => {
-                    if let Some(h) = heartbeat {
-                        if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
-                            self.deferred = Some(Box::new(e));
-                            return;
-                        }
-                        ServerStats::add(&shared.stats.frames_out, 1);
-                        ServerStats::add(&shared.stats.pings_answered, 1);
-                    }
-                }
-                Verdict::Deliver => self.queued.push_back(frame),
-            }
-        }
     }
 
     /// Calls the handler. If its answer is not ready at once, replies already buffered are
@@ -564,26 +479,7 @@ impl Conn {
                 if let Err(e) = self.flush(cfg.write_timeout).await {
                     return Err(End::Io(e));
                 }
-                loop {
-                    let can_read =
-                        !self.eof && self.deferred.is_none() && self.queued.len() < MAX_QUEUED;
-                    tokio::select! {
-                        biased;
-                        r = &mut fut => break r,
-                        r = self.stream.readable(), if can_read => {
-                            r.map_err(End::Io)?;
-                            match self.try_read() {
-                                Ok(_) => {}
-                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                                Err(e) => return Err(End::Io(e)),
-                            }
-                            self.read_ahead();
-                            if !self.wbuf.is_empty() {
-                                self.flush(cfg.write_timeout).await.map_err(End::Io)?;
-                            }
-                        }
-                    }
-                }
+                fut.await
             }
         };
         res.map_err(|e| End::Handler(e.into()))
