@@ -1,21 +1,19 @@
 //! The closed-loop clients of each mode.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::Decoder;
 
 use super::{BenchConfig, Mode, ModeReport};
+use crate::client::{ByteRange, ClientBuilder, ClientError, MuxClient, Pool};
 use crate::frame::FrameCodec;
 use crate::tcpstate::{TcpState, port_states_now};
 
@@ -198,156 +196,57 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
     t
 }
 
-/// A fixed set of long connections handed out one caller at a time.
-struct Pool {
-    permits: Semaphore,
-    links: Mutex<Vec<Link>>,
+/// What the pool and mux clients need from a client: one request, one reply.
+trait Requester: Send + Sync + 'static {
+    fn request(
+        &self,
+        frame: Bytes,
+    ) -> impl std::future::Future<Output = Result<Bytes, ClientError>> + Send;
 }
 
-async fn pool_worker(run: Arc<Run>, pool: Arc<Pool>, w: u64) -> Tally {
+impl Requester for Pool {
+    fn request(
+        &self,
+        frame: Bytes,
+    ) -> impl std::future::Future<Output = Result<Bytes, ClientError>> + Send {
+        Pool::request(self, frame)
+    }
+}
+
+impl Requester for MuxClient {
+    fn request(
+        &self,
+        frame: Bytes,
+    ) -> impl std::future::Future<Output = Result<Bytes, ClientError>> + Send {
+        MuxClient::request(self, frame)
+    }
+}
+
+/// A closed-loop worker over one of keepwire's own clients (pool checkout, or mux matching
+/// replies on the 8-byte request id): the bench measures the library as users get it.
+async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> Tally {
     let mut t = Tally::new();
     let mut seq = 0u64;
     while Instant::now() < run.stop_at {
         seq += 1;
         let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
         let start = Instant::now();
-        // Checkout is part of the latency: that is the cost of sharing.
-        let Ok(permit) = pool.permits.acquire().await else {
-            break;
-        };
-        let link = pool.links.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let Some(mut link) = link else {
-            drop(permit);
-            break;
-        };
-        let res = link.exchange(&req, run.cfg.request_timeout).await;
-        match res {
-            Ok(()) => {
-                pool.links
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(link);
-                t.ok(&run, start);
-            }
+        match client.request(req.clone()).await {
+            Ok(reply) if reply == req => t.ok(&run, start),
+            Ok(_) => t.err(&run),
             Err(_) => {
                 t.err(&run);
-                // Replace the broken connection.
-                if let Ok(l) = Link::connect(&run).await {
-                    pool.links.lock().unwrap_or_else(|p| p.into_inner()).push(l);
-                } else {
-                    permit.forget();
-                    continue;
-                }
-            }
-        }
-        drop(permit);
-    }
-    t
-}
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Bytes>>>>;
-
-/// One multiplexed connection: a writer task fed by a channel, a reader task that matches
-/// replies to callers by the request id in the first 8 bytes.
-struct MuxLink {
-    tx: mpsc::Sender<Bytes>,
-    pending: Pending,
-}
-
-fn mux_link(stream: TcpStream, run: &Run) -> MuxLink {
-    let (r, w) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Bytes>(1024);
-    let pending: Pending = Arc::default();
-    tokio::spawn(mux_writer(w, rx, FrameCodec::new(run.cfg.framing.clone())));
-    tokio::spawn(mux_reader(
-        r,
-        Arc::clone(&pending),
-        FrameCodec::new(run.cfg.framing.clone()),
-    ));
-    MuxLink { tx, pending }
-}
-
-async fn mux_writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, codec: FrameCodec) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    while let Some(first) = rx.recv().await {
-        buf.clear();
-        if codec.encode_to(&first, &mut buf).is_err() {
-            return;
-        }
-        // Batch whatever else is queued into the same write.
-        while buf.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(more) => {
-                    if codec.encode_to(&more, &mut buf).is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        if w.write_all(&buf).await.is_err() {
-            return;
-        }
-    }
-}
-
-async fn mux_reader(mut r: OwnedReadHalf, pending: Pending, mut codec: FrameCodec) {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    loop {
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    let id = frame.get(..8).map(|mut b| b.get_u64());
-                    let waiter = id.and_then(|id| {
-                        pending
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&id)
-                    });
-                    if let Some(w) = waiter {
-                        let _ = w.send(frame);
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => return,
-            }
-        }
-        match r.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
-}
-
-async fn mux_worker(run: Arc<Run>, link: Arc<MuxLink>, w: u64) -> Tally {
-    let mut t = Tally::new();
-    let mut seq = 0u64;
-    while Instant::now() < run.stop_at {
-        seq += 1;
-        let id = (w << 40) | seq;
-        let req = body(run.cfg.size, id, seq ^ w);
-        let start = Instant::now();
-        let (tx, rx) = oneshot::channel();
-        link.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, tx);
-        if link.tx.send(req.clone()).await.is_err() {
-            t.err(&run);
-            break;
-        }
-        match tokio::time::timeout(run.cfg.request_timeout, rx).await {
-            Ok(Ok(reply)) if reply == req => t.ok(&run, start),
-            _ => {
-                link.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                t.err(&run);
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
     t
+}
+
+fn builder(run: &Run) -> ClientBuilder {
+    ClientBuilder::new(run.cfg.framing.clone(), [run.target.to_string()])
+        .request_timeout(run.cfg.request_timeout)
+        .connect_timeout(run.cfg.request_timeout)
 }
 
 /// Runs one mode against `target` and reports. `server_visible` says whether the target's
@@ -382,6 +281,9 @@ pub async fn run_mode(
     });
     let n = cfg.connections.max(1) as u64;
     let mut tasks = tokio::task::JoinSet::new();
+    // Connections opened by the library clients (pool, mux), read after the run.
+    let mut clients: Vec<Box<dyn Fn() -> u64 + Send>> = Vec::new();
+    let mut muxes: Vec<Arc<MuxClient>> = Vec::new();
     match mode {
         Mode::Short => {
             for w in 0..n {
@@ -394,35 +296,28 @@ pub async fn run_mode(
             }
         }
         Mode::Pool => {
-            let mut links = Vec::new();
-            for _ in 0..cfg.pool_size.max(1) {
-                if let Ok(l) = Link::connect(&run).await {
-                    links.push(l);
+            let size = u32::try_from(cfg.pool_size.max(1)).unwrap_or(u32::MAX);
+            if let Ok(pool) = builder(&run)
+                .checkout_timeout(cfg.request_timeout)
+                .pool(size)
+                .await
+            {
+                let pool = Arc::new(pool);
+                for w in 0..n {
+                    tasks.spawn(client_worker(Arc::clone(&run), Arc::clone(&pool), w));
                 }
-            }
-            let pool = Arc::new(Pool {
-                permits: Semaphore::new(links.len()),
-                links: Mutex::new(links),
-            });
-            for w in 0..n {
-                tasks.spawn(pool_worker(Arc::clone(&run), Arc::clone(&pool), w));
+                clients.push(Box::new(move || u64::from(pool.connections().0)));
             }
         }
         Mode::Mux => {
-            let mut links = Vec::new();
             for _ in 0..cfg.mux_connections.max(1) {
-                if let Ok(Ok(s)) =
-                    tokio::time::timeout(cfg.request_timeout, TcpStream::connect(target)).await
-                {
-                    let _ = s.set_nodelay(true);
-                    run.opened.fetch_add(1, Ordering::Relaxed);
-                    links.push(Arc::new(mux_link(s, &run)));
+                if let Ok(c) = builder(&run).connect_mux(ByteRange::new(0, 8)).await {
+                    muxes.push(Arc::new(c));
                 }
             }
-            if !links.is_empty() {
-                for w in 0..n {
-                    let link = Arc::clone(&links[w as usize % links.len()]);
-                    tasks.spawn(mux_worker(Arc::clone(&run), link, w));
+            for w in 0..n {
+                if let Some(c) = muxes.get(w as usize % muxes.len().max(1)) {
+                    tasks.spawn(client_worker(Arc::clone(&run), Arc::clone(c), w));
                 }
             }
         }
@@ -439,8 +334,10 @@ pub async fn run_mode(
     let elapsed = started.elapsed();
     // Connections the mode still holds (pool, mux) close when `run` and the links drop; the
     // client-side count is taken after, so it includes what closing them leaves.
-    let opened = run.opened.load(Ordering::Relaxed);
-    drop(run);
+    let opened = run.opened.load(Ordering::Relaxed)
+        + clients.iter().map(|f| f()).sum::<u64>()
+        + muxes.iter().map(|m| m.stats().connects).sum::<u64>();
+    drop((run, clients, muxes));
     tokio::task::yield_now().await;
     let delta = |after: Option<u64>, before: Option<u64>| {
         after.zip(before).map(|(a, b)| a.saturating_sub(b))

@@ -40,6 +40,12 @@ use super::{EndpointStatus, LongClient, ResponseFuture};
 pub struct Pool {
     inner: bb8::Pool<Manager>,
     endpoints: Arc<Mutex<EndpointSet>>,
+    /// One permit per connection, handed out first come, first served. bb8 alone lets a
+    /// caller that just returned a connection take it again ahead of callers already
+    /// waiting (a woken waiter that finds it gone queues again), which starved a waiter for
+    /// a whole 2 s bench run; tokio's semaphore is FIFO.
+    gate: Arc<tokio::sync::Semaphore>,
+    checkout_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Pool {
@@ -95,6 +101,7 @@ impl Pool {
             cfg.down_base,
             cfg.down_max,
         )));
+        let checkout_timeout = cfg.checkout_timeout;
         let builder = bb8::Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(1))
@@ -111,7 +118,12 @@ impl Pool {
             endpoints: Arc::clone(&endpoints),
         };
         let inner = builder.build(manager).await?;
-        Ok(Pool { inner, endpoints })
+        Ok(Pool {
+            inner,
+            endpoints,
+            gate: Arc::new(tokio::sync::Semaphore::new(size.max(1) as usize)),
+            checkout_timeout,
+        })
     }
 
     /// Checks a connection out, sends `frame` on it and waits for the reply.
@@ -124,6 +136,17 @@ impl Pool {
     /// # Cancel safety
     /// As [`LongClient::request`]; the connection goes back to the pool.
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        let timed_out = || {
+            ClientError::new(
+                ClientErrorKind::PoolTimeout,
+                Delivery::NotSent,
+                "no pooled connection free within the checkout timeout",
+            )
+        };
+        let _turn = tokio::time::timeout(self.checkout_timeout, self.gate.acquire())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|_| timed_out())?;
         let conn = self.inner.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => e,
             bb8::RunError::TimedOut => ClientError::new(
