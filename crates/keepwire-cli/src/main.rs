@@ -33,12 +33,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr, filtered by RUST_LOG (default: warnings); never to stdout.
+    // Logs go to stderr, filtered by RUST_LOG (default: warnings); never to stdout. The
+    // client library's warnings (endpoint skipped, ...) are what `send` reports itself in
+    // plain words, so by default they are not logged twice.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,keepwire::client=error")),
         )
         .init();
     let result = match cli.command {
