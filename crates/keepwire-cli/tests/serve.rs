@@ -235,6 +235,17 @@ fn bad_usage_exits_two_with_one_line() {
         ])
         .contains("ping=")
     );
+    assert!(
+        usage_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "fixed:4",
+            "--reply",
+            "text:TOOLONG"
+        ])
+        .contains("--reply")
+    );
     let dir = std::env::temp_dir().join(format!("kw-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bad.toml");

@@ -205,6 +205,13 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         cfg.shutdown_grace = g;
     }
     let reply = reply_of(args.reply.as_deref().unwrap_or("echo"))?;
+    if let Some(r) = &reply {
+        // A fixed reply the framing cannot carry would fail every request: refuse it now.
+        let mut probe = bytes::BytesMut::new();
+        keepwire::frame::FrameCodec::new(cfg.framing.clone())
+            .encode_to(r, &mut probe)
+            .map_err(|e| Failure::Usage(format!("--reply under {}: {e}", cfg.framing)))?;
+    }
     if cfg.mode == Mode::Short && cfg.liveness.ping.is_some() {
         return Err(Failure::Usage(
             "--heartbeat pings make no sense with --mode short: a short connection is never idle long".into(),
@@ -239,23 +246,26 @@ async fn serve(
     })?;
     let stop = server.shutdown_token();
     let stats = server.stats();
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {}", server.local_addr());
-        let _ = out.flush();
-    }
-
+    // Bound before `listening on` is printed: a bad --metrics address fails before the
+    // server announces itself.
     if let Some(addr) = metrics {
         let l = tokio::net::TcpListener::bind(addr.as_str())
             .await
             .map_err(|e| Failure::Runtime(format!("--metrics: cannot listen on {addr}: {e}")))?;
-        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or(addr), "metrics endpoint");
+        if let Ok(a) = l.local_addr() {
+            eprintln!("keepwire: metrics on http://{a}/metrics");
+        }
         let (stats, stop) = (Arc::clone(&stats), stop.clone());
         tokio::spawn(async move {
             if let Err(e) = keepwire::server::serve_prometheus(l, stats, stop).await {
                 tracing::error!("{e}");
             }
         });
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on {}", server.local_addr());
+        let _ = out.flush();
     }
 
     let signal_stop = stop.clone();
@@ -274,8 +284,10 @@ async fn serve(
         .await
         .map_err(|e| Failure::Runtime(e.to_string()))?;
     eprintln!(
-        "keepwire: shut down: {} connections open at the signal, {} closed by force after the grace period, drained in {:?}",
-        report.open_at_shutdown, report.force_closed, report.drain_time
+        "keepwire: shut down: connections open at the signal: {}, closed by force after the grace period: {}, drained in {} ms",
+        report.open_at_shutdown,
+        report.force_closed,
+        report.drain_time.as_millis()
     );
     Ok(())
 }

@@ -102,13 +102,11 @@ impl FromStr for HeartbeatSpec {
             })?;
             match k {
                 "interval" => {
-                    cfg.interval =
-                        parse_duration(v).map_err(|e| format!("heartbeat interval: {e}"))?;
+                    cfg.interval = parse_duration(v).map_err(|e| format!("interval: {e}"))?;
                     pinging = true;
                 }
                 "timeout" => {
-                    cfg.timeout =
-                        parse_duration(v).map_err(|e| format!("heartbeat timeout: {e}"))?;
+                    cfg.timeout = parse_duration(v).map_err(|e| format!("timeout: {e}"))?;
                     pinging = true;
                 }
                 "misses" => {
