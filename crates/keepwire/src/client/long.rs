@@ -1,14 +1,13 @@
 //! [`LongClient`]: one persistent connection, kept alive, reconnected and failed over.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::builder::ClientBuilder;
 use super::conn::{self, Handle, Link, Matching};
-use super::{ClientError, ClientStats, EndpointStatus, ResponseFuture};
+use super::{ClientError, ClientStats, EndpointStatus};
 
 /// A long connection: requests and replies in order on one TCP connection that the client
 /// keeps alive (heartbeats through [`Liveness`](crate::liveness::Liveness)), reconnects with
@@ -115,18 +114,4 @@ impl LongClient {
     }
 }
 
-impl tower::Service<Bytes> for LongClient {
-    type Response = Bytes;
-    type Error = ClientError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        // The queue is bounded: the call itself waits for room.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, frame: Bytes) -> ResponseFuture {
-        let this = self.clone();
-        Box::pin(async move { this.request(frame).await })
-    }
-}
+request_service!(LongClient);

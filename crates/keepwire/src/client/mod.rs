@@ -49,6 +49,32 @@
 //! # Ok(()) }
 //! ```
 
+/// `tower::Service<Bytes>` for a cloneable client with `async fn request(&self, Bytes)`:
+/// the request/response clients share this one impl.
+macro_rules! request_service {
+    ($ty:ty) => {
+        impl tower::Service<bytes::Bytes> for $ty {
+            type Response = bytes::Bytes;
+            type Error = $crate::client::ClientError;
+            type Future = $crate::client::ResponseFuture;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                // Capacity is taken inside the call: a bounded queue, or a pool checkout
+                // bounded by the checkout timeout.
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, frame: bytes::Bytes) -> Self::Future {
+                let this = self.clone();
+                Box::pin(async move { this.request(frame).await })
+            }
+        }
+    };
+}
+
 mod builder;
 mod conn;
 mod correlate;

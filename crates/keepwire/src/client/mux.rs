@@ -1,7 +1,6 @@
 //! [`MuxClient`]: many requests in flight on one connection, replies matched by key.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::builder::ClientBuilder;
 use super::conn::{self, Handle, Link, Matching};
-use super::{ClientError, ClientStats, Correlate, EndpointStatus, ResponseFuture};
+use super::{ClientError, ClientStats, Correlate, EndpointStatus};
 
 /// A multiplexed long connection: any number of requests in flight (up to
 /// [`ClientBuilder::max_in_flight`], default 1024), each reply matched to its request by a
@@ -131,17 +130,4 @@ impl MuxClient {
     }
 }
 
-impl tower::Service<Bytes> for MuxClient {
-    type Response = Bytes;
-    type Error = ClientError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, frame: Bytes) -> ResponseFuture {
-        let this = self.clone();
-        Box::pin(async move { this.request(frame).await })
-    }
-}
+request_service!(MuxClient);

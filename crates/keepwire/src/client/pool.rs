@@ -1,7 +1,6 @@
 //! [`Pool`]: N long connections over the endpoint list, on `bb8`.
 
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
@@ -9,7 +8,7 @@ use super::builder::ClientBuilder;
 use super::conn::{Link, Matching};
 use super::endpoint::EndpointSet;
 use super::error::{ClientError, ClientErrorKind, Delivery};
-use super::{EndpointStatus, LongClient, ResponseFuture};
+use super::{EndpointStatus, LongClient};
 
 /// A pool of up to N long connections, for many concurrent callers: each request checks a
 /// connection out (waiting at most [`ClientBuilder::checkout_timeout`]), does one
@@ -173,18 +172,4 @@ impl Pool {
     }
 }
 
-impl tower::Service<Bytes> for Pool {
-    type Response = Bytes;
-    type Error = ClientError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        // Capacity is taken at checkout, inside the call, bounded by the checkout timeout.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, frame: Bytes) -> ResponseFuture {
-        let this = self.clone();
-        Box::pin(async move { this.request(frame).await })
-    }
-}
+request_service!(Pool);

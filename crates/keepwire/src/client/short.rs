@@ -1,7 +1,6 @@
 //! [`ShortClient`]: a connection per request.
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -10,7 +9,7 @@ use tokio_util::codec::Decoder;
 
 use super::conn::{Connected, Link, write_counted};
 use super::error::{ClientError, ClientErrorKind, Delivery};
-use super::{ClientStats, EndpointStatus, ResponseFuture};
+use super::{ClientStats, EndpointStatus};
 use crate::frame::FrameCodec;
 
 /// Short connections: each request connects (within the connect timeout, trying the
@@ -229,17 +228,4 @@ impl ShortClient {
     }
 }
 
-impl tower::Service<Bytes> for ShortClient {
-    type Response = Bytes;
-    type Error = ClientError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, frame: Bytes) -> ResponseFuture {
-        let this = self.clone();
-        Box::pin(async move { this.request(frame).await })
-    }
-}
+request_service!(ShortClient);
