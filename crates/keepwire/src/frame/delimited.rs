@@ -22,6 +22,10 @@
 //! line                  "hello\r\n" "bye\n"        -> "hello", "bye"
 //! ```
 //!
+//! Encoding refuses a body the decoder would not give back: one that contains the delimiter,
+//! or whose last bytes start it (`ab` under `delim:aba` would go out as `ababa`, which decodes
+//! as an empty frame followed by `ba`).
+//!
 //! `max` caps the body: when `max` bytes have arrived and the delimiter is not among them
 //! (nor straddling the end), decoding fails instead of buffering forever. The scan resumes
 //! where the last one stopped, so a frame trickling in byte by byte costs linear time.
@@ -131,6 +135,18 @@ impl fmt::Display for DelimitedSpec {
     }
 }
 
+/// The length of the longest tail of `body` where the delimiter would first be found once the
+/// delimiter is appended: `body` ends with its first `k` bytes, and the delimiter repeats
+/// itself after `k` bytes. With `aba`, the body `ab` goes out as `ababa`, which a decoder reads
+/// as an empty frame and then `ba`. `body` must not contain `d`.
+fn seam_overlap(body: &[u8], d: &[u8]) -> Option<usize> {
+    // The largest `k` is the earliest occurrence, the one a decoder would find.
+    (1..d.len()).rev().find(|&k| {
+        d.split_at_checked(k)
+            .is_some_and(|(head, rest)| body.ends_with(head) && d.starts_with(rest))
+    })
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct DelimitedCodec {
     spec: DelimitedSpec,
@@ -213,6 +229,12 @@ impl DelimitedCodec {
         if let Some(i) = self.finder.find(body) {
             return Err(FrameError::unencodable(format!(
                 "the frame contains the delimiter of {} at byte {i}",
+                self.spec
+            )));
+        }
+        if let Some(k) = seam_overlap(body, d) {
+            return Err(FrameError::unencodable(format!(
+                "the frame's last {k} bytes begin the delimiter of {}, which would end the frame {k} bytes early",
                 self.spec
             )));
         }

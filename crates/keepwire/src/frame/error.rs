@@ -89,7 +89,7 @@ pub enum FrameErrorKind {
         want: Option<usize>,
     },
     /// `encode`: the body cannot be expressed by this framing (too long for the header, the
-    /// wrong size for `fixed`, or it contains the delimiter).
+    /// wrong size for `fixed`, or it contains the delimiter or ends in its first bytes).
     Unencodable {
         /// Why, in words.
         reason: String,

@@ -296,8 +296,9 @@ impl LengthSpec {
         Ok(v)
     }
 
-    /// Body length for a field value, checked against the header size and `max`.
-    fn body_len(&self, value: u64) -> Result<usize, FrameErrorKind> {
+    /// Body length for a field value, checked against the header size and `max_body` (which
+    /// is [`effective_max`](Self::effective_max), computed once by the codec).
+    fn body_len(&self, value: u64, max_body: usize) -> Result<usize, FrameErrorKind> {
         let body = i128::from(value) + i128::from(self.adj) - self.incl_bytes();
         if body < 0 {
             let min = self.incl_bytes() - i128::from(self.adj);
@@ -306,12 +307,11 @@ impl LengthSpec {
                 min: u64::try_from(min).unwrap_or(u64::MAX),
             });
         }
-        let max = self.effective_max();
         match usize::try_from(body) {
-            Ok(n) if n <= max => Ok(n),
+            Ok(n) if n <= max_body => Ok(n),
             _ => Err(FrameErrorKind::TooLong {
                 len: u64::try_from(body).unwrap_or(u64::MAX),
-                max,
+                max: max_body,
             }),
         }
     }
@@ -401,11 +401,16 @@ enum State {
 pub(crate) struct LengthCodec {
     spec: LengthSpec,
     state: State,
+    /// `spec.header_len()` and `spec.effective_max()`, computed once rather than per frame.
+    head: usize,
+    max_body: usize,
 }
 
 impl LengthCodec {
     pub(crate) fn new(spec: LengthSpec) -> Self {
         LengthCodec {
+            head: spec.header_len(),
+            max_body: spec.effective_max(),
             spec,
             state: State::Head,
         }
@@ -413,7 +418,7 @@ impl LengthCodec {
 
     pub(crate) fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameErrorKind> {
         let skip = self.spec.skip;
-        let head = self.spec.header_len();
+        let head = self.head;
         let body = match self.state {
             State::Body(n) => n,
             State::Head => {
@@ -421,7 +426,7 @@ impl LengthCodec {
                     return Ok(None);
                 };
                 let value = self.spec.parse_field(field, skip)?;
-                let n = self.spec.body_len(value)?;
+                let n = self.spec.body_len(value, self.max_body)?;
                 self.state = State::Body(n);
                 n
             }
@@ -453,7 +458,7 @@ impl LengthCodec {
         if src.is_empty() {
             return Ok(None);
         }
-        let head = self.spec.header_len();
+        let head = self.head;
         Err(match self.state {
             State::Head => FrameErrorKind::Truncated {
                 part: FramePart::Header,

@@ -453,8 +453,8 @@ impl FrameCodec {
     ///
     /// # Errors
     /// [`FrameError::is_unencodable`]: the body is too long for the header or `max`, the wrong
-    /// size for `fixed`, contains the delimiter, or is shorter than the `skip=` prefix. `dst` is
-    /// left unchanged.
+    /// size for `fixed`, contains the delimiter or ends in its first bytes (so the delimiter
+    /// would appear early), or is shorter than the `skip=` prefix. `dst` is left unchanged.
     pub fn encode_to(&self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         match &self.inner {
             Inner::Length(c) => c.encode(frame, dst),

@@ -458,3 +458,38 @@ fn empty_frame_support() {
     assert!(!spec("fixed:4").has_empty_frame());
     assert!(!spec("eof").has_empty_frame());
 }
+
+/// Found by the `encode_accepts_only_what_decodes_back` property: under `delim:aba` the body
+/// `ab` holds no delimiter, but `ab` + `aba` = `ababa` does at offset 0, so the peer decoded
+/// an empty frame and then `ba`. Such bodies are now refused.
+#[test]
+fn delimiter_overlapping_the_body_end_is_unencodable() {
+    for (s, frame, k) in [
+        ("delim:aba", &b"ab"[..], 2),
+        ("delim:aaa", b"xaa", 2),
+        ("delim:0x0303", b"\x03", 1),
+        ("delim:\\\\\\\\", b"x\\", 1),
+        ("delim:aa:keep", b"aaa", 1),
+        ("delim:aba:keep", b"zababa", 2),
+    ] {
+        let mut buf = BytesMut::new();
+        let e = FrameCodec::new(spec(s))
+            .encode_to(frame, &mut buf)
+            .unwrap_err();
+        assert!(e.is_unencodable(), "{s}: {e}");
+        assert!(buf.is_empty(), "{s}: nothing written on error");
+        assert!(
+            e.to_string()
+                .contains(&format!("the frame's last {k} bytes begin the delimiter")),
+            "{s}: {e}"
+        );
+    }
+    // A tail that starts the delimiter but is not continued by it is fine: `ab` + `abc`.
+    let wire = encode("delim:abc", &[b"ab", b"xa"]);
+    assert_eq!(wire, b"ababcxaabc");
+    assert_eq!(
+        decode_all_ways("delim:abc", &wire).unwrap(),
+        vec![b"ab".to_vec(), b"xa".to_vec()]
+    );
+    assert_eq!(encode("delim:\\r\\n", &[b"a\r"]), b"a\r\r\n");
+}
