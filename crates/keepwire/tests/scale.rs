@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -13,12 +14,14 @@ use std::time::Duration;
 
 use common::*;
 use keepwire::server::ServerConfig;
-use keepwire::tcpstate::{TcpState, port_states_now};
+use keepwire::tcpstate::TcpState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 const CONNS: usize = 10_000;
 const TARGET_ENV: &str = "KEEPWIRE_SCALE_TARGET";
+/// Where the child writes its clients' local addresses, one a line.
+const PORTS_ENV: &str = "KEEPWIRE_SCALE_ADDRS";
 
 /// Raises the soft RLIMIT_NOFILE towards `want` (up to the hard limit).
 fn raise_nofile(want: u64) -> Result<(), String> {
@@ -68,6 +71,11 @@ async fn scale_client_process() {
             .unwrap();
         assert_eq!(reply, [0, 2, (i >> 8) as u8, i as u8], "connection {i}");
     }
+    let addrs: Vec<String> = clients
+        .iter()
+        .map(|s| s.local_addr().unwrap().to_string())
+        .collect();
+    std::fs::write(std::env::var(PORTS_ENV).unwrap(), addrs.join("\n")).unwrap();
     println!("ready");
     std::io::stdout().flush().unwrap();
     let mut line = String::new();
@@ -87,8 +95,8 @@ async fn ten_thousand_connections_are_served_and_released() {
     let mut cfg = ServerConfig::new(spec("len:be:2"));
     cfg.max_conns = CONNS + 100;
     let srv = echo_server(cfg).await;
-    let port = srv.addr.port();
 
+    let addrs_file = std::env::temp_dir().join(format!("kw-scale-{}", std::process::id()));
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "scale_client_process",
@@ -98,6 +106,7 @@ async fn ten_thousand_connections_are_served_and_released() {
             "--quiet",
         ])
         .env(TARGET_ENV, srv.addr.to_string())
+        .env(PORTS_ENV, &addrs_file)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -124,11 +133,26 @@ async fn ten_thousand_connections_are_served_and_released() {
             child.wait()
         );
     }
+    // The server side of exactly our connections (other tests and processes may hold
+    // sockets on the same port numbers).
+    let ours: HashSet<SocketAddr> = std::fs::read_to_string(&addrs_file)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let _ = std::fs::remove_file(&addrs_file);
+    assert_eq!(ours.len(), CONNS);
+    let server_side = || -> BTreeMap<TcpState, usize> {
+        let mut m = BTreeMap::new();
+        for e in keepwire::tcpstate::sockets().unwrap() {
+            if e.local == srv.addr && ours.contains(&e.remote) {
+                *m.entry(e.state).or_insert(0) += 1;
+            }
+        }
+        m
+    };
     eventually("all connections established", || {
-        port_states_now(port)
-            .unwrap()
-            .local_count(TcpState::Established)
-            == CONNS
+        server_side().get(&TcpState::Established) == Some(&CONNS)
     })
     .await;
     let snap = srv.stats.snapshot();
@@ -148,28 +172,19 @@ async fn ten_thousand_connections_are_served_and_released() {
         srv.stats.snapshot().closed == CONNS as u64
     })
     .await;
-    let mut last = None;
+    // TIME_WAIT is the kernel's, not a leak; anything open or half-closed is.
     let deadline = tokio::time::Instant::now() + SOON;
     loop {
-        let ps = port_states_now(port).unwrap();
-        // TIME_WAIT is the kernel's, not a leak (and may belong to an older socket that had
-        // this port as its ephemeral port); anything else open or half-closed is.
-        if ps
-            .local
-            .keys()
-            .all(|s| matches!(s, TcpState::Listen | TcpState::TimeWait))
-        {
+        let left = server_side();
+        if left.keys().all(|s| *s == TcpState::TimeWait) {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "server-side sockets left: {:?}",
-            ps.local
+            "server-side sockets left: {left:?}"
         );
-        last = Some(ps);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    drop(last);
     assert_eq!(srv.stats.snapshot().rejected_max_conns, 0);
     // The server still serves.
     let mut c = Client::connect(srv.addr, "len:be:2").await;
