@@ -84,8 +84,9 @@ impl DelimitedSpec {
     }
 
     /// The largest body accepted, delimiter not counted.
+    /// Clamped to [`MAX_LIMIT`](super::MAX_LIMIT), as the spec parser does.
     pub fn max(mut self, max: usize) -> Self {
-        self.max = max;
+        self.max = max.min(super::MAX_LIMIT);
         self
     }
 

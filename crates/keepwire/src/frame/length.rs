@@ -182,8 +182,9 @@ impl LengthSpec {
     }
 
     /// `n` bytes that belong to the frame precede the length field.
+    /// Clamped to 65 536, as the spec parser does.
     pub fn skip(mut self, n: usize) -> Self {
-        self.skip = n;
+        self.skip = n.min(65_536);
         self
     }
 
@@ -194,8 +195,10 @@ impl LengthSpec {
     }
 
     /// The largest body accepted, in bytes.
+    /// Clamped to [`MAX_LIMIT`](super::MAX_LIMIT), as the spec parser does: no arithmetic
+    /// on a peer's length can then overflow.
     pub fn max(mut self, max: usize) -> Self {
-        self.max = max;
+        self.max = max.min(super::MAX_LIMIT);
         self
     }
 

@@ -426,9 +426,11 @@ impl FrameCodec {
             FramingSpec::Delimited(d) => {
                 Inner::Delimited(Box::new(delimited::DelimitedCodec::new(d.clone())))
             }
-            FramingSpec::Fixed(n) => Inner::Fixed(fixed::FixedCodec::new(*n)),
+            // The enum's fields are public, so a spec built in code may hold values the parser
+            // refuses; clamp them here (a zero-size fixed frame would decode forever).
+            FramingSpec::Fixed(n) => Inner::Fixed(fixed::FixedCodec::new((*n).clamp(1, MAX_LIMIT))),
             FramingSpec::UntilClose { max } => {
-                Inner::UntilClose(until_close::UntilCloseCodec::new(*max))
+                Inner::UntilClose(until_close::UntilCloseCodec::new((*max).min(MAX_LIMIT)))
             }
         };
         FrameCodec {

@@ -493,3 +493,22 @@ fn delimiter_overlapping_the_body_end_is_unencodable() {
     );
     assert_eq!(encode("delim:\\r\\n", &[b"a\r"]), b"a\r\r\n");
 }
+
+#[test]
+fn specs_built_in_code_are_clamped() {
+    // Regression (found in review of the fuzz work): a spec built with huge values in code
+    // overflowed `header + body`; a zero-size fixed frame decoded empty frames forever.
+    let l = LengthSpec::new(LengthEncoding::BigEndian, 8)
+        .unwrap()
+        .max(usize::MAX)
+        .skip(usize::MAX);
+    let mut codec = FrameCodec::new(FramingSpec::Length(l));
+    let mut buf = BytesMut::from(&[0u8; 65_536][..]);
+    buf.extend_from_slice(&[0xff; 8]);
+    assert!(codec.decode(&mut buf).unwrap_err().is_too_long());
+    let mut codec = FrameCodec::new(FramingSpec::Fixed(0));
+    let mut buf = BytesMut::from(&b"ab"[..]);
+    assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[..], b"a");
+    let d = DelimitedSpec::new(&b"\n"[..]).unwrap().max(usize::MAX);
+    assert_eq!(d.max, MAX_LIMIT);
+}
