@@ -31,10 +31,13 @@ fn panel(
         .margin(15)
         .x_label_area_size(30)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), 0.0..top)?;
+        // A segmented range of 0..k has k + 1 segments: one per mode needs 0..n - 1 (and a
+        // single bar needs at least one segment after it to end on).
+        .build_cartesian_2d((0..(n.saturating_sub(1)).max(1)).into_segmented(), 0.0..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => reports
                 .get(*i)
