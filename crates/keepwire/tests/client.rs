@@ -547,6 +547,31 @@ async fn mux_times_out_one_request_and_keeps_the_rest() {
 // ---------------------------------------------------------------- pool
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_retires_connections_past_max_idle_and_max_lifetime() {
+    for (idle, life) in [(Some(200), None), (None, Some(300))] {
+        let srv = echo_server(ServerConfig::new(spec("len:ascii:4"))).await;
+        let pool = builder("len:ascii:4", &[srv.addr])
+            .max_idle(idle.map(Duration::from_millis))
+            .max_lifetime(life.map(Duration::from_millis))
+            .pool(1)
+            .await
+            .unwrap();
+        assert_eq!(pool.request(b("one")).await.unwrap(), "one");
+        let first = srv.stats.snapshot().accepted;
+        // The connection is closed by the pool (the server sees it go) and replaced.
+        eventually("pooled connection retired", || {
+            srv.stats.snapshot().closed >= 1
+        })
+        .await;
+        assert_eq!(pool.request(b("two")).await.unwrap(), "two");
+        assert!(
+            srv.stats.snapshot().accepted > first,
+            "idle={idle:?} life={life:?}: no new connection"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_serves_64_concurrent_callers_on_few_connections() {
     let srv = start(
         ServerConfig::new(spec("len:ascii:4")),

@@ -101,7 +101,20 @@ impl Pool {
             cfg.down_max,
         )));
         let checkout_timeout = cfg.checkout_timeout;
+        // bb8 enforces max idle and max lifetime only when its reaper runs (every 30 s by
+        // default): run it often enough that neither overshoots by more than half.
+        let reaper = [cfg.max_idle, cfg.max_lifetime]
+            .into_iter()
+            .flatten()
+            .map(|d| d / 2)
+            .min()
+            .unwrap_or(std::time::Duration::from_secs(30))
+            .clamp(
+                std::time::Duration::from_millis(10),
+                std::time::Duration::from_secs(30),
+            );
         let builder = bb8::Pool::builder()
+            .reaper_rate(reaper)
             .max_size(size.max(1))
             .min_idle(Some(1))
             .connection_timeout(
