@@ -53,6 +53,8 @@ fn main() {
                 &(n + 100).to_string(),
                 "--idle-timeout",
                 "off",
+                "--max-conns-per-ip",
+                "0",
             ])
             .stdout(Stdio::piped())
             .spawn()

@@ -94,6 +94,7 @@ async fn ten_thousand_connections_are_served_and_released() {
     }
     let mut cfg = ServerConfig::new(spec("len:be:2"));
     cfg.max_conns = CONNS + 100;
+    cfg.max_conns_per_ip = None; // four source addresses, 2 500 each
     let srv = echo_server(cfg).await;
 
     let addrs_file = std::env::temp_dir().join(format!("kw-scale-{}", std::process::id()));

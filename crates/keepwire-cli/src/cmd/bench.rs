@@ -188,6 +188,7 @@ impl Embedded {
             .map_err(|e| Failure::Runtime(format!("cannot start the server runtime: {e}")))?;
         let mut cfg = ServerConfig::new(framing);
         cfg.max_conns = 1_000_000;
+        cfg.max_conns_per_ip = None;
         let server = rt
             .block_on(Server::bind("127.0.0.1:0", cfg))
             .map_err(|e| Failure::Runtime(format!("embedded server: {e}")))?;

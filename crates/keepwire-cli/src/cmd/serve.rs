@@ -45,7 +45,7 @@ pub(crate) struct Args {
     /// Connections open at once (default 10000).
     #[arg(long, value_name = "N")]
     max_conns: Option<usize>,
-    /// Connections open at once per client IP (default: no limit).
+    /// Connections open at once per client IP (default 1000; 0 = no limit).
     #[arg(long, value_name = "N")]
     max_conns_per_ip: Option<usize>,
     /// Kernel keepalive: TIME,INTERVAL,PROBES (e.g. 30s,5s,3) or off (default off).
@@ -180,7 +180,12 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     if let Some(n) = args.max_conns {
         cfg.max_conns = n;
     }
-    cfg.max_conns_per_ip = args.max_conns_per_ip;
+    match args.max_conns_per_ip {
+        // 0 lifts the cap (behind a balancer that does not send the PROXY protocol).
+        Some(0) => cfg.max_conns_per_ip = None,
+        Some(n) => cfg.max_conns_per_ip = Some(n),
+        None => {}
+    }
     match args.tcp_keepalive.as_deref() {
         None | Some("off") => {}
         Some(k) => {

@@ -27,7 +27,8 @@ impl FixedCodec {
 
     pub(crate) fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameErrorKind> {
         if src.len() < self.len {
-            src.reserve(self.len - src.len());
+            // In steps: `fixed:N` may be large, and until bytes arrive it is only a promise.
+            src.reserve((self.len - src.len()).min(super::RESERVE_STEP));
             return Ok(None);
         }
         Ok(Some(src.split_to(self.len).freeze()))

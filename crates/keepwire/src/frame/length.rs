@@ -434,11 +434,12 @@ impl LengthCodec {
                 n
             }
         };
-        // `body <= max` (checked above), so this cannot overflow and the reservation is
-        // bounded by the spec, not by the peer.
+        // `body <= max` (checked above), so this cannot overflow. Memory is reserved only in
+        // steps of at most `RESERVE_STEP`: the peer's length is a claim, not bytes, and a
+        // header announcing 8 MiB followed by silence must not hold 8 MiB per connection.
         let total = head + body;
         if src.len() < total {
-            src.reserve(total - src.len());
+            src.reserve((total - src.len()).min(super::RESERVE_STEP));
             return Ok(None);
         }
         self.state = State::Head;

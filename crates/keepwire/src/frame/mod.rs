@@ -56,6 +56,10 @@ pub use length::{LengthEncoding, LengthSpec};
 /// The default largest frame body: 8 MiB.
 pub const DEFAULT_MAX: usize = 8 * 1024 * 1024;
 
+/// The most the decoder reserves ahead of bytes that have not arrived: 64 KiB. A length header
+/// is the peer's claim; buffers grow as the body really arrives.
+pub const RESERVE_STEP: usize = 64 * 1024;
+
 /// The largest `max=` (and `fixed:N`) a spec may ask for: 1 GiB. Past that a single peer could
 /// make one connection hold more memory than a server should ever give it.
 pub const MAX_LIMIT: usize = 1024 * 1024 * 1024;

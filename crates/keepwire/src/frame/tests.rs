@@ -512,3 +512,28 @@ fn specs_built_in_code_are_clamped() {
     let d = DelimitedSpec::new(&b"\n"[..]).unwrap().max(usize::MAX);
     assert_eq!(d.max, MAX_LIMIT);
 }
+
+#[test]
+fn a_claimed_length_reserves_at_most_one_step() {
+    // Regression (hostile-input review): a header announcing a body just under max, then
+    // silence, reserved the whole body up front: 8 MiB per connection for 4 bytes sent.
+    for s in ["len:be:4", "fixed:8000000"] {
+        let mut codec = FrameCodec::new(spec(s));
+        let mut buf = BytesMut::from(&[0x00, 0x7f, 0xff, 0xf0][..]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= RESERVE_STEP + 64,
+            "{s}: reserved {}",
+            buf.capacity()
+        );
+    }
+    // The body still decodes as it arrives, in any number of reads.
+    let mut codec = FrameCodec::new(spec("len:be:4"));
+    let mut buf = BytesMut::from(&[0, 4, 0, 0][..]);
+    let body = vec![7u8; 0x40000];
+    for chunk in body.chunks(10_000) {
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        buf.extend_from_slice(chunk);
+    }
+    assert_eq!(codec.decode(&mut buf).unwrap().unwrap().len(), 0x40000);
+}

@@ -264,7 +264,10 @@ impl Conn {
             let grow = self.rbuf.len().clamp(READ_SIZE, MAX_READ_SIZE);
             self.rbuf.reserve(grow);
         }
-        let n = self.stream.try_read_buf(&mut self.rbuf)?;
+        // Never more than MAX_READ_SIZE at once, whatever the buffer's spare capacity.
+        let n = self
+            .stream
+            .try_read_buf(&mut bytes::BufMut::limit(&mut self.rbuf, MAX_READ_SIZE))?;
         if n == 0 {
             self.eof = true;
         }
@@ -407,6 +410,11 @@ impl Conn {
                         frames_out += 1;
                         ServerStats::add(&stats.pings_answered, 1);
                     }
+                    if self.wbuf.len() >= MAX_PENDING_WRITE {
+                        if let Err(e) = self.flush(cfg.write_timeout).await {
+                            return Some(End::Io(e));
+                        }
+                    }
                     continue;
                 }
                 Verdict::Deliver => {}
@@ -503,13 +511,17 @@ impl Conn {
     /// on the per-request path).
     async fn flush_at(&mut self, timeout: Duration, now: Option<Instant>) -> io::Result<()> {
         let mut off = 0;
+        // One deadline for the whole write: a peer reading a few bytes now and then must not
+        // keep the connection (and its buffers) busy for longer than `timeout`.
+        let mut deadline = None;
         while off < self.wbuf.len() {
             let pending = self.wbuf.get(off..).unwrap_or_default();
             match self.stream.try_write(pending) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(timeout, self.stream.writable()).await {
+                    let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                    match tokio::time::timeout_at(d, self.stream.writable()).await {
                         Ok(r) => r?,
                         Err(_) => {
                             return Err(io::Error::new(

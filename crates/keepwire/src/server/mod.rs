@@ -140,7 +140,9 @@ pub struct ServerConfig {
     pub heartbeat: Option<Arc<dyn Heartbeat>>,
     /// Connections open at once (default 10 000); more are reset right after accept.
     pub max_conns: usize,
-    /// Connections open at once from one client IP (default: no limit).
+    /// Connections open at once from one client IP (default 1000). Behind a balancer that does
+    /// not send the PROXY protocol every connection comes from the balancer's address: raise
+    /// it there, or set `None`.
     pub max_conns_per_ip: Option<usize>,
     /// TCP options for accepted sockets (default: `TCP_NODELAY` only).
     pub socket: SocketOptions,
@@ -181,7 +183,7 @@ impl ServerConfig {
             },
             heartbeat,
             max_conns: 10_000,
-            max_conns_per_ip: None,
+            max_conns_per_ip: Some(1000),
             socket: SocketOptions::default(),
             proxy_protocol: false,
             handshake_timeout: Duration::from_secs(5),
