@@ -717,7 +717,10 @@ impl Task {
 
             // 3. Timers: liveness, reply deadlines, fail-back.
             let now = Instant::now();
-            let fail_back_at = if cfg.fail_back && conn.c.ep > 0 {
+            // Fail-back happens only when nothing is in flight; while something is, its timer
+            // stays out of the deadline (else a due fail-back woke this loop at every tick:
+            // ~1000 wakeups a second while a request waited on a slow backup).
+            let fail_back_at = if cfg.fail_back && conn.c.ep > 0 && conn.in_flight() == 0 {
                 let eps = link.eps();
                 if eps.fail_back_candidate(conn.c.ep, now).is_some() {
                     Some(
