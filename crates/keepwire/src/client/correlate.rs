@@ -22,6 +22,12 @@ impl From<u32> for Key {
 /// equal. Implemented for [`ByteRange`] and for closures `Fn(&[u8]) -> Option<Key>`; protocol
 /// templates (CMPP `Sequence_Id`, ISO 8583 field 11) implement it too.
 ///
+/// Return `None` for frames that are not replies (server-initiated messages): they then go to
+/// the unsolicited stream. A bare [`ByteRange`] cannot tell; where the server initiates messages
+/// with sequence numbers of its own (CMPP `DELIVER`), use a closure that also checks the
+/// response bit of the command id, or a server message may be taken as the reply to a request
+/// that happens to carry the same number.
+///
 /// ```
 /// use keepwire::client::{ByteRange, Correlate, Key};
 /// // CMPP: Total_Length(4) Command_Id(4) Sequence_Id(4); the frame keeps its header.
