@@ -751,8 +751,9 @@ impl Task {
             };
             let accepting = !rx_closed && conn.in_flight() < max_in_flight;
             conn.rbuf.reserve(4096);
+            // Not `biased`: tokio picks among ready branches at random, so a server flooding
+            // frames cannot starve queued requests, reply deadlines and liveness timers.
             tokio::select! {
-                biased;
                 r = conn.c.stream.read_buf(&mut conn.rbuf) => match r {
                     Ok(0) => conn.eof = true,
                     Ok(_) => {}
