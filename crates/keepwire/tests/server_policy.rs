@@ -344,3 +344,34 @@ async fn proxy_header_must_arrive_in_time() {
     let took = g.closed_within(SOON).await;
     assert!(took >= Duration::from_millis(150), "{took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_headers_only_from_trusted_sources() {
+    let mut c = cfg("len:be:2");
+    c.proxy_protocol = true;
+    c.proxy_from = vec!["127.0.0.2/32".parse().unwrap()];
+    let mut srv = echo_server(c).await;
+    let header = b"PROXY TCP4 198.51.100.7 203.0.113.9 40312 7000\r\n\x00\x02hi";
+    // From the balancer's address: the header is honoured.
+    let mut lb = Client::from_stream(
+        connect_from("127.0.0.2", srv.addr).await.unwrap(),
+        "len:be:2",
+    );
+    lb.send_raw(header).await.unwrap();
+    assert_eq!(lb.recv().await.as_deref(), Some(&b"hi"[..]));
+    assert_eq!(
+        srv.seen.recv().await.unwrap().peer.ip().to_string(),
+        "198.51.100.7"
+    );
+    // From anywhere else the same header is refused: a direct client cannot claim an address.
+    if let Ok(s) = connect_from("127.0.0.1", srv.addr).await {
+        let mut direct = Client::from_stream(s, "len:be:2");
+        let _ = direct.send_raw(header).await;
+        direct.closed_within(SOON).await;
+    }
+    eventually("untrusted source rejected", || {
+        srv.stats.snapshot().rejected_proxy == 1
+    })
+    .await;
+    assert!(srv.seen.try_recv().is_err());
+}

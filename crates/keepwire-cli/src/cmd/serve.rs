@@ -64,6 +64,10 @@ pub(crate) struct Args {
     #[arg(long)]
     #[serde(default)]
     proxy_protocol: bool,
+    /// With --proxy-protocol: accept connections only from these networks (e.g.
+    /// 10.0.0.0/8,192.0.2.7/32), the balancer's addresses; others are closed at once.
+    #[arg(long, value_name = "CIDR[,CIDR..]")]
+    proxy_from: Option<String>,
     /// Short mode: close right after the reply instead of waiting for the client's FIN.
     #[arg(long)]
     #[serde(default)]
@@ -142,7 +146,7 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
             merge!(flags, file;
                 listen, framing, mode, reply, idle_timeout, write_idle_timeout, any_idle_timeout,
                 frame_timeout, max_conns, max_conns_per_ip, tcp_keepalive, tcp_user_timeout,
-                heartbeat, delay, shutdown_grace, metrics;
+                heartbeat, delay, shutdown_grace, metrics, proxy_from;
                 bools proxy_protocol, close_first)
         }
         None => flags,
@@ -205,6 +209,24 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     }
     cfg.reply_delay = dur("delay", args.delay.as_deref())?;
     cfg.proxy_protocol = args.proxy_protocol;
+    if let Some(list) = &args.proxy_from {
+        if !args.proxy_protocol {
+            return Err(Failure::Usage("--proxy-from needs --proxy-protocol".into()));
+        }
+        cfg.proxy_from = list
+            .split(',')
+            .map(|n| {
+                let n = n.trim();
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        Failure::Usage(format!(
+                            "--proxy-from: {n:?} is not a network; expected CIDR like 10.0.0.0/8 or an address"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+    }
     cfg.short_server_closes_first = args.close_first;
     if let Some(g) = dur("shutdown-grace", args.shutdown_grace.as_deref())? {
         cfg.shutdown_grace = g;

@@ -180,6 +180,15 @@ impl Conn {
             return End::Io(e);
         }
         let _ip_slot = if cfg.proxy_protocol {
+            let from = self.peer.ip();
+            if !cfg.proxy_from.is_empty() && !cfg.proxy_from.iter().any(|n| n.contains(&from)) {
+                ServerStats::add(&shared.stats.rejected_proxy, 1);
+                let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+                if let Some(held) = shared.reject_log.check(Instant::now()) {
+                    tracing::warn!(peer = %self.peer, held_back = held, "connection rejected: not from a trusted PROXY source");
+                }
+                return End::Rejected;
+            }
             // Boxed: it runs once, and its timer must not weigh on every idle connection.
             match Box::pin(self.read_proxy_header()).await {
                 Ok(()) => {}

@@ -148,6 +148,11 @@ pub struct ServerConfig {
     pub socket: SocketOptions,
     /// Expect a PROXY protocol v1/v2 header on every connection (default off).
     pub proxy_protocol: bool,
+    /// With `proxy_protocol`: the networks the balancer connects from. A connection from
+    /// anywhere else is closed before its header is read, so a client that reaches the port
+    /// directly cannot claim an address. Empty (the default) trusts every source: then only
+    /// the balancer may be able to reach the port.
+    pub proxy_from: Vec<ipnet::IpNet>,
     /// How long the PROXY header may take to arrive (default 5 s).
     pub handshake_timeout: Duration,
     /// How long a reply may wait for a client that does not read (default 30 s).
@@ -186,6 +191,7 @@ impl ServerConfig {
             max_conns_per_ip: Some(1000),
             socket: SocketOptions::default(),
             proxy_protocol: false,
+            proxy_from: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(30),
             reply_delay: None,
