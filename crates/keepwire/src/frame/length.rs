@@ -449,12 +449,6 @@ impl LengthCodec {
             src.copy_within(0..skip, self.spec.width);
         }
         src.advance(self.spec.width);
-        if src.len() == skip + body {
-            // The frame is all that is buffered (one request, one read: the usual case on a
-            // request/response link). Taking the whole buffer freezes it without the shared
-            // control block `split_to` must allocate to share one buffer between two owners.
-            return Ok(Some(std::mem::take(src).freeze()));
-        }
         Ok(Some(src.split_to(skip + body).freeze()))
     }
 
