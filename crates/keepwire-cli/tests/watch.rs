@@ -49,8 +49,11 @@ fn counts_each_state_on_both_sides() {
     // The client closes c1 first: the client side goes to FIN_WAIT2, the server side to
     // CLOSE_WAIT (a half-closed peer); then the server closes: TIME_WAIT on the client.
     drop(c1);
-    let t = wait_for(port, |t| t.get("CLOSE_WAIT") == Some(&1));
-    assert_eq!(t.get("FIN_WAIT2"), Some(&1), "{t:?}");
+    // (FIN_WAIT1 until the peer's ACK is processed: wait for both sides to settle.)
+    let t = wait_for(port, |t| {
+        t.get("CLOSE_WAIT") == Some(&1) && t.get("FIN_WAIT2") == Some(&1)
+    });
+    assert_eq!(t["ESTABLISHED"], 2, "{t:?}");
     drop(s1);
     let t = wait_for(port, |t| n(t, "TIME_WAIT") > base_tw);
     assert_eq!(t["ESTABLISHED"], 2, "{t:?}");
