@@ -21,9 +21,14 @@ impl Drop for Serve {
 }
 
 fn serve(args: &[&str]) -> Serve {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").args(args);
+    spawn_serve(cmd)
+}
+
+/// Starts `cmd` (a `keepwire serve`, possibly behind a shell) and reads its first line.
+fn spawn_serve(mut cmd: Command) -> Serve {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -324,26 +329,13 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn out_of_descriptors_backs_off_instead_of_spinning() {
     // 40 descriptors: a few for the runtime, the rest for connections.
-    let mut child = Command::new("bash")
-        .args([
-            "-c",
-            &format!("ulimit -n 40 && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
-    let s = Serve { child, addr };
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n 40 && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
+    ]);
+    let s = spawn_serve(cmd);
+    let addr = s.addr;
     // More connections than the server has descriptors: the rest wait in the backlog and
     // accept() fails with EMFILE.
     let mut conns: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();

@@ -887,7 +887,7 @@ impl Task {
         conn.wbuf.clear();
         let mut batch: Vec<(Op, usize)> = Vec::with_capacity(ops.len());
         let now = Instant::now();
-        for op in ops {
+        for mut op in ops {
             if op.deadline <= now {
                 // Too late: the caller is giving up. Whoever cancels first decides.
                 if op.ticket.cancel() == Delivery::NotSent {
@@ -927,21 +927,8 @@ impl Task {
                             )));
                             continue;
                         }
-                        Some(k) => {
-                            let mut op = op;
-                            op.key = Some(k);
-                            let start = conn.wbuf.len();
-                            if let Err(e) = conn.codec.encode_to(&op.frame, &mut conn.wbuf) {
-                                op.finish(Err(ClientError::frame(
-                                    Delivery::NotSent,
-                                    conn.endpoint(),
-                                    e,
-                                )));
-                                continue;
-                            }
-                            batch.push((op, start));
-                            continue;
-                        }
+                        // Keyed: remember the key, then frame it like any other op.
+                        Some(k) => op.key = Some(k),
                     }
                 }
             }

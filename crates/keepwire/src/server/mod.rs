@@ -318,12 +318,6 @@ impl Server {
         Arc::clone(&self.shared.stats)
     }
 
-    /// A handle that reports the number of open connections.
-    pub fn active_connections(&self) -> impl Fn() -> usize + Send + Sync + 'static {
-        let limits = Arc::clone(&self.shared.limits);
-        move || limits.active()
-    }
-
     /// Accepts and serves connections until the shutdown token is cancelled, then drains.
     ///
     /// # Errors
