@@ -27,6 +27,7 @@
 pub mod bench;
 pub mod blocking;
 pub mod client;
+pub mod deadline;
 pub mod frame;
 pub mod liveness;
 pub mod server;

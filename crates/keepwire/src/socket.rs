@@ -54,21 +54,39 @@ fn humantime_fmt(d: Duration) -> String {
     }
 }
 
+/// The longest duration [`parse_duration`] accepts: 365 days. Longer is almost surely a
+/// typo (or `u64::MAX` meaning "never"), and would overflow deadline arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 /// Parses a duration such as `250ms`, `30s`, `2h` (humantime syntax; a bare number is
-/// seconds).
+/// seconds), at most [`MAX_DURATION`].
+///
+/// ```
+/// use keepwire::socket::parse_duration;
+/// assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+/// assert_eq!(parse_duration("30").unwrap().as_secs(), 30);
+/// let e = parse_duration("18446744073709551615").unwrap_err();
+/// assert!(e.contains("365d"), "{e}");
+/// ```
 ///
 /// # Errors
-/// A message naming the bad text and the expected form.
+/// A message naming the bad text and the expected form, or the largest accepted value.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    let d = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s).map_err(|e| {
+            format!(
+                "{s:?} is not a duration ({e}); expected a number with a unit, e.g. 250ms, 30s, 2m, 1h"
+            )
+        })?,
+    };
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s:?} is too long: the largest accepted duration is 365d"
+        ));
     }
-    humantime::parse_duration(s).map_err(|e| {
-        format!(
-            "{s:?} is not a duration ({e}); expected a number with a unit, e.g. 250ms, 30s, 2m, 1h"
-        )
-    })
+    Ok(d)
 }
 
 impl FromStr for Keepalive {

@@ -57,6 +57,10 @@ pub enum ClientErrorKind {
     Key,
     /// The client was shut down.
     Shutdown,
+    /// The request is this link's heartbeat frame (the empty frame, or a `ping=`/`pong=`
+    /// payload): the peer would take it as a ping, not a request, so it is not sent. Turn
+    /// heartbeats off on the client (and the peer) to send such a frame as data.
+    HeartbeatFrame,
 }
 
 /// An error from one of the [clients](super): what went wrong, which endpoint, and whether
@@ -264,6 +268,28 @@ impl ClientError {
     /// The client was shut down.
     pub fn is_shutdown(&self) -> bool {
         self.kind == ClientErrorKind::Shutdown
+    }
+
+    /// The request was refused because it is the link's heartbeat frame.
+    pub fn is_heartbeat_frame(&self) -> bool {
+        self.kind == ClientErrorKind::HeartbeatFrame
+    }
+
+    /// The refusal of a request that is the link's heartbeat frame (never sent).
+    pub(crate) fn heartbeat_frame(frame: &[u8]) -> Self {
+        let what = if frame.is_empty() {
+            "an empty message".to_string()
+        } else {
+            format!("{:?}", crate::text::escape(frame))
+        };
+        ClientError::new(
+            ClientErrorKind::HeartbeatFrame,
+            Delivery::NotSent,
+            format!(
+                "{what} is this link's heartbeat frame: the peer would answer it as a ping, not \
+                 as a request; turn heartbeats off (--heartbeat off) to send it as data"
+            ),
+        )
     }
 }
 

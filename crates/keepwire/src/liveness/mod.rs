@@ -38,8 +38,15 @@ mod spec;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::deadline::after;
+
 pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat};
 pub use spec::{HeartbeatSpec, parse_payload};
+
+/// While a reply is awaited, same-bytes heartbeats are answered at most once per this gap
+/// (see [`Liveness::on_frame_awaiting`]): a pinging peer's interval is seconds, a storm's is
+/// a round trip.
+pub const PONG_GAP_AWAITING: Duration = Duration::from_secs(1);
 
 /// Pinging idle peers: when nothing arrived for `interval`, send a ping; a ping not answered
 /// within `timeout` is a miss; `misses` misses in a row close the connection. A dead peer is
@@ -52,6 +59,19 @@ pub struct PingConfig {
     pub timeout: Duration,
     /// Unanswered pings in a row that declare the peer dead (at least 1).
     pub misses: u32,
+}
+
+impl PingConfig {
+    /// The config as the state machine uses it: interval and timeout at least 1 ms (a zero
+    /// would send pings in a loop at one instant), misses at least 1.
+    fn clamped(self) -> Self {
+        const MIN: Duration = Duration::from_millis(1);
+        PingConfig {
+            interval: self.interval.max(MIN),
+            timeout: self.timeout.max(MIN),
+            misses: self.misses.max(1),
+        }
+    }
 }
 
 impl Default for PingConfig {
@@ -169,6 +189,8 @@ pub struct Liveness {
     /// Pings sent and not matched by a heartbeat from the peer (late pongs included).
     unanswered: u32,
     last_ping: Option<Instant>,
+    /// When we last answered a ping.
+    last_pong: Option<Instant>,
     misses: u32,
     seq: u32,
 }
@@ -187,6 +209,7 @@ impl Liveness {
             outstanding: None,
             unanswered: 0,
             last_ping: None,
+            last_pong: None,
             misses: 0,
             seq: 0,
         }
@@ -204,7 +227,48 @@ impl Liveness {
 
     /// A whole frame arrived at `now`; `beat` is its heartbeat classification (`None` for an
     /// application frame, or when heartbeats are off).
+    ///
+    /// - [`Beat::Ping`] (a ping distinct from the pong) is always answered (when answering is
+    ///   on): a peer's ping that crosses ours is still a ping, and never our pong.
+    /// - [`Beat::Pong`] satisfies our oldest outstanding ping, or is a stray pong; never
+    ///   answered.
+    /// - [`Beat::Either`] (ping and pong are the same bytes) is our pong while we have a ping
+    ///   outstanding, else a ping to answer.
     pub fn on_frame(&mut self, now: Instant, beat: Option<Beat>) -> Verdict {
+        self.on_frame_awaiting(now, beat, false)
+    }
+
+    /// [`on_frame`](Self::on_frame) on a side that may be waiting for a reply: `awaiting`
+    /// says a request of ours awaits its reply.
+    ///
+    /// While a reply is awaited, a [`Beat::Either`] heartbeat that is not our pong is
+    /// ambiguous: the peer's ping that crossed our request, or a peer that sends the
+    /// heartbeat frame as its reply (a misconfigured link; keepwire never does). Answering
+    /// the second kind starts a storm with a peer that answers what we answer, so while a
+    /// reply is awaited such heartbeats are answered at most once per [`PONG_GAP_AWAITING`]
+    /// and otherwise absorbed. The peer's real pings, seconds apart, are all answered.
+    pub fn on_frame_awaiting(
+        &mut self,
+        now: Instant,
+        beat: Option<Beat>,
+        awaiting: bool,
+    ) -> Verdict {
+        let v = self.classify(now, beat);
+        if v == Verdict::Answer && beat == Some(Beat::Either) && awaiting {
+            if self
+                .last_pong
+                .is_some_and(|t| now.saturating_duration_since(t) < PONG_GAP_AWAITING)
+            {
+                return Verdict::Absorb;
+            }
+        }
+        if v == Verdict::Answer {
+            self.last_pong = Some(now);
+        }
+        v
+    }
+
+    fn classify(&mut self, now: Instant, beat: Option<Beat>) -> Verdict {
         self.last_in = now;
         self.misses = 0;
         match beat {
@@ -213,7 +277,14 @@ impl Liveness {
                 self.take_pong();
                 Verdict::Absorb
             }
-            Some(Beat::Ping | Beat::Either) => {
+            Some(Beat::Ping) => {
+                if self.answer_pings {
+                    Verdict::Answer
+                } else {
+                    Verdict::Absorb
+                }
+            }
+            Some(Beat::Either) => {
                 if self.unanswered > 0 {
                     self.take_pong();
                     Verdict::Absorb
@@ -224,6 +295,11 @@ impl Liveness {
                 }
             }
         }
+    }
+
+    /// Pings sent and not yet matched by a pong (late pongs still count).
+    pub fn unanswered(&self) -> u32 {
+        self.unanswered
     }
 
     fn take_pong(&mut self) {
@@ -251,14 +327,19 @@ impl Liveness {
     pub fn next_deadline(&self) -> Option<Instant> {
         let c = &self.cfg;
         let candidates = [
-            self.partial_since.zip(c.frame_timeout).map(|(t, d)| t + d),
-            c.read_idle.map(|d| self.last_in + d),
-            c.write_idle.map(|d| self.last_out + d),
-            c.any_idle.map(|d| self.last_in.max(self.last_out) + d),
-            c.ping.map(|p| match self.outstanding {
-                Some(sent) => sent + p.timeout,
-                None => self.ping_base() + p.interval,
-            }),
+            self.partial_since
+                .zip(c.frame_timeout)
+                .map(|(t, d)| after(t, d)),
+            c.read_idle.map(|d| after(self.last_in, d)),
+            c.write_idle.map(|d| after(self.last_out, d)),
+            c.any_idle
+                .map(|d| after(self.last_in.max(self.last_out), d)),
+            c.ping
+                .map(PingConfig::clamped)
+                .map(|p| match self.outstanding {
+                    Some(sent) => after(sent, p.timeout),
+                    None => after(self.ping_base(), p.interval),
+                }),
         ];
         candidates.into_iter().flatten().min()
     }
@@ -274,9 +355,9 @@ impl Liveness {
     /// [`Action::Wait`].
     pub fn poll(&mut self, now: Instant) -> Action {
         let c = Arc::clone(&self.cfg);
-        let due = |t: Instant, d: Option<Duration>| d.is_some_and(|d| t + d <= now);
+        let due = |t: Instant, d: Option<Duration>| d.is_some_and(|d| after(t, d) <= now);
         if let (Some(t), Some(d)) = (self.partial_since, c.frame_timeout) {
-            if t + d <= now {
+            if after(t, d) <= now {
                 return Action::Close(CloseReason::FrameTimeout);
             }
         }
@@ -289,11 +370,11 @@ impl Liveness {
         if due(self.last_in.max(self.last_out), c.any_idle) {
             return Action::Close(CloseReason::AnyIdle);
         }
-        let Some(p) = c.ping else {
+        let Some(p) = c.ping.map(PingConfig::clamped) else {
             return Action::Wait;
         };
         if let Some(sent) = self.outstanding {
-            if sent + p.timeout > now {
+            if after(sent, p.timeout) > now {
                 return Action::Wait;
             }
             self.outstanding = None;
@@ -305,7 +386,7 @@ impl Liveness {
                 }
             }
         }
-        if self.ping_base() + p.interval <= now {
+        if after(self.ping_base(), p.interval) <= now {
             self.seq = self.seq.wrapping_add(1);
             self.outstanding = Some(now);
             self.last_ping = Some(now);
