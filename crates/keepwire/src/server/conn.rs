@@ -33,6 +33,10 @@ use crate::liveness::{Action, CloseReason, Liveness, Verdict};
 const READ_SIZE: usize = 1000;
 /// The most a single read asks for.
 const MAX_READ_SIZE: usize = 64 * 1024;
+/// How long a drained connection waits for the peer's FIN after sending its own.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+/// Whether a short read counts as "socket drained" (see `try_read`).
+const SKIP_EAGAIN_READ: bool = true;
 /// Replies buffered before they are written even if more frames wait.
 const MAX_PENDING_WRITE: usize = 64 * 1024;
 
@@ -227,7 +231,7 @@ impl Conn {
     }
 
     async fn read_proxy_header(&mut self) -> Result<(), End> {
-        let deadline = tokio::time::Instant::now() + self.shared.config.handshake_timeout;
+        let deadline = crate::deadline::tokio_in(self.shared.config.handshake_timeout);
         loop {
             match proxy_protocol::parse(&mut self.rbuf) {
                 Parsed::Done(addr) => {
@@ -275,21 +279,34 @@ impl Conn {
         }
         // Never more than MAX_READ_SIZE at once, whatever the buffer's spare capacity.
         let asked = (self.rbuf.capacity() - self.rbuf.len()).min(MAX_READ_SIZE);
-        let n = self
-            .stream
-            .try_read_buf(&mut bytes::BufMut::limit(&mut self.rbuf, MAX_READ_SIZE))?;
-        if n == 0 {
-            self.eof = true;
-        } else if n < asked {
-            // A short read drained the socket. Tell tokio so, without the extra recv() that
-            // would otherwise return EAGAIN on the next wait (one syscall per request saved).
-            // tokio clears only the readiness it observed, so data that arrived meanwhile
-            // still wakes us.
-            let _ = self.stream.try_io(tokio::io::Interest::READABLE, || {
-                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-            });
+        let (stream, rbuf) = (&self.stream, &mut self.rbuf);
+        let mut got = 0;
+        // A short read means the socket was drained. Saying so to tokio saves the recv() that
+        // would otherwise return EAGAIN on the next wait (one syscall per request). It must
+        // happen inside the same `try_io` as the real read: tokio takes its readiness
+        // snapshot (a tick) when `try_io` starts, before the recv, and clears readiness only
+        // if no new event came in since. Readiness that arrives during or after the recv
+        // bumps the tick and survives. (Clearing it in a second `try_io` after the recv, as
+        // this code once did, erased events that arrived in between: with edge-triggered
+        // epoll the data then sat unread until the idle timeout. Regression test:
+        // `split_header_and_body_never_stall`.)
+        let res = stream.try_io(tokio::io::Interest::READABLE, || {
+            got = stream.try_read_buf(&mut bytes::BufMut::limit(&mut *rbuf, MAX_READ_SIZE))?;
+            if got > 0 && got < asked && SKIP_EAGAIN_READ {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(())
+        });
+        match res {
+            Ok(()) => {}
+            // The drained-socket signal above, after a real read of `got` bytes.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
+            Err(e) => return Err(e),
         }
-        Ok(n)
+        if got == 0 {
+            self.eof = true;
+        }
+        Ok(got)
     }
 
     async fn serve_frames<S>(&mut self, svc: &mut S) -> End
@@ -315,8 +332,10 @@ impl Conn {
             }
             fresh = false;
             if self.rbuf.is_empty() {
-                if draining {
-                    return End::Drained;
+                // Draining: requests that already reached the socket are still answered (the
+                // loop reads them next); only when the kernel holds nothing does it end.
+                if draining && !self.kernel_has_data() {
+                    return self.close_drained().await;
                 }
                 // Idle connections give their buffers back.
                 if self.rbuf.capacity() > 0 {
@@ -359,6 +378,38 @@ impl Conn {
                     // Re-arm from the state machine's next deadline.
                     armed = None;
                 }
+            }
+        }
+    }
+
+    /// Whether bytes wait in the socket's receive queue, asked of the kernel (tokio's
+    /// readiness may lag behind it). An error or end of stream counts as no.
+    fn kernel_has_data(&self) -> bool {
+        let mut one = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(socket2::SockRef::from(&self.stream).peek(&mut one), Ok(n) if n > 0)
+    }
+
+    /// The end of a drained connection: a FIN (shutdown of our side), then what the peer
+    /// still sends is read and dropped until it closes too, for at most [`DRAIN_LINGER`].
+    /// Closing a socket with unread bytes would send a RST instead, which can destroy
+    /// replies the peer has not read yet.
+    async fn close_drained(&mut self) -> End {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+        let deadline = crate::deadline::tokio_in(DRAIN_LINGER);
+        self.rbuf = BytesMut::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.readable()).await {
+                Err(_) | Ok(Err(_)) => return End::Drained,
+                Ok(Ok(())) => {}
+            }
+            if self.rbuf.capacity() < 512 {
+                self.rbuf.reserve(512);
+            }
+            match self.stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return End::Drained,
+                Ok(_) => self.rbuf.clear(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return End::Drained,
             }
         }
     }
@@ -417,13 +468,17 @@ impl Conn {
             };
             frames_in += 1;
             consumed = true;
-            let beat = heartbeat.and_then(|h| h.classify(&frame));
+            // Short links have no heartbeats: the one frame is the request, whatever it is.
+            let beat = match cfg.mode {
+                Mode::Short => None,
+                Mode::Long => heartbeat.and_then(|h| h.classify(&frame)),
+            };
             match self.live.on_frame(now, beat) {
                 Verdict::Absorb => continue,
                 Verdict::Answer => {
                     if let Some(h) = heartbeat {
                         if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
-                            return Some(End::Frame(e));
+                            return Some(self.fail(End::Frame(e), cfg).await);
                         }
                         frames_out += 1;
                         ServerStats::add(&stats.pings_answered, 1);
@@ -445,12 +500,27 @@ impl Conn {
             };
             let reply = match self.call(svc, req, cfg).await {
                 Ok(r) => r,
-                Err(end) => return Some(end),
+                Err(end) => return Some(self.fail(end, cfg).await),
             };
             if let Some(reply) = reply {
+                // A reply the client would take for a heartbeat is never sent as data (see
+                // docs/liveness.md, "Heartbeats and data never mix").
+                if cfg.mode == Mode::Long && heartbeat.is_some_and(|h| h.classify(&reply).is_some())
+                {
+                    tracing::warn!(
+                        conn = self.id,
+                        "handler reply is this link's heartbeat frame; closing the connection"
+                    );
+                    let why: BoxError = format!(
+                        "handler reply {:?} is this link's heartbeat frame: clients would take it for a ping or pong, not a reply",
+                        crate::text::escape(&reply)
+                    )
+                    .into();
+                    return Some(self.fail(End::Handler(why), cfg).await);
+                }
                 if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
                     tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
-                    return Some(End::Frame(e));
+                    return Some(self.fail(End::Frame(e), cfg).await);
                 }
                 frames_out += 1;
             }
@@ -483,6 +553,14 @@ impl Conn {
         self.live
             .on_read(now, !self.rbuf.is_empty(), consumed || fresh);
         None
+    }
+
+    /// The connection ends with `end`; replies already computed are written first (within
+    /// the write timeout), so a bad frame or a failed handler call never costs the peer the
+    /// answers to its earlier requests.
+    async fn fail(&mut self, end: End, cfg: &ServerConfig) -> End {
+        let _ = self.flush(cfg.write_timeout).await;
+        end
     }
 
     /// Calls the handler. If its answer is not ready at once, replies already buffered are
@@ -538,7 +616,7 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeout);
+                    let d = *deadline.get_or_insert_with(|| crate::deadline::tokio_in(timeout));
                     match tokio::time::timeout_at(d, self.stream.writable()).await {
                         Ok(r) => r?,
                         Err(_) => {
@@ -565,7 +643,7 @@ impl Conn {
         if cfg.short_server_closes_first || self.eof {
             return End::ShortDone;
         }
-        let deadline = tokio::time::Instant::now() + cfg.short_close_wait;
+        let deadline = crate::deadline::tokio_in(cfg.short_close_wait);
         // Read into the (now empty) read buffer, not a stack array: stack arrays here would
         // be part of every connection task's size.
         self.rbuf.clear();
