@@ -366,3 +366,129 @@ fn out_of_descriptors_backs_off_instead_of_spinning() {
         "log flooded: {err}"
     );
 }
+
+/// Issue 9.5: `--idle-timeout 18446744073709551615` panicked on every connection; absurd
+/// durations are now refused at parse time, naming the largest accepted.
+#[test]
+fn absurd_durations_are_refused_naming_the_limit() {
+    for flag in [
+        "--idle-timeout",
+        "--frame-timeout",
+        "--delay",
+        "--shutdown-grace",
+        "--tcp-user-timeout",
+    ] {
+        let err = usage_error(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "len:ascii:4",
+            flag,
+            "18446744073709551615",
+        ]);
+        assert!(err.contains(flag) && err.contains("365d"), "{flag}: {err}");
+    }
+    let err = usage_error(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--heartbeat",
+        "interval=18446744073709551615s",
+    ]);
+    assert!(err.contains("365d"), "{err}");
+    // The largest accepted value works, and a connection under it is served.
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--idle-timeout",
+        "365d",
+        "--frame-timeout",
+        "365d",
+    ]);
+    assert_eq!(roundtrip(s.addr, b"0002hi", 6), b"0002hi");
+}
+
+/// Issue 9.2: under a framing whose empty frame is the heartbeat, an empty `--reply` would
+/// be taken by clients for a ping (a storm with a client that answers it). Refused with the
+/// way out; with heartbeats off, or in short mode (no heartbeats), it is a plain reply.
+#[test]
+fn empty_reply_is_refused_where_it_is_the_heartbeat() {
+    let err = usage_error(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--reply",
+        "text:",
+    ]);
+    assert!(
+        err.contains("heartbeat") && err.contains("--heartbeat off"),
+        "{err}"
+    );
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--reply",
+        "text:",
+        "--heartbeat",
+        "off",
+    ]);
+    assert_eq!(roundtrip(s.addr, b"0002hi", 4), b"0000");
+    // Short mode: the empty request is a request and the empty reply its reply.
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--mode",
+        "short",
+        "--reply",
+        "text:",
+    ]);
+    assert_eq!(roundtrip(s.addr, b"0000", 4), b"0000");
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--mode",
+        "short",
+    ]);
+    assert_eq!(roundtrip(s.addr, b"0000", 4), b"0000");
+}
+
+/// Issue 9.3 as reported: `serve --delay 1s`, two requests 0.2 s apart, then SIGTERM: both
+/// are answered, and the connection ends with a FIN (read returns 0), not a RST.
+#[test]
+fn sigterm_answers_requests_already_sent() {
+    let s = serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--delay",
+        "1s",
+    ]);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"0003one").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"0003two").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(terminate(s)));
+    let mut got = [0u8; 14];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"0003one0003two");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest)
+        .expect("the connection was reset, not closed");
+    assert!(rest.is_empty());
+    let (code, err) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!(code, Some(0), "{err}");
+}

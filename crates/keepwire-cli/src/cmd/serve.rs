@@ -238,6 +238,19 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         keepwire::frame::FrameCodec::new(cfg.framing.clone())
             .encode_to(r, &mut probe)
             .map_err(|e| Failure::Usage(format!("--reply under {}: {e}", cfg.framing)))?;
+        // The heartbeat frame is never data: a client would take this reply for a ping.
+        let is_beat = cfg
+            .heartbeat
+            .as_deref()
+            .is_some_and(|h| h.classify(r).is_some());
+        if cfg.mode == Mode::Long && is_beat {
+            return Err(Failure::Usage(format!(
+                "--reply {:?} is the heartbeat frame under {}: clients would take every reply for a ping; \
+                 give a non-empty reply, or --heartbeat off if your clients have no heartbeats",
+                args.reply.as_deref().unwrap_or_default(),
+                cfg.framing
+            )));
+        }
     }
     if cfg.mode == Mode::Short && cfg.liveness.ping.is_some() {
         return Err(Failure::Usage(

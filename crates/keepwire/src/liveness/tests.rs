@@ -181,3 +181,144 @@ fn slow_frame_is_cut_off() {
     l.on_read(t0 + 5 * S, false, false);
     assert_eq!(l.next_deadline(), None);
 }
+
+// Issue 9.d: where ping and pong are different messages (CMPP ACTIVE_TEST, SMPP
+// enquire_link), every ping gets its pong and only a pong satisfies our own ping.
+
+#[test]
+fn distinct_ping_crossing_ours_is_still_answered() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(10, 2, 3), t0);
+    assert_eq!(l.poll(t0 + 10 * S), Action::SendPing(1));
+    // The peer's ping crosses ours: it is a ping, it gets a pong, ours stays outstanding.
+    assert_eq!(l.on_frame(t0 + 10 * S, Some(Beat::Ping)), Verdict::Answer);
+    assert_eq!(l.unanswered(), 1);
+    // Our pong arrives: satisfied.
+    assert_eq!(l.on_frame(t0 + 10 * S, Some(Beat::Pong)), Verdict::Absorb);
+    assert_eq!(l.unanswered(), 0);
+}
+
+#[test]
+fn data_covering_a_ping_does_not_absorb_the_peers_next_distinct_ping() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(ping_cfg(10, 2, 3), t0);
+    assert_eq!(l.poll(t0 + 10 * S), Action::SendPing(1));
+    // Data instead of the pong: the peer is alive, no miss is counted.
+    assert_eq!(l.on_frame(t0 + 11 * S, None), Verdict::Deliver);
+    assert_eq!(l.poll(t0 + 12 * S), Action::Wait);
+    assert_eq!(l.misses(), 0);
+    // The peer's own ping later is answered, not taken as our late pong.
+    assert_eq!(l.on_frame(t0 + 15 * S, Some(Beat::Ping)), Verdict::Answer);
+    // A late pong is swallowed and never answered.
+    assert_eq!(l.on_frame(t0 + 16 * S, Some(Beat::Pong)), Verdict::Absorb);
+    assert_eq!(l.on_frame(t0 + 16 * S, Some(Beat::Pong)), Verdict::Absorb);
+}
+
+#[test]
+fn distinct_heartbeats_between_two_pinging_peers_answer_every_ping() {
+    // Two peers wired back to back, both pinging with distinct ping/pong, their pings
+    // crossing every time: each ping gets exactly one pong, no pong is ever answered.
+    let t0 = Instant::now();
+    let mut a = Liveness::new(ping_cfg(10, 3, 3), t0);
+    let mut b = Liveness::new(ping_cfg(10, 3, 3), t0);
+    let (mut pings, mut pongs) = (0, 0);
+    for i in 1..=50u32 {
+        let now = t0 + 10 * S * i;
+        let pa = matches!(a.poll(now), Action::SendPing(_));
+        let pb = matches!(b.poll(now), Action::SendPing(_));
+        assert!(pa && pb, "both ping every interval (round {i})");
+        pings += 2;
+        // Crossing pings: each is answered.
+        assert_eq!(a.on_frame(now, Some(Beat::Ping)), Verdict::Answer);
+        assert_eq!(b.on_frame(now, Some(Beat::Ping)), Verdict::Answer);
+        // The pongs: absorbed, never answered.
+        assert_eq!(a.on_frame(now, Some(Beat::Pong)), Verdict::Absorb);
+        assert_eq!(b.on_frame(now, Some(Beat::Pong)), Verdict::Absorb);
+        pongs += 2;
+        assert_eq!((a.unanswered(), b.unanswered()), (0, 0));
+        assert_eq!((a.misses(), b.misses()), (0, 0));
+    }
+    assert_eq!(pings, pongs);
+}
+
+// Issue 9.2: a side awaiting a reply answers same-bytes heartbeats at most once per
+// PONG_GAP_AWAITING, so a peer that replies with the heartbeat frame cannot start a storm.
+
+#[test]
+fn awaiting_side_answers_ambiguous_heartbeats_at_most_once_per_gap() {
+    let t0 = Instant::now();
+    let mut l = Liveness::new(LivenessConfig::default(), t0);
+    assert_eq!(
+        l.on_frame_awaiting(t0, Some(Beat::Either), true),
+        Verdict::Answer
+    );
+    let mut answered = 1;
+    for i in 1..1000u32 {
+        let now = t0 + Duration::from_micros(50) * i;
+        if l.on_frame_awaiting(now, Some(Beat::Either), true) == Verdict::Answer {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 1, "a storm would answer every one");
+    // After the gap, a real ping is answered again.
+    assert_eq!(
+        l.on_frame_awaiting(t0 + PONG_GAP_AWAITING + S, Some(Beat::Either), true),
+        Verdict::Answer
+    );
+    // Not awaiting: every ping is answered, however close.
+    let now = t0 + PONG_GAP_AWAITING + S;
+    assert_eq!(
+        l.on_frame_awaiting(now, Some(Beat::Either), false),
+        Verdict::Answer
+    );
+    assert_eq!(
+        l.on_frame_awaiting(now, Some(Beat::Either), false),
+        Verdict::Answer
+    );
+    // Distinct pings are unambiguous: always answered.
+    assert_eq!(
+        l.on_frame_awaiting(now, Some(Beat::Ping), true),
+        Verdict::Answer
+    );
+}
+
+#[test]
+fn zero_durations_built_in_code_do_not_loop() {
+    let t0 = Instant::now();
+    let cfg = LivenessConfig {
+        ping: Some(PingConfig {
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            misses: 0,
+        }),
+        ..Default::default()
+    };
+    let mut l = Liveness::new(cfg, t0);
+    // Data arrives at the same instant as every ping: the loop must still end.
+    let mut actions = 0;
+    while l.poll(t0) != Action::Wait {
+        l.on_frame(t0, None);
+        actions += 1;
+        assert!(actions < 10, "poll kept asking at one instant");
+    }
+}
+
+#[test]
+fn huge_durations_saturate_instead_of_panicking() {
+    let t0 = Instant::now();
+    let cfg = LivenessConfig {
+        read_idle: Some(Duration::MAX),
+        write_idle: Some(Duration::MAX),
+        any_idle: Some(Duration::MAX),
+        frame_timeout: Some(Duration::MAX),
+        ping: Some(PingConfig {
+            interval: Duration::MAX,
+            timeout: Duration::MAX,
+            misses: u32::MAX,
+        }),
+    };
+    let mut l = Liveness::new(cfg, t0);
+    l.on_read(t0, true, true);
+    assert!(l.next_deadline().is_some());
+    assert_eq!(l.poll(t0 + 1000 * S), Action::Wait);
+}
