@@ -21,16 +21,23 @@
 //! until I/O happens), and calls [`Liveness::poll`].
 //!
 //! # Heartbeats without storms
-//! A side that pings is waiting for a pong. Whatever heartbeat frame arrives while a ping is
-//! outstanding is taken as the pong and never answered; only a heartbeat that arrives while
+//! A side that pings is waiting for a pong. Where ping and pong are the same bytes
+//! ([`Beat::Either`], the empty frame), a side with `k` pings outstanding takes the next `k`
+//! heartbeats as its pongs and answers none of them; only a heartbeat that arrives while
 //! nothing is outstanding is a ping, and gets a pong. So two peers that both ping and both
-//! answer exchange at most one pong per ping (jPOS issue #775 shows the storm that answering
-//! pongs causes).
+//! answer exchange exactly one pong per ping (jPOS issue #775 shows the storm that answering
+//! pongs causes). Where they differ ([`Beat::Ping`] / [`Beat::Pong`]: CMPP `ACTIVE_TEST`,
+//! SMPP `enquire_link`), every ping is answered, even one that crosses ours, and only a pong
+//! satisfies our ping. A side awaiting a reply uses [`Liveness::on_frame_awaiting`], which
+//! answers ambiguous same-bytes heartbeats at most once per [`PONG_GAP_AWAITING`].
 //!
-//! | state                      | heartbeat arrives          | data frame arrives        | deadline passes             |
-//! |----------------------------|----------------------------|---------------------------|-----------------------------|
-//! | nothing outstanding        | answer with a pong         | deliver; reset misses     | idle `interval`: send ping  |
-//! | ping outstanding           | take as pong, no answer    | deliver; reset misses     | `timeout`: one miss (if nothing arrived since the ping); `misses` reached: close |
+//! | state                      | `Either` arrives             | `Ping` arrives | `Pong` arrives | data frame arrives        | deadline passes             |
+//! |----------------------------|------------------------------|----------------|----------------|---------------------------|-----------------------------|
+//! | nothing outstanding        | answer with a pong           | answer         | absorb (stray) | deliver; reset misses     | idle `interval`: send ping  |
+//! | ping outstanding           | take as pong, no answer      | answer         | take as pong   | deliver; reset misses     | `timeout`: one miss (if nothing arrived since the ping); `misses` reached: close |
+//!
+//! Every deadline is computed with [`crate::deadline::after`], so no duration, however
+//! large, overflows.
 
 mod heartbeat;
 mod spec;
