@@ -491,3 +491,66 @@ fn read_frame_reports_would_block_as_io_on_a_nonblocking_socket() {
     assert_eq!(io.kind(), ErrorKind::WouldBlock);
     drop(theirs);
 }
+
+/// Issue 9: `try_read_frame` on one `try_clone` of a stream must not disturb a writer on the
+/// other. O_NONBLOCK belongs to the open file description that both clones share, so a
+/// reader that switched it on for a moment made the writer's `write_all` fail with
+/// `WouldBlock` in the middle of a frame.
+#[test]
+fn try_read_frame_leaves_a_cloned_writer_blocking() {
+    const FRAMES: usize = 256;
+    const BODY: usize = 32 * 1024;
+    let (ours, theirs) = pair();
+    // A slow reader at the far end: the writer's send buffer fills, so its writes block
+    // (and would fail if the socket were non-blocking at that moment).
+    let (_go, _done, server) = peer(theirs, |s, _, _| {
+        s.set_read_timeout(Some(LIMIT)).expect("read timeout");
+        let mut r = FrameReader::new(s, spec("len:be:4:max=1048576"));
+        let mut frames = 0;
+        while let Some(f) = r.read_frame().expect("a frame") {
+            assert_eq!(f.len(), BODY);
+            frames += 1;
+            // Slow, not stopped: the test still ends in well under a second.
+            thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(frames, FRAMES);
+    });
+    let w = ours.try_clone().expect("cloning");
+    w.set_write_timeout(Some(LIMIT)).expect("write timeout");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut r = FrameReader::new(ours, spec("len:be:4"));
+            let mut polls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Both ways of reading without blocking for long.
+                let got = if polls % 2 == 0 {
+                    r.try_read_frame()
+                } else {
+                    r.read_frame_timeout(Duration::from_millis(1))
+                };
+                assert!(got.expect("no error").is_none());
+                polls += 1;
+            }
+            polls
+        })
+    };
+    let mut w = FrameWriter::new(w, spec("len:be:4:max=1048576"));
+    let body = vec![b'x'; BODY];
+    let mut failed = None;
+    for i in 0..FRAMES {
+        if let Err(e) = w.write_frame(&body) {
+            failed = Some(format!("frame {i}: {e}"));
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = reader.join().expect("reader panicked");
+    assert_eq!(
+        failed, None,
+        "a write failed while the reader polled {polls} times"
+    );
+    w.get_ref().shutdown(Shutdown::Write).expect("half-closing");
+    server.join().expect("server panicked");
+}

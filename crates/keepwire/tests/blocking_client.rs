@@ -169,3 +169,60 @@ fn short_client_verdicts_and_failover() {
     ));
     assert_eq!(&c.request(b"hello").unwrap()[..], b"hello");
 }
+
+/// Issue 9: a request whose write timed out half way leaves half a frame on the wire. The
+/// next request must not follow it on the same connection (the peer would read it as the
+/// rest of the first): the client reconnects, and the first request's error says it may have
+/// been sent.
+#[test]
+fn long_client_reconnects_after_a_half_written_request() {
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // A small receive window, and a first connection that is never read: the client's
+    // write blocks once its own send buffer is full too.
+    l.set_recv_buffer_size(4096).unwrap();
+    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    l.listen(8).unwrap();
+    let l: TcpListener = l.into();
+    let addr = l.local_addr().unwrap();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let (got_tx, got_rx) = mpsc::channel::<Vec<u8>>();
+    let server = thread::spawn(move || {
+        let (stalled, _) = l.accept().unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let req = read_n(&mut s, 7);
+        s.write_all(b"\x00\x00\x00\x02ok").unwrap();
+        got_tx.send(req).unwrap();
+        let _ = done_rx.recv_timeout(SOON);
+        // Nothing after the half frame reached the stalled connection: what it holds is a
+        // prefix of the big request.
+        stalled.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        let _ = (&stalled).read_to_end(&mut held);
+        assert_eq!(
+            held.get(..4),
+            Some(&[0, 0x60, 0, 0][..]),
+            "the big request's header"
+        );
+        assert!(
+            held.iter().skip(4).all(|&b| b == b'x'),
+            "a second request followed the half frame"
+        );
+    });
+    let big = vec![b'x'; 6 * 1024 * 1024];
+    let opts = ClientOptions::new(spec("len:be:4"), [addr.to_string()])
+        .write_timeout(Duration::from_millis(200))
+        .read_timeout(SOON);
+    let mut c = LongClient::connect(opts).unwrap();
+    let e = c.request(&big).unwrap_err();
+    assert!(e.may_have_been_sent() && e.is_timeout(), "{e}");
+    assert!(c.is_broken());
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ok");
+    assert_eq!(
+        got_rx.recv_timeout(SOON).unwrap(),
+        b"\x00\x00\x00\x03abc",
+        "the second request went whole, on a new connection"
+    );
+    done_tx.send(()).unwrap();
+    server.join().unwrap();
+}

@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::{FrameReader, FrameWriter};
 use crate::client::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
-use crate::frame::{FrameError, FramingSpec};
+use crate::frame::{FrameError, FrameErrorKind, FramingSpec};
 use crate::liveness::{
     Action, EmptyHeartbeat, Heartbeat, Liveness, LivenessConfig, PingConfig, Verdict,
 };
@@ -165,9 +165,13 @@ impl ShortClient {
             .try_clone()
             .map_err(|e| ClientError::io(Delivery::NotSent, Some(ep.clone()), "socket", e))?;
         let mut writer = FrameWriter::new(w, self.opts.framing.clone());
-        writer
-            .write_frame(frame)
-            .map_err(|e| frame_err(write_delivery(&e), &ep, e))?;
+        if let Err(e) = writer.write_frame(frame) {
+            return Err(if e.is_unencodable() {
+                frame_err(Delivery::NotSent, &ep, e)
+            } else {
+                write_err(&ep, self.opts.write_timeout, &e)
+            });
+        }
         if self.opts.framing.is_until_close() {
             let _ = stream.shutdown(std::net::Shutdown::Write);
         }
@@ -192,14 +196,34 @@ impl ShortClient {
     }
 }
 
-/// `write_frame` failed: nothing was written for an unencodable frame; otherwise some of it
-/// may have been.
-fn write_delivery(e: &FrameError) -> Delivery {
-    if e.is_unencodable() {
-        Delivery::NotSent
-    } else {
-        Delivery::SentNoReply
+/// A write that failed after it may have put part of the frame on the wire (`e` is not
+/// unencodable). A blocking socket reports its write timeout as `WouldBlock`.
+fn write_err(ep: &str, write_timeout: Duration, e: &FrameError) -> ClientError {
+    let FrameErrorKind::Io(io) = e.kind() else {
+        return ClientError::new(ClientErrorKind::Io, Delivery::SentNoReply, e.to_string())
+            .with_endpoint(Some(ep.to_owned()));
+    };
+    if matches!(
+        io.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        return ClientError::new(
+            ClientErrorKind::Timeout,
+            Delivery::SentNoReply,
+            format!(
+                "writing the request took over {} (the peer is not reading): part of it may \
+                 be on the wire, so the next request opens a new connection",
+                humantime::format_duration(write_timeout)
+            ),
+        )
+        .with_endpoint(Some(ep.to_owned()));
     }
+    ClientError::io(
+        Delivery::SentNoReply,
+        Some(ep.to_owned()),
+        "writing the request (part of it may be on the wire: the next request opens a new connection)",
+        std::io::Error::new(io.kind(), io.to_string()),
+    )
 }
 
 /// A blocking long connection: [`request`](Self::request) for request/response, and
@@ -210,8 +234,14 @@ fn write_delivery(e: &FrameError) -> Delivery {
 /// Heartbeats run through [`Liveness`]: pings from the peer are answered whenever frames are
 /// read, and with [`ClientOptions::ping`] an idle connection is pinged by
 /// [`tick`](Self::tick), which the caller calls from its loop (a blocking client owns no
-/// thread). A connection that failed stays failed; [`reconnect`](Self::reconnect) opens a
-/// new one along the endpoint list.
+/// thread).
+///
+/// A connection that failed stays failed, as hyper's keep-alive does: after a write that
+/// failed or may have stopped part way (the peer would read the next request as the rest of
+/// this one), a read or framing error, a request that timed out (a late reply would be taken
+/// as the next one's) or the peer's close, nothing more is written on it. The next
+/// [`send`](Self::send) or [`request`](Self::request) first reconnects along the endpoint
+/// list; [`reconnect`](Self::reconnect) does so at once.
 #[derive(Debug)]
 pub struct LongClient {
     opts: ClientOptions,
@@ -219,6 +249,8 @@ pub struct LongClient {
     writer: FrameWriter<TcpStream>,
     endpoint: String,
     live: Liveness,
+    /// Why nothing more may be written on this connection, once something went wrong.
+    broken: Option<String>,
 }
 
 impl LongClient {
@@ -245,6 +277,7 @@ impl LongClient {
             endpoint,
             live,
             opts,
+            broken: None,
         })
     }
 
@@ -268,17 +301,60 @@ impl LongClient {
         self.reader.buffered()
     }
 
-    /// Writes `frame`.
+    /// Whether this connection has failed (see the type's docs): the next
+    /// [`send`](Self::send) or [`request`](Self::request) reconnects first.
+    ///
+    /// ```no_run
+    /// use keepwire::blocking::{ClientOptions, LongClient};
+    /// let mut c = LongClient::connect(ClientOptions::new("len:ascii:4".parse().unwrap(), ["127.0.0.1:7000"]))?;
+    /// if let Err(e) = c.request(b"0800") {
+    ///     // A timeout breaks the connection: the next request goes on a new one.
+    ///     assert!(!e.is_timeout() || c.is_broken());
+    /// }
+    /// # Ok::<(), keepwire::client::ClientError>(())
+    /// ```
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some() || self.reader.is_eof()
+    }
+
+    /// Writes `frame`, after reconnecting if this connection [is broken](Self::is_broken).
     ///
     /// # Errors
-    /// Unencodable (not sent) or an I/O error (may have been sent).
+    /// Unencodable (not sent); a failed reconnect ([`ClientError::is_connect`], not sent);
+    /// or a write error or timeout, which may have left part of the frame on the wire: the
+    /// error says it may have been sent, and the connection is then broken.
     pub fn send(&mut self, frame: &[u8]) -> Result<(), ClientError> {
-        let ep = &self.endpoint;
-        self.writer
-            .write_frame(frame)
-            .map_err(|e| frame_err(write_delivery(&e), ep, e))?;
+        if self.is_broken() {
+            self.reconnect()?;
+        }
+        self.write(frame)
+    }
+
+    /// Writes `frame` on this connection, breaking it if the write fails part way.
+    fn write(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        if let Some(why) = &self.broken {
+            return Err(ClientError::new(
+                ClientErrorKind::Closed,
+                Delivery::NotSent,
+                format!("connection unusable after {why}; send or reconnect opens a new one"),
+            )
+            .with_endpoint(Some(self.endpoint.clone())));
+        }
+        if let Err(e) = self.writer.write_frame(frame) {
+            if e.is_unencodable() {
+                return Err(frame_err(Delivery::NotSent, &self.endpoint, e));
+            }
+            self.broken = Some("a failed write".into());
+            return Err(write_err(&self.endpoint, self.opts.write_timeout, &e));
+        }
         self.live.on_write(Instant::now());
         Ok(())
+    }
+
+    /// A read error: the codec may be mid-frame or failed, so the connection is broken.
+    fn read_failed(&mut self, e: FrameError) -> ClientError {
+        self.broken = Some("a failed read".into());
+        frame_err(Delivery::SentNoReply, &self.endpoint, e)
     }
 
     /// Sends `frame` and waits at most the read timeout for the next application frame.
@@ -297,11 +373,14 @@ impl LongClient {
                 "peer closed the connection without a reply",
             )
             .with_endpoint(Some(self.endpoint.clone()))),
-            None => Err(ClientError::timeout(
-                Delivery::SentNoReply,
-                Some(self.endpoint.clone()),
-                self.opts.read_timeout,
-            )),
+            None => {
+                self.broken = Some("a request that timed out".into());
+                Err(ClientError::timeout(
+                    Delivery::SentNoReply,
+                    Some(self.endpoint.clone()),
+                    self.opts.read_timeout,
+                ))
+            }
         }
     }
 
@@ -312,10 +391,10 @@ impl LongClient {
     /// A bad frame, end of stream inside a frame, or an I/O error.
     pub fn try_recv(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
-            let f = self
-                .reader
-                .try_read_frame()
-                .map_err(|e| frame_err(Delivery::SentNoReply, &self.endpoint, e))?;
+            let f = match self.reader.try_read_frame() {
+                Ok(f) => f,
+                Err(e) => return Err(self.read_failed(e)),
+            };
             match f {
                 None => return Ok(None),
                 Some(f) => {
@@ -336,10 +415,10 @@ impl LongClient {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let f = self
-                .reader
-                .read_frame_timeout(left)
-                .map_err(|e| frame_err(Delivery::SentNoReply, &self.endpoint, e))?;
+            let f = match self.reader.read_frame_timeout(left) {
+                Ok(f) => f,
+                Err(e) => return Err(self.read_failed(e)),
+            };
             match f {
                 None => return Ok(None),
                 Some(f) => {
@@ -369,7 +448,7 @@ impl LongClient {
                 Action::Wait => return Ok(()),
                 Action::SendPing(seq) => {
                     if let Some(hb) = self.opts.heartbeat.clone() {
-                        self.send(&hb.ping(seq))?;
+                        self.write(&hb.ping(seq))?;
                     }
                 }
                 Action::Close(_) => {
@@ -398,7 +477,7 @@ impl LongClient {
             Verdict::Absorb => Ok(None),
             Verdict::Answer => {
                 if let Some(h) = hb {
-                    self.send(&h.pong(&f))?;
+                    self.write(&h.pong(&f))?;
                 }
                 Ok(None)
             }
