@@ -226,3 +226,98 @@ fn long_client_reconnects_after_a_half_written_request() {
     done_tx.send(()).unwrap();
     server.join().unwrap();
 }
+
+/// Reads `len:ascii:4` frames until the client closes (or [`SOON`] passes), answering each
+/// with `reply`; the frames read.
+fn frames_until_close(s: TcpStream, reply: Option<&'static [u8]>) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(SOON)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = keepwire::blocking::FrameReader::new(s, spec("len:ascii:4"));
+    let mut got = Vec::new();
+    while let Ok(Some(f)) = r.read_frame() {
+        got.push(f.to_vec());
+        if reply.is_some_and(|reply| w.write_all(reply).is_err()) {
+            break;
+        }
+    }
+    got
+}
+
+/// Issue 9, R1: on a link whose heartbeat is the empty frame, an empty request would be read
+/// by the peer as a ping. It is refused before a byte is written; with heartbeats off it is
+/// plain data.
+#[test]
+fn long_client_refuses_a_heartbeat_frame_as_request() {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, None)).unwrap());
+    let mut c = LongClient::connect(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
+            .read_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let e = c.request(b"").unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    let e = c.send(b"").unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    drop(c);
+    assert_eq!(
+        rx.recv_timeout(SOON).unwrap(),
+        Vec::<Vec<u8>>::new(),
+        "nothing written"
+    );
+
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0002ok"))).unwrap());
+    let mut c = LongClient::connect(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]).heartbeat_frames(None),
+    )
+    .unwrap();
+    assert_eq!(&c.request(b"").unwrap()[..], b"ok");
+    drop(c);
+    assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![Vec::<u8>::new()]);
+}
+
+/// Issue 9, R3: a peer that answers every frame with the empty frame (its heartbeat on this
+/// link) used to get each of them answered back: thousands of frames a second until the
+/// request timed out. Now at most one is answered per second while the reply is awaited,
+/// and the timeout says what arrived instead.
+#[test]
+fn long_client_does_not_storm_a_peer_that_replies_with_heartbeats() {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0000"))).unwrap());
+    let mut c = LongClient::connect(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
+            .read_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let e = c.request(b"abc").unwrap_err();
+    assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
+    drop(c);
+    let got = rx.recv_timeout(SOON).unwrap();
+    assert_eq!(got.first().map(|f| &f[..]), Some(&b"abc"[..]));
+    // The request, then at most a pong or two (one per second, plus timing slack).
+    assert!(got.len() <= 3, "{} frames reached the peer", got.len());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("heartbeat frames arrived instead")
+            && msg.contains("the empty frame is the heartbeat"),
+        "{msg}"
+    );
+}
+
+/// Issue 9, R2: a short link has no heartbeats. The first frame back is the reply even when
+/// it is empty, and an empty request is data.
+#[test]
+fn short_client_takes_an_empty_reply_as_the_reply() {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0000"))).unwrap());
+    let c = ShortClient::new(ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]));
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"");
+    assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![b"abc".to_vec()]);
+
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0002ok"))).unwrap());
+    let c = ShortClient::new(ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]));
+    assert_eq!(&c.request(b"").unwrap()[..], b"ok");
+    assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![Vec::<u8>::new()]);
+}

@@ -14,7 +14,7 @@ use super::{FrameReader, FrameWriter};
 use crate::client::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
 use crate::frame::{FrameError, FrameErrorKind, FramingSpec};
 use crate::liveness::{
-    Action, EmptyHeartbeat, Heartbeat, Liveness, LivenessConfig, PingConfig, Verdict,
+    Action, Beat, EmptyHeartbeat, Heartbeat, Liveness, LivenessConfig, PingConfig, Verdict,
 };
 
 /// Settings of a blocking client. Defaults: connect, read and write timeouts of 5 s, 30 s and
@@ -82,7 +82,8 @@ impl ClientOptions {
         self
     }
 
-    /// How heartbeats are recognised (`None`: no heartbeat handling).
+    /// How a [`LongClient`] recognises heartbeats (`None`: none, and every frame is data).
+    /// A [`ShortClient`] has no heartbeats and ignores this.
     pub fn heartbeat_frames(mut self, hb: Option<Arc<dyn Heartbeat>>) -> Self {
         self.heartbeat = hb;
         self
@@ -136,6 +137,9 @@ fn frame_err(delivery: Delivery, ep: &str, e: FrameError) -> ClientError {
 /// A blocking short client: each request connects, writes, reads one reply within the read
 /// timeout and closes (the client closes first; under `eof` framing it half-closes after
 /// writing). Endpoints that refuse are skipped.
+///
+/// A short link has no heartbeats: no frame is classified, so the first frame back is the
+/// reply even when it is empty, and an empty request is sent as data.
 ///
 /// ```no_run
 /// use keepwire::blocking::{ClientOptions, ShortClient};
@@ -251,6 +255,43 @@ pub struct LongClient {
     live: Liveness,
     /// Why nothing more may be written on this connection, once something went wrong.
     broken: Option<String>,
+    /// Same-bytes heartbeats that came while the current request awaited its reply.
+    strays: Strays,
+}
+
+/// Heartbeats that arrived while a request awaited its reply and were not our pong: what a
+/// request that then times out tells its caller (a peer that replies with the heartbeat
+/// frame is misconfigured, and the storm guard absorbs what it sends).
+#[derive(Debug, Default)]
+struct Strays {
+    /// How many same-bytes heartbeats came.
+    seen: u32,
+    /// Whether the storm guard absorbed any of them (rather than answering them all).
+    absorbed: bool,
+    /// The heartbeat frame itself, to name it.
+    frame: Bytes,
+}
+
+impl Strays {
+    /// The timeout's detail: `no reply within 1s`, and what came instead when the storm
+    /// guard had to absorb heartbeats.
+    fn timeout_detail(&self, after: Duration) -> String {
+        let mut d = format!("no reply within {}", humantime::format_duration(after));
+        if self.absorbed {
+            let what = if self.frame.is_empty() {
+                "the empty frame".to_string()
+            } else {
+                format!("{:?}", crate::text::escape(&self.frame))
+            };
+            let n = self.seen;
+            let s = if n == 1 { "" } else { "s" };
+            d.push_str(&format!(
+                ": {n} heartbeat frame{s} arrived instead (on this link {what} is the \
+                 heartbeat: a peer that replies with it must not have heartbeats on)"
+            ));
+        }
+        d
+    }
 }
 
 impl LongClient {
@@ -278,6 +319,7 @@ impl LongClient {
             live,
             opts,
             broken: None,
+            strays: Strays::default(),
         })
     }
 
@@ -319,11 +361,32 @@ impl LongClient {
 
     /// Writes `frame`, after reconnecting if this connection [is broken](Self::is_broken).
     ///
+    /// A frame that the link's heartbeat recognises ([`ClientOptions::heartbeat_frames`]; by
+    /// default the empty frame, where the framing has one) is never sent as data: the peer
+    /// would take it as a ping. Turn heartbeats off to send it.
+    ///
     /// # Errors
-    /// Unencodable (not sent); a failed reconnect ([`ClientError::is_connect`], not sent);
+    /// [`ClientError::is_heartbeat_frame`] (not sent) for a heartbeat frame; unencodable
+    /// (not sent); a failed reconnect ([`ClientError::is_connect`], not sent);
     /// or a write error or timeout, which may have left part of the frame on the wire: the
     /// error says it may have been sent, and the connection is then broken.
+    ///
+    /// ```no_run
+    /// use keepwire::blocking::{ClientOptions, LongClient};
+    /// let opts = ClientOptions::new("len:ascii:4".parse().unwrap(), ["127.0.0.1:7000"])
+    ///     .heartbeat_frames(None); // the empty frame is plain data here
+    /// let mut c = LongClient::connect(opts)?;
+    /// c.send(b"")?;
+    /// # Ok::<(), keepwire::client::ClientError>(())
+    /// ```
     pub fn send(&mut self, frame: &[u8]) -> Result<(), ClientError> {
+        // Issue 9, R1: the peer would take it as a ping, never as a request.
+        let hb = self.opts.heartbeat.as_deref();
+        if hb.is_some_and(|hb| hb.classify(frame).is_some()) {
+            return Err(
+                ClientError::heartbeat_frame(frame).with_endpoint(Some(self.endpoint.clone()))
+            );
+        }
         if self.is_broken() {
             self.reconnect()?;
         }
@@ -359,13 +422,30 @@ impl LongClient {
 
     /// Sends `frame` and waits at most the read timeout for the next application frame.
     ///
+    /// While it waits, the peer's pings are answered, but a heartbeat whose ping and pong are
+    /// the same bytes (the empty frame) is answered at most once per
+    /// [`PONG_GAP_AWAITING`](crate::liveness::PONG_GAP_AWAITING): a peer that sends the
+    /// heartbeat frame as its reply, and answers ours, would otherwise bounce it with us at
+    /// full speed. If the request then times out, the error says that heartbeats came
+    /// instead of the reply.
+    ///
     /// # Errors
     /// As [`send`](Self::send); then a timeout, a close or a bad frame, all "may have been
     /// sent". After a timeout the connection is out of step (a late reply would be taken as
-    /// the next one's): [`reconnect`](Self::reconnect) before the next request.
+    /// the next one's), so it is [broken](Self::is_broken): the next request reconnects.
+    ///
+    /// ```no_run
+    /// use keepwire::blocking::{ClientOptions, LongClient};
+    /// let mut c = LongClient::connect(ClientOptions::new("len:ascii:4".parse().unwrap(), ["127.0.0.1:7000"]))?;
+    /// let reply = c.request(b"0800")?;
+    /// // The empty frame is this link's heartbeat: refused, nothing written.
+    /// assert!(c.request(b"").unwrap_err().is_heartbeat_frame());
+    /// # Ok::<(), keepwire::client::ClientError>(())
+    /// ```
     pub fn request(&mut self, frame: &[u8]) -> Result<Bytes, ClientError> {
         self.send(frame)?;
-        match self.recv_timeout(self.opts.read_timeout)? {
+        self.strays = Strays::default();
+        match self.recv(self.opts.read_timeout, true)? {
             Some(f) => Ok(f),
             None if self.reader.is_eof() => Err(ClientError::new(
                 ClientErrorKind::Closed,
@@ -375,11 +455,12 @@ impl LongClient {
             .with_endpoint(Some(self.endpoint.clone()))),
             None => {
                 self.broken = Some("a request that timed out".into());
-                Err(ClientError::timeout(
+                Err(ClientError::new(
+                    ClientErrorKind::Timeout,
                     Delivery::SentNoReply,
-                    Some(self.endpoint.clone()),
-                    self.opts.read_timeout,
-                ))
+                    self.strays.timeout_detail(self.opts.read_timeout),
+                )
+                .with_endpoint(Some(self.endpoint.clone())))
             }
         }
     }
@@ -398,7 +479,7 @@ impl LongClient {
             match f {
                 None => return Ok(None),
                 Some(f) => {
-                    if let Some(app) = self.on_frame(f)? {
+                    if let Some(app) = self.on_frame(f, false)? {
                         return Ok(Some(app));
                     }
                 }
@@ -412,6 +493,11 @@ impl LongClient {
     /// # Errors
     /// As [`try_recv`](Self::try_recv).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Bytes>, ClientError> {
+        self.recv(timeout, false)
+    }
+
+    /// [`recv_timeout`](Self::recv_timeout); `awaiting` says a request awaits its reply.
+    fn recv(&mut self, timeout: Duration, awaiting: bool) -> Result<Option<Bytes>, ClientError> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -422,7 +508,7 @@ impl LongClient {
             match f {
                 None => return Ok(None),
                 Some(f) => {
-                    if let Some(app) = self.on_frame(f)? {
+                    if let Some(app) = self.on_frame(f, awaiting)? {
                         return Ok(Some(app));
                     }
                     if left.is_zero() {
@@ -469,10 +555,19 @@ impl LongClient {
     }
 
     /// Heartbeat handling of one inbound frame; the frame back if it is application data.
-    fn on_frame(&mut self, f: Bytes) -> Result<Option<Bytes>, ClientError> {
+    /// `awaiting`: a request awaits its reply, so same-bytes heartbeats that are not our
+    /// pong go through the storm guard of [`Liveness::on_frame_awaiting`].
+    fn on_frame(&mut self, f: Bytes, awaiting: bool) -> Result<Option<Bytes>, ClientError> {
         let hb = self.opts.heartbeat.clone();
         let beat = hb.as_deref().and_then(|h| h.classify(&f));
-        match self.live.on_frame(Instant::now(), beat) {
+        let our_pong = self.live.unanswered() > 0;
+        let verdict = self.live.on_frame_awaiting(Instant::now(), beat, awaiting);
+        if awaiting && beat == Some(Beat::Either) && !our_pong {
+            self.strays.seen = self.strays.seen.saturating_add(1);
+            self.strays.absorbed |= verdict == Verdict::Absorb;
+            self.strays.frame = f.clone();
+        }
+        match verdict {
             Verdict::Deliver => Ok(Some(f)),
             Verdict::Absorb => Ok(None),
             Verdict::Answer => {
