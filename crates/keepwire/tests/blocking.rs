@@ -219,13 +219,22 @@ fn read_frame_timeout_zero_reads_what_has_arrived() {
 #[test]
 fn read_frame_timeout_accepts_an_unbounded_timeout() {
     let (ours, theirs) = pair();
-    let (_go, _done, peer) = peer(theirs, |mut s, _, _| {
-        s.write_all(b"\x03abc").expect("writing a frame");
+    let (go_tx, _done, peer) = peer(theirs, |mut s, go, _| {
+        s.write_all(b"\x03abc\x02d")
+            .expect("writing a frame and a half");
+        wait(&go);
+        s.write_all(b"e").expect("writing the rest");
     });
     let mut r = FrameReader::new(ours, spec("len:be:1"));
     // Duration::MAX means "no deadline", not an overflow.
     let frame = r.read_frame_timeout(Duration::MAX).expect("no error");
     assert_eq!(frame.as_deref(), Some(&b"abc"[..]));
+    // And it waits for the rest of a frame (on a non-blocking socket too).
+    r.get_ref().set_nonblocking(true).expect("mode");
+    go(&go_tx);
+    let frame = r.read_frame_timeout(Duration::MAX).expect("no error");
+    assert_eq!(frame.as_deref(), Some(&b"de"[..]));
+    assert!(nonblocking(r.get_ref()), "mode kept");
     assert_eq!(
         r.get_ref().read_timeout().expect("read timeout"),
         Some(LIMIT),

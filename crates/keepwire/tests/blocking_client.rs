@@ -321,3 +321,41 @@ fn short_client_takes_an_empty_reply_as_the_reply() {
     assert_eq!(&c.request(b"").unwrap()[..], b"ok");
     assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![Vec::<u8>::new()]);
 }
+
+/// Issue 9: `Duration::MAX` as every timeout (a config file's "forever") must work, not
+/// overflow `Instant + Duration` or be refused by the OS.
+#[test]
+fn huge_timeouts_work() {
+    let forever = |o: ClientOptions| {
+        o.connect_timeout(Duration::MAX)
+            .read_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX)
+    };
+    let addr = serve_once(|mut s| {
+        assert_eq!(read_n(&mut s, 7), b"0003abc");
+        s.write_all(b"0003ABC0004push").unwrap();
+        let _ = s.read(&mut [0; 1]); // until the client closes
+    });
+    let mut c = LongClient::connect(forever(ClientOptions::new(
+        spec("len:ascii:4"),
+        [addr.to_string()],
+    )))
+    .unwrap();
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ABC");
+    assert_eq!(
+        c.recv_timeout(Duration::MAX).unwrap().as_deref(),
+        Some(&b"push"[..])
+    );
+    drop(c);
+
+    let addr = serve_once(|mut s| {
+        assert_eq!(read_n(&mut s, 7), b"0003abc");
+        s.write_all(b"0002ok").unwrap();
+        let _ = s.read(&mut [0; 1]);
+    });
+    let c = ShortClient::new(forever(ClientOptions::new(
+        spec("len:ascii:4"),
+        [addr.to_string()],
+    )));
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ok");
+}

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::{FrameReader, FrameWriter};
 use crate::client::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+use crate::deadline::std_in;
 use crate::frame::{FrameError, FrameErrorKind, FramingSpec};
 use crate::liveness::{
     Action, Beat, EmptyHeartbeat, Heartbeat, Liveness, LivenessConfig, PingConfig, Verdict,
@@ -64,19 +65,27 @@ impl ClientOptions {
         }
     }
 
-    /// Per-endpoint TCP connect timeout.
+    /// Per-endpoint TCP connect timeout. Longer than about 24.8 days (`Duration::MAX`, say)
+    /// means 24.8 days: see [`write_timeout`](Self::write_timeout).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.connect_timeout = d;
         self
     }
 
-    /// How long [`request`](LongClient::request) waits for the reply.
+    /// How long [`request`](LongClient::request) waits for the reply. Any duration works:
+    /// past [`FAR_FUTURE`](crate::deadline::FAR_FUTURE) (`Duration::MAX`, say) it waits
+    /// that long, which is forever in practice.
     pub fn read_timeout(mut self, d: Duration) -> Self {
         self.read_timeout = d;
         self
     }
 
     /// How long a write may block on a peer that does not read.
+    ///
+    /// This one and the connect timeout are handed to the OS (`SO_SNDTIMEO`, `poll(2)`),
+    /// which does not take every duration: both are capped at 2^31 - 1 ms, about 24.8 days,
+    /// the longest `poll(2)` waits (std's own `connect_timeout` caps there) and within what
+    /// the BSDs accept for `SO_SNDTIMEO`. `Duration::MAX` therefore means 24.8 days.
     pub fn write_timeout(mut self, d: Duration) -> Self {
         self.write_timeout = d;
         self
@@ -116,10 +125,12 @@ impl ClientOptions {
             .map_err(|e| format!("cannot resolve: {e}"))?;
         let mut last = "the name resolved to no address".to_string();
         for a in addrs {
-            match TcpStream::connect_timeout(&a, self.connect_timeout) {
+            match TcpStream::connect_timeout(&a, self.connect_timeout.min(MAX_OS_TIMEOUT)) {
                 Ok(s) => {
                     s.set_nodelay(true)
-                        .and_then(|()| s.set_write_timeout(Some(self.write_timeout)))
+                        .and_then(|()| {
+                            s.set_write_timeout(Some(self.write_timeout.min(MAX_OS_TIMEOUT)))
+                        })
                         .map_err(|e| format!("socket options: {e}"))?;
                     return Ok(s);
                 }
@@ -129,6 +140,10 @@ impl ClientOptions {
         Err(last)
     }
 }
+
+/// The longest timeout handed to the OS: 2^31 - 1 ms (about 24.8 days), `poll(2)`'s limit
+/// (an `int` of milliseconds) and, at 1000 ticks a second, the BSDs' for `SO_SNDTIMEO`.
+const MAX_OS_TIMEOUT: Duration = Duration::from_millis(0x7fff_ffff);
 
 fn frame_err(delivery: Delivery, ep: &str, e: FrameError) -> ClientError {
     ClientError::frame(delivery, Some(ep.to_owned()), e)
@@ -498,7 +513,7 @@ impl LongClient {
 
     /// [`recv_timeout`](Self::recv_timeout); `awaiting` says a request awaits its reply.
     fn recv(&mut self, timeout: Duration, awaiting: bool) -> Result<Option<Bytes>, ClientError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = std_in(timeout);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let f = match self.reader.read_frame_timeout(left) {
