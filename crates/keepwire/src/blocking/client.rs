@@ -539,10 +539,33 @@ impl LongClient {
         self.reader.is_eof()
     }
 
-    /// Runs the heartbeat timers: sends a ping when one is due.
+    /// Runs the heartbeat timers: sends a ping when one is due. A ping is never written on
+    /// a [broken](Self::is_broken) connection, and `tick` does not reconnect.
     ///
     /// # Errors
-    /// [`ClientError::is_dead_peer`] once `misses` pings went unanswered; a write error.
+    /// [`ClientError::is_dead_peer`] once `misses` pings went unanswered; a write error; or,
+    /// when a ping is due on a broken connection, [`ClientError::is_closed`] (the next
+    /// [`send`](Self::send) reconnects).
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use keepwire::blocking::{ClientOptions, LongClient};
+    /// use keepwire::liveness::PingConfig;
+    /// let opts = ClientOptions::new("len:ascii:4".parse().unwrap(), ["127.0.0.1:7000"]).ping(Some(PingConfig {
+    ///     interval: Duration::from_secs(30),
+    ///     timeout: Duration::from_secs(10),
+    ///     misses: 3,
+    /// }));
+    /// let mut c = LongClient::connect(opts)?;
+    /// loop {
+    ///     c.tick()?;
+    ///     let wait = c.next_tick().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+    ///     if let Some(frame) = c.recv_timeout(wait)? {
+    ///         println!("{} bytes", frame.len());
+    ///     }
+    /// }
+    /// # Ok::<(), keepwire::client::ClientError>(())
+    /// ```
     pub fn tick(&mut self) -> Result<(), ClientError> {
         loop {
             match self.live.poll(Instant::now()) {
