@@ -219,13 +219,22 @@ fn read_frame_timeout_zero_reads_what_has_arrived() {
 #[test]
 fn read_frame_timeout_accepts_an_unbounded_timeout() {
     let (ours, theirs) = pair();
-    let (_go, _done, peer) = peer(theirs, |mut s, _, _| {
-        s.write_all(b"\x03abc").expect("writing a frame");
+    let (go_tx, _done, peer) = peer(theirs, |mut s, go, _| {
+        s.write_all(b"\x03abc\x02d")
+            .expect("writing a frame and a half");
+        wait(&go);
+        s.write_all(b"e").expect("writing the rest");
     });
     let mut r = FrameReader::new(ours, spec("len:be:1"));
     // Duration::MAX means "no deadline", not an overflow.
     let frame = r.read_frame_timeout(Duration::MAX).expect("no error");
     assert_eq!(frame.as_deref(), Some(&b"abc"[..]));
+    // And it waits for the rest of a frame (on a non-blocking socket too).
+    r.get_ref().set_nonblocking(true).expect("mode");
+    go(&go_tx);
+    let frame = r.read_frame_timeout(Duration::MAX).expect("no error");
+    assert_eq!(frame.as_deref(), Some(&b"de"[..]));
+    assert!(nonblocking(r.get_ref()), "mode kept");
     assert_eq!(
         r.get_ref().read_timeout().expect("read timeout"),
         Some(LIMIT),
@@ -490,4 +499,69 @@ fn read_frame_reports_would_block_as_io_on_a_nonblocking_socket() {
         .expect("the io::Error is the source");
     assert_eq!(io.kind(), ErrorKind::WouldBlock);
     drop(theirs);
+}
+
+/// Issue 9: `try_read_frame` on one `try_clone` of a stream must not disturb a writer on the
+/// other. O_NONBLOCK belongs to the open file description that both clones share, so a
+/// reader that switched it on for a moment made the writer's `write_all` fail with
+/// `WouldBlock` in the middle of a frame.
+#[test]
+fn try_read_frame_leaves_a_cloned_writer_blocking() {
+    // Writing goes on for RUN (or MAX_FRAMES): on the old code the first failure came within
+    // a few hundred frames, a few tenths of a second.
+    const RUN: Duration = Duration::from_millis(1500);
+    const MAX_FRAMES: usize = 4096;
+    const BODY: usize = 32 * 1024;
+    let (ours, theirs) = pair();
+    let (count_tx, count_rx) = mpsc::channel();
+    // A slow reader at the far end: the writer's send buffer fills, so its writes block
+    // (and would fail if the socket were non-blocking at that moment).
+    let (_go, _done, server) = peer(theirs, move |s, _, _| {
+        s.set_read_timeout(Some(LIMIT)).expect("read timeout");
+        let mut r = FrameReader::new(s, spec("len:be:4:max=1048576"));
+        let mut frames = 0usize;
+        while let Some(f) = r.read_frame().expect("a whole frame") {
+            assert_eq!(f.len(), BODY);
+            frames += 1;
+            // Pacing, not waiting for a condition: slow enough to keep the writer blocked.
+            thread::sleep(Duration::from_millis(1));
+        }
+        count_tx.send(frames).expect("signal");
+    });
+    let w = ours.try_clone().expect("cloning");
+    w.set_write_timeout(Some(LIMIT)).expect("write timeout");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut r = FrameReader::new(ours, spec("len:be:4"));
+            let mut polls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert!(r.try_read_frame().expect("no error").is_none());
+                polls += 1;
+            }
+            polls
+        })
+    };
+    let mut w = FrameWriter::new(w, spec("len:be:4:max=1048576"));
+    let body = vec![b'x'; BODY];
+    let mut failed = None;
+    let mut sent = 0;
+    let start = Instant::now();
+    while start.elapsed() < RUN && sent < MAX_FRAMES {
+        if let Err(e) = w.write_frame(&body) {
+            failed = Some(format!("frame {sent}: {e}"));
+            break;
+        }
+        sent += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let polls = reader.join().expect("reader panicked");
+    assert_eq!(
+        failed, None,
+        "a write failed while the reader polled {polls} times"
+    );
+    w.get_ref().shutdown(Shutdown::Write).expect("half-closing");
+    assert_eq!(count_rx.recv_timeout(LIMIT).expect("the count"), sent);
+    server.join().expect("server panicked");
 }

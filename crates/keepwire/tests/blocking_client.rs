@@ -169,3 +169,194 @@ fn short_client_verdicts_and_failover() {
     ));
     assert_eq!(&c.request(b"hello").unwrap()[..], b"hello");
 }
+
+/// Issue 9: a request whose write timed out half way leaves half a frame on the wire. The
+/// next request must not follow it on the same connection (the peer would read it as the
+/// rest of the first): the client reconnects, and the first request's error says it may have
+/// been sent.
+#[test]
+fn long_client_reconnects_after_a_half_written_request() {
+    let l = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    // A small receive window, and a first connection that is never read: the client's
+    // write blocks once its own send buffer is full too.
+    l.set_recv_buffer_size(4096).unwrap();
+    l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    l.listen(8).unwrap();
+    let l: TcpListener = l.into();
+    let addr = l.local_addr().unwrap();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let (got_tx, got_rx) = mpsc::channel::<Vec<u8>>();
+    let server = thread::spawn(move || {
+        let (stalled, _) = l.accept().unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let req = read_n(&mut s, 7);
+        s.write_all(b"\x00\x00\x00\x02ok").unwrap();
+        got_tx.send(req).unwrap();
+        let _ = done_rx.recv_timeout(SOON);
+        // Nothing after the half frame reached the stalled connection: what it holds is a
+        // prefix of the big request.
+        stalled.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        let _ = (&stalled).read_to_end(&mut held);
+        assert_eq!(
+            held.get(..4),
+            Some(&[2, 0, 0, 0][..]),
+            "the big request's header"
+        );
+        assert!(
+            held.iter().skip(4).all(|&b| b == b'x'),
+            "a second request followed the half frame"
+        );
+    });
+    // Far more than the kernel buffers hold (tcp_wmem tops out at 4 MiB by default).
+    let big = vec![b'x'; 32 * 1024 * 1024];
+    let opts = ClientOptions::new(spec("len:be:4:max=67108864"), [addr.to_string()])
+        .write_timeout(Duration::from_millis(200))
+        .read_timeout(SOON);
+    let mut c = LongClient::connect(opts).unwrap();
+    let e = c.request(&big).unwrap_err();
+    assert!(e.may_have_been_sent() && e.is_timeout(), "{e}");
+    assert!(c.is_broken());
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ok");
+    assert_eq!(
+        got_rx.recv_timeout(SOON).unwrap(),
+        b"\x00\x00\x00\x03abc",
+        "the second request went whole, on a new connection"
+    );
+    done_tx.send(()).unwrap();
+    server.join().unwrap();
+}
+
+/// Reads `len:ascii:4` frames until the client closes (or [`SOON`] passes), answering each
+/// with `reply`; the frames read.
+fn frames_until_close(s: TcpStream, reply: Option<&'static [u8]>) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(SOON)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = keepwire::blocking::FrameReader::new(s, spec("len:ascii:4"));
+    let mut got = Vec::new();
+    while let Ok(Some(f)) = r.read_frame() {
+        got.push(f.to_vec());
+        if reply.is_some_and(|reply| w.write_all(reply).is_err()) {
+            break;
+        }
+    }
+    got
+}
+
+/// Issue 9, R1: on a link whose heartbeat is the empty frame, an empty request would be read
+/// by the peer as a ping. It is refused before a byte is written; with heartbeats off it is
+/// plain data.
+#[test]
+fn long_client_refuses_a_heartbeat_frame_as_request() {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, None)).unwrap());
+    let mut c = LongClient::connect(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
+            .read_timeout(Duration::from_millis(300)),
+    )
+    .unwrap();
+    let e = c.request(b"").unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    let e = c.send(b"").unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    drop(c);
+    assert_eq!(
+        rx.recv_timeout(SOON).unwrap(),
+        Vec::<Vec<u8>>::new(),
+        "nothing written"
+    );
+
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0002ok"))).unwrap());
+    let mut c = LongClient::connect(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]).heartbeat_frames(None),
+    )
+    .unwrap();
+    assert_eq!(&c.request(b"").unwrap()[..], b"ok");
+    drop(c);
+    assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![Vec::<u8>::new()]);
+}
+
+/// Issue 9, R3: a peer that answers every frame with the empty frame (its heartbeat on this
+/// link) used to get each of them answered back: thousands of frames a second until the
+/// request timed out. Now at most one is answered per second while the reply is awaited,
+/// and the timeout says what arrived instead.
+#[test]
+fn long_client_does_not_storm_a_peer_that_replies_with_heartbeats() {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0000"))).unwrap());
+    let mut c = LongClient::connect(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
+            .read_timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let e = c.request(b"abc").unwrap_err();
+    assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
+    drop(c);
+    let got = rx.recv_timeout(SOON).unwrap();
+    assert_eq!(got.first().map(|f| &f[..]), Some(&b"abc"[..]));
+    // The request, then at most a pong or two (one per second, plus timing slack).
+    assert!(got.len() <= 3, "{} frames reached the peer", got.len());
+    let msg = e.to_string();
+    assert!(
+        msg.contains("heartbeat frames arrived instead")
+            && msg.contains("the empty frame is the heartbeat"),
+        "{msg}"
+    );
+}
+
+/// Issue 9, R2: a short link has no heartbeats. The first frame back is the reply even when
+/// it is empty, and an empty request is data.
+#[test]
+fn short_client_takes_an_empty_reply_as_the_reply() {
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0000"))).unwrap());
+    let c = ShortClient::new(ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]));
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"");
+    assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![b"abc".to_vec()]);
+
+    let (tx, rx) = mpsc::channel();
+    let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0002ok"))).unwrap());
+    let c = ShortClient::new(ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]));
+    assert_eq!(&c.request(b"").unwrap()[..], b"ok");
+    assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![Vec::<u8>::new()]);
+}
+
+/// Issue 9: `Duration::MAX` as every timeout (a config file's "forever") must work, not
+/// overflow `Instant + Duration` or be refused by the OS.
+#[test]
+fn huge_timeouts_work() {
+    let forever = |o: ClientOptions| {
+        o.connect_timeout(Duration::MAX)
+            .read_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX)
+    };
+    let addr = serve_once(|mut s| {
+        assert_eq!(read_n(&mut s, 7), b"0003abc");
+        s.write_all(b"0003ABC0004push").unwrap();
+        let _ = s.read(&mut [0; 1]); // until the client closes
+    });
+    let mut c = LongClient::connect(forever(ClientOptions::new(
+        spec("len:ascii:4"),
+        [addr.to_string()],
+    )))
+    .unwrap();
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ABC");
+    assert_eq!(
+        c.recv_timeout(Duration::MAX).unwrap().as_deref(),
+        Some(&b"push"[..])
+    );
+    drop(c);
+
+    let addr = serve_once(|mut s| {
+        assert_eq!(read_n(&mut s, 7), b"0003abc");
+        s.write_all(b"0002ok").unwrap();
+        let _ = s.read(&mut [0; 1]);
+    });
+    let c = ShortClient::new(forever(ClientOptions::new(
+        spec("len:ascii:4"),
+        [addr.to_string()],
+    )));
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"ok");
+}

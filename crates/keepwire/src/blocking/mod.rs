@@ -3,7 +3,9 @@
 //!
 //! They drive the same sans-IO [`FrameCodec`](crate::frame::FrameCodec) as the async side,
 //! never a copy of its logic. A read that times out in the middle of a frame keeps the bytes
-//! already read in the reader's buffer, and the next call continues the same frame.
+//! already read in the reader's buffer, and the next call continues the same frame. Reads
+//! with a timeout, or without waiting, leave the socket's mode and read timeout alone: both
+//! are shared by every `try_clone` of it, and a writer on another thread depends on them.
 
 //!
 //! [`ShortClient`] and [`LongClient`] are `std::net` clients with connect, read and write

@@ -3,8 +3,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::net::RecvFlags;
 use tokio_util::codec::Decoder;
 
+use crate::deadline::std_in;
 use crate::frame::{FrameCodec, FrameError, FramingSpec};
 
 /// Bytes asked of the reader per `read` call.
@@ -78,15 +81,17 @@ impl<R> FrameReader<R> {
             self.codec.decode(&mut self.buf)
         }
     }
-}
 
-impl<R: Read> FrameReader<R> {
-    /// One `read` into the buffer. `Ok(false)` at end of stream.
-    fn fill(&mut self) -> io::Result<bool> {
+    /// One `read` into the buffer through `read`. `Ok(false)` at end of stream.
+    fn fill_with(
+        &mut self,
+        read: impl FnOnce(&mut R, &mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<bool> {
         let start = self.buf.len();
         self.buf.resize(start + READ_CHUNK, 0);
-        let res = self.inner.read(&mut self.buf[start..]);
-        let n = *res.as_ref().unwrap_or(&0);
+        let res = read(&mut self.inner, &mut self.buf[start..]);
+        // A reader claiming more than it was given is clamped, not trusted.
+        let n = res.as_ref().map_or(0, |&n| n.min(READ_CHUNK));
         self.buf.truncate(start + n);
         match res {
             Ok(0) => {
@@ -96,6 +101,13 @@ impl<R: Read> FrameReader<R> {
             Ok(_) => Ok(true),
             Err(e) => Err(e),
         }
+    }
+}
+
+impl<R: Read> FrameReader<R> {
+    /// One `read` into the buffer. `Ok(false)` at end of stream.
+    fn fill(&mut self) -> io::Result<bool> {
+        self.fill_with(|r, buf| r.read(buf))
     }
 
     /// Reads until a whole frame is decoded. `Ok(None)` when the stream ended cleanly between
@@ -127,77 +139,62 @@ impl FrameReader<TcpStream> {
     /// the stream ended cleanly: see [`is_eof`](Self::is_eof)); the bytes of a partial frame
     /// stay buffered and the next call continues it.
     ///
-    /// Works whether the socket is in blocking or non-blocking mode: for the duration of the
-    /// call it is switched to blocking reads with a read timeout, and its previous mode and
-    /// read timeout are restored before returning.
+    /// Works whether the socket is in blocking or non-blocking mode, and changes neither its
+    /// mode (`O_NONBLOCK`) nor its read timeout (`SO_RCVTIMEO`): both belong to the socket,
+    /// not to this handle, so a [`try_clone`](TcpStream::try_clone) writing on another thread
+    /// would see them change under it (a blocking `write_all` failing with `WouldBlock` half
+    /// way through a frame). The wait is `poll(2)` and each read is `recv(2)` with
+    /// `MSG_DONTWAIT`, which make this one call non-blocking and nothing else.
     ///
     /// A zero `timeout` does not wait: it reads what has already arrived, as
-    /// [`try_read_frame`](Self::try_read_frame) does. A `timeout` too large to add to
-    /// [`Instant::now`] (`Duration::MAX`) waits without a deadline.
+    /// [`try_read_frame`](Self::try_read_frame) does. A `timeout` past
+    /// [`FAR_FUTURE`](crate::deadline::FAR_FUTURE) (`Duration::MAX`, say) waits that long:
+    /// without a deadline, in practice.
     ///
     /// # Errors
     /// A framing error, end of stream inside a frame, or an I/O error.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::net::{TcpListener, TcpStream};
+    /// use std::time::Duration;
+    /// use keepwire::blocking::FrameReader;
+    ///
+    /// let l = TcpListener::bind("127.0.0.1:0")?;
+    /// let ours = TcpStream::connect(l.local_addr()?)?;
+    /// let (mut theirs, _) = l.accept()?;
+    /// let mut r = FrameReader::new(ours, "len:ascii:4".parse().unwrap());
+    /// theirs.write_all(b"0005he")?;
+    /// // Half a frame: none yet, and the half is kept.
+    /// assert!(r.read_frame_timeout(Duration::from_millis(50))?.is_none());
+    /// theirs.write_all(b"llo")?;
+    /// let frame = r.read_frame_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(frame.as_deref(), Some(&b"hello"[..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_frame_timeout(&mut self, timeout: Duration) -> Result<Option<Bytes>, FrameError> {
         if timeout.is_zero() {
-            // The OS takes a zero read timeout as "none" (std refuses it), and a deadline of
-            // now would return before reading anything: a loop polling with a zero timeout
-            // would never make progress.
+            // A deadline of now would return before reading anything: a loop polling with a
+            // zero timeout would never make progress.
             return self.try_read_frame();
         }
-        if let Some(frame) = self.buffered_frame()? {
-            return Ok(Some(frame));
-        }
-        if self.eof {
-            return Ok(None);
-        }
-        let sock = socket2::SockRef::from(&self.inner);
-        let was_nonblocking = sock.nonblocking()?;
-        let old_timeout = self.inner.read_timeout()?;
-        if was_nonblocking {
-            self.inner.set_nonblocking(false)?;
-        }
-        // `Instant + Duration` panics on overflow; past what an Instant can hold there is no
-        // deadline.
-        let res = self.read_until(Instant::now().checked_add(timeout));
-        // Restore the caller's settings even when the read failed.
-        let restore = self
-            .inner
-            .set_read_timeout(old_timeout)
-            .and_then(|()| self.inner.set_nonblocking(was_nonblocking));
-        let frame = res?;
-        restore?;
-        Ok(frame)
+        self.read_until(std_in(timeout))
     }
 
-    /// Blocking reads until a frame is complete, the stream ends or `deadline` (`None`: no
-    /// deadline) passes.
-    fn read_until(&mut self, deadline: Option<Instant>) -> Result<Option<Bytes>, FrameError> {
+    /// Reads until a frame is complete, the stream ends or `deadline` passes.
+    fn read_until(&mut self, deadline: Instant) -> Result<Option<Bytes>, FrameError> {
         loop {
-            let left = match deadline {
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
-                    Some(left)
-                }
-                None => None,
-            };
-            self.inner.set_read_timeout(left)?;
-            match self.fill() {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e.into()),
-            }
-            if let Some(frame) = self.buffered_frame()? {
+            if let Some(frame) = self.read_available()? {
                 return Ok(Some(frame));
             }
             if self.eof {
                 return Ok(None);
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            wait_readable(&self.inner, left)?;
         }
     }
 
@@ -206,48 +203,49 @@ impl FrameReader<TcpStream> {
     /// bytes past it stay in the socket or the buffer for the next call), and a header that
     /// announces more than `max` fails after at most one read.
     ///
+    /// The socket's mode is not changed (see
+    /// [`read_frame_timeout`](Self::read_frame_timeout)): a blocking socket stays blocking
+    /// for every other handle on it.
+    ///
     /// # Errors
     /// As [`read_frame_timeout`](Self::read_frame_timeout).
+    ///
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    /// use keepwire::blocking::FrameReader;
+    ///
+    /// let l = TcpListener::bind("127.0.0.1:0")?;
+    /// let ours = TcpStream::connect(l.local_addr()?)?;
+    /// let mut r = FrameReader::new(ours, "line".parse().unwrap());
+    /// assert!(r.try_read_frame()?.is_none()); // nothing sent yet, and no waiting
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
-        if let Some(frame) = self.buffered_frame()? {
-            return Ok(Some(frame));
-        }
-        if self.eof {
-            return Ok(None);
-        }
-        let was_nonblocking = socket2::SockRef::from(&self.inner).nonblocking()?;
-        if !was_nonblocking {
-            self.inner.set_nonblocking(true)?;
-        }
-        let res = self.read_available();
-        let restore = if was_nonblocking {
-            Ok(())
-        } else {
-            self.inner.set_nonblocking(false)
-        };
-        let frame = res?;
-        restore?;
-        Ok(frame)
+        self.read_available()
     }
 
-    /// Reads from a non-blocking socket until a frame is complete, the stream ends, or the
-    /// socket has nothing more for now.
+    /// Reads without waiting until a frame is complete, the stream ends, or the socket has
+    /// nothing more for now.
     fn read_available(&mut self) -> Result<Option<Bytes>, FrameError> {
         loop {
-            match self.fill() {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
-                Err(e) => return Err(e.into()),
-            }
-            // Decode after every read, not once the socket runs dry: a busy peer cannot keep
-            // us reading past a complete frame, and a header announcing more than `max`
-            // fails before its body is buffered (at most one read past it).
             if let Some(frame) = self.buffered_frame()? {
                 return Ok(Some(frame));
             }
             if self.eof {
                 return Ok(None);
+            }
+            // Decode after every read, not once the socket runs dry: a busy peer cannot keep
+            // us reading past a complete frame, and a header announcing more than `max`
+            // fails before its body is buffered (at most one read past it).
+            match self.fill_with(|s, buf| {
+                rustix::net::recv(s, buf, RecvFlags::DONTWAIT)
+                    .map(|(n, _)| n)
+                    .map_err(io::Error::from)
+            }) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -255,6 +253,27 @@ impl FrameReader<TcpStream> {
     /// Whether the peer has closed its sending side (a read returned 0 bytes).
     pub fn is_eof(&self) -> bool {
         self.eof
+    }
+}
+
+/// The longest single `poll(2)` wait: a day. Longer waits poll again (the deadline is
+/// checked between polls), so no timeout has to fit the OS's own limits.
+const MAX_POLL: Duration = Duration::from_secs(86_400);
+
+/// Waits at most `left` for `sock` to be readable (or closed, or failed: the next `recv`
+/// says which). Changes nothing on the socket. A signal ends the wait early; the caller
+/// loops on its deadline.
+fn wait_readable(sock: &TcpStream, left: Duration) -> io::Result<()> {
+    let left = left.min(MAX_POLL);
+    let timeout = Timespec {
+        tv_sec: left.as_secs().try_into().unwrap_or(0),
+        tv_nsec: left.subsec_nanos().into(),
+    };
+    let mut fds = [PollFd::new(sock, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, Some(&timeout)) {
+        Ok(_) => Ok(()),
+        Err(e) if e == rustix::io::Errno::INTR => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
