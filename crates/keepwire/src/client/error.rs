@@ -287,7 +287,8 @@ impl ClientError {
             Delivery::NotSent,
             format!(
                 "{what} is this link's heartbeat frame: the peer would answer it as a ping, not \
-                 as a request; turn heartbeats off (--heartbeat off) to send it as data"
+                 as a request; turn heartbeats off (--heartbeat off; heartbeat_frames(None) in \
+                 the library) to send it as data"
             ),
         )
     }

@@ -261,13 +261,14 @@ impl Liveness {
         awaiting: bool,
     ) -> Verdict {
         let v = self.classify(now, beat);
-        if v == Verdict::Answer && beat == Some(Beat::Either) && awaiting {
-            if self
+        if v == Verdict::Answer
+            && beat == Some(Beat::Either)
+            && awaiting
+            && self
                 .last_pong
                 .is_some_and(|t| now.saturating_duration_since(t) < PONG_GAP_AWAITING)
-            {
-                return Verdict::Absorb;
-            }
+        {
+            return Verdict::Absorb;
         }
         if v == Verdict::Answer {
             self.last_pong = Some(now);
