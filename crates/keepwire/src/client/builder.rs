@@ -221,6 +221,17 @@ impl ClientBuilder {
         self
     }
 
+    /// R1 of the heartbeat rule: a request that this link's heartbeat classifies as a
+    /// heartbeat is refused before a byte is written, since the peer would answer it as a
+    /// ping (and a same-bytes pong would come back as the "reply"). With heartbeats off the
+    /// same frame is plain data. Short links have no heartbeats and never call this.
+    pub(crate) fn refuse_heartbeat_frame(&self, frame: &[u8]) -> Result<(), ClientError> {
+        match self.heartbeat.as_deref() {
+            Some(h) if h.classify(frame).is_some() => Err(ClientError::heartbeat_frame(frame)),
+            _ => Ok(()),
+        }
+    }
+
     /// A client that connects per request.
     pub fn build_short(self) -> ShortClient {
         ShortClient::new(Arc::new(Link::new(self, Matching::Fifo)))

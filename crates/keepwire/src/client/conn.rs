@@ -25,7 +25,7 @@ use super::endpoint::{Backoff, EndpointSet, EndpointStatus, Jitter};
 use super::error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
 use super::{Correlate, Key};
 use crate::frame::FrameCodec;
-use crate::liveness::{Action, CloseReason, Liveness, LivenessConfig, Verdict};
+use crate::liveness::{Action, Beat, CloseReason, Liveness, LivenessConfig, Verdict};
 
 const PENDING: u8 = 0;
 const WRITING: u8 = 1;
@@ -305,12 +305,17 @@ impl Link {
 
 /// The single decision point between a caller giving up and the task writing.
 #[derive(Debug, Default)]
-pub(crate) struct Ticket(AtomicU8);
+pub(crate) struct Ticket {
+    state: AtomicU8,
+    /// Set by the task when a same-bytes heartbeat that was not our pong arrived while this
+    /// request awaited its reply: the timeout then says so (R3 of the heartbeat rule).
+    heartbeats_instead: AtomicBool,
+}
 
 impl Ticket {
     /// Task side: may the op be written? False if the caller gave up first.
     fn begin_write(&self) -> bool {
-        self.0
+        self.state
             .compare_exchange(PENDING, WRITING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
@@ -318,7 +323,7 @@ impl Ticket {
     /// Task side: the op was not written after all (it goes back in the queue).
     fn unwrite(&self) {
         let _ = self
-            .0
+            .state
             .compare_exchange(WRITING, PENDING, Ordering::AcqRel, Ordering::Acquire);
     }
 
@@ -326,13 +331,36 @@ impl Ticket {
     /// started writing (and now never will).
     pub(crate) fn cancel(&self) -> Delivery {
         match self
-            .0
+            .state
             .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => Delivery::NotSent,
             Err(CANCELLED) => Delivery::NotSent,
             Err(_) => Delivery::SentNoReply,
         }
+    }
+
+    fn mark_heartbeats_instead(&self) {
+        self.heartbeats_instead.store(true, Ordering::Relaxed);
+    }
+
+    fn saw_heartbeats_instead(&self) -> bool {
+        self.heartbeats_instead.load(Ordering::Relaxed)
+    }
+}
+
+/// The reply timeout of a request that was written, saying so when heartbeat frames came
+/// instead of its reply (a peer that replies with the heartbeat frame).
+fn reply_timeout(
+    link: &Link,
+    ticket: &Ticket,
+    endpoint: Option<String>,
+    after: Duration,
+) -> ClientError {
+    let err = ClientError::timeout(Delivery::SentNoReply, endpoint, after);
+    match link.cfg.heartbeat.as_deref() {
+        Some(h) if ticket.saw_heartbeats_instead() => err.heartbeats_instead(&h.ping(0)),
+        _ => err,
     }
 }
 
@@ -381,6 +409,7 @@ impl Handle {
         key: Option<Key>,
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
+        self.link.cfg.refuse_heartbeat_frame(&frame)?;
         let ticket = Arc::new(Ticket::default());
         let guard = CancelOnDrop(Arc::clone(&ticket));
         let (done, rx) = oneshot::channel();
@@ -405,20 +434,20 @@ impl Handle {
         };
         let res = match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(r) => r,
-            Err(_) => {
-                let delivery = ticket.cancel();
-                let detail = match delivery {
-                    Delivery::NotSent => format!(
+            Err(_) => Err(match ticket.cancel() {
+                Delivery::NotSent => ClientError::new(
+                    ClientErrorKind::Timeout,
+                    Delivery::NotSent,
+                    format!(
                         "no connection within {}",
                         humantime::format_duration(timeout)
                     ),
-                    Delivery::SentNoReply => {
-                        format!("no reply within {}", humantime::format_duration(timeout))
-                    }
-                };
-                Err(ClientError::new(ClientErrorKind::Timeout, delivery, detail)
-                    .with_endpoint(self.link.current_endpoint()))
-            }
+                )
+                .with_endpoint(self.link.current_endpoint()),
+                Delivery::SentNoReply => {
+                    reply_timeout(&self.link, &ticket, self.link.current_endpoint(), timeout)
+                }
+            }),
         };
         drop(guard);
         res
@@ -487,6 +516,7 @@ enum End {
 
 struct InFlight {
     done: oneshot::Sender<Result<Bytes, ClientError>>,
+    ticket: Arc<Ticket>,
     deadline: Instant,
     timeout: Duration,
 }
@@ -518,6 +548,12 @@ impl Conn {
         }
         for (_, f) in self.keyed.drain() {
             let _ = f.done.send(Err(err.for_delivery(Delivery::SentNoReply)));
+        }
+    }
+
+    fn mark_heartbeats_instead(&self) {
+        for f in self.fifo.iter().chain(self.keyed.values()) {
+            f.ticket.mark_heartbeats_instead();
         }
     }
 
@@ -677,7 +713,14 @@ impl Task {
                     }
                 };
                 let beat = heartbeat.as_deref().and_then(|h| h.classify(&frame));
-                match conn.live.on_frame(now, beat) {
+                // R3: while a reply is awaited, a same-bytes heartbeat that is not our pong
+                // may be a peer replying with the heartbeat frame; the storm guard answers
+                // such frames at most once a second, and the waiting requests learn of them.
+                let awaiting = conn.in_flight() > 0;
+                if awaiting && beat == Some(Beat::Either) && conn.live.unanswered() == 0 {
+                    conn.mark_heartbeats_instead();
+                }
+                match conn.live.on_frame_awaiting(now, beat, awaiting) {
                     Verdict::Absorb => inc(&link.counters.pongs_received),
                     Verdict::Answer => {
                         if let Some(h) = heartbeat.as_deref() {
@@ -808,14 +851,14 @@ impl Task {
                     if let Some(front) = conn.fifo.front() {
                         if front.deadline <= now {
                             // Later replies could no longer be matched by order.
-                            let err = ClientError::timeout(Delivery::SentNoReply, conn.endpoint(), front.timeout);
+                            let err = reply_timeout(&link, &front.ticket, conn.endpoint(), front.timeout);
                             return End::Lost { err, down: None };
                         }
                     }
                     let expired: Vec<Key> = conn.keyed.iter().filter(|(_, f)| f.deadline <= now).map(|(k, _)| k.clone()).collect();
                     for k in expired {
                         if let Some(f) = conn.keyed.remove(&k) {
-                            let _ = f.done.send(Err(ClientError::timeout(Delivery::SentNoReply, conn.endpoint(), f.timeout)));
+                            let _ = f.done.send(Err(reply_timeout(&link, &f.ticket, conn.endpoint(), f.timeout)));
                         }
                     }
                     // Fail back to a better endpoint, when idle.
@@ -956,6 +999,7 @@ impl Task {
                 for (op, _) in batch {
                     let inflight = InFlight {
                         done: op.done,
+                        ticket: op.ticket,
                         deadline: op.deadline,
                         timeout: op.timeout,
                     };

@@ -45,6 +45,8 @@ pub struct Pool {
     /// a whole 2 s bench run; tokio's semaphore is FIFO.
     gate: Arc<tokio::sync::Semaphore>,
     checkout_timeout: std::time::Duration,
+    /// The configuration, for refusing heartbeat frames before a checkout.
+    cfg: Arc<ClientBuilder>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -125,6 +127,7 @@ impl Pool {
             .max_lifetime(cfg.max_lifetime)
             .test_on_check_out(true)
             .retry_connection(false);
+        let shared = Arc::new(cfg.clone());
         let manager = Manager {
             cfg,
             endpoints: Arc::clone(&endpoints),
@@ -135,6 +138,7 @@ impl Pool {
             endpoints,
             gate: Arc::new(tokio::sync::Semaphore::new(size.max(1) as usize)),
             checkout_timeout,
+            cfg: shared,
         })
     }
 
@@ -148,6 +152,8 @@ impl Pool {
     /// # Cancel safety
     /// As [`LongClient::request`]; the connection goes back to the pool.
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        // Refused before waiting for a connection (the pooled client refuses it too).
+        self.cfg.refuse_heartbeat_frame(&frame)?;
         let timed_out = || {
             ClientError::new(
                 ClientErrorKind::PoolTimeout,

@@ -1,0 +1,197 @@
+//! Regression tests for client defects, named after what they found (issue 9 of the tracker):
+//! the heartbeat frame sent as data (the "storm"), a reused mux key taking a late reply, the
+//! write-write deadlock of large pipelined frames, and huge durations.
+//!
+//! Servers whose behaviour is the point (one that replies with the heartbeat frame, one that
+//! answers late) are raw tokio listeners written here, not `keepwire::server`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use keepwire::client::ClientBuilder;
+use keepwire::frame::FrameCodec;
+use keepwire::liveness::FixedHeartbeat;
+use keepwire::server::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Decoder;
+
+fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+fn builder(framing: &str, eps: &[SocketAddr]) -> ClientBuilder {
+    ClientBuilder::new(spec(framing), eps.iter().map(|a| a.to_string()))
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(5))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .down_backoff(Duration::from_millis(200), Duration::from_secs(2))
+}
+
+/// A raw server that runs `f` on each accepted connection.
+async fn raw_server<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(f(s));
+        }
+    });
+    addr
+}
+
+async fn read_frame(
+    s: &mut TcpStream,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+) -> Option<Bytes> {
+    loop {
+        if let Ok(Some(f)) = codec.decode(buf) {
+            return Some(f);
+        }
+        buf.reserve(1024);
+        match s.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes one frame; false once the peer is gone.
+async fn write_frame(s: &mut TcpStream, codec: &FrameCodec, frame: &[u8]) -> bool {
+    let mut out = BytesMut::new();
+    codec.encode_to(frame, &mut out).unwrap();
+    s.write_all(&out).await.is_ok()
+}
+
+// ------------------------------------------- issue 9: the heartbeat frame is never data
+
+/// R1: on a long link whose heartbeat is the empty frame, an empty request is refused before
+/// a byte is written, on every async request path; with heartbeats off it is plain data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_heartbeat_frame_request_is_refused_not_sent() {
+    let mut srv = echo_server(ServerConfig::new(spec("len:ascii:4"))).await;
+    let eps = [srv.addr];
+    let quick = |f: &str| builder(f, &eps).request_timeout(Duration::from_secs(1));
+
+    let long = quick("len:ascii:4").connect_long().await.unwrap();
+    let e = long.request(Bytes::new()).await.unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    assert!(e.to_string().contains("--heartbeat off"), "{e}");
+    assert_eq!(long.stats().pings_answered, 0);
+
+    let pool = quick("len:ascii:4").pool(2).await.unwrap();
+    let e = pool.request(Bytes::new()).await.unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+
+    let (tx, _rx) = quick("len:ascii:4").connect_duplex().await.unwrap().split();
+    let e = tx.send(Bytes::new()).await.unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+
+    // A fixed same-bytes heartbeat on a mux link: the frame has a key, and is still refused.
+    let mux = quick("len:ascii:4")
+        .heartbeat_frames(Some(std::sync::Arc::new(FixedHeartbeat::new(
+            "BEAT", "BEAT",
+        ))))
+        .connect_mux(keepwire::client::ByteRange::new(0, 4))
+        .await
+        .unwrap();
+    let e = mux.request(b("BEAT")).await.unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    assert!(e.to_string().contains("\"BEAT\""), "{e}");
+
+    // Nothing reached the handler.
+    assert_eq!(long.request(b("after")).await.unwrap(), "after");
+    let seen = tokio::time::timeout(SOON, srv.seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.frame, "after");
+    assert!(srv.seen.try_recv().is_err());
+
+    // Heartbeats off: the empty frame is data. The server (which answers heartbeats) sends
+    // its empty pong, which is the reply.
+    let off = quick("len:ascii:4")
+        .heartbeat_frames(None)
+        .connect_long()
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(SOON, off.request(Bytes::new()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.is_empty());
+}
+
+/// R3: a misconfigured peer that answers every frame it reads with the empty frame (it
+/// replies with the heartbeat frame, and answers our pongs). Before the fix the client
+/// answered each empty frame and the two bounced them at socket speed until the request
+/// timed out; now at most one a second is answered and the timeout says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_peer_replying_with_heartbeat_frame_does_not_storm() {
+    let addr = raw_server(|mut s| async move {
+        let mut codec = FrameCodec::new(spec("len:ascii:4"));
+        let mut buf = BytesMut::new();
+        while read_frame(&mut s, &mut codec, &mut buf).await.is_some() {
+            if !write_frame(&mut s, &codec, b"").await {
+                return;
+            }
+        }
+    })
+    .await;
+    let client = builder("len:ascii:4", &[addr])
+        .connect_long()
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let e = tokio::time::timeout(SOON, client.request_timeout(b("x"), Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let answered = client.stats().pings_answered;
+    assert!(answered <= 2, "{answered} empty frames answered: a storm");
+    assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no reply within 1s; heartbeat frames arrived instead")
+            && msg.contains("the empty frame is the heartbeat")
+            && msg.contains("--heartbeat off"),
+        "{msg}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+/// R2: a short link has no heartbeats: an empty reply is the reply (before the fix it was
+/// skipped as "a heartbeat before the reply" and the request timed out), and an empty
+/// request is sent, not refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_short_client_takes_an_empty_reply() {
+    let addr = raw_server(|mut s| async move {
+        let mut codec = FrameCodec::new(spec("len:ascii:4"));
+        let mut buf = BytesMut::new();
+        if read_frame(&mut s, &mut codec, &mut buf).await.is_some() {
+            let _ = s.write_all(b"0000").await;
+        }
+        // Hold until the client closes.
+        while read_frame(&mut s, &mut codec, &mut buf).await.is_some() {}
+    })
+    .await;
+    let client = builder("len:ascii:4", &[addr])
+        .request_timeout(Duration::from_secs(2))
+        .build_short();
+    for req in [b("x"), Bytes::new()] {
+        let r = tokio::time::timeout(SOON, client.request(req))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(r.is_empty(), "{r:?}");
+    }
+}
