@@ -386,3 +386,45 @@ fn issue9_empty_message_with_heartbeat_off_is_one_exchange() {
     let frames = rx.recv_timeout(RUN_LIMIT).expect("raw server reports");
     assert_eq!(frames, 1, "frames the client sent");
 }
+
+/// Issue 9 (huge durations): a `--timeout` past the largest accepted value is a usage error
+/// naming that value (it used to overflow `Instant + Duration` and exit 101); the largest
+/// accepted value works.
+#[test]
+fn issue9_huge_timeout_exits_2_naming_the_limit() {
+    let (out, err) = run_expect(
+        &[
+            "--to",
+            "127.0.0.1:1",
+            "--framing",
+            "line",
+            "--timeout",
+            "18446744073709551615",
+            "x",
+        ],
+        b"",
+        2,
+    );
+    assert_eq!(out, "");
+    assert!(err.contains("--timeout") && err.contains("365d"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let srv = Serve::start(&["--framing", "len:ascii:4"]);
+    for mode in ["long", "short"] {
+        let (out, _) = run_expect(
+            &[
+                "--to",
+                &srv.addr,
+                "--framing",
+                "len:ascii:4",
+                "--mode",
+                mode,
+                "--timeout",
+                "365d",
+                "hi",
+            ],
+            b"",
+            0,
+        );
+        assert_eq!(out, "hi\n");
+    }
+}

@@ -195,3 +195,63 @@ async fn issue9_short_client_takes_an_empty_reply() {
         assert!(r.is_empty(), "{r:?}");
     }
 }
+
+// ------------------------------------------------------- issue 9: huge durations
+
+/// Every duration of the builder at `Duration::MAX` (and `u64::MAX` seconds): long, mux,
+/// pool and short clients connect (past a refused endpoint, which is then marked down for
+/// "ever") and complete requests without panicking. `Instant + Duration` used to panic on
+/// the refused endpoint's down time and on every request deadline. Zero pool idle and
+/// lifetime (bb8 asserts them non-zero) are taken as 1 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_huge_durations_do_not_panic() {
+    let srv = echo_server(ServerConfig::new(spec("len:be:2"))).await;
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let eps = [dead, srv.addr.to_string()];
+    for huge in [Duration::MAX, Duration::from_secs(u64::MAX)] {
+        let cfg = ClientBuilder::new(spec("len:be:2"), eps.clone())
+            .connect_timeout(huge)
+            .request_timeout(huge)
+            .write_timeout(huge)
+            .reconnect_backoff(huge, huge)
+            .down_backoff(huge, huge)
+            .checkout_timeout(huge)
+            .max_idle(Some(huge))
+            .max_lifetime(Some(huge))
+            .ping(Some(keepwire::liveness::PingConfig {
+                interval: huge,
+                timeout: huge,
+                misses: 3,
+            }));
+        let run = async {
+            let long = cfg.clone().connect_long().await.unwrap();
+            assert_eq!(long.request(b("long")).await.unwrap(), "long");
+            assert_eq!(long.request_timeout(b("own"), huge).await.unwrap(), "own");
+            let mux = cfg
+                .clone()
+                .connect_mux(keepwire::client::ByteRange::new(0, 2))
+                .await
+                .unwrap();
+            assert_eq!(mux.request(b("mx")).await.unwrap(), "mx");
+            let pool = cfg.clone().pool(2).await.unwrap();
+            assert_eq!(pool.request(b("pool")).await.unwrap(), "pool");
+            let short = cfg.clone().build_short();
+            assert_eq!(short.request(b("short")).await.unwrap(), "short");
+        };
+        tokio::time::timeout(SOON, run).await.unwrap();
+    }
+    let zero = ClientBuilder::new(spec("len:be:2"), [srv.addr.to_string()])
+        .max_idle(Some(Duration::ZERO))
+        .max_lifetime(Some(Duration::ZERO));
+    let pool = tokio::time::timeout(SOON, zero.pool(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = tokio::time::timeout(SOON, pool.request(b("z")))
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap(), "z");
+}

@@ -413,7 +413,7 @@ impl Handle {
         let ticket = Arc::new(Ticket::default());
         let guard = CancelOnDrop(Arc::clone(&ticket));
         let (done, rx) = oneshot::channel();
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::std_in(timeout);
         let op = Op {
             frame,
             reply,
@@ -630,7 +630,7 @@ impl Task {
                     tracing::warn!(error = %e, "reconnect failed");
                     self.fail_queued(&e);
                     let delay = self.backoff.next_delay(self.link.jitter());
-                    let until = tokio::time::Instant::now() + delay;
+                    let until = crate::deadline::tokio_in(delay);
                     loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(until) => break,
@@ -768,7 +768,7 @@ impl Task {
                 if eps.fail_back_candidate(conn.c.ep, now).is_some() {
                     Some(
                         fail_back_failed_at
-                            .map(|t| t + cfg.down_base)
+                            .map(|t| crate::deadline::after(t, cfg.down_base))
                             .unwrap_or(now)
                             .max(now),
                     )

@@ -80,7 +80,7 @@ impl ShortClient {
     /// As [`request`](Self::request).
     pub async fn request_via(&self, frame: Bytes) -> Result<(Bytes, String), ClientError> {
         let cfg = &self.link.cfg;
-        let deadline = Instant::now() + cfg.request_timeout;
+        let deadline = crate::deadline::std_in(cfg.request_timeout);
         let mut retried_sent = false;
         let mut failures = Vec::new();
         loop {
