@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::*;
-use keepwire::client::ClientBuilder;
+use keepwire::client::{ClientBuilder, ClientErrorKind};
 use keepwire::frame::FrameCodec;
 use keepwire::liveness::FixedHeartbeat;
 use keepwire::server::ServerConfig;
@@ -254,4 +254,137 @@ async fn issue9_huge_durations_do_not_panic() {
         .await
         .unwrap();
     assert_eq!(r.unwrap(), "z");
+}
+
+// ------------------------------------------------ issue 9: a reused mux key
+
+/// A keyed request times out; its caller retries with the same key (same sequence number,
+/// as is normal practice); the server's late reply to the first must not be handed to the
+/// second. The raw server keeps the first reply until it has read the next request (or
+/// 700 ms passed, within the key's 1 s tombstone window), then sends the late reply followed
+/// at once by the reply to whatever it read.
+/// Before the fix the retry was written at once and took the late reply (`late-first`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_mux_retry_with_a_timed_out_key_never_takes_the_late_reply() {
+    let addr = raw_server(|mut s| async move {
+        let mut codec = FrameCodec::new(spec("len:be:2"));
+        let mut buf = BytesMut::new();
+        let Some(first) = read_frame(&mut s, &mut codec, &mut buf).await else {
+            return;
+        };
+        let key = first.slice(..2);
+        let next = tokio::time::timeout(
+            Duration::from_millis(700),
+            read_frame(&mut s, &mut codec, &mut buf),
+        )
+        .await;
+        if !write_frame(&mut s, &codec, &[&key[..], b"late-first"].concat()).await {
+            return;
+        }
+        let mut next = match next {
+            Ok(Some(f)) => Some(f),
+            Ok(None) => return,
+            Err(_) => read_frame(&mut s, &mut codec, &mut buf).await,
+        };
+        while let Some(f) = next {
+            if !write_frame(&mut s, &codec, &[&f[..], b"-reply"].concat()).await {
+                return;
+            }
+            next = read_frame(&mut s, &mut codec, &mut buf).await;
+        }
+    })
+    .await;
+    let mux = builder("len:be:2", &[addr])
+        .connect_mux(keepwire::client::ByteRange::new(0, 2))
+        .await
+        .unwrap();
+    let mut unsolicited = mux.unsolicited().unwrap();
+    let e = mux
+        .request_timeout(b("\x00\x01first"), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
+
+    // The caller retries with the same key until it is let through; a refusal must be
+    // `Key`, not sent, and say why.
+    let retry = async {
+        let mut refusals = 0;
+        loop {
+            match mux.request(b("\x00\x01second")).await {
+                Ok(r) => return (r, refusals),
+                Err(e) => {
+                    assert_eq!(e.kind(), ClientErrorKind::Key, "{e}");
+                    assert!(e.is_not_sent(), "{e}");
+                    assert!(e.to_string().contains("late reply"), "{e}");
+                    refusals += 1;
+                    // Retry once the late reply has come (it goes to the unsolicited stream).
+                    let late = unsolicited.recv().await.unwrap();
+                    assert_eq!(late, b("\x00\x01late-first"));
+                }
+            }
+        }
+    };
+    let (reply, refusals) = tokio::time::timeout(SOON, retry).await.unwrap();
+    assert_eq!(
+        reply,
+        b("\x00\x01second-reply"),
+        "the retry took another reply"
+    );
+    assert_eq!(refusals, 1);
+    let st = mux.stats();
+    assert_eq!((st.late_replies, st.unsolicited), (1, 1), "{st:?}");
+}
+
+/// A tombstoned key whose late reply never comes is let through once its window (the timed
+/// out request's own timeout, at least 1 s) has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue9_mux_tombstone_clears_after_its_window() {
+    // Never answers frames whose body starts with "hold"; echoes the rest.
+    let addr = raw_server(|mut s| async move {
+        let mut codec = FrameCodec::new(spec("len:be:2"));
+        let mut buf = BytesMut::new();
+        while let Some(f) = read_frame(&mut s, &mut codec, &mut buf).await {
+            if f.get(2..6) != Some(&b"hold"[..]) && !write_frame(&mut s, &codec, &f).await {
+                return;
+            }
+        }
+    })
+    .await;
+    let mux = builder("len:be:2", &[addr])
+        .connect_mux(keepwire::client::ByteRange::new(0, 2))
+        .await
+        .unwrap();
+    let e = mux
+        .request_timeout(b("\x00\x05hold"), Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(e.may_have_been_sent(), "{e}");
+    let gone = Instant::now();
+    let e = mux.request(b("\x00\x05again")).await.unwrap_err();
+    assert!(e.kind() == ClientErrorKind::Key && e.is_not_sent(), "{e}");
+    assert!(e.to_string().contains("after 1s at most"), "{e}");
+    // Other keys are not held up meanwhile.
+    assert_eq!(
+        mux.request(b("\x00\x06other")).await.unwrap(),
+        "\x00\x06other"
+    );
+    let ok = tokio::time::timeout(SOON, async {
+        loop {
+            match mux.request(b("\x00\x05again")).await {
+                Ok(r) => return r,
+                Err(e) => {
+                    assert_eq!(e.kind(), ClientErrorKind::Key, "{e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ok, "\x00\x05again");
+    assert!(
+        gone.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        gone.elapsed()
+    );
 }

@@ -23,6 +23,7 @@ use tokio_util::codec::Decoder;
 use super::builder::ClientBuilder;
 use super::endpoint::{Backoff, EndpointSet, EndpointStatus, Jitter};
 use super::error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+use super::tombstone::Tombstones;
 use super::{Correlate, Key};
 use crate::frame::FrameCodec;
 use crate::liveness::{Action, Beat, CloseReason, Liveness, LivenessConfig, Verdict};
@@ -58,6 +59,9 @@ pub struct ClientStats {
     pub pongs_received: u64,
     /// Inbound frames that matched no request.
     pub unsolicited: u64,
+    /// Mux: replies that came after their request timed out (or its caller gave up); also
+    /// counted in `unsolicited` and sent to the unsolicited stream.
+    pub late_replies: u64,
     /// Unsolicited frames dropped because nobody read them fast enough.
     pub unsolicited_dropped: u64,
     /// Endpoints marked down.
@@ -72,6 +76,7 @@ pub(crate) struct Counters {
     pings_answered: AtomicU64,
     pongs_received: AtomicU64,
     unsolicited: AtomicU64,
+    late_replies: AtomicU64,
     unsolicited_dropped: AtomicU64,
     marked_down: AtomicU64,
 }
@@ -174,6 +179,7 @@ impl Link {
             pings_answered: g(&c.pings_answered),
             pongs_received: g(&c.pongs_received),
             unsolicited: g(&c.unsolicited),
+            late_replies: g(&c.late_replies),
             unsolicited_dropped: g(&c.unsolicited_dropped),
             endpoints_marked_down: g(&c.marked_down),
         }
@@ -454,6 +460,23 @@ impl Handle {
     }
 }
 
+/// The refusal of a mux request whose key is tombstoned for `left` more.
+fn key_awaits_late_reply(k: &Key, left: Duration) -> ClientError {
+    // Whole seconds, rounded up: "after 0s" would invite a retry that is refused again.
+    let secs = left
+        .as_secs()
+        .saturating_add(u64::from(left.subsec_nanos() > 0));
+    ClientError::new(
+        ClientErrorKind::Key,
+        Delivery::NotSent,
+        format!(
+            "correlation key {:02x?} awaits the late reply to an earlier request with it that \
+             timed out: retry once that reply arrives, or after {secs}s at most",
+            &k.0[..]
+        ),
+    )
+}
+
 fn shutdown(d: Delivery) -> ClientError {
     ClientError::new(ClientErrorKind::Shutdown, d, "client shut down")
 }
@@ -530,6 +553,8 @@ struct Conn {
     wbuf: BytesMut,
     fifo: VecDeque<InFlight>,
     keyed: HashMap<Key, InFlight>,
+    /// Keys of keyed requests that timed out after they were written.
+    tombstones: Tombstones,
     eof: bool,
 }
 
@@ -664,6 +689,7 @@ impl Task {
             wbuf: BytesMut::new(),
             fifo: VecDeque::new(),
             keyed: HashMap::new(),
+            tombstones: Tombstones::new(self.max_in_flight()),
             eof: false,
             c,
         };
@@ -855,12 +881,7 @@ impl Task {
                             return End::Lost { err, down: None };
                         }
                     }
-                    let expired: Vec<Key> = conn.keyed.iter().filter(|(_, f)| f.deadline <= now).map(|(k, _)| k.clone()).collect();
-                    for k in expired {
-                        if let Some(f) = conn.keyed.remove(&k) {
-                            let _ = f.done.send(Err(reply_timeout(&link, &f.ticket, conn.endpoint(), f.timeout)));
-                        }
-                    }
+                    self.expire_keyed(conn, now);
                     // Fail back to a better endpoint, when idle.
                     if fail_back_at.is_some_and(|t| t <= now) && conn.in_flight() == 0 {
                         let cand = link.eps().fail_back_candidate(conn.c.ep, now);
@@ -883,28 +904,67 @@ impl Task {
         }
     }
 
+    /// Fails the keyed requests whose deadline has passed and tombstones their keys: their
+    /// late replies may still come.
+    fn expire_keyed(&self, conn: &mut Conn, now: Instant) {
+        if conn.keyed.values().all(|f| f.deadline > now) {
+            return;
+        }
+        let expired: Vec<Key> = conn
+            .keyed
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(f) = conn.keyed.remove(&k) {
+                let err = reply_timeout(&self.link, &f.ticket, conn.endpoint(), f.timeout);
+                let _ = f.done.send(Err(err));
+                conn.tombstones.bury(k, now, f.timeout);
+            }
+        }
+    }
+
     /// Routes an application frame to its request, or to the unsolicited stream.
     fn dispatch(&mut self, conn: &mut Conn, frame: Bytes) {
+        let mut late = false;
         let waiter = match &self.link.matching {
             Matching::Fifo => conn.fifo.pop_front(),
-            Matching::Keyed(k) => k.key(&frame).and_then(|key| conn.keyed.remove(&key)),
+            Matching::Keyed(k) => k.key(&frame).and_then(|key| {
+                let w = conn.keyed.remove(&key);
+                if w.is_none() {
+                    late = conn.tombstones.take_late(&key, Instant::now());
+                }
+                w
+            }),
             Matching::None => None,
         };
-        match waiter {
-            Some(w) => {
-                let _ = w.done.send(Ok(frame));
-            }
-            None => {
-                inc(&self.link.counters.unsolicited);
-                let delivered = self
-                    .unsolicited
-                    .as_ref()
-                    .is_some_and(|tx| tx.try_send(frame).is_ok());
-                if !delivered {
-                    inc(&self.link.counters.unsolicited_dropped);
-                    tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
+        let frame = match waiter {
+            Some(w) => match w.done.send(Ok(frame)) {
+                Ok(()) | Err(Err(_)) => return,
+                // The caller gave up after the request was written: on a mux link its reply
+                // is late and goes to the unsolicited stream (an ordered link drops it).
+                Err(Ok(frame)) => {
+                    if !matches!(self.link.matching, Matching::Keyed(_)) {
+                        return;
+                    }
+                    late = true;
+                    frame
                 }
-            }
+            },
+            None => frame,
+        };
+        if late {
+            inc(&self.link.counters.late_replies);
+        }
+        inc(&self.link.counters.unsolicited);
+        let delivered = self
+            .unsolicited
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(frame).is_ok());
+        if !delivered {
+            inc(&self.link.counters.unsolicited_dropped);
+            tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
         }
     }
 
@@ -930,6 +990,9 @@ impl Task {
         conn.wbuf.clear();
         let mut batch: Vec<(Op, usize)> = Vec::with_capacity(ops.len());
         let now = Instant::now();
+        // A caller whose timeout fired may retry with the same key before the timer branch
+        // has run: expire first, so the retry meets the tombstone, not "in flight".
+        self.expire_keyed(conn, now);
         for mut op in ops {
             if op.deadline <= now {
                 // Too late: the caller is giving up. Whoever cancels first decides.
@@ -943,37 +1006,42 @@ impl Task {
                 }
                 continue;
             }
+            // Key checks come before the ticket is taken: a refused op was never written,
+            // whoever else looks at its ticket.
+            if op.reply {
+                if let Matching::Keyed(c) = &self.link.matching {
+                    let Some(k) = op.key.clone().or_else(|| c.key(&op.frame)) else {
+                        op.finish(Err(ClientError::new(
+                            ClientErrorKind::Key,
+                            Delivery::NotSent,
+                            "request frame has no correlation key",
+                        )));
+                        continue;
+                    };
+                    if conn.keyed.contains_key(&k)
+                        || batch.iter().any(|(o, _)| o.key.as_ref() == Some(&k))
+                    {
+                        op.finish(Err(ClientError::new(
+                            ClientErrorKind::Key,
+                            Delivery::NotSent,
+                            format!("correlation key {:02x?} already in flight", &k.0[..]),
+                        )));
+                        continue;
+                    }
+                    if let Some(until) = conn.tombstones.blocks(&k, now) {
+                        op.finish(Err(key_awaits_late_reply(
+                            &k,
+                            until.saturating_duration_since(now),
+                        )));
+                        continue;
+                    }
+                    // Keyed: remember the key, then frame it like any other op.
+                    op.key = Some(k);
+                }
+            }
             if !op.ticket.begin_write() {
                 // The caller gave up first and was told "not sent": never write it.
                 continue;
-            }
-            if op.reply {
-                if let Matching::Keyed(c) = &self.link.matching {
-                    let key = op.key.clone().or_else(|| c.key(&op.frame));
-                    match key {
-                        None => {
-                            op.finish(Err(ClientError::new(
-                                ClientErrorKind::Key,
-                                Delivery::NotSent,
-                                "request frame has no correlation key",
-                            )));
-                            continue;
-                        }
-                        Some(k)
-                            if conn.keyed.contains_key(&k)
-                                || batch.iter().any(|(o, _)| o.key.as_ref() == Some(&k)) =>
-                        {
-                            op.finish(Err(ClientError::new(
-                                ClientErrorKind::Key,
-                                Delivery::NotSent,
-                                format!("correlation key {:02x?} already in flight", &k.0[..]),
-                            )));
-                            continue;
-                        }
-                        // Keyed: remember the key, then frame it like any other op.
-                        Some(k) => op.key = Some(k),
-                    }
-                }
             }
             let start = conn.wbuf.len();
             if let Err(e) = conn.codec.encode_to(&op.frame, &mut conn.wbuf) {

@@ -100,6 +100,7 @@ mod mux;
 mod pool;
 mod short;
 mod simplex;
+mod tombstone;
 
 pub use builder::ClientBuilder;
 pub use conn::ClientStats;
