@@ -388,3 +388,65 @@ async fn issue9_mux_tombstone_clears_after_its_window() {
         gone.elapsed()
     );
 }
+
+// ------------------------------------------ issue 9: write-write deadlock
+
+/// 256 requests of 256 KiB pipelined on one mux connection to an echo server. The client
+/// used not to read while a write waited for the socket: with both socket buffers full of
+/// frames, the server blocked writing replies (so stopped reading) and the client blocked
+/// writing requests, until the write timeout. Now the client reads and dispatches replies
+/// while its writes wait.
+///
+/// One thread on purpose: all 256 requests are queued before the connection task runs, so
+/// they go out in batches of 64 (16 MiB per write), more than the loopback buffers hold. On
+/// a multi-thread runtime the task wakes per request and its small batches hid the defect.
+#[tokio::test(flavor = "current_thread")]
+async fn issue9_large_pipelined_frames_do_not_deadlock() {
+    const N: u32 = 256;
+    const SIZE: usize = 256 * 1024;
+    let server = keepwire::server::Server::bind("127.0.0.1:0", ServerConfig::new(spec("len:be:4")))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(
+        server.serve(keepwire::server::service_fn(
+            |r: keepwire::server::Request| async move {
+                Ok::<_, std::convert::Infallible>(Some(r.frame))
+            },
+        )),
+    );
+    let mux = builder("len:be:4", &[addr])
+        .request_timeout(Duration::from_secs(60))
+        .write_timeout(Duration::from_secs(3))
+        .connect_mux(keepwire::client::ByteRange::new(0, 4))
+        .await
+        .unwrap();
+    let body = |i: u32| -> Bytes {
+        let mut v = Vec::with_capacity(SIZE);
+        v.extend_from_slice(&i.to_be_bytes());
+        v.extend((4..SIZE).map(|j| (j as u32 ^ i) as u8));
+        Bytes::from(v)
+    };
+    let all = futures_util::future::join_all((0..N).map(|i| {
+        let mux = mux.clone();
+        async move { (i, mux.request(body(i)).await) }
+    }));
+    let results = tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("256 echoes within 60 s");
+    let mut failed = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(reply) if reply == body(i) => {}
+            Ok(reply) => failed.push(format!("{i}: wrong reply of {} bytes", reply.len())),
+            Err(e) => failed.push(format!("{i}: {e}")),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    assert_eq!(mux.stats().unsolicited, 0);
+}

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Decoder;
@@ -31,6 +31,11 @@ use crate::liveness::{Action, Beat, CloseReason, Liveness, LivenessConfig, Verdi
 const PENDING: u8 = 0;
 const WRITING: u8 = 1;
 const CANCELLED: u8 = 2;
+
+/// Heartbeats (pongs) queued behind a batch that waits for the socket, after which reading
+/// pauses until the batch is written: bounds `wbuf` against a peer that pings without
+/// reading. 64 KiB, the server's `MAX_PENDING_WRITE`.
+const MAX_PENDING_CONTROL: usize = 64 * 1024;
 
 /// How replies find their request.
 #[derive(Clone)]
@@ -722,42 +727,13 @@ impl Task {
         let mut rx_closed = false;
         let mut fail_back_failed_at: Option<Instant> = None;
         loop {
-            // 1. Whole frames buffered.
-            let now = Instant::now();
-            loop {
-                let decoded = if conn.eof {
-                    conn.codec.decode_eof(&mut conn.rbuf)
-                } else {
-                    conn.codec.decode(&mut conn.rbuf)
-                };
-                let frame = match decoded {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
-                        return End::Lost { err, down: None };
-                    }
-                };
-                let beat = heartbeat.as_deref().and_then(|h| h.classify(&frame));
-                // R3: while a reply is awaited, a same-bytes heartbeat that is not our pong
-                // may be a peer replying with the heartbeat frame; the storm guard answers
-                // such frames at most once a second, and the waiting requests learn of them.
-                let awaiting = conn.in_flight() > 0;
-                if awaiting && beat == Some(Beat::Either) && conn.live.unanswered() == 0 {
-                    conn.mark_heartbeats_instead();
-                }
-                match conn.live.on_frame_awaiting(now, beat, awaiting) {
-                    Verdict::Absorb => inc(&link.counters.pongs_received),
-                    Verdict::Answer => {
-                        if let Some(h) = heartbeat.as_deref() {
-                            let pong = h.pong(&frame);
-                            if let Err(end) = self.write_control(conn, &pong).await {
-                                return end;
-                            }
-                            inc(&link.counters.pings_answered);
-                        }
-                    }
-                    Verdict::Deliver => self.dispatch(conn, frame),
+            // 1. Whole frames buffered; pongs they call for are written at once.
+            if let Err(err) = self.process_frames(conn) {
+                return End::Lost { err, down: None };
+            }
+            if !conn.wbuf.is_empty() {
+                if let Err(end) = self.flush_control(conn).await {
+                    return end;
                 }
             }
             if conn.eof {
@@ -864,8 +840,11 @@ impl Task {
                             }
                             Action::SendPing(seq) => {
                                 if let Some(h) = heartbeat.as_deref() {
-                                    let ping = h.ping(seq);
-                                    if let Err(end) = self.write_control(conn, &ping).await {
+                                    if let Err(e) = conn.codec.encode_to(&h.ping(seq), &mut conn.wbuf) {
+                                        let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
+                                        return End::Lost { err, down: None };
+                                    }
+                                    if let Err(end) = self.flush_control(conn).await {
                                         return end;
                                     }
                                     inc(&link.counters.pings_sent);
@@ -968,32 +947,157 @@ impl Task {
         }
     }
 
-    /// Writes a heartbeat frame.
-    async fn write_control(&mut self, conn: &mut Conn, frame: &[u8]) -> Result<(), End> {
-        conn.wbuf.clear();
-        if let Err(e) = conn.codec.encode_to(frame, &mut conn.wbuf) {
-            let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
-            return Err(End::Lost { err, down: None });
+    /// Decodes every whole frame buffered and acts on it: heartbeats through liveness
+    /// (a pong to send is appended to `wbuf`, for the caller to flush), everything else
+    /// dispatched. The one decode -> heartbeat -> liveness step, run by the main loop and
+    /// while a write waits.
+    fn process_frames(&mut self, conn: &mut Conn) -> Result<(), ClientError> {
+        let link = Arc::clone(&self.link);
+        let heartbeat = link.cfg.heartbeat.as_deref();
+        let now = Instant::now();
+        loop {
+            let decoded = if conn.eof {
+                conn.codec.decode_eof(&mut conn.rbuf)
+            } else {
+                conn.codec.decode(&mut conn.rbuf)
+            };
+            let frame = match decoded {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(ClientError::frame(
+                        Delivery::SentNoReply,
+                        conn.endpoint(),
+                        e,
+                    ));
+                }
+            };
+            let beat = heartbeat.and_then(|h| h.classify(&frame));
+            // R3: while a reply is awaited, a same-bytes heartbeat that is not our pong
+            // may be a peer replying with the heartbeat frame; the storm guard answers
+            // such frames at most once a second, and the waiting requests learn of them.
+            let awaiting = conn.in_flight() > 0;
+            if awaiting && beat == Some(Beat::Either) && conn.live.unanswered() == 0 {
+                conn.mark_heartbeats_instead();
+            }
+            match conn.live.on_frame_awaiting(now, beat, awaiting) {
+                Verdict::Absorb => inc(&link.counters.pongs_received),
+                Verdict::Answer => {
+                    if let Some(h) = heartbeat {
+                        conn.codec
+                            .encode_to(&h.pong(&frame), &mut conn.wbuf)
+                            .map_err(|e| {
+                                ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e)
+                            })?;
+                        inc(&link.counters.pings_answered);
+                    }
+                }
+                Verdict::Deliver => self.dispatch(conn, frame),
+            }
         }
-        let (_, res) =
-            write_counted(&mut conn.c.stream, &conn.wbuf, self.link.cfg.write_timeout).await;
-        conn.live.on_write(Instant::now());
-        res.map_err(|e| End::Lost {
-            err: ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e),
-            down: None,
-        })
     }
 
-    /// Encodes and writes a batch of ops. On a write error, ops none of whose bytes left go
-    /// back to the retry queue (not sent), the others fail as maybe sent.
-    async fn write_ops(&mut self, conn: &mut Conn, ops: Vec<Op>) -> Result<(), End> {
+    /// Writes the heartbeats queued in `wbuf`.
+    async fn flush_control(&mut self, conn: &mut Conn) -> Result<(), End> {
+        let (_, res) = self.flush(conn).await;
         conn.wbuf.clear();
-        let mut batch: Vec<(Op, usize)> = Vec::with_capacity(ops.len());
+        res.map_err(|err| End::Lost { err, down: None })
+    }
+
+    /// Writes all of `wbuf`, waiting at most the write timeout per stall, and returns how
+    /// many bytes left with the outcome.
+    ///
+    /// While the socket is full it keeps reading and dispatching whole frames (replies,
+    /// pongs, unsolicited frames): a peer that writes its replies before reading more
+    /// requests (as keepwire's server does) otherwise fills both socket buffers, and both
+    /// sides wait on writes until a write timeout. Memory stays bounded: replies go to their
+    /// requests (at most `max_in_flight`, already registered) or to the bounded unsolicited
+    /// stream, so `rbuf` holds at most one partial frame; pongs the frames call for are
+    /// appended to `wbuf`, and reading pauses while more than [`MAX_PENDING_CONTROL`] of
+    /// them wait behind the batch.
+    async fn flush(&mut self, conn: &mut Conn) -> (usize, Result<(), ClientError>) {
+        let timeout = self.link.cfg.write_timeout;
+        let control_cap = conn.wbuf.len().saturating_add(MAX_PENDING_CONTROL);
+        let mut off = 0;
+        let mut stall_until: Option<tokio::time::Instant> = None;
+        while off < conn.wbuf.len() {
+            let pending = conn.wbuf.get(off..).unwrap_or_default();
+            match conn.c.stream.try_write(pending) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return (off, Err(self.write_failed(conn, e)));
+                }
+                Ok(n) => {
+                    off += n;
+                    stall_until = None;
+                    conn.live.on_write(Instant::now());
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return (off, Err(self.write_failed(conn, e))),
+            }
+            let until = *stall_until.get_or_insert_with(|| crate::deadline::tokio_in(timeout));
+            let read = !conn.eof && conn.wbuf.len() <= control_cap;
+            let interest = if read {
+                Interest::WRITABLE | Interest::READABLE
+            } else {
+                Interest::WRITABLE
+            };
+            let ready = match tokio::time::timeout_at(until, conn.c.stream.ready(interest)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return (off, Err(self.write_failed(conn, e))),
+                Err(_) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "peer did not read for {}",
+                            humantime::format_duration(timeout)
+                        ),
+                    );
+                    return (off, Err(self.write_failed(conn, e)));
+                }
+            };
+            if read && (ready.is_readable() || ready.is_read_closed()) {
+                conn.rbuf.reserve(4096);
+                match conn.c.stream.try_read_buf(&mut conn.rbuf) {
+                    // End of stream: stop reading; the main loop reports it once the write
+                    // is done (or fails).
+                    Ok(0) => conn.eof = true,
+                    Ok(_) => {
+                        if let Err(err) = self.process_frames(conn) {
+                            return (off, Err(err));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        let err = ClientError::io(
+                            Delivery::SentNoReply,
+                            conn.endpoint(),
+                            "read failed",
+                            e,
+                        );
+                        return (off, Err(err));
+                    }
+                }
+            }
+        }
+        (off, Ok(()))
+    }
+
+    fn write_failed(&self, conn: &Conn, e: io::Error) -> ClientError {
+        ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e)
+    }
+
+    /// Encodes and writes a batch of ops. Requests are registered as in flight before the
+    /// write, since their replies may be read while it waits. On a write error, ops none of
+    /// whose bytes left go back to the retry queue (not sent); the others fail as maybe sent.
+    async fn write_ops(&mut self, conn: &mut Conn, ops: Vec<Op>) -> Result<(), End> {
+        let mut batch: Vec<Written> = Vec::with_capacity(ops.len());
         let now = Instant::now();
         // A caller whose timeout fired may retry with the same key before the timer branch
         // has run: expire first, so the retry meets the tombstone, not "in flight".
         self.expire_keyed(conn, now);
-        for mut op in ops {
+        for op in ops {
             if op.deadline <= now {
                 // Too late: the caller is giving up. Whoever cancels first decides.
                 if op.ticket.cancel() == Delivery::NotSent {
@@ -1008,6 +1112,7 @@ impl Task {
             }
             // Key checks come before the ticket is taken: a refused op was never written,
             // whoever else looks at its ticket.
+            let mut key = None;
             if op.reply {
                 if let Matching::Keyed(c) = &self.link.matching {
                     let Some(k) = op.key.clone().or_else(|| c.key(&op.frame)) else {
@@ -1018,9 +1123,8 @@ impl Task {
                         )));
                         continue;
                     };
-                    if conn.keyed.contains_key(&k)
-                        || batch.iter().any(|(o, _)| o.key.as_ref() == Some(&k))
-                    {
+                    // Earlier ops of this batch are registered already.
+                    if conn.keyed.contains_key(&k) {
                         op.finish(Err(ClientError::new(
                             ClientErrorKind::Key,
                             Delivery::NotSent,
@@ -1035,8 +1139,7 @@ impl Task {
                         )));
                         continue;
                     }
-                    // Keyed: remember the key, then frame it like any other op.
-                    op.key = Some(k);
+                    key = Some(k);
                 }
             }
             if !op.ticket.begin_write() {
@@ -1045,6 +1148,7 @@ impl Task {
             }
             let start = conn.wbuf.len();
             if let Err(e) = conn.codec.encode_to(&op.frame, &mut conn.wbuf) {
+                op.ticket.unwrite();
                 op.finish(Err(ClientError::frame(
                     Delivery::NotSent,
                     conn.endpoint(),
@@ -1052,54 +1156,107 @@ impl Task {
                 )));
                 continue;
             }
-            batch.push((op, start));
+            let Op {
+                frame,
+                reply,
+                ticket,
+                done,
+                deadline,
+                timeout,
+                ..
+            } = op;
+            let done = if reply {
+                let inflight = InFlight {
+                    done,
+                    ticket: Arc::clone(&ticket),
+                    deadline,
+                    timeout,
+                };
+                match &key {
+                    Some(k) => {
+                        conn.keyed.insert(k.clone(), inflight);
+                    }
+                    None => conn.fifo.push_back(inflight),
+                }
+                None
+            } else {
+                Some(done)
+            };
+            batch.push(Written {
+                start,
+                frame,
+                reply,
+                key,
+                ticket,
+                deadline,
+                timeout,
+                done,
+            });
         }
         if batch.is_empty() {
             return Ok(());
         }
-        let (written, res) =
-            write_counted(&mut conn.c.stream, &conn.wbuf, self.link.cfg.write_timeout).await;
-        if written > 0 {
-            conn.live.on_write(Instant::now());
-        }
-        match res {
+        let (written, res) = self.flush(conn).await;
+        conn.wbuf.clear();
+        let err = match res {
             Ok(()) => {
-                for (op, _) in batch {
-                    let inflight = InFlight {
-                        done: op.done,
-                        ticket: op.ticket,
-                        deadline: op.deadline,
-                        timeout: op.timeout,
-                    };
-                    if !op.reply {
-                        let _ = inflight.done.send(Ok(Bytes::new()));
-                        continue;
-                    }
-                    match (&self.link.matching, op.key) {
-                        (Matching::Keyed(_), Some(k)) => {
-                            conn.keyed.insert(k, inflight);
-                        }
-                        _ => conn.fifo.push_back(inflight),
+                for w in batch {
+                    if let Some(done) = w.done {
+                        let _ = done.send(Ok(Bytes::new()));
                     }
                 }
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
-                let err =
-                    ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e);
-                for (op, start) in batch {
-                    if start >= written {
-                        // Not a byte of it left: safe to send on the next connection.
-                        op.ticket.unwrite();
-                        self.retry.push_back(op);
-                    } else {
-                        op.finish(Err(err.for_delivery(Delivery::SentNoReply)));
-                    }
+            Err(err) => err,
+        };
+        // Newest first: the unwritten ops are the batch's tail, and the newest entries of
+        // `fifo`.
+        let mut unsent = Vec::new();
+        for w in batch.into_iter().rev() {
+            if w.start < written {
+                // Some of it left. A request stays registered and fails with the connection
+                // (fail_all); a one-way op fails here.
+                if let Some(done) = w.done {
+                    let _ = done.send(Err(err.for_delivery(Delivery::SentNoReply)));
                 }
-                Err(End::Lost { err, down: None })
+                continue;
+            }
+            // Not a byte of it left: safe to send on the next connection.
+            let done = match (w.done, &w.key) {
+                (Some(done), _) => Some(done),
+                (None, Some(k)) => conn.keyed.remove(k).map(|f| f.done),
+                (None, None) => conn.fifo.pop_back().map(|f| f.done),
+            };
+            if let Some(done) = done {
+                w.ticket.unwrite();
+                unsent.push(Op {
+                    frame: w.frame,
+                    reply: w.reply,
+                    key: w.key,
+                    ticket: w.ticket,
+                    done,
+                    deadline: w.deadline,
+                    timeout: w.timeout,
+                });
             }
         }
+        self.retry.extend(unsent.into_iter().rev());
+        Err(End::Lost { err, down: None })
     }
+}
+
+/// An op of a batch being written: where its bytes start in `wbuf`, and what it takes to
+/// queue it again if none of them left.
+struct Written {
+    start: usize,
+    frame: Bytes,
+    reply: bool,
+    key: Option<Key>,
+    ticket: Arc<Ticket>,
+    deadline: Instant,
+    timeout: Duration,
+    /// A one-way op's sender; a request's is registered in `fifo` or `keyed`.
+    done: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
 }
 
 /// Writes all of `buf` with `timeout` per stall; returns the bytes written and the outcome.
