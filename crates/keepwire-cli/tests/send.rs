@@ -295,3 +295,136 @@ fn heartbeat_probe_skips_a_stopped_server() {
     );
     assert!(err.contains("may have been sent"), "{err}");
 }
+
+/// Issue 9 (the heartbeat storm): under `len:ascii:4` the empty message is the heartbeat, so
+/// `send ''` on a long link is refused (exit 2, one line naming the way out) instead of
+/// bouncing empty frames with the server until the timeout.
+#[test]
+fn issue9_empty_message_is_the_heartbeat_exits_2() {
+    let srv = Serve::start(&["--framing", "len:ascii:4"]);
+    let t = Instant::now();
+    let (out, err) = run_expect(
+        &[
+            "--to",
+            &srv.addr,
+            "--framing",
+            "len:ascii:4",
+            "--timeout",
+            "5s",
+            "",
+        ],
+        b"",
+        2,
+    );
+    assert_eq!(out, "");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("heartbeat") && last.contains("--heartbeat off") && last.contains("not sent"),
+        "{err}"
+    );
+    assert!(
+        err.lines().filter(|l| l.contains("heartbeat")).count() == 1,
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+/// With `--heartbeat off` the empty message is data: the server answers it (with its empty
+/// pong), the client takes that as the reply, and that is the whole exchange: one frame each
+/// way, counted at a raw server that answers like `keepwire serve` does.
+#[test]
+fn issue9_empty_message_with_heartbeat_off_is_one_exchange() {
+    let srv = Serve::start(&["--framing", "len:ascii:4"]);
+    let (out, _) = run_expect(
+        &[
+            "--to",
+            &srv.addr,
+            "--framing",
+            "len:ascii:4",
+            "--heartbeat",
+            "off",
+            "",
+        ],
+        b"",
+        0,
+    );
+    assert_eq!(out, "\n");
+
+    // Count the frames: a raw server answers every empty frame with one, as keepwire serve
+    // does, and reports how many it read once the client closes.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        use std::io::Read;
+        let Ok((mut s, _)) = l.accept() else { return };
+        let _ = s.set_read_timeout(Some(RUN_LIMIT));
+        let mut frames = 0u32;
+        let mut head = [0u8; 4];
+        while s.read_exact(&mut head).is_ok() {
+            frames += 1;
+            if &head != b"0000" || s.write_all(b"0000").is_err() {
+                break;
+            }
+        }
+        let _ = tx.send(frames);
+    });
+    let (out, _) = run_expect(
+        &[
+            "--to",
+            &addr,
+            "--framing",
+            "len:ascii:4",
+            "--heartbeat",
+            "off",
+            "",
+        ],
+        b"",
+        0,
+    );
+    assert_eq!(out, "\n");
+    let frames = rx.recv_timeout(RUN_LIMIT).expect("raw server reports");
+    assert_eq!(frames, 1, "frames the client sent");
+}
+
+/// Issue 9 (huge durations): a `--timeout` past the largest accepted value is a usage error
+/// naming that value (it used to overflow `Instant + Duration` and exit 101); the largest
+/// accepted value works.
+#[test]
+fn issue9_huge_timeout_exits_2_naming_the_limit() {
+    let (out, err) = run_expect(
+        &[
+            "--to",
+            "127.0.0.1:1",
+            "--framing",
+            "line",
+            "--timeout",
+            "18446744073709551615",
+            "x",
+        ],
+        b"",
+        2,
+    );
+    assert_eq!(out, "");
+    assert!(err.contains("--timeout") && err.contains("365d"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let srv = Serve::start(&["--framing", "len:ascii:4"]);
+    for mode in ["long", "short"] {
+        let (out, _) = run_expect(
+            &[
+                "--to",
+                &srv.addr,
+                "--framing",
+                "len:ascii:4",
+                "--mode",
+                mode,
+                "--timeout",
+                "365d",
+                "hi",
+            ],
+            b"",
+            0,
+        );
+        assert_eq!(out, "hi\n");
+    }
+}

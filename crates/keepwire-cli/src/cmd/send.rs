@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use bytes::Bytes;
-use keepwire::client::{ClientBuilder, EndpointStatus, LongClient, ShortClient};
+use keepwire::client::{ClientBuilder, ClientError, EndpointStatus, LongClient, ShortClient};
 use keepwire::liveness::HeartbeatSpec;
 use keepwire::socket::parse_duration;
 use tokio::io::AsyncBufReadExt;
@@ -174,6 +174,16 @@ fn report_endpoints(answered: &str, status: &[EndpointStatus]) {
     eprintln!("keepwire: connected to {answered}");
 }
 
+/// A failed request: exit 1, except a message refused as this link's heartbeat frame,
+/// which is a usage error (exit 2): the fix is a flag (`--heartbeat off`), not a retry.
+fn failure(e: ClientError) -> Failure {
+    if e.is_heartbeat_frame() {
+        Failure::Usage(e.to_string())
+    } else {
+        Failure::Runtime(e.to_string())
+    }
+}
+
 struct Sender {
     client: Client,
     hex: bool,
@@ -186,10 +196,7 @@ impl Sender {
         let frame = Bytes::from(msg);
         let (reply, via) = match &self.client {
             Client::Long(c) => {
-                let r = c
-                    .request(frame)
-                    .await
-                    .map_err(|e| Failure::Runtime(e.to_string()))?;
+                let r = c.request(frame).await.map_err(failure)?;
                 let via = c.current_endpoint().unwrap_or_default();
                 if self.last.as_ref().is_some_and(|l| *l != via) {
                     report_endpoints(&via, &c.endpoints());
@@ -197,10 +204,7 @@ impl Sender {
                 (r, via)
             }
             Client::Short(c) => {
-                let (r, via) = c
-                    .request_via(frame)
-                    .await
-                    .map_err(|e| Failure::Runtime(e.to_string()))?;
+                let (r, via) = c.request_via(frame).await.map_err(failure)?;
                 if self.last.as_ref() != Some(&via) {
                     report_endpoints(&via, &c.endpoints());
                 }

@@ -275,7 +275,7 @@ pub async fn run_mode(
     let run = Arc::new(Run {
         cfg: cfg.clone(),
         target,
-        stop_at: started + cfg.duration,
+        stop_at: crate::deadline::after(started, cfg.duration),
         progress,
         opened: AtomicU64::new(0),
     });

@@ -21,6 +21,11 @@ use super::{ClientError, Correlate, Duplex, LongClient, MuxClient, Pool, ShortCl
 /// doubling to 60 s; one request in flight on a long connection; fail back to a better
 /// endpoint when it recovers; `TCP_NODELAY` on.
 ///
+/// Any duration may be as large as [`Duration::MAX`]: deadlines are computed with
+/// [`deadline::after`](crate::deadline::after), which saturates at
+/// [`FAR_FUTURE`](crate::deadline::FAR_FUTURE) (never, for a connection) instead of
+/// panicking.
+///
 /// ```
 /// use std::time::Duration;
 /// use keepwire::client::ClientBuilder;
@@ -209,16 +214,27 @@ impl ClientBuilder {
         self
     }
 
-    /// Pool: close connections idle this long (default never).
+    /// Pool: close connections idle this long (default never; zero is taken as 1 ms).
     pub fn max_idle(mut self, d: Option<Duration>) -> Self {
         self.max_idle = d;
         self
     }
 
-    /// Pool: close connections this old (default never).
+    /// Pool: close connections this old (default never; zero is taken as 1 ms).
     pub fn max_lifetime(mut self, d: Option<Duration>) -> Self {
         self.max_lifetime = d;
         self
+    }
+
+    /// R1 of the heartbeat rule: a request that this link's heartbeat classifies as a
+    /// heartbeat is refused before a byte is written, since the peer would answer it as a
+    /// ping (and a same-bytes pong would come back as the "reply"). With heartbeats off the
+    /// same frame is plain data. Short links have no heartbeats and never call this.
+    pub(crate) fn refuse_heartbeat_frame(&self, frame: &[u8]) -> Result<(), ClientError> {
+        match self.heartbeat.as_deref() {
+            Some(h) if h.classify(frame).is_some() => Err(ClientError::heartbeat_frame(frame)),
+            _ => Ok(()),
+        }
     }
 
     /// A client that connects per request.

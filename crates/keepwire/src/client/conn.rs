@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Decoder;
@@ -23,13 +23,19 @@ use tokio_util::codec::Decoder;
 use super::builder::ClientBuilder;
 use super::endpoint::{Backoff, EndpointSet, EndpointStatus, Jitter};
 use super::error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+use super::tombstone::Tombstones;
 use super::{Correlate, Key};
 use crate::frame::FrameCodec;
-use crate::liveness::{Action, CloseReason, Liveness, LivenessConfig, Verdict};
+use crate::liveness::{Action, Beat, CloseReason, Liveness, LivenessConfig, Verdict};
 
 const PENDING: u8 = 0;
 const WRITING: u8 = 1;
 const CANCELLED: u8 = 2;
+
+/// Heartbeats (pongs) queued behind a batch that waits for the socket, after which reading
+/// pauses until the batch is written: bounds `wbuf` against a peer that pings without
+/// reading. 64 KiB, the server's `MAX_PENDING_WRITE`.
+const MAX_PENDING_CONTROL: usize = 64 * 1024;
 
 /// How replies find their request.
 #[derive(Clone)]
@@ -58,6 +64,9 @@ pub struct ClientStats {
     pub pongs_received: u64,
     /// Inbound frames that matched no request.
     pub unsolicited: u64,
+    /// Mux: replies that came after their request timed out (or its caller gave up); also
+    /// counted in `unsolicited` and sent to the unsolicited stream.
+    pub late_replies: u64,
     /// Unsolicited frames dropped because nobody read them fast enough.
     pub unsolicited_dropped: u64,
     /// Endpoints marked down.
@@ -72,6 +81,7 @@ pub(crate) struct Counters {
     pings_answered: AtomicU64,
     pongs_received: AtomicU64,
     unsolicited: AtomicU64,
+    late_replies: AtomicU64,
     unsolicited_dropped: AtomicU64,
     marked_down: AtomicU64,
 }
@@ -174,6 +184,7 @@ impl Link {
             pings_answered: g(&c.pings_answered),
             pongs_received: g(&c.pongs_received),
             unsolicited: g(&c.unsolicited),
+            late_replies: g(&c.late_replies),
             unsolicited_dropped: g(&c.unsolicited_dropped),
             endpoints_marked_down: g(&c.marked_down),
         }
@@ -305,12 +316,17 @@ impl Link {
 
 /// The single decision point between a caller giving up and the task writing.
 #[derive(Debug, Default)]
-pub(crate) struct Ticket(AtomicU8);
+pub(crate) struct Ticket {
+    state: AtomicU8,
+    /// Set by the task when a same-bytes heartbeat that was not our pong arrived while this
+    /// request awaited its reply: the timeout then says so (R3 of the heartbeat rule).
+    heartbeats_instead: AtomicBool,
+}
 
 impl Ticket {
     /// Task side: may the op be written? False if the caller gave up first.
     fn begin_write(&self) -> bool {
-        self.0
+        self.state
             .compare_exchange(PENDING, WRITING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
@@ -318,7 +334,7 @@ impl Ticket {
     /// Task side: the op was not written after all (it goes back in the queue).
     fn unwrite(&self) {
         let _ = self
-            .0
+            .state
             .compare_exchange(WRITING, PENDING, Ordering::AcqRel, Ordering::Acquire);
     }
 
@@ -326,13 +342,36 @@ impl Ticket {
     /// started writing (and now never will).
     pub(crate) fn cancel(&self) -> Delivery {
         match self
-            .0
+            .state
             .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => Delivery::NotSent,
             Err(CANCELLED) => Delivery::NotSent,
             Err(_) => Delivery::SentNoReply,
         }
+    }
+
+    fn mark_heartbeats_instead(&self) {
+        self.heartbeats_instead.store(true, Ordering::Relaxed);
+    }
+
+    fn saw_heartbeats_instead(&self) -> bool {
+        self.heartbeats_instead.load(Ordering::Relaxed)
+    }
+}
+
+/// The reply timeout of a request that was written, saying so when heartbeat frames came
+/// instead of its reply (a peer that replies with the heartbeat frame).
+fn reply_timeout(
+    link: &Link,
+    ticket: &Ticket,
+    endpoint: Option<String>,
+    after: Duration,
+) -> ClientError {
+    let err = ClientError::timeout(Delivery::SentNoReply, endpoint, after);
+    match link.cfg.heartbeat.as_deref() {
+        Some(h) if ticket.saw_heartbeats_instead() => err.heartbeats_instead(&h.ping(0)),
+        _ => err,
     }
 }
 
@@ -381,10 +420,11 @@ impl Handle {
         key: Option<Key>,
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
+        self.link.cfg.refuse_heartbeat_frame(&frame)?;
         let ticket = Arc::new(Ticket::default());
         let guard = CancelOnDrop(Arc::clone(&ticket));
         let (done, rx) = oneshot::channel();
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline::std_in(timeout);
         let op = Op {
             frame,
             reply,
@@ -405,24 +445,41 @@ impl Handle {
         };
         let res = match tokio::time::timeout_at(deadline.into(), work).await {
             Ok(r) => r,
-            Err(_) => {
-                let delivery = ticket.cancel();
-                let detail = match delivery {
-                    Delivery::NotSent => format!(
+            Err(_) => Err(match ticket.cancel() {
+                Delivery::NotSent => ClientError::new(
+                    ClientErrorKind::Timeout,
+                    Delivery::NotSent,
+                    format!(
                         "no connection within {}",
                         humantime::format_duration(timeout)
                     ),
-                    Delivery::SentNoReply => {
-                        format!("no reply within {}", humantime::format_duration(timeout))
-                    }
-                };
-                Err(ClientError::new(ClientErrorKind::Timeout, delivery, detail)
-                    .with_endpoint(self.link.current_endpoint()))
-            }
+                )
+                .with_endpoint(self.link.current_endpoint()),
+                Delivery::SentNoReply => {
+                    reply_timeout(&self.link, &ticket, self.link.current_endpoint(), timeout)
+                }
+            }),
         };
         drop(guard);
         res
     }
+}
+
+/// The refusal of a mux request whose key is tombstoned for `left` more.
+fn key_awaits_late_reply(k: &Key, left: Duration) -> ClientError {
+    // Whole seconds, rounded up: "after 0s" would invite a retry that is refused again.
+    let secs = left
+        .as_secs()
+        .saturating_add(u64::from(left.subsec_nanos() > 0));
+    ClientError::new(
+        ClientErrorKind::Key,
+        Delivery::NotSent,
+        format!(
+            "correlation key {:02x?} awaits the late reply to an earlier request with it that \
+             timed out: retry once that reply arrives, or after {secs}s at most",
+            &k.0[..]
+        ),
+    )
 }
 
 fn shutdown(d: Delivery) -> ClientError {
@@ -487,6 +544,7 @@ enum End {
 
 struct InFlight {
     done: oneshot::Sender<Result<Bytes, ClientError>>,
+    ticket: Arc<Ticket>,
     deadline: Instant,
     timeout: Duration,
 }
@@ -500,6 +558,8 @@ struct Conn {
     wbuf: BytesMut,
     fifo: VecDeque<InFlight>,
     keyed: HashMap<Key, InFlight>,
+    /// Keys of keyed requests that timed out after they were written.
+    tombstones: Tombstones,
     eof: bool,
 }
 
@@ -518,6 +578,12 @@ impl Conn {
         }
         for (_, f) in self.keyed.drain() {
             let _ = f.done.send(Err(err.for_delivery(Delivery::SentNoReply)));
+        }
+    }
+
+    fn mark_heartbeats_instead(&self) {
+        for f in self.fifo.iter().chain(self.keyed.values()) {
+            f.ticket.mark_heartbeats_instead();
         }
     }
 
@@ -594,7 +660,7 @@ impl Task {
                     tracing::warn!(error = %e, "reconnect failed");
                     self.fail_queued(&e);
                     let delay = self.backoff.next_delay(self.link.jitter());
-                    let until = tokio::time::Instant::now() + delay;
+                    let until = crate::deadline::tokio_in(delay);
                     loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(until) => break,
@@ -628,6 +694,7 @@ impl Task {
             wbuf: BytesMut::new(),
             fifo: VecDeque::new(),
             keyed: HashMap::new(),
+            tombstones: Tombstones::new(self.max_in_flight()),
             eof: false,
             c,
         };
@@ -660,35 +727,13 @@ impl Task {
         let mut rx_closed = false;
         let mut fail_back_failed_at: Option<Instant> = None;
         loop {
-            // 1. Whole frames buffered.
-            let now = Instant::now();
-            loop {
-                let decoded = if conn.eof {
-                    conn.codec.decode_eof(&mut conn.rbuf)
-                } else {
-                    conn.codec.decode(&mut conn.rbuf)
-                };
-                let frame = match decoded {
-                    Ok(Some(f)) => f,
-                    Ok(None) => break,
-                    Err(e) => {
-                        let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
-                        return End::Lost { err, down: None };
-                    }
-                };
-                let beat = heartbeat.as_deref().and_then(|h| h.classify(&frame));
-                match conn.live.on_frame(now, beat) {
-                    Verdict::Absorb => inc(&link.counters.pongs_received),
-                    Verdict::Answer => {
-                        if let Some(h) = heartbeat.as_deref() {
-                            let pong = h.pong(&frame);
-                            if let Err(end) = self.write_control(conn, &pong).await {
-                                return end;
-                            }
-                            inc(&link.counters.pings_answered);
-                        }
-                    }
-                    Verdict::Deliver => self.dispatch(conn, frame),
+            // 1. Whole frames buffered; pongs they call for are written at once.
+            if let Err(err) = self.process_frames(conn) {
+                return End::Lost { err, down: None };
+            }
+            if !conn.wbuf.is_empty() {
+                if let Err(end) = self.flush_control(conn).await {
+                    return end;
                 }
             }
             if conn.eof {
@@ -725,7 +770,7 @@ impl Task {
                 if eps.fail_back_candidate(conn.c.ep, now).is_some() {
                     Some(
                         fail_back_failed_at
-                            .map(|t| t + cfg.down_base)
+                            .map(|t| crate::deadline::after(t, cfg.down_base))
                             .unwrap_or(now)
                             .max(now),
                     )
@@ -795,8 +840,11 @@ impl Task {
                             }
                             Action::SendPing(seq) => {
                                 if let Some(h) = heartbeat.as_deref() {
-                                    let ping = h.ping(seq);
-                                    if let Err(end) = self.write_control(conn, &ping).await {
+                                    if let Err(e) = conn.codec.encode_to(&h.ping(seq), &mut conn.wbuf) {
+                                        let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
+                                        return End::Lost { err, down: None };
+                                    }
+                                    if let Err(end) = self.flush_control(conn).await {
                                         return end;
                                     }
                                     inc(&link.counters.pings_sent);
@@ -808,16 +856,11 @@ impl Task {
                     if let Some(front) = conn.fifo.front() {
                         if front.deadline <= now {
                             // Later replies could no longer be matched by order.
-                            let err = ClientError::timeout(Delivery::SentNoReply, conn.endpoint(), front.timeout);
+                            let err = reply_timeout(&link, &front.ticket, conn.endpoint(), front.timeout);
                             return End::Lost { err, down: None };
                         }
                     }
-                    let expired: Vec<Key> = conn.keyed.iter().filter(|(_, f)| f.deadline <= now).map(|(k, _)| k.clone()).collect();
-                    for k in expired {
-                        if let Some(f) = conn.keyed.remove(&k) {
-                            let _ = f.done.send(Err(ClientError::timeout(Delivery::SentNoReply, conn.endpoint(), f.timeout)));
-                        }
-                    }
+                    self.expire_keyed(conn, now);
                     // Fail back to a better endpoint, when idle.
                     if fail_back_at.is_some_and(|t| t <= now) && conn.in_flight() == 0 {
                         let cand = link.eps().fail_back_candidate(conn.c.ep, now);
@@ -840,54 +883,221 @@ impl Task {
         }
     }
 
+    /// Fails the keyed requests whose deadline has passed and tombstones their keys: their
+    /// late replies may still come.
+    fn expire_keyed(&self, conn: &mut Conn, now: Instant) {
+        if conn.keyed.values().all(|f| f.deadline > now) {
+            return;
+        }
+        let expired: Vec<Key> = conn
+            .keyed
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(f) = conn.keyed.remove(&k) {
+                let err = reply_timeout(&self.link, &f.ticket, conn.endpoint(), f.timeout);
+                let _ = f.done.send(Err(err));
+                conn.tombstones.bury(k, now, f.timeout);
+            }
+        }
+    }
+
     /// Routes an application frame to its request, or to the unsolicited stream.
     fn dispatch(&mut self, conn: &mut Conn, frame: Bytes) {
+        let mut late = false;
         let waiter = match &self.link.matching {
             Matching::Fifo => conn.fifo.pop_front(),
-            Matching::Keyed(k) => k.key(&frame).and_then(|key| conn.keyed.remove(&key)),
+            Matching::Keyed(k) => k.key(&frame).and_then(|key| {
+                let w = conn.keyed.remove(&key);
+                if w.is_none() {
+                    late = conn.tombstones.take_late(&key, Instant::now());
+                }
+                w
+            }),
             Matching::None => None,
         };
-        match waiter {
-            Some(w) => {
-                let _ = w.done.send(Ok(frame));
+        let frame = match waiter {
+            Some(w) => match w.done.send(Ok(frame)) {
+                Ok(()) | Err(Err(_)) => return,
+                // The caller gave up after the request was written: on a mux link its reply
+                // is late and goes to the unsolicited stream (an ordered link drops it).
+                Err(Ok(frame)) => {
+                    if !matches!(self.link.matching, Matching::Keyed(_)) {
+                        return;
+                    }
+                    late = true;
+                    frame
+                }
+            },
+            None => frame,
+        };
+        if late {
+            inc(&self.link.counters.late_replies);
+        }
+        inc(&self.link.counters.unsolicited);
+        let delivered = self
+            .unsolicited
+            .as_ref()
+            .is_some_and(|tx| tx.try_send(frame).is_ok());
+        if !delivered {
+            inc(&self.link.counters.unsolicited_dropped);
+            tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
+        }
+    }
+
+    /// Decodes every whole frame buffered and acts on it: heartbeats through liveness
+    /// (a pong to send is appended to `wbuf`, for the caller to flush), everything else
+    /// dispatched. The one decode -> heartbeat -> liveness step, run by the main loop and
+    /// while a write waits.
+    fn process_frames(&mut self, conn: &mut Conn) -> Result<(), ClientError> {
+        let link = Arc::clone(&self.link);
+        let heartbeat = link.cfg.heartbeat.as_deref();
+        let now = Instant::now();
+        loop {
+            let decoded = if conn.eof {
+                conn.codec.decode_eof(&mut conn.rbuf)
+            } else {
+                conn.codec.decode(&mut conn.rbuf)
+            };
+            let frame = match decoded {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(ClientError::frame(
+                        Delivery::SentNoReply,
+                        conn.endpoint(),
+                        e,
+                    ));
+                }
+            };
+            let beat = heartbeat.and_then(|h| h.classify(&frame));
+            // R3: while a reply is awaited, a same-bytes heartbeat that is not our pong
+            // may be a peer replying with the heartbeat frame; the storm guard answers
+            // such frames at most once a second, and the waiting requests learn of them.
+            let awaiting = conn.in_flight() > 0;
+            if awaiting && beat == Some(Beat::Either) && conn.live.unanswered() == 0 {
+                conn.mark_heartbeats_instead();
             }
-            None => {
-                inc(&self.link.counters.unsolicited);
-                let delivered = self
-                    .unsolicited
-                    .as_ref()
-                    .is_some_and(|tx| tx.try_send(frame).is_ok());
-                if !delivered {
-                    inc(&self.link.counters.unsolicited_dropped);
-                    tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
+            match conn.live.on_frame_awaiting(now, beat, awaiting) {
+                Verdict::Absorb => inc(&link.counters.pongs_received),
+                Verdict::Answer => {
+                    if let Some(h) = heartbeat {
+                        conn.codec
+                            .encode_to(&h.pong(&frame), &mut conn.wbuf)
+                            .map_err(|e| {
+                                ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e)
+                            })?;
+                        inc(&link.counters.pings_answered);
+                    }
+                }
+                Verdict::Deliver => self.dispatch(conn, frame),
+            }
+        }
+    }
+
+    /// Writes the heartbeats queued in `wbuf`.
+    async fn flush_control(&mut self, conn: &mut Conn) -> Result<(), End> {
+        let (_, res) = self.flush(conn).await;
+        conn.wbuf.clear();
+        res.map_err(|err| End::Lost { err, down: None })
+    }
+
+    /// Writes all of `wbuf`, waiting at most the write timeout per stall, and returns how
+    /// many bytes left with the outcome.
+    ///
+    /// While the socket is full it keeps reading and dispatching whole frames (replies,
+    /// pongs, unsolicited frames): a peer that writes its replies before reading more
+    /// requests (as keepwire's server does) otherwise fills both socket buffers, and both
+    /// sides wait on writes until a write timeout. Memory stays bounded: replies go to their
+    /// requests (at most `max_in_flight`, already registered) or to the bounded unsolicited
+    /// stream, so `rbuf` holds at most one partial frame; pongs the frames call for are
+    /// appended to `wbuf`, and reading pauses while more than [`MAX_PENDING_CONTROL`] of
+    /// them wait behind the batch.
+    async fn flush(&mut self, conn: &mut Conn) -> (usize, Result<(), ClientError>) {
+        let timeout = self.link.cfg.write_timeout;
+        let control_cap = conn.wbuf.len().saturating_add(MAX_PENDING_CONTROL);
+        let mut off = 0;
+        let mut stall_until: Option<tokio::time::Instant> = None;
+        while off < conn.wbuf.len() {
+            let pending = conn.wbuf.get(off..).unwrap_or_default();
+            match conn.c.stream.try_write(pending) {
+                Ok(0) => {
+                    let e = io::Error::from(io::ErrorKind::WriteZero);
+                    return (off, Err(self.write_failed(conn, e)));
+                }
+                Ok(n) => {
+                    off += n;
+                    stall_until = None;
+                    conn.live.on_write(Instant::now());
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return (off, Err(self.write_failed(conn, e))),
+            }
+            let until = *stall_until.get_or_insert_with(|| crate::deadline::tokio_in(timeout));
+            let read = !conn.eof && conn.wbuf.len() <= control_cap;
+            let interest = if read {
+                Interest::WRITABLE | Interest::READABLE
+            } else {
+                Interest::WRITABLE
+            };
+            let ready = match tokio::time::timeout_at(until, conn.c.stream.ready(interest)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => return (off, Err(self.write_failed(conn, e))),
+                Err(_) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "peer did not read for {}",
+                            humantime::format_duration(timeout)
+                        ),
+                    );
+                    return (off, Err(self.write_failed(conn, e)));
+                }
+            };
+            if read && (ready.is_readable() || ready.is_read_closed()) {
+                conn.rbuf.reserve(4096);
+                match conn.c.stream.try_read_buf(&mut conn.rbuf) {
+                    // End of stream: stop reading; the main loop reports it once the write
+                    // is done (or fails).
+                    Ok(0) => conn.eof = true,
+                    Ok(_) => {
+                        if let Err(err) = self.process_frames(conn) {
+                            return (off, Err(err));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        let err = ClientError::io(
+                            Delivery::SentNoReply,
+                            conn.endpoint(),
+                            "read failed",
+                            e,
+                        );
+                        return (off, Err(err));
+                    }
                 }
             }
         }
+        (off, Ok(()))
     }
 
-    /// Writes a heartbeat frame.
-    async fn write_control(&mut self, conn: &mut Conn, frame: &[u8]) -> Result<(), End> {
-        conn.wbuf.clear();
-        if let Err(e) = conn.codec.encode_to(frame, &mut conn.wbuf) {
-            let err = ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
-            return Err(End::Lost { err, down: None });
-        }
-        let (_, res) =
-            write_counted(&mut conn.c.stream, &conn.wbuf, self.link.cfg.write_timeout).await;
-        conn.live.on_write(Instant::now());
-        res.map_err(|e| End::Lost {
-            err: ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e),
-            down: None,
-        })
+    fn write_failed(&self, conn: &Conn, e: io::Error) -> ClientError {
+        ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e)
     }
 
-    /// Encodes and writes a batch of ops. On a write error, ops none of whose bytes left go
-    /// back to the retry queue (not sent), the others fail as maybe sent.
+    /// Encodes and writes a batch of ops. Requests are registered as in flight before the
+    /// write, since their replies may be read while it waits. On a write error, ops none of
+    /// whose bytes left go back to the retry queue (not sent); the others fail as maybe sent.
     async fn write_ops(&mut self, conn: &mut Conn, ops: Vec<Op>) -> Result<(), End> {
-        conn.wbuf.clear();
-        let mut batch: Vec<(Op, usize)> = Vec::with_capacity(ops.len());
+        let mut batch: Vec<Written> = Vec::with_capacity(ops.len());
         let now = Instant::now();
-        for mut op in ops {
+        // A caller whose timeout fired may retry with the same key before the timer branch
+        // has run: expire first, so the retry meets the tombstone, not "in flight".
+        self.expire_keyed(conn, now);
+        for op in ops {
             if op.deadline <= now {
                 // Too late: the caller is giving up. Whoever cancels first decides.
                 if op.ticket.cancel() == Delivery::NotSent {
@@ -900,40 +1110,45 @@ impl Task {
                 }
                 continue;
             }
+            // Key checks come before the ticket is taken: a refused op was never written,
+            // whoever else looks at its ticket.
+            let mut key = None;
+            if op.reply {
+                if let Matching::Keyed(c) = &self.link.matching {
+                    let Some(k) = op.key.clone().or_else(|| c.key(&op.frame)) else {
+                        op.finish(Err(ClientError::new(
+                            ClientErrorKind::Key,
+                            Delivery::NotSent,
+                            "request frame has no correlation key",
+                        )));
+                        continue;
+                    };
+                    // Earlier ops of this batch are registered already.
+                    if conn.keyed.contains_key(&k) {
+                        op.finish(Err(ClientError::new(
+                            ClientErrorKind::Key,
+                            Delivery::NotSent,
+                            format!("correlation key {:02x?} already in flight", &k.0[..]),
+                        )));
+                        continue;
+                    }
+                    if let Some(until) = conn.tombstones.blocks(&k, now) {
+                        op.finish(Err(key_awaits_late_reply(
+                            &k,
+                            until.saturating_duration_since(now),
+                        )));
+                        continue;
+                    }
+                    key = Some(k);
+                }
+            }
             if !op.ticket.begin_write() {
                 // The caller gave up first and was told "not sent": never write it.
                 continue;
             }
-            if op.reply {
-                if let Matching::Keyed(c) = &self.link.matching {
-                    let key = op.key.clone().or_else(|| c.key(&op.frame));
-                    match key {
-                        None => {
-                            op.finish(Err(ClientError::new(
-                                ClientErrorKind::Key,
-                                Delivery::NotSent,
-                                "request frame has no correlation key",
-                            )));
-                            continue;
-                        }
-                        Some(k)
-                            if conn.keyed.contains_key(&k)
-                                || batch.iter().any(|(o, _)| o.key.as_ref() == Some(&k)) =>
-                        {
-                            op.finish(Err(ClientError::new(
-                                ClientErrorKind::Key,
-                                Delivery::NotSent,
-                                format!("correlation key {:02x?} already in flight", &k.0[..]),
-                            )));
-                            continue;
-                        }
-                        // Keyed: remember the key, then frame it like any other op.
-                        Some(k) => op.key = Some(k),
-                    }
-                }
-            }
             let start = conn.wbuf.len();
             if let Err(e) = conn.codec.encode_to(&op.frame, &mut conn.wbuf) {
+                op.ticket.unwrite();
                 op.finish(Err(ClientError::frame(
                     Delivery::NotSent,
                     conn.endpoint(),
@@ -941,53 +1156,107 @@ impl Task {
                 )));
                 continue;
             }
-            batch.push((op, start));
+            let Op {
+                frame,
+                reply,
+                ticket,
+                done,
+                deadline,
+                timeout,
+                ..
+            } = op;
+            let done = if reply {
+                let inflight = InFlight {
+                    done,
+                    ticket: Arc::clone(&ticket),
+                    deadline,
+                    timeout,
+                };
+                match &key {
+                    Some(k) => {
+                        conn.keyed.insert(k.clone(), inflight);
+                    }
+                    None => conn.fifo.push_back(inflight),
+                }
+                None
+            } else {
+                Some(done)
+            };
+            batch.push(Written {
+                start,
+                frame,
+                reply,
+                key,
+                ticket,
+                deadline,
+                timeout,
+                done,
+            });
         }
         if batch.is_empty() {
             return Ok(());
         }
-        let (written, res) =
-            write_counted(&mut conn.c.stream, &conn.wbuf, self.link.cfg.write_timeout).await;
-        if written > 0 {
-            conn.live.on_write(Instant::now());
-        }
-        match res {
+        let (written, res) = self.flush(conn).await;
+        conn.wbuf.clear();
+        let err = match res {
             Ok(()) => {
-                for (op, _) in batch {
-                    let inflight = InFlight {
-                        done: op.done,
-                        deadline: op.deadline,
-                        timeout: op.timeout,
-                    };
-                    if !op.reply {
-                        let _ = inflight.done.send(Ok(Bytes::new()));
-                        continue;
-                    }
-                    match (&self.link.matching, op.key) {
-                        (Matching::Keyed(_), Some(k)) => {
-                            conn.keyed.insert(k, inflight);
-                        }
-                        _ => conn.fifo.push_back(inflight),
+                for w in batch {
+                    if let Some(done) = w.done {
+                        let _ = done.send(Ok(Bytes::new()));
                     }
                 }
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
-                let err =
-                    ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e);
-                for (op, start) in batch {
-                    if start >= written {
-                        // Not a byte of it left: safe to send on the next connection.
-                        op.ticket.unwrite();
-                        self.retry.push_back(op);
-                    } else {
-                        op.finish(Err(err.for_delivery(Delivery::SentNoReply)));
-                    }
+            Err(err) => err,
+        };
+        // Newest first: the unwritten ops are the batch's tail, and the newest entries of
+        // `fifo`.
+        let mut unsent = Vec::new();
+        for w in batch.into_iter().rev() {
+            if w.start < written {
+                // Some of it left. A request stays registered and fails with the connection
+                // (fail_all); a one-way op fails here.
+                if let Some(done) = w.done {
+                    let _ = done.send(Err(err.for_delivery(Delivery::SentNoReply)));
                 }
-                Err(End::Lost { err, down: None })
+                continue;
+            }
+            // Not a byte of it left: safe to send on the next connection.
+            let done = match (w.done, &w.key) {
+                (Some(done), _) => Some(done),
+                (None, Some(k)) => conn.keyed.remove(k).map(|f| f.done),
+                (None, None) => conn.fifo.pop_back().map(|f| f.done),
+            };
+            if let Some(done) = done {
+                w.ticket.unwrite();
+                unsent.push(Op {
+                    frame: w.frame,
+                    reply: w.reply,
+                    key: w.key,
+                    ticket: w.ticket,
+                    done,
+                    deadline: w.deadline,
+                    timeout: w.timeout,
+                });
             }
         }
+        self.retry.extend(unsent.into_iter().rev());
+        Err(End::Lost { err, down: None })
     }
+}
+
+/// An op of a batch being written: where its bytes start in `wbuf`, and what it takes to
+/// queue it again if none of them left.
+struct Written {
+    start: usize,
+    frame: Bytes,
+    reply: bool,
+    key: Option<Key>,
+    ticket: Arc<Ticket>,
+    deadline: Instant,
+    timeout: Duration,
+    /// A one-way op's sender; a request's is registered in `fifo` or `keyed`.
+    done: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
 }
 
 /// Writes all of `buf` with `timeout` per stall; returns the bytes written and the outcome.

@@ -214,7 +214,7 @@ impl EndpointSet {
     pub fn mark_down(&mut self, i: usize, now: Instant, reason: impl Into<String>, jitter: f64) {
         if let Some(e) = self.entries.get_mut(i) {
             let delay = e.backoff.next_delay(jitter);
-            e.down_until = Some(now + delay);
+            e.down_until = Some(crate::deadline::after(now, delay));
             e.last_error = Some(reason.into());
         }
     }

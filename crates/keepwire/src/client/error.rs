@@ -131,6 +131,24 @@ impl ClientError {
         .with_endpoint(endpoint)
     }
 
+    /// A reply timeout during which the peer sent same-bytes heartbeat frames that were not
+    /// our pong: most likely a peer that replies with the heartbeat frame. `heartbeat` is the
+    /// frame (ping and pong are the same bytes).
+    pub(crate) fn heartbeats_instead(mut self, heartbeat: &[u8]) -> Self {
+        let what = if heartbeat.is_empty() {
+            "the empty frame".to_string()
+        } else {
+            format!("{:?}", crate::text::escape(heartbeat))
+        };
+        self.detail = format!(
+            "{}; heartbeat frames arrived instead (on this link {what} is the heartbeat: if the \
+             peer replies with it, turn heartbeats off on this client, --heartbeat off, so it is \
+             taken as the reply)",
+            self.detail
+        );
+        self
+    }
+
     /// Every endpoint failed; `failures` says why, in the order tried.
     pub(crate) fn connect(failures: Vec<EndpointFailure>) -> Self {
         let detail = if failures.is_empty() {

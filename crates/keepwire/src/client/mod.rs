@@ -31,6 +31,20 @@
 //! [`ClientBuilder::probe_on_connect`] confirms each new connection with one heartbeat
 //! before any request is written on it.
 //!
+//! # The heartbeat frame is never data
+//! On a long link the heartbeat frame (by default the empty frame, where the framing has
+//! one) means "are you alive?", so:
+//! - a request that the link's heartbeat recognises (`classify(frame).is_some()`) is refused
+//!   before a byte is written, [`ClientError::is_heartbeat_frame`] and not sent; with
+//!   heartbeats off ([`ClientBuilder::heartbeat_frames`]`(None)`, `--heartbeat off`) it is
+//!   plain data;
+//! - a [`ShortClient`] has no heartbeats: the first frame back is the reply, even if empty,
+//!   and no request is refused;
+//! - while a reply is awaited, a same-bytes heartbeat that is not our pong is answered at
+//!   most once a second ([`Liveness::on_frame_awaiting`](crate::liveness::Liveness::on_frame_awaiting)),
+//!   so a peer that replies with the heartbeat frame cannot start a storm; the request's
+//!   timeout then says that heartbeat frames arrived instead of the reply.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use keepwire::client::ClientBuilder;
@@ -86,6 +100,7 @@ mod mux;
 mod pool;
 mod short;
 mod simplex;
+mod tombstone;
 
 pub use builder::ClientBuilder;
 pub use conn::ClientStats;

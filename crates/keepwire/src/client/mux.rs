@@ -20,6 +20,19 @@ use super::{ClientError, ClientStats, Correlate, EndpointStatus};
 /// Keeps its connection alive and fails over like [`LongClient`](super::LongClient). A request
 /// whose key is already in flight fails at once, not sent.
 ///
+/// # Reusing a key after a timeout
+/// A request that timed out after it was written may still be answered. Its key is kept as
+/// a *tombstone* until that late reply arrives (it then goes to the unsolicited stream and
+/// counts in [`ClientStats::late_replies`]) or a window passes: the timed-out request's own
+/// timeout, at least 1 s and at most 30 s. Meanwhile a request with the same key (a retry
+/// with the same sequence number or STAN) is refused at once with
+/// [`ClientErrorKind::Key`](super::ClientErrorKind::Key), not sent, and a message saying how
+/// long to wait at most; it is not held, so a retry loop decides for itself and other keys
+/// are never held up behind it. Without this the late reply would be taken as the retry's
+/// reply. At most `max_in_flight` keys are tombstoned per connection; past that the one
+/// expiring first is dropped early. A new connection starts with none (it owes no late
+/// replies). A request whose caller gives up early stays in flight until its timeout.
+///
 /// ```
 /// use bytes::Bytes;
 /// use keepwire::client::{ByteRange, ClientBuilder};
@@ -68,7 +81,8 @@ impl MuxClient {
     ///
     /// # Cancel safety
     /// Dropping the future before the request was written withdraws it; after, its reply
-    /// goes to the unsolicited stream when it comes.
+    /// goes to the unsolicited stream when it comes (counted as late), and its key stays in
+    /// flight until the request's timeout, then tombstoned (see the type docs).
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
         self.request_timeout(frame, self.handle.link.cfg.request_timeout)
             .await

@@ -45,6 +45,8 @@ pub struct Pool {
     /// a whole 2 s bench run; tokio's semaphore is FIFO.
     gate: Arc<tokio::sync::Semaphore>,
     checkout_timeout: std::time::Duration,
+    /// The configuration, for refusing heartbeat frames before a checkout.
+    cfg: Arc<ClientBuilder>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -93,6 +95,14 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+/// bb8 panics on a zero idle timeout, max lifetime or connection timeout (it asserts they
+/// are non-zero): zero becomes 1 ms. Huge durations need no clamp: bb8 only compares them
+/// with elapsed times and passes the connection timeout to `tokio::time::timeout`, which
+/// saturates.
+fn at_least_1ms(d: std::time::Duration) -> std::time::Duration {
+    d.max(std::time::Duration::from_millis(1))
+}
+
 impl Pool {
     pub(crate) async fn connect(cfg: ClientBuilder, size: u32) -> Result<Self, ClientError> {
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
@@ -117,14 +127,12 @@ impl Pool {
             .reaper_rate(reaper)
             .max_size(size.max(1))
             .min_idle(Some(1))
-            .connection_timeout(
-                cfg.checkout_timeout
-                    .max(std::time::Duration::from_millis(1)),
-            )
-            .idle_timeout(cfg.max_idle)
-            .max_lifetime(cfg.max_lifetime)
+            .connection_timeout(at_least_1ms(cfg.checkout_timeout))
+            .idle_timeout(cfg.max_idle.map(at_least_1ms))
+            .max_lifetime(cfg.max_lifetime.map(at_least_1ms))
             .test_on_check_out(true)
             .retry_connection(false);
+        let shared = Arc::new(cfg.clone());
         let manager = Manager {
             cfg,
             endpoints: Arc::clone(&endpoints),
@@ -135,6 +143,7 @@ impl Pool {
             endpoints,
             gate: Arc::new(tokio::sync::Semaphore::new(size.max(1) as usize)),
             checkout_timeout,
+            cfg: shared,
         })
     }
 
@@ -148,6 +157,8 @@ impl Pool {
     /// # Cancel safety
     /// As [`LongClient::request`]; the connection goes back to the pool.
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        // Refused before waiting for a connection (the pooled client refuses it too).
+        self.cfg.refuse_heartbeat_frame(&frame)?;
         let timed_out = || {
             ClientError::new(
                 ClientErrorKind::PoolTimeout,

@@ -80,7 +80,7 @@ impl ShortClient {
     /// As [`request`](Self::request).
     pub async fn request_via(&self, frame: Bytes) -> Result<(Bytes, String), ClientError> {
         let cfg = &self.link.cfg;
-        let deadline = Instant::now() + cfg.request_timeout;
+        let deadline = crate::deadline::std_in(cfg.request_timeout);
         let mut retried_sent = false;
         let mut failures = Vec::new();
         loop {
@@ -160,19 +160,9 @@ impl ShortClient {
                     codec.decode(&mut rbuf)
                 };
                 match decoded {
-                    Ok(Some(f)) => {
-                        // A heartbeat before the reply (a server that pings) is not it.
-                        if !eof
-                            && cfg
-                                .heartbeat
-                                .as_deref()
-                                .is_some_and(|h| h.classify(&f).is_some())
-                            && !frame.is_empty()
-                        {
-                            continue;
-                        }
-                        return Ok(f);
-                    }
+                    // R2: a short link has no heartbeats (it is never idle long): the
+                    // first frame back is the reply, even the empty frame.
+                    Ok(Some(f)) => return Ok(f),
                     Ok(None) if eof => {
                         return Err(ClientError::new(
                             ClientErrorKind::Closed,
