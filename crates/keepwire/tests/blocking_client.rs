@@ -306,8 +306,9 @@ fn long_client_does_not_storm_a_peer_that_replies_with_heartbeats() {
     );
 }
 
-/// Issue 9, R2: a short link has no heartbeats. The first frame back is the reply even when
-/// it is empty, and an empty request is data.
+/// Issue 9: nothing pings a short link after the request, so the first frame back is the
+/// reply even when it is empty. An empty request is the heartbeat frame (a server answers
+/// it as a probe, not as a request): refused unless heartbeats are off.
 #[test]
 fn short_client_takes_an_empty_reply_as_the_reply() {
     let (tx, rx) = mpsc::channel();
@@ -316,9 +317,14 @@ fn short_client_takes_an_empty_reply_as_the_reply() {
     assert_eq!(&c.request(b"abc").unwrap()[..], b"");
     assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![b"abc".to_vec()]);
 
+    let e = c.request(b"").unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+
     let (tx, rx) = mpsc::channel();
     let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0002ok"))).unwrap());
-    let c = ShortClient::new(ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]));
+    let c = ShortClient::new(
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]).heartbeat_frames(None),
+    );
     assert_eq!(&c.request(b"").unwrap()[..], b"ok");
     assert_eq!(rx.recv_timeout(SOON).unwrap(), vec![Vec::<u8>::new()]);
 }

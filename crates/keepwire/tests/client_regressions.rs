@@ -169,9 +169,9 @@ async fn issue9_peer_replying_with_heartbeat_frame_does_not_storm() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
 
-/// R2: a short link has no heartbeats: an empty reply is the reply (before the fix it was
-/// skipped as "a heartbeat before the reply" and the request timed out), and an empty
-/// request is sent, not refused.
+/// Nothing pings a short link after the request: an empty reply is the reply (before the
+/// fix it was skipped as "a heartbeat before the reply" and the request timed out). An
+/// empty request is the heartbeat frame: refused unless heartbeats are off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue9_short_client_takes_an_empty_reply() {
     let addr = raw_server(|mut s| async move {
@@ -186,6 +186,13 @@ async fn issue9_short_client_takes_an_empty_reply() {
     .await;
     let client = builder("len:ascii:4", &[addr])
         .request_timeout(Duration::from_secs(2))
+        .build_short();
+    // The empty request is the heartbeat frame: a short server answers it as a probe.
+    let e = client.request(Bytes::new()).await.unwrap_err();
+    assert!(e.is_heartbeat_frame() && e.is_not_sent(), "{e}");
+    let client = builder("len:ascii:4", &[addr])
+        .request_timeout(Duration::from_secs(2))
+        .heartbeat_frames(None)
         .build_short();
     for req in [b("x"), Bytes::new()] {
         let r = tokio::time::timeout(SOON, client.request(req))

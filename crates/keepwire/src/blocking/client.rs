@@ -153,8 +153,9 @@ fn frame_err(delivery: Delivery, ep: &str, e: FrameError) -> ClientError {
 /// timeout and closes (the client closes first; under `eof` framing it half-closes after
 /// writing). Endpoints that refuse are skipped.
 ///
-/// A short link has no heartbeats: no frame is classified, so the first frame back is the
-/// reply even when it is empty, and an empty request is sent as data.
+/// Nothing pings a short link after the request, so the first frame back is the reply even
+/// when it is empty. A request that is the link's heartbeat frame is refused as on the long
+/// client: a server answers it as a heartbeat, not as a request.
 ///
 /// ```no_run
 /// use keepwire::blocking::{ClientOptions, ShortClient};
@@ -179,6 +180,11 @@ impl ShortClient {
     /// [`ClientError::is_connect`] (not sent) naming every endpoint when none connects;
     /// otherwise an error saying whether the request may have been sent.
     pub fn request(&self, frame: &[u8]) -> Result<Bytes, ClientError> {
+        if let Some(hb) = self.opts.heartbeat.as_deref() {
+            if hb.classify(frame).is_some() {
+                return Err(ClientError::heartbeat_frame(frame));
+            }
+        }
         let (stream, ep) = self.opts.connect()?;
         let w = stream
             .try_clone()

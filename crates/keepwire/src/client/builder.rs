@@ -229,7 +229,8 @@ impl ClientBuilder {
     /// R1 of the heartbeat rule: a request that this link's heartbeat classifies as a
     /// heartbeat is refused before a byte is written, since the peer would answer it as a
     /// ping (and a same-bytes pong would come back as the "reply"). With heartbeats off the
-    /// same frame is plain data. Short links have no heartbeats and never call this.
+    /// same frame is plain data. Short clients call it too: a short server answers a
+    /// heartbeat (a probe) and waits for the request.
     pub(crate) fn refuse_heartbeat_frame(&self, frame: &[u8]) -> Result<(), ClientError> {
         match self.heartbeat.as_deref() {
             Some(h) if h.classify(frame).is_some() => Err(ClientError::heartbeat_frame(frame)),

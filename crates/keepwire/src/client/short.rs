@@ -80,6 +80,9 @@ impl ShortClient {
     /// As [`request`](Self::request).
     pub async fn request_via(&self, frame: Bytes) -> Result<(Bytes, String), ClientError> {
         let cfg = &self.link.cfg;
+        // A short server answers heartbeats too (a probe before the request), so the
+        // heartbeat frame is never a request here either.
+        cfg.refuse_heartbeat_frame(&frame)?;
         let deadline = crate::deadline::std_in(cfg.request_timeout);
         let mut retried_sent = false;
         let mut failures = Vec::new();
@@ -160,8 +163,8 @@ impl ShortClient {
                     codec.decode(&mut rbuf)
                 };
                 match decoded {
-                    // R2: a short link has no heartbeats (it is never idle long): the
-                    // first frame back is the reply, even the empty frame.
+                    // Nothing pings a short link after the request (a short server never
+                    // pings): the first frame back is the reply, even the empty frame.
                     Ok(Some(f)) => return Ok(f),
                     Ok(None) if eof => {
                         return Err(ClientError::new(

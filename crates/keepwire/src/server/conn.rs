@@ -468,11 +468,8 @@ impl Conn {
             };
             frames_in += 1;
             consumed = true;
-            // Short links have no heartbeats: the one frame is the request, whatever it is.
-            let beat = match cfg.mode {
-                Mode::Short => None,
-                Mode::Long => heartbeat.and_then(|h| h.classify(&frame)),
-            };
+            // In short mode too: a client may probe with a heartbeat before its request.
+            let beat = heartbeat.and_then(|h| h.classify(&frame));
             match self.live.on_frame(now, beat) {
                 Verdict::Absorb => continue,
                 Verdict::Answer => {
