@@ -50,6 +50,12 @@ use crate::deadline::after;
 pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat};
 pub use spec::{HeartbeatSpec, parse_payload};
 
+/// Same-bytes heartbeats are answered at most once per this gap: a peer that follows the
+/// counting rule pings once per its interval (seconds on real links), so two answers this
+/// close together mean a peer that answers our pongs (jPOS issue #775). Caps such an
+/// exchange at 20 a second instead of one per round trip.
+pub const PONG_GAP: Duration = Duration::from_millis(50);
+
 /// While a reply is awaited, same-bytes heartbeats are answered at most once per this gap
 /// (see [`Liveness::on_frame_awaiting`]): a pinging peer's interval is seconds, a storm's is
 /// a round trip.
@@ -253,7 +259,9 @@ impl Liveness {
     /// heartbeat frame as its reply (a misconfigured link; keepwire never does). Answering
     /// the second kind starts a storm with a peer that answers what we answer, so while a
     /// reply is awaited such heartbeats are answered at most once per [`PONG_GAP_AWAITING`]
-    /// and otherwise absorbed. The peer's real pings, seconds apart, are all answered.
+    /// and otherwise absorbed. The peer's real pings, seconds apart, are all answered. When
+    /// nothing is awaited the gap is [`PONG_GAP`], which contains a peer that answers every
+    /// heartbeat, ours included.
     pub fn on_frame_awaiting(
         &mut self,
         now: Instant,
@@ -261,12 +269,16 @@ impl Liveness {
         awaiting: bool,
     ) -> Verdict {
         let v = self.classify(now, beat);
+        let gap = if awaiting {
+            PONG_GAP_AWAITING
+        } else {
+            PONG_GAP
+        };
         if v == Verdict::Answer
             && beat == Some(Beat::Either)
-            && awaiting
             && self
                 .last_pong
-                .is_some_and(|t| now.saturating_duration_since(t) < PONG_GAP_AWAITING)
+                .is_some_and(|t| now.saturating_duration_since(t) < gap)
         {
             return Verdict::Absorb;
         }

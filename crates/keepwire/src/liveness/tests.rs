@@ -265,21 +265,50 @@ fn awaiting_side_answers_ambiguous_heartbeats_at_most_once_per_gap() {
         l.on_frame_awaiting(t0 + PONG_GAP_AWAITING + S, Some(Beat::Either), true),
         Verdict::Answer
     );
-    // Not awaiting: every ping is answered, however close.
-    let now = t0 + PONG_GAP_AWAITING + S;
+    // Not awaiting: answered at most once per PONG_GAP.
+    let now = t0 + 2 * PONG_GAP_AWAITING + S;
     assert_eq!(
         l.on_frame_awaiting(now, Some(Beat::Either), false),
         Verdict::Answer
     );
     assert_eq!(
         l.on_frame_awaiting(now, Some(Beat::Either), false),
+        Verdict::Absorb
+    );
+    let later = now + PONG_GAP;
+    assert_eq!(
+        l.on_frame_awaiting(later, Some(Beat::Either), false),
         Verdict::Answer
     );
     // Distinct pings are unambiguous: always answered.
     assert_eq!(
-        l.on_frame_awaiting(now, Some(Beat::Ping), true),
+        l.on_frame_awaiting(later, Some(Beat::Ping), true),
         Verdict::Answer
     );
+    assert_eq!(
+        l.on_frame_awaiting(later, Some(Beat::Ping), false),
+        Verdict::Answer
+    );
+}
+
+#[test]
+fn a_peer_that_answers_every_heartbeat_gets_at_most_one_pong_per_gap() {
+    // jPOS issue #775: the peer answers our pongs. Every heartbeat it sends comes one round
+    // trip (50 µs here) after our previous frame; for 2 s of that, count our answers.
+    let t0 = Instant::now();
+    let mut l = Liveness::new(LivenessConfig::default(), t0);
+    let rtt = Duration::from_micros(50);
+    let mut now = t0;
+    let mut answered = 0u32;
+    while now < t0 + 2 * S {
+        if l.on_frame(now, Some(Beat::Either)) == Verdict::Answer {
+            answered += 1;
+        }
+        now += rtt;
+    }
+    let cap = u32::try_from((2 * S).as_millis() / PONG_GAP.as_millis()).unwrap() + 1;
+    assert!(answered <= cap, "{answered} pongs in 2 s (cap {cap})");
+    assert!(answered >= 2, "pings must still be answered");
 }
 
 #[test]
