@@ -25,23 +25,64 @@ use ppp::{HeaderResult, PartialResult, v1, v2};
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 /// The v1 prefix.
 const V1_PREFIX: &[u8] = b"PROXY ";
-/// The largest header accepted: v1 is at most 107 bytes; v2 may carry TLVs, which we cap.
-pub(crate) const MAX_HEADER: usize = 4096;
+/// The largest PROXY header accepted, in bytes: a v1 header is at most 107 bytes (spec §2.1);
+/// a v2 header may carry TLVs up to 65 535 + 16 bytes (spec §2.2), which we cap here.
+///
+/// [`parse`] answers [`Parsed::Incomplete`] only while the buffer holds fewer bytes than this,
+/// so a server that reads until the header is complete buffers at most `MAX_HEADER` plus one
+/// read.
+pub const MAX_HEADER: usize = 4096;
 
-/// Outcome of looking at the bytes received so far.
+/// What [`parse`] made of the bytes received so far.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Parsed {
-    /// Not enough bytes yet.
+pub enum Parsed {
+    /// A prefix of a valid header, shorter than [`MAX_HEADER`]: read more and call [`parse`]
+    /// again. Nothing was removed from the buffer.
     Incomplete,
-    /// A valid header, now removed from the buffer; `Some(addr)` is the client's address,
-    /// `None` means keep the socket's (LOCAL / UNKNOWN).
+    /// A valid header, now removed from the buffer (the bytes after it are left as they
+    /// were); `Some(addr)` is the client's address, `None` means keep the socket's (a v2
+    /// `LOCAL` command, a v1 `UNKNOWN`, or a v2 family other than TCP over IPv4/IPv6).
     Done(Option<SocketAddr>),
-    /// Not a PROXY header, or a malformed one.
+    /// Not a PROXY header, a malformed one, or one longer than [`MAX_HEADER`]: close the
+    /// connection. The message says what was seen; the buffer is left as it was.
     Invalid(String),
 }
 
-/// Parses a PROXY header at the start of `buf`, removing it when complete.
-pub(crate) fn parse(buf: &mut BytesMut) -> Parsed {
+/// Parses a PROXY header (v1 or v2) at the start of `buf`, removing it when complete.
+///
+/// Call it with whatever has been read so far and, while it answers
+/// [`Parsed::Incomplete`], again after appending each further read: it looks at the whole
+/// buffer every time, so how the header was split into reads does not matter. This is what
+/// the server does on every connection when `ServerConfig::proxy_protocol` is on.
+///
+/// # Errors
+/// Returns [`Parsed::Invalid`] when `buf` does not start like a v1 (`"PROXY "`) or v2 (the
+/// 12-byte signature) header, when the header is malformed (a v1 line that ends at its
+/// CRLF before all fields, bad addresses or ports, a v2 version, command or length that
+/// does not fit), or when `MAX_HEADER` bytes arrived without a complete header. The answer
+/// is final: more bytes cannot make a rejected header valid ("the receiver MUST be
+/// configured to only receive the protocol described in this specification", spec §2).
+///
+/// # Example
+/// A v1 header that arrives in two reads, followed by the client's first frame:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use keepwire::server::proxy_protocol::{Parsed, parse};
+///
+/// let mut buf = BytesMut::from(&b"PROXY TCP4 198.51.100.7 203.0.113.9 40312"[..]);
+/// assert_eq!(parse(&mut buf), Parsed::Incomplete);
+/// assert_eq!(buf.len(), 41, "nothing is removed while incomplete");
+///
+/// buf.extend_from_slice(b" 7000\r\n0005hello");
+/// let client = "198.51.100.7:40312".parse().unwrap();
+/// assert_eq!(parse(&mut buf), Parsed::Done(Some(client)));
+/// assert_eq!(&buf[..], b"0005hello", "the bytes after the header are kept");
+///
+/// let mut junk = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
+/// assert!(matches!(parse(&mut junk), Parsed::Invalid(_)));
+/// ```
+pub fn parse(buf: &mut BytesMut) -> Parsed {
     let n = buf.len().min(V2_SIGNATURE.len());
     let v2_like = buf.get(..n) == V2_SIGNATURE.get(..n);
     let n1 = buf.len().min(V1_PREFIX.len());
