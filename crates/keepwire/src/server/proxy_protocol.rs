@@ -152,14 +152,19 @@ pub fn parse(buf: &mut BytesMut) -> Parsed {
     Parsed::Done(addr)
 }
 
-/// Where the v1 line at the start of `buf` ends (after its first CR and the byte after it,
-/// which must be the LF), or what to answer while it has not ended.
+/// Where the v1 line at the start of `buf` ends (after its first CR and the LF that must
+/// follow it), or what to answer while it has not ended.
 fn v1_line_end(buf: &[u8]) -> Result<usize, Parsed> {
     match memchr::memchr(b'\r', buf).map(|cr| cr.saturating_add(2)) {
         Some(end) if end > V1_MAX => Err(Parsed::Invalid(format!(
             "PROXY v1 header longer than {V1_MAX} bytes"
         ))),
         Some(end) if end > buf.len() => Err(Parsed::Incomplete),
+        // "The header ends with a CRLF sequence" (spec §2.1). ppp takes whatever byte follows
+        // the CR once an LF field came earlier ("PROXY UNKNOWN \n\r\0"), eating a client byte.
+        Some(end) if buf.get(end - 1) != Some(&b'\n') => Err(Parsed::Invalid(
+            "PROXY v1 header: CR not followed by LF".into(),
+        )),
         Some(end) => Ok(end),
         None if buf.len() >= V1_MAX => Err(Parsed::Invalid(format!(
             "PROXY v1 header without CRLF in its first {V1_MAX} bytes"
@@ -274,6 +279,17 @@ mod tests {
         assert!(matches!(feed(&line(108)).0, Parsed::Invalid(_)));
         assert!(matches!(feed(&line(108)[..107]).0, Parsed::Invalid(_)));
         assert_eq!(feed(&line(108)[..106]).0, Parsed::Incomplete);
+    }
+
+    /// Found by the `proxy_header` fuzz target: ppp accepted an UNKNOWN line whose CR was
+    /// followed by any byte, once a lone LF field came before it, and removed that byte too.
+    #[test]
+    fn v1_cr_must_be_followed_by_lf() {
+        assert!(matches!(
+            feed(b"PROXY UNKNOWN \n\r\x000005hello").0,
+            Parsed::Invalid(_)
+        ));
+        assert!(matches!(feed(b"PROXY UNKNOWN \n\rX").0, Parsed::Invalid(_)));
     }
 
     #[test]
