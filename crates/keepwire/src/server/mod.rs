@@ -53,7 +53,7 @@
 mod conn;
 mod limits;
 mod metrics_http;
-pub(crate) mod proxy_protocol;
+pub mod proxy_protocol;
 mod stats;
 
 use std::fmt;
