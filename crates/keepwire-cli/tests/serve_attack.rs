@@ -14,7 +14,8 @@ fn refused_or_served(args: &[&str], flag: &str) {
     refused_or(args, flag, |addr| {
         let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"0005hello").map_err(|e| format!("write: {e}"))?;
+        s.write_all(b"0005hello")
+            .map_err(|e| format!("write: {e}"))?;
         let mut got = [0u8; 9];
         s.read_exact(&mut got).map_err(|e| format!("read: {e}"))?;
         if &got != b"0005hello" {
@@ -50,11 +51,19 @@ fn refused_or(args: &[&str], flag: &str, served: impl FnOnce(&str) -> Result<(),
             if let Some(st) = child.try_wait().unwrap() {
                 break st;
             }
-            assert!(Instant::now() < deadline, "serve {args:?} neither started nor exited");
+            assert!(
+                Instant::now() < deadline,
+                "serve {args:?} neither started nor exited"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert_eq!(status.code(), Some(2), "serve {args:?}: {err}");
         assert!(err.contains(flag), "serve {args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "serve {args:?}: {err}");
@@ -164,7 +173,8 @@ fn unencodable_pong_is_refused_at_start() {
         |addr| {
             let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
             s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"PINGdata").map_err(|e| format!("write: {e}"))?;
+            s.write_all(b"PINGdata")
+                .map_err(|e| format!("write: {e}"))?;
             let mut got = Vec::new();
             let _ = s.read_to_end(&mut got);
             Err(format!(
@@ -185,7 +195,13 @@ fn unencodable_pong_is_refused_at_start() {
 fn sigterm_right_after_listening_drains_and_exits_0() {
     for i in 0..50 {
         let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--framing", "len:ascii:4"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--framing",
+                "len:ascii:4",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -196,20 +212,25 @@ fn sigterm_right_after_listening_drains_and_exits_0() {
             .unwrap();
         assert!(line.starts_with("listening on "), "{line:?}");
         let pid = child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         let status = loop {
             if let Some(st) = child.try_wait().unwrap() {
                 break st;
             }
-            assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(5));
         };
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert_eq!(
             status.code(),
             Some(0),
@@ -231,7 +252,8 @@ fn nanosecond_heartbeat_interval_is_refused_or_not_a_ping_storm() {
         "--heartbeat",
         |addr| {
             let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
             let start = Instant::now();
             let mut bytes = 0usize;
             let mut buf = [0u8; 4096];

@@ -49,8 +49,10 @@ impl fmt::Display for Keepalive {
 fn humantime_fmt(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else {
+    } else if d.subsec_nanos() % 1_000_000 == 0 {
         format!("{}ms", d.as_millis())
+    } else {
+        format!("{}ns", d.as_nanos())
     }
 }
 
@@ -115,7 +117,42 @@ impl FromStr for Keepalive {
                 "tcp keepalive {s:?}: the kernel counts whole seconds; TIME and INTERVAL must be at least 1s"
             ));
         }
+        k.validate()
+            .map_err(|e| format!("tcp keepalive {s:?}: {e}"))?;
         Ok(k)
+    }
+}
+
+/// The kernel's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`: 32 767 s (Linux `MAX_TCP_KEEPIDLE`,
+/// `MAX_TCP_KEEPINTVL`); larger values are refused with EINVAL on every socket.
+pub const MAX_KEEPALIVE_SECS: u64 = 32_767;
+/// The kernel's largest `TCP_KEEPCNT` (Linux `MAX_TCP_KEEPCNT`).
+pub const MAX_KEEPALIVE_PROBES: u32 = 127;
+/// The largest `TCP_USER_TIMEOUT`: the kernel takes an `int` of milliseconds (about 24.8 days).
+pub const MAX_USER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+impl Keepalive {
+    /// Checks the values against what the kernel accepts (1 s to [`MAX_KEEPALIVE_SECS`], 1 to
+    /// [`MAX_KEEPALIVE_PROBES`] probes), so a bad value fails at start, not on every socket.
+    ///
+    /// # Errors
+    /// A message naming the value and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, d) in [("TIME", self.time), ("INTERVAL", self.interval)] {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(MAX_KEEPALIVE_SECS) {
+                return Err(format!(
+                    "{what} {} is out of range: the kernel accepts 1s to {MAX_KEEPALIVE_SECS}s (about 9h)",
+                    humantime_fmt(d)
+                ));
+            }
+        }
+        if !(1..=MAX_KEEPALIVE_PROBES).contains(&self.probes) {
+            return Err(format!(
+                "PROBES {} is out of range: expected 1 to {MAX_KEEPALIVE_PROBES}",
+                self.probes
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -140,7 +177,38 @@ impl Default for SocketOptions {
     }
 }
 
+/// Checks a `TCP_USER_TIMEOUT` against what the kernel accepts: 1 ms to [`MAX_USER_TIMEOUT`]
+/// (a value below 1 ms would become 0, which means "the kernel's default").
+///
+/// # Errors
+/// A message naming the accepted range.
+pub fn validate_user_timeout(d: Duration) -> Result<(), String> {
+    if d < Duration::from_millis(1) || d > MAX_USER_TIMEOUT {
+        return Err(format!(
+            "{} is out of range: the kernel accepts 1ms to {}ms (about 24.8 days)",
+            humantime_fmt(d),
+            MAX_USER_TIMEOUT.as_millis()
+        ));
+    }
+    Ok(())
+}
+
 impl SocketOptions {
+    /// Checks every option against what the kernel accepts, so a bad value fails once at
+    /// start rather than on every socket.
+    ///
+    /// # Errors
+    /// A message naming the option and the accepted range.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(k) = &self.keepalive {
+            k.validate().map_err(|e| format!("tcp keepalive: {e}"))?;
+        }
+        if let Some(t) = self.user_timeout {
+            validate_user_timeout(t).map_err(|e| format!("tcp user timeout: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Applies the options to a connected socket (tokio's or std's `TcpStream`).
     ///
     /// # Errors
@@ -192,6 +260,24 @@ mod tests {
         assert!("60s,10s".parse::<Keepalive>().is_err());
         assert!("60s,10s,0".parse::<Keepalive>().is_err());
         assert!("500ms,10s,3".parse::<Keepalive>().is_err());
+        // The kernel's limits: refused at parse time, not on every socket.
+        assert!("32767s,32767s,127".parse::<Keepalive>().is_ok());
+        assert!(
+            "32768s,5s,3"
+                .parse::<Keepalive>()
+                .unwrap_err()
+                .contains("32767s")
+        );
+        assert!(
+            "30s,10h,3"
+                .parse::<Keepalive>()
+                .unwrap_err()
+                .contains("32767s")
+        );
+        assert!(validate_user_timeout(Duration::from_millis(1)).is_ok());
+        assert!(validate_user_timeout(MAX_USER_TIMEOUT).is_ok());
+        assert!(validate_user_timeout(MAX_USER_TIMEOUT + Duration::from_millis(1)).is_err());
+        assert!(validate_user_timeout(Duration::from_nanos(1)).is_err());
     }
 
     #[test]

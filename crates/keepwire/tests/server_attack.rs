@@ -108,7 +108,10 @@ async fn idle_connection_awaiting_its_proxy_header_closes_at_once_on_shutdown() 
     let srv = echo_server(cfg).await;
     let mut c = Client::connect(srv.addr, "len:ascii:4").await;
     let stats = srv.stats.clone();
-    eventually("the connection is accepted", || stats.snapshot().accepted == 1).await;
+    eventually("the connection is accepted", || {
+        stats.snapshot().accepted == 1
+    })
+    .await;
     srv.stop.cancel();
     // Generous: "at once" is milliseconds; the bug makes it `handshake_timeout` (30 s).
     let mut scratch = [0u8; 64];
@@ -149,7 +152,8 @@ async fn server_does_not_storm_with_a_peer_that_answers_every_heartbeat() {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         // One keep-alive, then answer every keep-alive that comes back (jPOS CMFChannel).
         s.write_all(b"0000").unwrap();
         let start = std::time::Instant::now();
@@ -217,7 +221,11 @@ async fn a_panicking_handler_still_counts_the_close_and_sends_earlier_replies() 
         (1, 1),
         "accepted = rejected + closed + open broken by a handler panic: {s:?}"
     );
-    assert_eq!(first.as_deref(), Some(&b"abc"[..]), "the reply computed before the panic was lost");
+    assert_eq!(
+        first.as_deref(),
+        Some(&b"abc"[..]),
+        "the reply computed before the panic was lost"
+    );
 }
 
 /// docs/limits.md, Graceful shutdown: "Every complete frame that reached the server's socket
@@ -251,7 +259,11 @@ async fn requests_on_connections_still_in_the_backlog_at_shutdown_are_answered()
         if got == b"0005hello" {
             answered += 1;
         }
-        outcomes.push(format!("{:?} {:?}", String::from_utf8_lossy(&got), r.err().map(|e| e.kind())));
+        outcomes.push(format!(
+            "{:?} {:?}",
+            String::from_utf8_lossy(&got),
+            r.err().map(|e| e.kind())
+        ));
     }
     assert_eq!(
         answered, 3,

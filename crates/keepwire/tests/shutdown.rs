@@ -41,7 +41,9 @@ async fn drain_answers_requests_in_flight_and_closes_idle_ones() {
 
     let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
     // The idle one may close before the accept loop counts: at least the busy one is open.
-    assert!((1..=2).contains(&report.open_at_shutdown), "{report:?}");
+    // A probe of `eventually` that reached the backlog before the port closed is accepted
+    // and drained too, and counted.
+    assert!((1..=3).contains(&report.open_at_shutdown), "{report:?}");
     assert_eq!(report.force_closed, 0);
     assert!(report.drain_time < Duration::from_secs(3), "{report:?}");
 }

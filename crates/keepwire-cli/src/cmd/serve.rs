@@ -182,6 +182,9 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         cfg.liveness.frame_timeout,
     )?;
     if let Some(n) = args.max_conns {
+        if n == 0 {
+            return Err(Failure::Usage("--max-conns must be at least 1".into()));
+        }
         cfg.max_conns = n;
     }
     match args.max_conns_per_ip {
@@ -200,6 +203,10 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         }
     }
     cfg.socket.user_timeout = dur("tcp-user-timeout", args.tcp_user_timeout.as_deref())?;
+    if let Some(t) = cfg.socket.user_timeout {
+        keepwire::socket::validate_user_timeout(t)
+            .map_err(|e| Failure::Usage(format!("--tcp-user-timeout: {e}")))?;
+    }
     if let Some(hb) = &args.heartbeat {
         let hb: HeartbeatSpec = hb
             .parse()
@@ -302,6 +309,10 @@ async fn serve(
             }
         });
     }
+    // Signal handlers before `listening on`: a SIGTERM sent as soon as the line is read must
+    // drain, not kill the process (the default action of an unhandled SIGTERM).
+    let mut signals = Signals::install()
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on {}", server.local_addr());
@@ -310,9 +321,13 @@ async fn serve(
 
     let signal_stop = stop.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.next().await;
         tracing::info!("shutting down");
         signal_stop.cancel();
+        // A second signal while draining: stop waiting.
+        signals.next().await;
+        eprintln!("keepwire: second signal: exiting without waiting for the drain");
+        std::process::exit(1);
     });
 
     let handler = service_fn(move |req: Request| {
@@ -332,20 +347,26 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGINT and SIGTERM, installed once.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
     }
 }

@@ -124,6 +124,27 @@ impl FramingSpec {
     pub fn is_until_close(&self) -> bool {
         matches!(self, FramingSpec::UntilClose { .. })
     }
+
+    /// Whether `frame` can travel on a live connection under this framing: it encodes, and
+    /// the bytes decode back, without waiting for the end of the stream, as exactly that
+    /// frame. Heartbeat frames must (never true under `eof`).
+    ///
+    /// ```
+    /// use keepwire::frame::FramingSpec;
+    /// assert!(FramingSpec::parse("len:ascii:4").unwrap().carries(b""));
+    /// assert!(!FramingSpec::parse("fixed:4").unwrap().carries(b"PONGX"));
+    /// assert!(!FramingSpec::parse("eof").unwrap().carries(b"PING"));
+    /// ```
+    pub fn carries(&self, frame: &[u8]) -> bool {
+        use tokio_util::codec::Decoder;
+        let codec = FrameCodec::new(self.clone());
+        let mut buf = BytesMut::new();
+        if codec.encode_to(frame, &mut buf).is_err() {
+            return false;
+        }
+        let mut codec = FrameCodec::new(self.clone());
+        matches!(codec.decode(&mut buf), Ok(Some(f)) if f[..] == *frame) && buf.is_empty()
+    }
 }
 
 impl fmt::Display for FramingSpec {

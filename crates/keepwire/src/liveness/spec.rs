@@ -9,6 +9,20 @@ use bytes::Bytes;
 use super::{EmptyHeartbeat, FixedHeartbeat, Heartbeat, PingConfig};
 use crate::socket::parse_duration;
 
+/// The shortest `interval=` accepted: twice [`super::PONG_GAP`], the closest two same-bytes
+/// heartbeats are answered.
+pub const MIN_PING_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+/// The shortest `timeout=` accepted.
+pub const MIN_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(10);
+
+fn fmt_ms(d: std::time::Duration) -> String {
+    if d.subsec_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}ns", d.as_nanos())
+    }
+}
+
 /// A parsed `--heartbeat` value.
 ///
 /// - `off`: no heartbeat handling at all; empty frames reach the handler like any other.
@@ -129,8 +143,17 @@ impl FromStr for HeartbeatSpec {
             }
         }
         if pinging {
-            if cfg.interval.is_zero() || cfg.timeout.is_zero() {
-                return Err("heartbeat interval and timeout must be more than 0".into());
+            if cfg.interval < MIN_PING_INTERVAL {
+                return Err(format!(
+                    "heartbeat interval={}: must be at least 100ms (a peer answers same-bytes heartbeats at most every 50ms)",
+                    fmt_ms(cfg.interval)
+                ));
+            }
+            if cfg.timeout < MIN_PING_TIMEOUT {
+                return Err(format!(
+                    "heartbeat timeout={}: must be at least 10ms",
+                    fmt_ms(cfg.timeout)
+                ));
             }
             spec.ping_cfg = Some(cfg);
         }

@@ -246,7 +246,16 @@ impl Conn {
                 }
                 Parsed::Incomplete => {}
             }
-            let read = tokio::time::timeout_at(deadline, self.read_some()).await;
+            // Draining: a connection still waiting for its header has sent no request; it
+            // closes at once unless bytes already wait in the kernel (then they are read).
+            let shutdown = self.shared.shutdown.clone();
+            if shutdown.is_cancelled() && self.rbuf.is_empty() && !self.kernel_has_data() {
+                return Err(End::Drained);
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.read_some()) => r,
+                () = shutdown.cancelled(), if !shutdown.is_cancelled() => continue,
+            };
             match read {
                 Err(_) => {
                     tracing::info!(conn = self.id, peer = %self.peer, "closing connection: no PROXY header in time");
@@ -442,12 +451,30 @@ impl Conn {
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
     {
+        // Counted on every path out, errors included: frames in, frames out.
+        let mut counts = (0u64, 0u64);
+        let end = self.process_batch(svc, fresh, &mut counts).await;
+        let stats = &self.shared.stats;
+        ServerStats::add(&stats.frames_in, counts.0);
+        ServerStats::add(&stats.frames_out, counts.1);
+        end
+    }
+
+    async fn process_batch<S>(
+        &mut self,
+        svc: &mut S,
+        fresh: bool,
+        counts: &mut (u64, u64),
+    ) -> Option<End>
+    where
+        S: Service<Request, Response = Option<Bytes>>,
+        S::Error: Into<BoxError>,
+    {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
         let stats = &shared.stats;
         let heartbeat = cfg.heartbeat.as_deref();
         let now = Instant::now();
-        let (mut frames_in, mut frames_out) = (0u64, 0u64);
         let mut consumed = false;
         let mut served = false;
         loop {
@@ -460,13 +487,12 @@ impl Conn {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
-                    ServerStats::add(&stats.frames_in, frames_in);
                     // Replies already due still go out before the close.
                     let _ = self.flush(cfg.write_timeout).await;
                     return Some(End::Frame(e));
                 }
             };
-            frames_in += 1;
+            counts.0 += 1;
             consumed = true;
             // In short mode too: a client may probe with a heartbeat before its request.
             let beat = heartbeat.and_then(|h| h.classify(&frame));
@@ -477,7 +503,7 @@ impl Conn {
                         if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
                             return Some(self.fail(End::Frame(e), cfg).await);
                         }
-                        frames_out += 1;
+                        counts.1 += 1;
                         ServerStats::add(&stats.pings_answered, 1);
                     }
                     if self.wbuf.len() >= MAX_PENDING_WRITE {
@@ -519,7 +545,7 @@ impl Conn {
                     tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
                     return Some(self.fail(End::Frame(e), cfg).await);
                 }
-                frames_out += 1;
+                counts.1 += 1;
             }
             if cfg.mode == Mode::Short {
                 served = true;
@@ -531,8 +557,6 @@ impl Conn {
                 }
             }
         }
-        ServerStats::add(&stats.frames_in, frames_in);
-        ServerStats::add(&stats.frames_out, frames_out);
 
         if let Err(e) = self.flush_at(cfg.write_timeout, Some(now)).await {
             return Some(End::Io(e));
@@ -575,12 +599,26 @@ impl Conn {
         let delay = cfg.reply_delay;
         // Boxed: the handler's future lives only during a call; kept inline it would make
         // every idle connection's task as large as the largest handler future.
-        let mut fut = Box::pin(async move {
-            let reply = svc.ready().await?.call(req).await?;
+        let call = async move {
+            let reply = svc
+                .ready()
+                .await
+                .map_err(Into::into)?
+                .call(req)
+                .await
+                .map_err(Into::into)?;
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
-            Ok::<_, S::Error>(reply)
+            Ok::<_, BoxError>(reply)
+        };
+        // A handler that panics costs its connection (after the replies before it are
+        // written), never the accounting of the server: the panic becomes a handler error.
+        let mut fut = Box::pin(async move {
+            match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(call)).await {
+                Ok(r) => r,
+                Err(_) => Err(BoxError::from("handler panicked")),
+            }
         });
         let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
         let res = match first {
@@ -592,7 +630,7 @@ impl Conn {
                 fut.await
             }
         };
-        res.map_err(|e| End::Handler(e.into()))
+        res.map_err(End::Handler)
     }
 
     /// Writes all of `wbuf`, waiting at most `timeout` each time the socket is full.

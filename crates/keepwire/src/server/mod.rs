@@ -386,9 +386,36 @@ impl Server {
             tasks.spawn(conn::run(conn, svc.clone(), slot));
         }
         let started = Instant::now();
+        // Stop accepting: the port refuses from here on. Connections the kernel already
+        // accepted into the backlog have had their requests acknowledged: take them too, and
+        // drain them like the others (they see the shutdown at once).
+        match listener.into_std() {
+            Ok(std_listener) => {
+                while let Ok((stream, peer)) = std_listener.accept() {
+                    ServerStats::add(&shared.stats.accepted, 1);
+                    let stream = match stream
+                        .set_nonblocking(true)
+                        .and_then(|()| tokio::net::TcpStream::from_std(stream))
+                    {
+                        Ok(s) => s,
+                        Err(_) => {
+                            ServerStats::add(&shared.stats.closed, 1);
+                            continue;
+                        }
+                    };
+                    let Some(slot) = shared.limits.try_global() else {
+                        ServerStats::add(&shared.stats.rejected_max_conns, 1);
+                        conn::reject(stream);
+                        continue;
+                    };
+                    let conn = conn::new_conn(stream, peer, local, &shared);
+                    tasks.spawn(conn::run(conn, svc.clone(), slot));
+                }
+                drop(std_listener);
+            }
+            Err(e) => tracing::debug!(error = %e, "listener: backlog not drained"),
+        }
         let open_at_shutdown = shared.limits.active();
-        // Stop accepting: the port refuses from here on.
-        drop(listener);
         let grace = shared.config.shutdown_grace;
         let drained =
             tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -421,14 +448,25 @@ fn validate(c: &ServerConfig) -> Result<(), ServerError> {
             "max_conns_per_ip must be at least 1".into(),
         ));
     }
-    if let (Some(hb), Some(_)) = (&c.heartbeat, c.liveness.ping) {
-        let mut probe = bytes::BytesMut::new();
-        let codec = crate::frame::FrameCodec::new(c.framing.clone());
-        if codec.encode_to(&hb.ping(1), &mut probe).is_err() {
-            return Err(ServerError::Config(format!(
-                "the heartbeat ping cannot be sent under {}: give ping=/pong= payloads the framing can carry",
-                c.framing
-            )));
+    c.socket.validate().map_err(ServerError::Config)?;
+    if let Some(hb) = &c.heartbeat {
+        // Both heartbeat frames must go out and come back as one frame each: a pong that
+        // cannot be framed would kill every connection at its first ping, and under `eof`
+        // (a frame ends only at the close) no heartbeat can be a frame at all.
+        let ping = hb.ping(1);
+        let pong = hb.pong(&ping);
+        for (what, frame) in [("ping", &ping), ("pong", &pong)] {
+            if !c.framing.carries(frame) {
+                return Err(ServerError::Config(format!(
+                    "the heartbeat {what} cannot be sent under {}: give ping=/pong= payloads the framing can carry{}",
+                    c.framing,
+                    if c.framing.is_until_close() {
+                        " (none: under eof a message ends only at the close; use --heartbeat off)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
         }
     }
     if c.liveness.ping.is_some() && c.heartbeat.is_none() {
