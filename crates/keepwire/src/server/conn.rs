@@ -404,21 +404,31 @@ impl Conn {
     /// replies the peer has not read yet.
     async fn close_drained(&mut self) -> End {
         let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
-        let deadline = crate::deadline::tokio_in(DRAIN_LINGER);
         self.rbuf = BytesMut::new();
+        match self.discard_until_eof(DRAIN_LINGER).await {
+            Ok(()) | Err(_) => End::Drained,
+        }
+    }
+
+    /// Reads and drops what the peer sends until its FIN, for at most `wait`. `Ok` at the
+    /// FIN or when `wait` runs out. Reads go into the (empty) read buffer, not a stack
+    /// array: stack arrays here would be part of every connection task's size.
+    async fn discard_until_eof(&mut self, wait: Duration) -> io::Result<()> {
+        let deadline = crate::deadline::tokio_in(wait);
+        self.rbuf.clear();
         loop {
             match tokio::time::timeout_at(deadline, self.stream.readable()).await {
-                Err(_) | Ok(Err(_)) => return End::Drained,
-                Ok(Ok(())) => {}
+                Err(_) => return Ok(()),
+                Ok(r) => r?,
             }
             if self.rbuf.capacity() < 512 {
                 self.rbuf.reserve(512);
             }
             match self.stream.try_read_buf(&mut self.rbuf) {
-                Ok(0) => return End::Drained,
+                Ok(0) => return Ok(()),
                 Ok(_) => self.rbuf.clear(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return End::Drained,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -678,26 +688,10 @@ impl Conn {
         if cfg.short_server_closes_first || self.eof {
             return End::ShortDone;
         }
-        let deadline = crate::deadline::tokio_in(cfg.short_close_wait);
-        // Read into the (now empty) read buffer, not a stack array: stack arrays here would
-        // be part of every connection task's size.
-        self.rbuf.clear();
-        loop {
-            match tokio::time::timeout_at(deadline, self.stream.readable()).await {
-                Err(_) => return End::ShortDone,
-                Ok(Err(e)) => return End::Io(e),
-                Ok(Ok(())) => {}
-            }
-            // Anything sent after the one request is discarded: short means one exchange.
-            if self.rbuf.capacity() < 512 {
-                self.rbuf.reserve(512);
-            }
-            match self.stream.try_read_buf(&mut self.rbuf) {
-                Ok(0) => return End::ShortDone,
-                Ok(_) => self.rbuf.clear(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return End::Io(e),
-            }
+        // Anything sent after the one request is discarded: short means one exchange.
+        match self.discard_until_eof(cfg.short_close_wait).await {
+            Ok(()) => End::ShortDone,
+            Err(e) => End::Io(e),
         }
     }
 }
