@@ -97,7 +97,10 @@ async fn attack_reconnect_storm_against_peer_that_accepts_and_closes() {
             }
         }
     });
-    let client = builder("len:ascii:4", &[addr]).connect_long().await.unwrap();
+    let client = builder("len:ascii:4", &[addr])
+        .connect_long()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let seen = accepts.load(Ordering::Relaxed);
     drop(client);
@@ -178,7 +181,9 @@ async fn attack_short_client_write_ignores_request_timeout() {
         .build_short();
     let big = Bytes::from(vec![b'x'; 48 << 20]);
     let t = Instant::now();
-    let r = tokio::time::timeout(SOON, client.request(big)).await.unwrap();
+    let r = tokio::time::timeout(SOON, client.request(big))
+        .await
+        .unwrap();
     let took = t.elapsed();
     let e = r.unwrap_err();
     drop(hold_rx.try_recv());
@@ -254,7 +259,10 @@ async fn attack_idle_client_storms_with_a_peer_that_echoes_heartbeats() {
         }
     })
     .await;
-    let client = builder("len:ascii:4", &[addr]).connect_long().await.unwrap();
+    let client = builder("len:ascii:4", &[addr])
+        .connect_long()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let answered = client.stats().pings_answered;
     let bounced = echoed.load(Ordering::Relaxed);
@@ -512,16 +520,35 @@ fn req(id: u32, size: usize) -> Bytes {
 
 /// Checks the Ticket protocol over a reset mid-batch: not-sent requests never reached the
 /// server, nothing reached two connections, and every reply is the request's own.
-fn check_accounting(res: Vec<(u32, Result<Bytes, keepwire::client::ClientError>)>, log: &[Vec<u32>]) {
-    let count = |id: u32| log.iter().map(|c| c.iter().filter(|x| **x == id).count()).sum::<usize>();
+fn check_accounting(
+    res: Vec<(u32, Result<Bytes, keepwire::client::ClientError>)>,
+    log: &[Vec<u32>],
+) {
+    let count = |id: u32| {
+        log.iter()
+            .map(|c| c.iter().filter(|x| **x == id).count())
+            .sum::<usize>()
+    };
     for (id, r) in res {
         match r {
             Ok(reply) => {
-                assert!(reply.len() >= 4 && reply[..4] == id.to_be_bytes(), "request {id} got another reply");
-                assert_eq!(count(id), 1, "request {id} reached the server {} times: {log:?}", count(id));
+                assert!(
+                    reply.len() >= 4 && reply[..4] == id.to_be_bytes(),
+                    "request {id} got another reply"
+                );
+                assert_eq!(
+                    count(id),
+                    1,
+                    "request {id} reached the server {} times: {log:?}",
+                    count(id)
+                );
             }
             Err(e) if e.is_not_sent() => {
-                assert_eq!(count(id), 0, "request {id} reported not sent ({e}) but reached the server: {log:?}");
+                assert_eq!(
+                    count(id),
+                    0,
+                    "request {id} reported not sent ({e}) but reached the server: {log:?}"
+                );
             }
             Err(e) => assert!(e.may_have_been_sent(), "{e}"),
         }
@@ -692,7 +719,9 @@ async fn attack_pool_request_outlives_request_timeout() {
     assert!(
         slowest < Duration::from_millis(900),
         "a pool request with a 400 ms timeout took {slowest:?}: {:?}",
-        res.iter().map(|(t, r)| (t, r.as_ref().map_err(ToString::to_string))).collect::<Vec<_>>()
+        res.iter()
+            .map(|(t, r)| (t, r.as_ref().map_err(ToString::to_string)))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -762,7 +791,11 @@ async fn attack_distinct_pings_crossing_requests() {
     .await;
     let client = builder("len:ascii:4", &[addr])
         .max_in_flight(4)
-        .heartbeat("interval=5ms,timeout=2s,misses=3,ping=text:PING,pong=text:PONG".parse().unwrap())
+        .heartbeat(
+            "interval=5ms,timeout=2s,misses=3,ping=text:PING,pong=text:PONG"
+                .parse()
+                .unwrap(),
+        )
         .connect_long()
         .await
         .unwrap();
@@ -784,8 +817,14 @@ async fn attack_distinct_pings_crossing_requests() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let st = client.stats();
-    let (sent, back) = (peer_pings.load(Ordering::Relaxed), pongs_back.load(Ordering::Relaxed));
-    assert!(sent > 0 && back + 2 >= sent, "peer sent {sent} pings, got {back} pongs; {st:?}");
+    let (sent, back) = (
+        peer_pings.load(Ordering::Relaxed),
+        pongs_back.load(Ordering::Relaxed),
+    );
+    assert!(
+        sent > 0 && back + 2 >= sent,
+        "peer sent {sent} pings, got {back} pongs; {st:?}"
+    );
     assert_eq!(st.disconnects, 0, "{st:?}");
 }
 
@@ -850,13 +889,19 @@ async fn attack_mux_late_reply_answered_twice_goes_to_the_retry() {
     let reply = loop {
         tries += 1;
         assert!(tries < 600, "key refused for too long");
-        match mux.request_timeout(b("k001second"), Duration::from_secs(2)).await {
+        match mux
+            .request_timeout(b("k001second"), Duration::from_secs(2))
+            .await
+        {
             Ok(r) => break r,
             Err(e) if e.is_not_sent() => tokio::time::sleep(Duration::from_millis(5)).await,
             Err(e) => panic!("{e}"),
         }
     };
-    assert_eq!(reply, "k001second", "the retry got the first request's duplicate reply");
+    assert_eq!(
+        reply, "k001second",
+        "the retry got the first request's duplicate reply"
+    );
 }
 
 /// The short client's connect is not bounded by the request timeout either: one endpoint
@@ -869,7 +914,9 @@ async fn attack_short_client_connect_ignores_request_timeout() {
         .request_timeout(Duration::from_millis(500))
         .build_short();
     let t = Instant::now();
-    let r = tokio::time::timeout(SOON, client.request(b("x"))).await.unwrap();
+    let r = tokio::time::timeout(SOON, client.request(b("x")))
+        .await
+        .unwrap();
     let took = t.elapsed();
     assert!(
         took < Duration::from_millis(1200),
@@ -910,7 +957,10 @@ async fn attack_peer_closes_mid_reply_then_echoes() {
         let cb = builder("len:be:4", &[addr]).request_timeout(Duration::from_secs(3));
         let t = Instant::now();
         let (e, r) = if mux {
-            let c = cb.connect_mux(keepwire::client::ByteRange::new(0, 4)).await.unwrap();
+            let c = cb
+                .connect_mux(keepwire::client::ByteRange::new(0, 4))
+                .await
+                .unwrap();
             let e = c.request(b("AAAAfirst-request")).await.unwrap_err();
             (e, c.request(b("BBBBsecond-request")).await)
         } else {
@@ -920,7 +970,11 @@ async fn attack_peer_closes_mid_reply_then_echoes() {
         };
         assert!(e.may_have_been_sent() && !e.is_timeout(), "mux={mux}: {e}");
         assert_eq!(r.ok(), Some(b("BBBBsecond-request")), "mux={mux}");
-        assert!(t.elapsed() < Duration::from_secs(2), "mux={mux}: {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "mux={mux}: {:?}",
+            t.elapsed()
+        );
     }
 }
 
