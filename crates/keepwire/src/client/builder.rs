@@ -10,6 +10,12 @@ use crate::socket::SocketOptions;
 use super::conn::{Link, Matching};
 use super::{ClientError, Correlate, Duplex, LongClient, MuxClient, Pool, ShortClient};
 
+/// The shortest reconnect and down backoff, base and ceiling alike: 20 ms, so that no
+/// jittered delay (drawn from `[d/2, d]`) is under 10 ms. A zero backoff would retry a
+/// refused endpoint, or probe a dead preferred one, in a busy loop; `PingConfig` clamps its
+/// durations for the same reason.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(20);
+
 /// Framing, endpoints, timeouts, heartbeats and backoff for a client; finish with
 /// [`build_short`](Self::build_short), [`connect_long`](Self::connect_long),
 /// [`connect_mux`](Self::connect_mux), [`pool`](Self::pool) or
@@ -147,17 +153,23 @@ impl ClientBuilder {
     }
 
     /// Reconnect backoff of a long connection: `base`, doubling up to `max`, with jitter.
+    ///
+    /// Both are at least [`MIN_BACKOFF`] (20 ms; less is taken as that), and `max` at least
+    /// `base`: a zero backoff reconnects in a busy loop while the endpoint is down.
     pub fn reconnect_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.reconnect_base = base;
-        self.reconnect_max = max;
+        self.reconnect_base = base.max(MIN_BACKOFF);
+        self.reconnect_max = max.max(self.reconnect_base);
         self
     }
 
     /// How long a failed endpoint stays marked down: `base`, doubling per failure up to
-    /// `max`.
+    /// `max`. It also spaces the fail-back probes of a better endpoint that is down.
+    ///
+    /// Both are at least [`MIN_BACKOFF`] (20 ms; less is taken as that), and `max` at least
+    /// `base`: a zero backoff probes a dead preferred endpoint in a busy loop.
     pub fn down_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.down_base = base;
-        self.down_max = max;
+        self.down_base = base.max(MIN_BACKOFF);
+        self.down_max = max.max(self.down_base);
         self
     }
 
