@@ -99,6 +99,9 @@ pub(crate) struct Link {
     counters: Counters,
     connected: AtomicBool,
     current: Mutex<Option<usize>>,
+    /// Reconnect when the connection is lost (a pooled connection does not: the pool
+    /// replaces it).
+    reconnect: bool,
 }
 
 impl std::fmt::Debug for Link {
@@ -143,7 +146,14 @@ impl Link {
             counters: Counters::default(),
             connected: AtomicBool::new(false),
             current: Mutex::new(None),
+            reconnect: true,
         }
+    }
+
+    /// The connection task ends when the connection is lost, instead of reconnecting.
+    pub(crate) fn without_reconnect(mut self) -> Self {
+        self.reconnect = false;
+        self
     }
 
     fn eps(&self) -> std::sync::MutexGuard<'_, EndpointSet> {
@@ -561,6 +571,9 @@ struct Conn {
     /// Keys of keyed requests that timed out after they were written.
     tombstones: Tombstones,
     eof: bool,
+    /// A frame came on this connection that proves the peer's service (a reply, a pong to
+    /// our ping, a frame of its own): see [`Backoff::after_loss`].
+    delivered: bool,
 }
 
 impl Conn {
@@ -600,6 +613,7 @@ impl Conn {
 impl Task {
     async fn run(mut self, first: Connected) {
         let mut next = Some(first);
+        let mut last_err = shutdown(Delivery::NotSent);
         loop {
             let c = match next.take() {
                 Some(c) => c,
@@ -611,7 +625,8 @@ impl Task {
             inc(&self.link.counters.connects);
             self.link.set_current(Some(c.ep));
             let ep = c.ep;
-            let end = self.serve(c).await;
+            let started = Instant::now();
+            let (end, delivered) = self.serve(c).await;
             self.link.set_current(None);
             match end {
                 End::Shutdown => break,
@@ -620,6 +635,21 @@ impl Task {
                     tracing::info!(error = %err, "connection lost");
                     if let Some(reason) = down {
                         self.link.mark_down(ep, &reason);
+                    }
+                    if !self.link.reconnect {
+                        last_err = err.for_delivery(Delivery::NotSent);
+                        break;
+                    }
+                    // A connection that died young with nothing delivered proves nothing:
+                    // wait before the next connect, else a peer that accepts and closes
+                    // at once is reconnected to in a tight loop.
+                    let jitter = self.link.jitter();
+                    if let Some(delay) =
+                        self.backoff
+                            .after_loss(delivered, started.elapsed(), jitter)
+                    {
+                        tracing::debug!(?delay, "connection died young; backing off");
+                        tokio::time::sleep_until(crate::deadline::tokio_in(delay)).await;
                     }
                 }
                 End::FailBack(c) => {
@@ -630,7 +660,7 @@ impl Task {
             }
         }
         self.link.set_current(None);
-        self.fail_queued(&shutdown(Delivery::NotSent));
+        self.fail_queued(&last_err);
     }
 
     /// Fails every op waiting for a connection, with `err` as not sent.
@@ -652,10 +682,9 @@ impl Task {
                 return None;
             }
             match self.link.connect_plan().await {
-                Ok(c) => {
-                    self.backoff.reset();
-                    return Some(c);
-                }
+                // The backoff is not reset here: a connect proves little (see
+                // `Backoff::after_loss`), the connection has to deliver first.
+                Ok(c) => return Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "reconnect failed");
                     self.fail_queued(&e);
@@ -675,7 +704,8 @@ impl Task {
         }
     }
 
-    async fn serve(&mut self, c: Connected) -> End {
+    /// Serves one connection until it ends; also says whether a frame came on it.
+    async fn serve(&mut self, c: Connected) -> (End, bool) {
         let link = Arc::clone(&self.link);
         let cfg = &link.cfg;
         let now = Instant::now();
@@ -696,6 +726,7 @@ impl Task {
             keyed: HashMap::new(),
             tombstones: Tombstones::new(self.max_in_flight()),
             eof: false,
+            delivered: false,
             c,
         };
         conn.rbuf = std::mem::take(&mut conn.c.leftover);
@@ -707,7 +738,7 @@ impl Task {
                 let _ = tokio::time::timeout(cfg.write_timeout, conn.c.stream.shutdown()).await;
             }
         }
-        end
+        (end, conn.delivered)
     }
 
     fn max_in_flight(&self) -> usize {
@@ -980,7 +1011,12 @@ impl Task {
             if awaiting && beat == Some(Beat::Either) && conn.live.unanswered() == 0 {
                 conn.mark_heartbeats_instead();
             }
-            match conn.live.on_frame_awaiting(now, beat, awaiting) {
+            let unanswered = conn.live.unanswered();
+            let verdict = conn.live.on_frame_awaiting(now, beat, awaiting);
+            if verdict == Verdict::Deliver || conn.live.unanswered() < unanswered {
+                conn.delivered = true;
+            }
+            match verdict {
                 Verdict::Absorb => inc(&link.counters.pongs_received),
                 Verdict::Answer => {
                     if let Some(h) = heartbeat {

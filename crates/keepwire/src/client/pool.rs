@@ -19,7 +19,11 @@ use super::{EndpointStatus, LongClient};
 /// (a connection whose heartbeats stopped being answered, or that was lost, is replaced),
 /// and closed after [`ClientBuilder::max_idle`] idle or [`ClientBuilder::max_lifetime`] old.
 /// Each connection keeps itself alive with the same heartbeats as a
-/// [`LongClient`](super::LongClient).
+/// [`LongClient`](super::LongClient), but is never reconnected by itself: once lost it is
+/// closed, and the pool replaces it on the next checkout (one owner of reconnects; a pooled
+/// connection reconnecting on its own would also hammer a peer that accepts and closes, with
+/// nobody asking for it). A request that was not sent because its connection was lost just
+/// before is tried once more on a fresh checkout.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -69,12 +73,14 @@ impl bb8::ManageConnection for Manager {
     type Error = ClientError;
 
     async fn connect(&self) -> Result<LongClient, ClientError> {
-        // A pooled connection that breaks is replaced by the pool, not reconnected by itself.
+        // A pooled connection that breaks is replaced by the pool, not reconnected by itself:
+        // its task ends, `has_broken` reports it, and the next checkout connects anew.
         let link = Link::with_endpoints(
             self.cfg.clone(),
             Matching::Fifo,
             Arc::clone(&self.endpoints),
-        );
+        )
+        .without_reconnect();
         LongClient::connect_link(Arc::new(link)).await
     }
 
@@ -93,6 +99,17 @@ impl bb8::ManageConnection for Manager {
     fn has_broken(&self, conn: &mut LongClient) -> bool {
         !conn.is_connected()
     }
+}
+
+/// A request failed because its pooled connection was lost (not because of the request).
+fn lost_connection(e: &ClientError) -> bool {
+    matches!(
+        e.kind(),
+        ClientErrorKind::Closed
+            | ClientErrorKind::Dead
+            | ClientErrorKind::Io
+            | ClientErrorKind::Shutdown
+    )
 }
 
 /// bb8 panics on a zero idle timeout, max lifetime or connection timeout (it asserts they
@@ -170,15 +187,22 @@ impl Pool {
             .await
             .map_err(|_| timed_out())?
             .map_err(|_| timed_out())?;
-        let conn = self.inner.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => ClientError::new(
-                ClientErrorKind::PoolTimeout,
-                Delivery::NotSent,
-                "no pooled connection free within the checkout timeout",
-            ),
-        })?;
-        conn.request(frame).await
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let conn = self.inner.get().await.map_err(|e| match e {
+                bb8::RunError::User(e) => e,
+                bb8::RunError::TimedOut => timed_out(),
+            })?;
+            match conn.request(frame.clone()).await {
+                // The connection was lost before the request was written: a pooled
+                // connection does not reconnect, so take another (once).
+                Err(e) if tries < 2 && e.is_not_sent() && lost_connection(&e) => {
+                    tracing::debug!(error = %e, "pooled connection lost; checking out another");
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Open connections, and how many of them are idle.
