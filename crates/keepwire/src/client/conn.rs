@@ -217,13 +217,49 @@ impl Link {
     /// Tries the endpoints in plan order; the first that connects (and answers the probe)
     /// wins. Every failure marks its endpoint down.
     pub(crate) async fn connect_plan(&self) -> Result<Connected, ClientError> {
+        self.connect_plan_by(None).await
+    }
+
+    /// [`connect_plan`](Self::connect_plan), all of it within a request's deadline when
+    /// `by` gives one (`(deadline, the request timeout)`): the connect and probe timeouts
+    /// then bound each endpoint, and the deadline the whole plan. An endpoint cut short by
+    /// the deadline is not marked down (it was given less than the connect timeout); the
+    /// error is then a timeout, not sent.
+    pub(crate) async fn connect_plan_by(
+        &self,
+        by: Option<(Instant, Duration)>,
+    ) -> Result<Connected, ClientError> {
         let plan = self.eps().plan(Instant::now());
         let mut failures = Vec::new();
         for ep in plan {
             let Some(addr) = self.eps().addr(ep).map(str::to_owned) else {
                 continue;
             };
-            match self.connect_one(ep, &addr).await {
+            let attempt = match by {
+                None => self.connect_one(ep, &addr).await,
+                Some((deadline, budget)) => {
+                    match tokio::time::timeout_at(deadline.into(), self.connect_one(ep, &addr))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => {
+                            for f in &failures {
+                                tracing::warn!("skipped endpoint {f}");
+                            }
+                            return Err(ClientError::new(
+                                ClientErrorKind::Timeout,
+                                Delivery::NotSent,
+                                format!(
+                                    "no connection within {}",
+                                    humantime::format_duration(budget)
+                                ),
+                            )
+                            .with_endpoint(Some(addr)));
+                        }
+                    }
+                }
+            };
+            match attempt {
                 Ok(c) => {
                     self.eps().mark_up(ep);
                     for f in &failures {
@@ -1295,37 +1331,51 @@ struct Written {
     done: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
 }
 
-/// Writes all of `buf` with `timeout` per stall; returns the bytes written and the outcome.
+/// How [`write_counted`] ended short of writing everything.
+#[derive(Debug)]
+pub(crate) enum WriteEnd {
+    /// The socket failed, or the peer did not read for the write timeout.
+    Io(io::Error),
+    /// The caller's deadline passed first.
+    Deadline,
+}
+
+/// Writes all of `buf` with `timeout` per stall, and all of it by `deadline`; returns the
+/// bytes written and the outcome.
 pub(crate) async fn write_counted(
     stream: &mut TcpStream,
     buf: &[u8],
     timeout: Duration,
-) -> (usize, io::Result<()>) {
+    deadline: Instant,
+) -> (usize, Result<(), WriteEnd>) {
     let mut off = 0;
     while off < buf.len() {
         let pending = buf.get(off..).unwrap_or_default();
         match stream.try_write(pending) {
-            Ok(0) => return (off, Err(io::ErrorKind::WriteZero.into())),
+            Ok(0) => return (off, Err(WriteEnd::Io(io::ErrorKind::WriteZero.into()))),
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(timeout, stream.writable()).await {
+                let stall = crate::deadline::std_in(timeout);
+                let until = stall.min(deadline);
+                match tokio::time::timeout_at(until.into(), stream.writable()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return (off, Err(e)),
+                    Ok(Err(e)) => return (off, Err(WriteEnd::Io(e))),
+                    Err(_) if until < stall => return (off, Err(WriteEnd::Deadline)),
                     Err(_) => {
                         return (
                             off,
-                            Err(io::Error::new(
+                            Err(WriteEnd::Io(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 format!(
                                     "peer did not read for {}",
                                     humantime::format_duration(timeout)
                                 ),
-                            )),
+                            ))),
                         );
                     }
                 }
             }
-            Err(e) => return (off, Err(e)),
+            Err(e) => return (off, Err(WriteEnd::Io(e))),
         }
     }
     (off, Ok(()))
