@@ -164,11 +164,13 @@ impl Pool {
         })
     }
 
-    /// Checks a connection out, sends `frame` on it and waits for the reply.
+    /// Checks a connection out, sends `frame` on it and waits for the reply, all of it
+    /// within the request timeout.
     ///
     /// # Errors
     /// [`ClientError::is_pool_timeout`] (not sent) when no connection was free within the
-    /// checkout timeout; [`ClientError::is_connect`] when a new connection could not be made;
+    /// checkout timeout; [`ClientError::is_timeout`] (not sent) when none was free within
+    /// the request timeout, if that is the shorter; [`ClientError::is_connect`] when a new connection could not be made;
     /// otherwise as [`LongClient::request`].
     ///
     /// # Cancel safety
@@ -176,25 +178,48 @@ impl Pool {
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
         // Refused before waiting for a connection (the pooled client refuses it too).
         self.cfg.refuse_heartbeat_frame(&frame)?;
+        // The request timeout covers the whole call, checkout included; the checkout
+        // timeout bounds the wait for a connection on its own.
+        let budget = self.cfg.request_timeout;
+        let deadline = crate::deadline::std_in(budget);
+        let checkout_by = crate::deadline::std_in(self.checkout_timeout).min(deadline);
         let timed_out = || {
-            ClientError::new(
-                ClientErrorKind::PoolTimeout,
-                Delivery::NotSent,
-                "no pooled connection free within the checkout timeout",
-            )
+            if checkout_by < deadline {
+                ClientError::new(
+                    ClientErrorKind::PoolTimeout,
+                    Delivery::NotSent,
+                    "no pooled connection free within the checkout timeout",
+                )
+            } else {
+                ClientError::new(
+                    ClientErrorKind::Timeout,
+                    Delivery::NotSent,
+                    format!(
+                        "no pooled connection free within {}",
+                        humantime::format_duration(budget)
+                    ),
+                )
+            }
         };
-        let _turn = tokio::time::timeout(self.checkout_timeout, self.gate.acquire())
+        let _turn = tokio::time::timeout_at(checkout_by.into(), self.gate.acquire())
             .await
             .map_err(|_| timed_out())?
             .map_err(|_| timed_out())?;
         let mut tries = 0;
         loop {
             tries += 1;
-            let conn = self.inner.get().await.map_err(|e| match e {
-                bb8::RunError::User(e) => e,
-                bb8::RunError::TimedOut => timed_out(),
-            })?;
-            match conn.request(frame.clone()).await {
+            let conn = tokio::time::timeout_at(checkout_by.into(), self.inner.get())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| match e {
+                    bb8::RunError::User(e) => e,
+                    bb8::RunError::TimedOut => timed_out(),
+                })?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            match conn.request_timeout(frame.clone(), left).await {
                 // The connection was lost before the request was written: a pooled
                 // connection does not reconnect, so take another (once).
                 Err(e) if tries < 2 && e.is_not_sent() && lost_connection(&e) => {
