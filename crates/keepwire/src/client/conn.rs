@@ -588,6 +588,10 @@ enum End {
     FailBack(Connected),
 }
 
+/// A fail-back probe in progress: the endpoint, and its connect (and probe heartbeat).
+type FailBackProbe =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<Connected, String>)> + Send>>;
+
 struct InFlight {
     done: oneshot::Sender<Result<Bytes, ClientError>>,
     ticket: Arc<Ticket>,
@@ -793,6 +797,13 @@ impl Task {
         let max_in_flight = self.max_in_flight();
         let mut rx_closed = false;
         let mut fail_back_failed_at: Option<Instant> = None;
+        // The fail-back probe of a better endpoint runs beside this connection, polled in
+        // the select below: a preferred endpoint that drops SYNs takes the whole connect
+        // timeout to fail, and this connection keeps serving meanwhile. Dropped (and its
+        // socket closed) when this connection ends.
+        let mut probe: Option<FailBackProbe> = None;
+        // A better endpoint that answered the probe, for when nothing is in flight.
+        let mut recovered: Option<Connected> = None;
         loop {
             // 1. Whole frames buffered; pongs they call for are written at once.
             if let Err(err) = self.process_frames(conn) {
@@ -815,6 +826,13 @@ impl Task {
             if rx_closed && conn.in_flight() == 0 && self.retry.is_empty() {
                 return End::Shutdown;
             }
+            // Fail back only when nothing is in flight: the requests on this connection
+            // get their replies first.
+            if conn.in_flight() == 0 && self.retry.is_empty() {
+                if let Some(c) = recovered.take() {
+                    return End::FailBack(c);
+                }
+            }
 
             // 2. Ops that were not sent on the previous connection go first.
             if !self.retry.is_empty() && conn.in_flight() < max_in_flight {
@@ -832,7 +850,12 @@ impl Task {
             // Fail-back happens only when nothing is in flight; while something is, its timer
             // stays out of the deadline (else a due fail-back woke this loop at every tick:
             // ~1000 wakeups a second while a request waited on a slow backup).
-            let fail_back_at = if cfg.fail_back && conn.c.ep > 0 && conn.in_flight() == 0 {
+            let fail_back_at = if cfg.fail_back
+                && conn.c.ep > 0
+                && conn.in_flight() == 0
+                && probe.is_none()
+                && recovered.is_none()
+            {
                 let eps = link.eps();
                 if eps.fail_back_candidate(conn.c.ep, now).is_some() {
                     Some(
@@ -928,21 +951,35 @@ impl Task {
                         }
                     }
                     self.expire_keyed(conn, now);
-                    // Fail back to a better endpoint, when idle.
+                    // Probe a better endpoint to fail back to, when idle; the probe runs
+                    // beside this connection (the branch below takes its outcome).
                     if fail_back_at.is_some_and(|t| t <= now) && conn.in_flight() == 0 {
                         let cand = link.eps().fail_back_candidate(conn.c.ep, now);
                         if let Some(ep) = cand {
                             let addr = link.eps().addr(ep).map(str::to_owned).unwrap_or_default();
-                            match link.connect_one(ep, &addr).await {
-                                Ok(c) => {
-                                    link.eps().mark_up(ep);
-                                    return End::FailBack(c);
-                                }
-                                Err(reason) => {
-                                    link.mark_down(ep, &reason);
-                                    fail_back_failed_at = Some(Instant::now());
-                                }
-                            }
+                            let prober = Arc::clone(&link);
+                            probe = Some(Box::pin(async move {
+                                let r = prober.connect_one(ep, &addr).await;
+                                (ep, r)
+                            }));
+                        }
+                    }
+                }
+                (ep, r) = async {
+                    match probe.as_mut() {
+                        Some(p) => p.await,
+                        None => std::future::pending().await,
+                    }
+                }, if probe.is_some() => {
+                    probe = None;
+                    match r {
+                        Ok(c) => {
+                            link.eps().mark_up(ep);
+                            recovered = Some(c);
+                        }
+                        Err(reason) => {
+                            link.mark_down(ep, &reason);
+                            fail_back_failed_at = Some(Instant::now());
                         }
                     }
                 }

@@ -17,7 +17,8 @@
 //! # Recovery probing
 //! While connected to an endpoint other than the first, a long client asks
 //! [`EndpointSet::fail_back_candidate`] whether a better endpoint is due a retry; if so it
-//! probes it (connect, and a heartbeat when configured) and moves back to it when idle.
+//! probes it (connect, and a heartbeat when configured) beside the current connection, which
+//! keeps serving requests meanwhile, and moves back to it once nothing is in flight.
 
 use std::time::{Duration, Instant};
 
