@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::frame::FramingSpec;
+use crate::frame::{FrameCodec, FramingSpec};
 use crate::liveness::{EmptyHeartbeat, Heartbeat, HeartbeatSpec, PingConfig};
 use crate::socket::SocketOptions;
 
@@ -140,6 +140,11 @@ impl ClientBuilder {
     }
 
     /// Ping idle connections (`None`: never ping).
+    ///
+    /// Pings are heartbeat frames: with heartbeats off
+    /// ([`heartbeat_frames`](Self::heartbeat_frames)`(None)`), or with a ping or pong the
+    /// framing cannot carry (the empty frame under `fixed`), the client is refused when
+    /// built ([`validate`](Self::validate)) instead of declaring healthy peers dead.
     pub fn ping(mut self, ping: Option<PingConfig>) -> Self {
         self.ping = ping;
         self
@@ -250,7 +255,74 @@ impl ClientBuilder {
         }
     }
 
+    /// Checks that the heartbeat settings can work on this framing; every `connect_*` and
+    /// [`pool`](Self::pool) call it first, and a [`ShortClient`] before each request.
+    ///
+    /// - pinging ([`ping`](Self::ping)) and [`probe_on_connect`](Self::probe_on_connect)
+    ///   write heartbeat frames, so they need them ([`heartbeat_frames`](Self::heartbeat_frames)
+    ///   not `None`), and the ping must encode under the framing;
+    /// - the pong must encode whenever pings are sent or can arrive: the peer answers ours
+    ///   with it, and we answer its pings with it.
+    ///
+    /// Without this check each idle interval "sent" a ping that could not be written, and
+    /// the connection was dropped (or the healthy peer marked down) again and again.
+    ///
+    /// # Errors
+    /// [`ClientError::is_config`] (not sent), saying what to change, e.g. `bad client
+    /// config: the heartbeat ping cannot be sent under fixed:4: give ping=/pong= payloads
+    /// the framing can carry`.
+    ///
+    /// ```
+    /// use keepwire::client::ClientBuilder;
+    /// let b = ClientBuilder::new("fixed:4".parse().unwrap(), ["127.0.0.1:7000"])
+    ///     .heartbeat("interval=30s".parse().unwrap());
+    /// assert!(b.validate().unwrap_err().is_config());
+    /// let b = ClientBuilder::new("fixed:4".parse().unwrap(), ["127.0.0.1:7000"])
+    ///     .heartbeat("interval=30s,ping=text:PING,pong=text:PONG".parse().unwrap());
+    /// assert!(b.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let sends = self.ping.is_some() || self.probe_on_connect;
+        let Some(hb) = self.heartbeat.as_deref() else {
+            if self.ping.is_some() {
+                return Err(ClientError::config(
+                    "pings need heartbeat frames, and heartbeats are off (heartbeat_frames(None)): \
+                     give heartbeat frames, or ping(None)",
+                ));
+            }
+            if self.probe_on_connect {
+                return Err(ClientError::config(
+                    "the probe on connect needs heartbeat frames, and heartbeats are off \
+                     (heartbeat_frames(None)): give heartbeat frames, or probe_on_connect(false)",
+                ));
+            }
+            return Ok(());
+        };
+        let codec = FrameCodec::new(self.framing.clone());
+        let encodes = |f: &[u8]| codec.encode_to(f, &mut bytes::BytesMut::new()).is_ok();
+        let ping = hb.ping(1);
+        let ping_ok = encodes(&ping);
+        if sends && !ping_ok {
+            return Err(ClientError::config(format!(
+                "the heartbeat ping cannot be sent under {}: give ping=/pong= payloads the \
+                 framing can carry",
+                self.framing
+            )));
+        }
+        if (sends || ping_ok) && !encodes(&hb.pong(&ping)) {
+            return Err(ClientError::config(format!(
+                "the heartbeat pong cannot be sent under {}: give ping=/pong= payloads the \
+                 framing can carry",
+                self.framing
+            )));
+        }
+        Ok(())
+    }
+
     /// A client that connects per request.
+    ///
+    /// A configuration that [`validate`](Self::validate) refuses makes every request fail
+    /// with [`ClientError::is_config`], before connecting.
     pub fn build_short(self) -> ShortClient {
         ShortClient::new(Arc::new(Link::new(self, Matching::Fifo)))
     }
@@ -258,7 +330,9 @@ impl ClientBuilder {
     /// Connects one long connection (trying the endpoints in order) and keeps it alive.
     ///
     /// # Errors
-    /// [`ClientError::is_connect`] naming every endpoint when none could be connected to.
+    /// [`ClientError::is_config`] when [`validate`](Self::validate) refuses the
+    /// configuration; [`ClientError::is_connect`] naming every endpoint when none could be
+    /// connected to.
     ///
     /// # Cancel safety
     /// Dropping the future drops the connection being set up; nothing is left running.

@@ -52,6 +52,7 @@ pub struct LongClient {
 
 impl LongClient {
     pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
+        cfg.validate()?;
         Self::connect_link(Arc::new(Link::new(cfg, Matching::Fifo))).await
     }
 

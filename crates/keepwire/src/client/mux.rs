@@ -63,6 +63,7 @@ impl MuxClient {
         cfg: ClientBuilder,
         correlate: Arc<dyn Correlate>,
     ) -> Result<Self, ClientError> {
+        cfg.validate()?;
         let link = Arc::new(Link::new(cfg, Matching::Keyed(correlate)));
         let first = link.connect_plan().await?;
         let (handle, rx) = conn::spawn_with_unsolicited(link, first);

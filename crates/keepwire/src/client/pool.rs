@@ -122,6 +122,7 @@ fn at_least_1ms(d: std::time::Duration) -> std::time::Duration {
 
 impl Pool {
     pub(crate) async fn connect(cfg: ClientBuilder, size: u32) -> Result<Self, ClientError> {
+        cfg.validate()?;
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
             cfg.endpoints.iter().cloned(),
             cfg.down_base,

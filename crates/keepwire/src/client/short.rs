@@ -83,6 +83,7 @@ impl ShortClient {
         let cfg = &self.link.cfg;
         // A short server answers heartbeats too (a probe before the request), so the
         // heartbeat frame is never a request here either.
+        cfg.validate()?;
         cfg.refuse_heartbeat_frame(&frame)?;
         let deadline = crate::deadline::std_in(cfg.request_timeout);
         let mut retried_sent = false;
