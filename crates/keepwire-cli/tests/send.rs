@@ -240,6 +240,30 @@ fn bad_usage_exits_2() {
     );
 }
 
+/// Hostile review: a heartbeat the framing cannot carry is a usage error at parse, as in
+/// `serve`, not a connection dropped at every interval.
+#[test]
+fn unencodable_heartbeat_exits_2() {
+    let (_, err) = run_expect(
+        &[
+            "--to",
+            &refused(),
+            "--framing",
+            "fixed:4",
+            "--heartbeat",
+            "interval=1s",
+            "abcd",
+        ],
+        b"",
+        2,
+    );
+    assert!(
+        err.contains("the heartbeat ping cannot be sent under fixed:4"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
 #[test]
 fn heartbeat_probe_skips_a_stopped_server() {
     let stopped = Serve::start(&["--framing", "len:ascii:4"]);

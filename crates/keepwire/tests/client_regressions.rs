@@ -457,3 +457,46 @@ async fn issue9_large_pipelined_frames_do_not_deadlock() {
     );
     assert_eq!(mux.stats().unsolicited, 0);
 }
+
+/// Hostile review: `ping(Some(..))` with `heartbeat_frames(None)` declared healthy peers dead,
+/// and an empty-frame ping under `fixed:4` dropped the connection every interval. Both are
+/// refused before a connection is made, by every client type, with a config error.
+#[tokio::test]
+async fn review_heartbeat_configs_that_cannot_work_are_refused_up_front() {
+    let srv = echo_server(ServerConfig::new(spec("fixed:4"))).await;
+    let ping = keepwire::liveness::PingConfig::default();
+    let cases = [
+        builder("fixed:4", &[srv.addr]).heartbeat("interval=50ms".parse().unwrap()),
+        builder("fixed:4", &[srv.addr]).heartbeat("ping=text:PING,pong=text:PO".parse().unwrap()),
+        builder("fixed:4", &[srv.addr])
+            .heartbeat_frames(None)
+            .ping(Some(ping)),
+        builder("fixed:4", &[srv.addr]).probe_on_connect(true),
+    ];
+    for cb in cases {
+        let what = format!("{cb:?}");
+        let e = cb.clone().connect_long().await.unwrap_err();
+        assert!(e.is_config() && e.is_not_sent(), "{what}: {e}");
+        assert!(e.to_string().starts_with("bad client config: "), "{e}");
+        let e = cb.clone().pool(2).await.unwrap_err();
+        assert!(e.is_config(), "{what}: {e}");
+        let e = cb.clone().connect_duplex().await.unwrap_err();
+        assert!(e.is_config(), "{what}: {e}");
+        let e = cb
+            .clone()
+            .build_short()
+            .request(b("abcd"))
+            .await
+            .unwrap_err();
+        assert!(e.is_config(), "{what}: {e}");
+    }
+    // Payloads the framing carries are fine, and the link works.
+    let ok = builder("fixed:4", &[srv.addr]).heartbeat(
+        "interval=50ms,ping=text:PING,pong=text:PONG"
+            .parse()
+            .unwrap(),
+    );
+    assert!(ok.validate().is_ok());
+    let c = ok.connect_long().await.unwrap();
+    assert_eq!(c.request(b("abcd")).await.unwrap(), "abcd");
+}

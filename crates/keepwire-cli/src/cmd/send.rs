@@ -121,14 +121,14 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             .parse()
             .map_err(|e| Failure::Usage(format!("--heartbeat: {e}")))?;
         let probe = hb.ping_config().is_some();
-        if probe && hb.heartbeat().is_none() {
-            return Err(Failure::Usage(
-                "--heartbeat: pings need heartbeat frames".into(),
-            ));
-        }
         // A short client never idles: there the ping timeout only bounds the probe.
         builder = builder.heartbeat(hb).probe_on_connect(probe);
     }
+    // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`)
+    // is a usage error, as in `serve`: exit 2 before connecting.
+    builder
+        .validate()
+        .map_err(|e| Failure::Usage(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

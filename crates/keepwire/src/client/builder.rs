@@ -3,12 +3,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::frame::FramingSpec;
+use crate::frame::{FrameCodec, FramingSpec};
 use crate::liveness::{EmptyHeartbeat, Heartbeat, HeartbeatSpec, PingConfig};
 use crate::socket::SocketOptions;
 
 use super::conn::{Link, Matching};
 use super::{ClientError, Correlate, Duplex, LongClient, MuxClient, Pool, ShortClient};
+
+/// The shortest reconnect and down backoff, base and ceiling alike: 20 ms, so that no
+/// jittered delay (drawn from `[d/2, d]`) is under 10 ms. A zero backoff would retry a
+/// refused endpoint, or probe a dead preferred one, in a busy loop; `PingConfig` clamps its
+/// durations for the same reason.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Framing, endpoints, timeouts, heartbeats and backoff for a client; finish with
 /// [`build_short`](Self::build_short), [`connect_long`](Self::connect_long),
@@ -134,6 +140,11 @@ impl ClientBuilder {
     }
 
     /// Ping idle connections (`None`: never ping).
+    ///
+    /// Pings are heartbeat frames: with heartbeats off
+    /// ([`heartbeat_frames`](Self::heartbeat_frames)`(None)`), or with a ping or pong the
+    /// framing cannot carry (the empty frame under `fixed`), the client is refused when
+    /// built ([`validate`](Self::validate)) instead of declaring healthy peers dead.
     pub fn ping(mut self, ping: Option<PingConfig>) -> Self {
         self.ping = ping;
         self
@@ -147,17 +158,23 @@ impl ClientBuilder {
     }
 
     /// Reconnect backoff of a long connection: `base`, doubling up to `max`, with jitter.
+    ///
+    /// Both are at least [`MIN_BACKOFF`] (20 ms; less is taken as that), and `max` at least
+    /// `base`: a zero backoff reconnects in a busy loop while the endpoint is down.
     pub fn reconnect_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.reconnect_base = base;
-        self.reconnect_max = max;
+        self.reconnect_base = base.max(MIN_BACKOFF);
+        self.reconnect_max = max.max(self.reconnect_base);
         self
     }
 
     /// How long a failed endpoint stays marked down: `base`, doubling per failure up to
-    /// `max`.
+    /// `max`. It also spaces the fail-back probes of a better endpoint that is down.
+    ///
+    /// Both are at least [`MIN_BACKOFF`] (20 ms; less is taken as that), and `max` at least
+    /// `base`: a zero backoff probes a dead preferred endpoint in a busy loop.
     pub fn down_backoff(mut self, base: Duration, max: Duration) -> Self {
-        self.down_base = base;
-        self.down_max = max;
+        self.down_base = base.max(MIN_BACKOFF);
+        self.down_max = max.max(self.down_base);
         self
     }
 
@@ -238,7 +255,74 @@ impl ClientBuilder {
         }
     }
 
+    /// Checks that the heartbeat settings can work on this framing; every `connect_*` and
+    /// [`pool`](Self::pool) call it first, and a [`ShortClient`] before each request.
+    ///
+    /// - pinging ([`ping`](Self::ping)) and [`probe_on_connect`](Self::probe_on_connect)
+    ///   write heartbeat frames, so they need them ([`heartbeat_frames`](Self::heartbeat_frames)
+    ///   not `None`), and the ping must encode under the framing;
+    /// - the pong must encode whenever pings are sent or can arrive: the peer answers ours
+    ///   with it, and we answer its pings with it.
+    ///
+    /// Without this check each idle interval "sent" a ping that could not be written, and
+    /// the connection was dropped (or the healthy peer marked down) again and again.
+    ///
+    /// # Errors
+    /// [`ClientError::is_config`] (not sent), saying what to change, e.g. `bad client
+    /// config: the heartbeat ping cannot be sent under fixed:4: give ping=/pong= payloads
+    /// the framing can carry`.
+    ///
+    /// ```
+    /// use keepwire::client::ClientBuilder;
+    /// let b = ClientBuilder::new("fixed:4".parse().unwrap(), ["127.0.0.1:7000"])
+    ///     .heartbeat("interval=30s".parse().unwrap());
+    /// assert!(b.validate().unwrap_err().is_config());
+    /// let b = ClientBuilder::new("fixed:4".parse().unwrap(), ["127.0.0.1:7000"])
+    ///     .heartbeat("interval=30s,ping=text:PING,pong=text:PONG".parse().unwrap());
+    /// assert!(b.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), ClientError> {
+        let sends = self.ping.is_some() || self.probe_on_connect;
+        let Some(hb) = self.heartbeat.as_deref() else {
+            if self.ping.is_some() {
+                return Err(ClientError::config(
+                    "pings need heartbeat frames, and heartbeats are off (heartbeat_frames(None)): \
+                     give heartbeat frames, or ping(None)",
+                ));
+            }
+            if self.probe_on_connect {
+                return Err(ClientError::config(
+                    "the probe on connect needs heartbeat frames, and heartbeats are off \
+                     (heartbeat_frames(None)): give heartbeat frames, or probe_on_connect(false)",
+                ));
+            }
+            return Ok(());
+        };
+        let codec = FrameCodec::new(self.framing.clone());
+        let encodes = |f: &[u8]| codec.encode_to(f, &mut bytes::BytesMut::new()).is_ok();
+        let ping = hb.ping(1);
+        let ping_ok = encodes(&ping);
+        if sends && !ping_ok {
+            return Err(ClientError::config(format!(
+                "the heartbeat ping cannot be sent under {}: give ping=/pong= payloads the \
+                 framing can carry",
+                self.framing
+            )));
+        }
+        if (sends || ping_ok) && !encodes(&hb.pong(&ping)) {
+            return Err(ClientError::config(format!(
+                "the heartbeat pong cannot be sent under {}: give ping=/pong= payloads the \
+                 framing can carry",
+                self.framing
+            )));
+        }
+        Ok(())
+    }
+
     /// A client that connects per request.
+    ///
+    /// A configuration that [`validate`](Self::validate) refuses makes every request fail
+    /// with [`ClientError::is_config`], before connecting.
     pub fn build_short(self) -> ShortClient {
         ShortClient::new(Arc::new(Link::new(self, Matching::Fifo)))
     }
@@ -246,7 +330,9 @@ impl ClientBuilder {
     /// Connects one long connection (trying the endpoints in order) and keeps it alive.
     ///
     /// # Errors
-    /// [`ClientError::is_connect`] naming every endpoint when none could be connected to.
+    /// [`ClientError::is_config`] when [`validate`](Self::validate) refuses the
+    /// configuration; [`ClientError::is_connect`] naming every endpoint when none could be
+    /// connected to.
     ///
     /// # Cancel safety
     /// Dropping the future drops the connection being set up; nothing is left running.

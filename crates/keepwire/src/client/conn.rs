@@ -99,6 +99,9 @@ pub(crate) struct Link {
     counters: Counters,
     connected: AtomicBool,
     current: Mutex<Option<usize>>,
+    /// Reconnect when the connection is lost (a pooled connection does not: the pool
+    /// replaces it).
+    reconnect: bool,
 }
 
 impl std::fmt::Debug for Link {
@@ -143,7 +146,14 @@ impl Link {
             counters: Counters::default(),
             connected: AtomicBool::new(false),
             current: Mutex::new(None),
+            reconnect: true,
         }
+    }
+
+    /// The connection task ends when the connection is lost, instead of reconnecting.
+    pub(crate) fn without_reconnect(mut self) -> Self {
+        self.reconnect = false;
+        self
     }
 
     fn eps(&self) -> std::sync::MutexGuard<'_, EndpointSet> {
@@ -207,13 +217,49 @@ impl Link {
     /// Tries the endpoints in plan order; the first that connects (and answers the probe)
     /// wins. Every failure marks its endpoint down.
     pub(crate) async fn connect_plan(&self) -> Result<Connected, ClientError> {
+        self.connect_plan_by(None).await
+    }
+
+    /// [`connect_plan`](Self::connect_plan), all of it within a request's deadline when
+    /// `by` gives one (`(deadline, the request timeout)`): the connect and probe timeouts
+    /// then bound each endpoint, and the deadline the whole plan. An endpoint cut short by
+    /// the deadline is not marked down (it was given less than the connect timeout); the
+    /// error is then a timeout, not sent.
+    pub(crate) async fn connect_plan_by(
+        &self,
+        by: Option<(Instant, Duration)>,
+    ) -> Result<Connected, ClientError> {
         let plan = self.eps().plan(Instant::now());
         let mut failures = Vec::new();
         for ep in plan {
             let Some(addr) = self.eps().addr(ep).map(str::to_owned) else {
                 continue;
             };
-            match self.connect_one(ep, &addr).await {
+            let attempt = match by {
+                None => self.connect_one(ep, &addr).await,
+                Some((deadline, budget)) => {
+                    match tokio::time::timeout_at(deadline.into(), self.connect_one(ep, &addr))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => {
+                            for f in &failures {
+                                tracing::warn!("skipped endpoint {f}");
+                            }
+                            return Err(ClientError::new(
+                                ClientErrorKind::Timeout,
+                                Delivery::NotSent,
+                                format!(
+                                    "no connection within {}",
+                                    humantime::format_duration(budget)
+                                ),
+                            )
+                            .with_endpoint(Some(addr)));
+                        }
+                    }
+                }
+            };
+            match attempt {
                 Ok(c) => {
                     self.eps().mark_up(ep);
                     for f in &failures {
@@ -542,6 +588,10 @@ enum End {
     FailBack(Connected),
 }
 
+/// A fail-back probe in progress: the endpoint, and its connect (and probe heartbeat).
+type FailBackProbe =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<Connected, String>)> + Send>>;
+
 struct InFlight {
     done: oneshot::Sender<Result<Bytes, ClientError>>,
     ticket: Arc<Ticket>,
@@ -561,6 +611,9 @@ struct Conn {
     /// Keys of keyed requests that timed out after they were written.
     tombstones: Tombstones,
     eof: bool,
+    /// A frame came on this connection that proves the peer's service (a reply, a pong to
+    /// our ping, a frame of its own): see [`Backoff::after_loss`].
+    delivered: bool,
 }
 
 impl Conn {
@@ -600,6 +653,7 @@ impl Conn {
 impl Task {
     async fn run(mut self, first: Connected) {
         let mut next = Some(first);
+        let mut last_err = shutdown(Delivery::NotSent);
         loop {
             let c = match next.take() {
                 Some(c) => c,
@@ -611,7 +665,8 @@ impl Task {
             inc(&self.link.counters.connects);
             self.link.set_current(Some(c.ep));
             let ep = c.ep;
-            let end = self.serve(c).await;
+            let started = Instant::now();
+            let (end, delivered) = self.serve(c).await;
             self.link.set_current(None);
             match end {
                 End::Shutdown => break,
@@ -620,6 +675,21 @@ impl Task {
                     tracing::info!(error = %err, "connection lost");
                     if let Some(reason) = down {
                         self.link.mark_down(ep, &reason);
+                    }
+                    if !self.link.reconnect {
+                        last_err = err.for_delivery(Delivery::NotSent);
+                        break;
+                    }
+                    // A connection that died young with nothing delivered proves nothing:
+                    // wait before the next connect, else a peer that accepts and closes
+                    // at once is reconnected to in a tight loop.
+                    let jitter = self.link.jitter();
+                    if let Some(delay) =
+                        self.backoff
+                            .after_loss(delivered, started.elapsed(), jitter)
+                    {
+                        tracing::debug!(?delay, "connection died young; backing off");
+                        tokio::time::sleep_until(crate::deadline::tokio_in(delay)).await;
                     }
                 }
                 End::FailBack(c) => {
@@ -630,7 +700,7 @@ impl Task {
             }
         }
         self.link.set_current(None);
-        self.fail_queued(&shutdown(Delivery::NotSent));
+        self.fail_queued(&last_err);
     }
 
     /// Fails every op waiting for a connection, with `err` as not sent.
@@ -652,10 +722,9 @@ impl Task {
                 return None;
             }
             match self.link.connect_plan().await {
-                Ok(c) => {
-                    self.backoff.reset();
-                    return Some(c);
-                }
+                // The backoff is not reset here: a connect proves little (see
+                // `Backoff::after_loss`), the connection has to deliver first.
+                Ok(c) => return Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "reconnect failed");
                     self.fail_queued(&e);
@@ -675,7 +744,8 @@ impl Task {
         }
     }
 
-    async fn serve(&mut self, c: Connected) -> End {
+    /// Serves one connection until it ends; also says whether a frame came on it.
+    async fn serve(&mut self, c: Connected) -> (End, bool) {
         let link = Arc::clone(&self.link);
         let cfg = &link.cfg;
         let now = Instant::now();
@@ -696,6 +766,7 @@ impl Task {
             keyed: HashMap::new(),
             tombstones: Tombstones::new(self.max_in_flight()),
             eof: false,
+            delivered: false,
             c,
         };
         conn.rbuf = std::mem::take(&mut conn.c.leftover);
@@ -707,7 +778,7 @@ impl Task {
                 let _ = tokio::time::timeout(cfg.write_timeout, conn.c.stream.shutdown()).await;
             }
         }
-        end
+        (end, conn.delivered)
     }
 
     fn max_in_flight(&self) -> usize {
@@ -726,6 +797,13 @@ impl Task {
         let max_in_flight = self.max_in_flight();
         let mut rx_closed = false;
         let mut fail_back_failed_at: Option<Instant> = None;
+        // The fail-back probe of a better endpoint runs beside this connection, polled in
+        // the select below: a preferred endpoint that drops SYNs takes the whole connect
+        // timeout to fail, and this connection keeps serving meanwhile. Dropped (and its
+        // socket closed) when this connection ends.
+        let mut probe: Option<FailBackProbe> = None;
+        // A better endpoint that answered the probe, for when nothing is in flight.
+        let mut recovered: Option<Connected> = None;
         loop {
             // 1. Whole frames buffered; pongs they call for are written at once.
             if let Err(err) = self.process_frames(conn) {
@@ -748,6 +826,13 @@ impl Task {
             if rx_closed && conn.in_flight() == 0 && self.retry.is_empty() {
                 return End::Shutdown;
             }
+            // Fail back only when nothing is in flight: the requests on this connection
+            // get their replies first.
+            if conn.in_flight() == 0 && self.retry.is_empty() {
+                if let Some(c) = recovered.take() {
+                    return End::FailBack(c);
+                }
+            }
 
             // 2. Ops that were not sent on the previous connection go first.
             if !self.retry.is_empty() && conn.in_flight() < max_in_flight {
@@ -765,7 +850,12 @@ impl Task {
             // Fail-back happens only when nothing is in flight; while something is, its timer
             // stays out of the deadline (else a due fail-back woke this loop at every tick:
             // ~1000 wakeups a second while a request waited on a slow backup).
-            let fail_back_at = if cfg.fail_back && conn.c.ep > 0 && conn.in_flight() == 0 {
+            let fail_back_at = if cfg.fail_back
+                && conn.c.ep > 0
+                && conn.in_flight() == 0
+                && probe.is_none()
+                && recovered.is_none()
+            {
                 let eps = link.eps();
                 if eps.fail_back_candidate(conn.c.ep, now).is_some() {
                     Some(
@@ -861,21 +951,35 @@ impl Task {
                         }
                     }
                     self.expire_keyed(conn, now);
-                    // Fail back to a better endpoint, when idle.
+                    // Probe a better endpoint to fail back to, when idle; the probe runs
+                    // beside this connection (the branch below takes its outcome).
                     if fail_back_at.is_some_and(|t| t <= now) && conn.in_flight() == 0 {
                         let cand = link.eps().fail_back_candidate(conn.c.ep, now);
                         if let Some(ep) = cand {
                             let addr = link.eps().addr(ep).map(str::to_owned).unwrap_or_default();
-                            match link.connect_one(ep, &addr).await {
-                                Ok(c) => {
-                                    link.eps().mark_up(ep);
-                                    return End::FailBack(c);
-                                }
-                                Err(reason) => {
-                                    link.mark_down(ep, &reason);
-                                    fail_back_failed_at = Some(Instant::now());
-                                }
-                            }
+                            let prober = Arc::clone(&link);
+                            probe = Some(Box::pin(async move {
+                                let r = prober.connect_one(ep, &addr).await;
+                                (ep, r)
+                            }));
+                        }
+                    }
+                }
+                (ep, r) = async {
+                    match probe.as_mut() {
+                        Some(p) => p.await,
+                        None => std::future::pending().await,
+                    }
+                }, if probe.is_some() => {
+                    probe = None;
+                    match r {
+                        Ok(c) => {
+                            link.eps().mark_up(ep);
+                            recovered = Some(c);
+                        }
+                        Err(reason) => {
+                            link.mark_down(ep, &reason);
+                            fail_back_failed_at = Some(Instant::now());
                         }
                     }
                 }
@@ -980,7 +1084,12 @@ impl Task {
             if awaiting && beat == Some(Beat::Either) && conn.live.unanswered() == 0 {
                 conn.mark_heartbeats_instead();
             }
-            match conn.live.on_frame_awaiting(now, beat, awaiting) {
+            let unanswered = conn.live.unanswered();
+            let verdict = conn.live.on_frame_awaiting(now, beat, awaiting);
+            if verdict == Verdict::Deliver || conn.live.unanswered() < unanswered {
+                conn.delivered = true;
+            }
+            match verdict {
                 Verdict::Absorb => inc(&link.counters.pongs_received),
                 Verdict::Answer => {
                     if let Some(h) = heartbeat {
@@ -1259,37 +1368,51 @@ struct Written {
     done: Option<oneshot::Sender<Result<Bytes, ClientError>>>,
 }
 
-/// Writes all of `buf` with `timeout` per stall; returns the bytes written and the outcome.
+/// How [`write_counted`] ended short of writing everything.
+#[derive(Debug)]
+pub(crate) enum WriteEnd {
+    /// The socket failed, or the peer did not read for the write timeout.
+    Io(io::Error),
+    /// The caller's deadline passed first.
+    Deadline,
+}
+
+/// Writes all of `buf` with `timeout` per stall, and all of it by `deadline`; returns the
+/// bytes written and the outcome.
 pub(crate) async fn write_counted(
     stream: &mut TcpStream,
     buf: &[u8],
     timeout: Duration,
-) -> (usize, io::Result<()>) {
+    deadline: Instant,
+) -> (usize, Result<(), WriteEnd>) {
     let mut off = 0;
     while off < buf.len() {
         let pending = buf.get(off..).unwrap_or_default();
         match stream.try_write(pending) {
-            Ok(0) => return (off, Err(io::ErrorKind::WriteZero.into())),
+            Ok(0) => return (off, Err(WriteEnd::Io(io::ErrorKind::WriteZero.into()))),
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(timeout, stream.writable()).await {
+                let stall = crate::deadline::std_in(timeout);
+                let until = stall.min(deadline);
+                match tokio::time::timeout_at(until.into(), stream.writable()).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => return (off, Err(e)),
+                    Ok(Err(e)) => return (off, Err(WriteEnd::Io(e))),
+                    Err(_) if until < stall => return (off, Err(WriteEnd::Deadline)),
                     Err(_) => {
                         return (
                             off,
-                            Err(io::Error::new(
+                            Err(WriteEnd::Io(io::Error::new(
                                 io::ErrorKind::TimedOut,
                                 format!(
                                     "peer did not read for {}",
                                     humantime::format_duration(timeout)
                                 ),
-                            )),
+                            ))),
                         );
                     }
                 }
             }
-            Err(e) => return (off, Err(e)),
+            Err(e) => return (off, Err(WriteEnd::Io(e))),
         }
     }
     (off, Ok(()))

@@ -17,7 +17,8 @@
 //! # Recovery probing
 //! While connected to an endpoint other than the first, a long client asks
 //! [`EndpointSet::fail_back_candidate`] whether a better endpoint is due a retry; if so it
-//! probes it (connect, and a heartbeat when configured) and moves back to it when idle.
+//! probes it (connect, and a heartbeat when configured) beside the current connection, which
+//! keeps serving requests meanwhile, and moves back to it once nothing is in flight.
 
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,29 @@ impl Backoff {
     /// Attempts since the last reset.
     pub fn attempts(&self) -> u32 {
         self.attempt
+    }
+
+    /// A connection was lost after `lived`; `delivered` says whether a frame came on it (a
+    /// reply, a pong to our ping, a frame from the peer). Returns how long to wait before
+    /// reconnecting: `None` (at once) when the connection proved its endpoint healthy, by
+    /// delivering a frame or by living at least the backoff ceiling, and the backoff then
+    /// starts over; else the next delay.
+    ///
+    /// A successful connect alone proves nothing: a peer that accepts and closes at once
+    /// (a server at its connection limit, a load balancer with no healthy backend) would
+    /// otherwise be reconnected to in a tight loop, hundreds of times a second.
+    pub(crate) fn after_loss(
+        &mut self,
+        delivered: bool,
+        lived: Duration,
+        jitter: f64,
+    ) -> Option<Duration> {
+        if delivered || lived >= self.max {
+            self.reset();
+            None
+        } else {
+            Some(self.next_delay(jitter))
+        }
     }
 }
 
@@ -304,6 +328,22 @@ mod tests {
         }
         assert_eq!(b.current(), Duration::from_secs(60));
         assert_eq!(b.next_delay(f64::NAN), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn backoff_after_loss_resets_only_for_a_connection_that_proved_itself() {
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(20), ms(200));
+        // Died young, nothing delivered: the delay grows.
+        assert_eq!(b.after_loss(false, ms(1), 1.0), Some(ms(20)));
+        assert_eq!(b.after_loss(false, ms(1), 1.0), Some(ms(40)));
+        // Delivered a frame: at once, and the backoff starts over.
+        assert_eq!(b.after_loss(true, ms(1), 1.0), None);
+        assert_eq!(b.current(), ms(20));
+        b.next_delay(1.0);
+        // Lived as long as the ceiling: proved too.
+        assert_eq!(b.after_loss(false, ms(200), 1.0), None);
+        assert_eq!(b.attempts(), 0);
     }
 
     #[test]

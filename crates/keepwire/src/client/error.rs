@@ -61,6 +61,10 @@ pub enum ClientErrorKind {
     /// payload): the peer would take it as a ping, not a request, so it is not sent. Turn
     /// heartbeats off on the client (and the peer) to send such a frame as data.
     HeartbeatFrame,
+    /// The client's configuration cannot work (pings with heartbeats off, a heartbeat the
+    /// framing cannot carry): refused when the client is built or connected, before any
+    /// connection is made.
+    Config,
 }
 
 /// An error from one of the [clients](super): what went wrong, which endpoint, and whether
@@ -293,6 +297,16 @@ impl ClientError {
         self.kind == ClientErrorKind::HeartbeatFrame
     }
 
+    /// The configuration cannot work; refused before connecting.
+    pub fn is_config(&self) -> bool {
+        self.kind == ClientErrorKind::Config
+    }
+
+    /// A configuration that cannot work, `detail` saying why and what to change.
+    pub(crate) fn config(detail: impl Into<String>) -> Self {
+        ClientError::new(ClientErrorKind::Config, Delivery::NotSent, detail)
+    }
+
     /// The refusal of a request that is the link's heartbeat frame (never sent).
     pub(crate) fn heartbeat_frame(frame: &[u8]) -> Self {
         let what = if frame.is_empty() {
@@ -316,6 +330,9 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.kind == ClientErrorKind::Connect {
             return write!(f, "request not sent: {}", self.detail);
+        }
+        if self.kind == ClientErrorKind::Config {
+            return write!(f, "bad client config: {}", self.detail);
         }
         let verdict = match self.delivery {
             Delivery::NotSent => "not sent",

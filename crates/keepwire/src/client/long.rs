@@ -20,6 +20,11 @@ use super::{ClientError, ClientStats, EndpointStatus};
 /// request timeout closes the connection (later replies could not be matched any more) and
 /// the client reconnects.
 ///
+/// A lost connection that proved itself (a frame came on it, or it lived at least the
+/// reconnect backoff's ceiling) is reconnected at once and the backoff starts over; one that
+/// died young with nothing delivered is followed by the next backoff delay, so a peer that
+/// accepts and closes at once is not hammered.
+///
 /// Cloning is cheap: clones share the connection. It closes when the last clone is dropped.
 ///
 /// ```
@@ -52,6 +57,7 @@ pub struct LongClient {
 
 impl LongClient {
     pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
+        cfg.validate()?;
         Self::connect_link(Arc::new(Link::new(cfg, Matching::Fifo))).await
     }
 

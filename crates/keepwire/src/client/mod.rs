@@ -102,7 +102,7 @@ mod short;
 mod simplex;
 mod tombstone;
 
-pub use builder::ClientBuilder;
+pub use builder::{ClientBuilder, MIN_BACKOFF};
 pub use conn::ClientStats;
 pub use correlate::{ByteRange, Correlate, Key};
 pub use duplex::{Duplex, DuplexReceiver, DuplexSender};

@@ -33,6 +33,11 @@ use super::{ClientError, ClientStats, Correlate, EndpointStatus};
 /// expiring first is dropped early. A new connection starts with none (it owes no late
 /// replies). A request whose caller gives up early stays in flight until its timeout.
 ///
+/// The server must answer each request at most once: the tombstone goes with the first late
+/// reply, so a second copy of it is taken as the reply of a retry with the same key then in
+/// flight (see `client/tombstone.rs`). Against a peer that may answer twice, give each
+/// attempt a fresh key.
+///
 /// ```
 /// use bytes::Bytes;
 /// use keepwire::client::{ByteRange, ClientBuilder};
@@ -63,6 +68,7 @@ impl MuxClient {
         cfg: ClientBuilder,
         correlate: Arc<dyn Correlate>,
     ) -> Result<Self, ClientError> {
+        cfg.validate()?;
         let link = Arc::new(Link::new(cfg, Matching::Keyed(correlate)));
         let first = link.connect_plan().await?;
         let (handle, rx) = conn::spawn_with_unsolicited(link, first);

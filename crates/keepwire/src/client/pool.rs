@@ -19,7 +19,11 @@ use super::{EndpointStatus, LongClient};
 /// (a connection whose heartbeats stopped being answered, or that was lost, is replaced),
 /// and closed after [`ClientBuilder::max_idle`] idle or [`ClientBuilder::max_lifetime`] old.
 /// Each connection keeps itself alive with the same heartbeats as a
-/// [`LongClient`](super::LongClient).
+/// [`LongClient`](super::LongClient), but is never reconnected by itself: once lost it is
+/// closed, and the pool replaces it on the next checkout (one owner of reconnects; a pooled
+/// connection reconnecting on its own would also hammer a peer that accepts and closes, with
+/// nobody asking for it). A request that was not sent because its connection was lost just
+/// before is tried once more on a fresh checkout.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -69,12 +73,14 @@ impl bb8::ManageConnection for Manager {
     type Error = ClientError;
 
     async fn connect(&self) -> Result<LongClient, ClientError> {
-        // A pooled connection that breaks is replaced by the pool, not reconnected by itself.
+        // A pooled connection that breaks is replaced by the pool, not reconnected by itself:
+        // its task ends, `has_broken` reports it, and the next checkout connects anew.
         let link = Link::with_endpoints(
             self.cfg.clone(),
             Matching::Fifo,
             Arc::clone(&self.endpoints),
-        );
+        )
+        .without_reconnect();
         LongClient::connect_link(Arc::new(link)).await
     }
 
@@ -95,6 +101,17 @@ impl bb8::ManageConnection for Manager {
     }
 }
 
+/// A request failed because its pooled connection was lost (not because of the request).
+fn lost_connection(e: &ClientError) -> bool {
+    matches!(
+        e.kind(),
+        ClientErrorKind::Closed
+            | ClientErrorKind::Dead
+            | ClientErrorKind::Io
+            | ClientErrorKind::Shutdown
+    )
+}
+
 /// bb8 panics on a zero idle timeout, max lifetime or connection timeout (it asserts they
 /// are non-zero): zero becomes 1 ms. Huge durations need no clamp: bb8 only compares them
 /// with elapsed times and passes the connection timeout to `tokio::time::timeout`, which
@@ -105,6 +122,7 @@ fn at_least_1ms(d: std::time::Duration) -> std::time::Duration {
 
 impl Pool {
     pub(crate) async fn connect(cfg: ClientBuilder, size: u32) -> Result<Self, ClientError> {
+        cfg.validate()?;
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
             cfg.endpoints.iter().cloned(),
             cfg.down_base,
@@ -147,11 +165,13 @@ impl Pool {
         })
     }
 
-    /// Checks a connection out, sends `frame` on it and waits for the reply.
+    /// Checks a connection out, sends `frame` on it and waits for the reply, all of it
+    /// within the request timeout.
     ///
     /// # Errors
     /// [`ClientError::is_pool_timeout`] (not sent) when no connection was free within the
-    /// checkout timeout; [`ClientError::is_connect`] when a new connection could not be made;
+    /// checkout timeout; [`ClientError::is_timeout`] (not sent) when none was free within
+    /// the request timeout, if that is the shorter; [`ClientError::is_connect`] when a new connection could not be made;
     /// otherwise as [`LongClient::request`].
     ///
     /// # Cancel safety
@@ -159,26 +179,56 @@ impl Pool {
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
         // Refused before waiting for a connection (the pooled client refuses it too).
         self.cfg.refuse_heartbeat_frame(&frame)?;
+        // The request timeout covers the whole call, checkout included; the checkout
+        // timeout bounds the wait for a connection on its own.
+        let budget = self.cfg.request_timeout;
+        let deadline = crate::deadline::std_in(budget);
+        let checkout_by = crate::deadline::std_in(self.checkout_timeout).min(deadline);
         let timed_out = || {
-            ClientError::new(
-                ClientErrorKind::PoolTimeout,
-                Delivery::NotSent,
-                "no pooled connection free within the checkout timeout",
-            )
+            if checkout_by < deadline {
+                ClientError::new(
+                    ClientErrorKind::PoolTimeout,
+                    Delivery::NotSent,
+                    "no pooled connection free within the checkout timeout",
+                )
+            } else {
+                ClientError::new(
+                    ClientErrorKind::Timeout,
+                    Delivery::NotSent,
+                    format!(
+                        "no pooled connection free within {}",
+                        humantime::format_duration(budget)
+                    ),
+                )
+            }
         };
-        let _turn = tokio::time::timeout(self.checkout_timeout, self.gate.acquire())
+        let _turn = tokio::time::timeout_at(checkout_by.into(), self.gate.acquire())
             .await
             .map_err(|_| timed_out())?
             .map_err(|_| timed_out())?;
-        let conn = self.inner.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => ClientError::new(
-                ClientErrorKind::PoolTimeout,
-                Delivery::NotSent,
-                "no pooled connection free within the checkout timeout",
-            ),
-        })?;
-        conn.request(frame).await
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let conn = tokio::time::timeout_at(checkout_by.into(), self.inner.get())
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|e| match e {
+                    bb8::RunError::User(e) => e,
+                    bb8::RunError::TimedOut => timed_out(),
+                })?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            match conn.request_timeout(frame.clone(), left).await {
+                // The connection was lost before the request was written: a pooled
+                // connection does not reconnect, so take another (once).
+                Err(e) if tries < 2 && e.is_not_sent() && lost_connection(&e) => {
+                    tracing::debug!(error = %e, "pooled connection lost; checking out another");
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Open connections, and how many of them are idle.

@@ -7,14 +7,15 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::codec::Decoder;
 
-use super::conn::{Connected, Link, write_counted};
+use super::conn::{Connected, Link, WriteEnd, write_counted};
 use super::error::{ClientError, ClientErrorKind, Delivery};
 use super::{ClientStats, EndpointStatus};
 use crate::frame::FrameCodec;
 
-/// Short connections: each request connects (within the connect timeout, trying the
-/// endpoints in order and skipping those that fail), writes, reads the one reply (within the
-/// request timeout) and closes. The client closes first, so the TIME_WAIT socket stays on the
+/// Short connections: each request connects (within the connect timeout per endpoint,
+/// trying the endpoints in order and skipping those that fail), writes, reads the one reply
+/// and closes, all of it within the request timeout: a SYN-dropping endpoint or a peer that
+/// does not read cannot stretch a request past it. The client closes first, so the TIME_WAIT socket stays on the
 /// client (RFC 9293 §3.6), which is what `keepwire serve --mode short` waits for. Under `eof`
 /// framing the client half-closes after writing so the server sees where the request ends.
 ///
@@ -82,12 +83,16 @@ impl ShortClient {
         let cfg = &self.link.cfg;
         // A short server answers heartbeats too (a probe before the request), so the
         // heartbeat frame is never a request here either.
+        cfg.validate()?;
         cfg.refuse_heartbeat_frame(&frame)?;
         let deadline = crate::deadline::std_in(cfg.request_timeout);
         let mut retried_sent = false;
         let mut failures = Vec::new();
         loop {
-            let c = match self.link.connect_plan().await {
+            // The request timeout covers the connect too: a plan of SYN-dropping
+            // endpoints must not take each one's whole connect timeout past it.
+            let by = Some((deadline, cfg.request_timeout));
+            let c = match self.link.connect_plan_by(by).await {
                 Ok(c) => c,
                 Err(e) => {
                     if failures.is_empty() {
@@ -133,17 +138,30 @@ impl ShortClient {
                 next: false,
             };
         }
-        let (written, res) = write_counted(&mut c.stream, &out, cfg.write_timeout).await;
-        if let Err(e) = res {
+        // The write is bounded by the request deadline as well as the write timeout.
+        let (written, res) = write_counted(&mut c.stream, &out, cfg.write_timeout, deadline).await;
+        if let Err(end) = res {
             let delivery = if written == 0 {
                 Delivery::NotSent
             } else {
                 Delivery::SentNoReply
             };
-            return Attempt::Failed {
-                err: ClientError::io(delivery, ep, "write failed", e),
-                next: written == 0,
+            let (err, next) = match end {
+                WriteEnd::Io(e) => (
+                    ClientError::io(delivery, ep, "write failed", e),
+                    written == 0,
+                ),
+                // Out of time: no other endpoint would have any.
+                WriteEnd::Deadline => {
+                    let why = format!(
+                        "not written within {}",
+                        humantime::format_duration(cfg.request_timeout)
+                    );
+                    let err = ClientError::new(ClientErrorKind::Timeout, delivery, why);
+                    (err.with_endpoint(ep), false)
+                }
             };
+            return Attempt::Failed { err, next };
         }
         let half_close = cfg
             .half_close

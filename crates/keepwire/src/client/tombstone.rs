@@ -17,6 +17,16 @@
 //! The window is the timed-out request's own timeout, at least [`MIN_WINDOW`] and at most
 //! [`MAX_WINDOW`]: a server that answers later than twice the timeout is treated as never
 //! answering. Sans-IO: `now` is passed in.
+//!
+//! # One reply per request is the server's contract
+//! The tombstone goes with the first late reply, so a retry is admitted as soon as the server
+//! has answered the request that timed out. A server that answers one request twice (a
+//! retransmitting peer) breaks correlation by key: its second copy, arriving while a retry
+//! with that key is in flight, is taken as the retry's reply. Nothing on the wire tells the
+//! two apart (a retry of the same request gets the same bytes), and keeping the tombstone
+//! for its whole window after the late reply would make every retry against a correct
+//! server wait that window (at least a second). Where a peer may answer twice, give each
+//! attempt a fresh key.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
