@@ -193,3 +193,39 @@ async fn draining_a_connection_that_awaits_its_proxy_header_is_not_a_proxy_rejec
         "a drained connection counted as a PROXY protocol rejection: {s:?}; {report:?}"
     );
 }
+
+/// docs/liveness.md rule 4: "Nothing pings a short link after the request (a short server
+/// refuses pings), so a short client takes the first frame back as the reply, even when it
+/// is empty". `serve` refuses `--mode short` with pings (serve.rs), but the start-up checks
+/// of the library (server/mod.rs, `validate`) do not: `Server::bind` starts a short server
+/// that pings its connections once idle for `interval`. A short client whose request
+/// reaches the server after that (a slow network, a large request; here 300 ms after
+/// connect) gets the heartbeat `0000` as the first frame of its exchange, the one it takes
+/// for the reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_server_with_pings_is_refused_or_sends_nothing_before_the_reply() {
+    use keepwire::liveness::PingConfig;
+    use keepwire::server::{Mode, Server};
+    let mut cfg = ServerConfig::new(spec("len:ascii:4"));
+    cfg.mode = Mode::Short;
+    cfg.liveness.ping = Some(PingConfig {
+        interval: ms(100),
+        timeout: Duration::from_secs(1),
+        misses: 3,
+    });
+    if let Err(e) = Server::bind("127.0.0.1:0", cfg.clone()).await {
+        assert!(e.to_string().contains("short"), "{e}");
+        return;
+    }
+    let srv = echo_server(cfg).await;
+    let mut c = Client::connect(srv.addr, "len:ascii:4").await;
+    tokio::time::sleep(ms(300)).await;
+    c.send(b"hello").await;
+    let first = c.recv().await;
+    srv.stop.cancel();
+    assert_eq!(
+        first.as_deref(),
+        Some(&b"hello"[..]),
+        "the first frame a short client got back was not its reply"
+    );
+}
