@@ -139,12 +139,12 @@ fn send_refuses_heartbeats_under_eof_or_gets_its_reply() {
 
 /// docs/liveness.md rule 1, "Every ping gets exactly one answer", and the detection bound
 /// "a request that legitimately takes longer than `interval × misses + timeout` looks like
-/// a dead service": this client's bound (200 ms × 10 + 50 ms) is far above its 700 ms
+/// a dead service": this client's bound (400 ms × 10 + 100 ms) is far above its 1.4 s
 /// request, and the server pings idle clients too. The client's three pings sent during the
 /// slow request reach the server together; since PONG_GAP (liveness/mod.rs,
 /// `on_frame_awaiting`) the server answers one and swallows two, so the client keeps
 /// counting two pings outstanding and takes the server's next two pings for their pongs:
-/// the server logs `closing connection ... reason="heartbeat_timeout"` about 250 ms after
+/// the server logs `closing connection ... reason="heartbeat_timeout"` about 500 ms after
 /// the reply, on a live, idle connection (`send` then reconnects quietly).
 #[test]
 fn both_sides_pinging_across_a_slow_request_keep_the_connection() {
@@ -153,9 +153,9 @@ fn both_sides_pinging_across_a_slow_request_keep_the_connection() {
             "--framing",
             "len:ascii:4",
             "--delay",
-            "700ms",
+            "1400ms",
             "--heartbeat",
-            "interval=100ms,timeout=50ms,misses=2",
+            "interval=200ms,timeout=100ms,misses=2",
         ],
         &[("RUST_LOG", "info")],
     )
@@ -168,7 +168,7 @@ fn both_sides_pinging_across_a_slow_request_keep_the_connection() {
             "--framing",
             "len:ascii:4",
             "--heartbeat",
-            "interval=200ms,timeout=50ms,misses=10",
+            "interval=400ms,timeout=100ms,misses=10",
             "-",
         ])
         .stdin(Stdio::piped())
@@ -178,8 +178,8 @@ fn both_sides_pinging_across_a_slow_request_keep_the_connection() {
         .unwrap();
     let mut stdin = send.stdin.take().unwrap();
     writeln!(stdin, "slow").unwrap();
-    // The reply comes after 700 ms; then 1 s of idle link with both sides pinging.
-    std::thread::sleep(Duration::from_millis(1700));
+    // The reply comes after 1.4 s; then 2 s of idle link with both sides pinging.
+    std::thread::sleep(Duration::from_millis(3400));
     writeln!(stdin, "next").unwrap();
     drop(stdin);
     let code = wait_bounded(&mut send, Duration::from_secs(20));
