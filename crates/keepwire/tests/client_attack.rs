@@ -309,7 +309,8 @@ async fn attack_pings_crossing_pipelined_requests_split_everywhere() {
     let client = builder("len:ascii:4", &[addr])
         .max_in_flight(8)
         .ping(Some(keepwire::liveness::PingConfig {
-            interval: Duration::from_millis(10),
+            // The smallest interval accepted (liveness::MIN_PING_INTERVAL).
+            interval: Duration::from_millis(100),
             timeout: Duration::from_secs(2),
             misses: 3,
         }))
@@ -795,7 +796,7 @@ async fn attack_distinct_pings_crossing_requests() {
     let client = builder("len:ascii:4", &[addr])
         .max_in_flight(4)
         .heartbeat(
-            "interval=5ms,timeout=2s,misses=3,ping=text:PING,pong=text:PONG"
+            "interval=100ms,timeout=2s,misses=3,ping=text:PING,pong=text:PONG"
                 .parse()
                 .unwrap(),
         )
@@ -1038,7 +1039,7 @@ async fn attack_ping_without_heartbeat_frames_kills_healthy_links() {
 async fn attack_unencodable_ping_churns_the_connection() {
     let srv = echo_server(ServerConfig::new(spec("fixed:4"))).await;
     let r = builder("fixed:4", &[srv.addr])
-        .heartbeat("interval=50ms,timeout=1s,misses=3".parse().unwrap())
+        .heartbeat("interval=100ms,timeout=1s,misses=3".parse().unwrap())
         .connect_long()
         .await;
     let Ok(client) = r else { return }; // refused up front: fine

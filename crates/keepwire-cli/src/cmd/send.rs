@@ -126,9 +126,12 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     }
     // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`)
     // is a usage error, as in `serve`: exit 2 before connecting.
-    builder
-        .validate()
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    builder.validate().map_err(|e| {
+        Failure::Usage(match &args.heartbeat {
+            Some(_) => format!("--heartbeat: {e}"),
+            None => e.to_string(),
+        })
+    })?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

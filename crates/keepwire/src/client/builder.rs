@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::frame::{FrameCodec, FramingSpec};
+use crate::frame::FramingSpec;
 use crate::liveness::{EmptyHeartbeat, Heartbeat, HeartbeatSpec, PingConfig};
 use crate::socket::SocketOptions;
 
@@ -298,11 +298,29 @@ impl ClientBuilder {
             }
             return Ok(());
         };
-        let codec = FrameCodec::new(self.framing.clone());
-        let encodes = |f: &[u8]| codec.encode_to(f, &mut bytes::BytesMut::new()).is_ok();
+        if let Some(p) = self.ping {
+            if p.interval < crate::liveness::MIN_PING_INTERVAL
+                || p.timeout < crate::liveness::MIN_PING_TIMEOUT
+            {
+                return Err(ClientError::config(format!(
+                    "ping interval {:?} and timeout {:?}: the interval must be at least 100ms \
+                     (a peer answers same-bytes heartbeats at most every 50ms) and the timeout \
+                     at least 10ms",
+                    p.interval, p.timeout
+                )));
+            }
+        }
+        // A heartbeat must go out and come back as one frame: under `eof` none can.
+        let encodes = |f: &[u8]| self.framing.carries(f);
         let ping = hb.ping(1);
         let ping_ok = encodes(&ping);
         if sends && !ping_ok {
+            if self.framing.is_until_close() {
+                return Err(ClientError::config(
+                    "no heartbeat can be sent under eof (a message ends only at the close): \
+                     turn pings and the probe off",
+                ));
+            }
             return Err(ClientError::config(format!(
                 "the heartbeat ping cannot be sent under {}: give ping=/pong= payloads the \
                  framing can carry",

@@ -105,19 +105,19 @@ impl FramingSpec {
     }
 
     /// Whether the framing has an empty message (`len:..`, `delim:..`, `line`), which is what
-    /// heartbeats use by default. `fixed` and `eof` have none.
+    /// heartbeats use by default: one that [`carries`](Self::carries) the empty frame. `fixed`
+    /// and `eof` have none, nor `delim:..:keep` (its frames hold the delimiter), nor a `len`
+    /// spec whose `skip=`/`adj=` cannot express an empty body.
+    ///
+    /// ```
+    /// use keepwire::frame::FramingSpec;
+    /// assert!(FramingSpec::parse("len:ascii:4").unwrap().has_empty_frame());
+    /// assert!(FramingSpec::parse("line").unwrap().has_empty_frame());
+    /// assert!(!FramingSpec::parse("delim:0x03:keep").unwrap().has_empty_frame());
+    /// assert!(!FramingSpec::parse("fixed:4").unwrap().has_empty_frame());
+    /// ```
     pub fn has_empty_frame(&self) -> bool {
-        let mut probe = BytesMut::new();
-        match self {
-            FramingSpec::Length(l) if l.skip == 0 => {
-                FrameCodec::new(self.clone())
-                    .encode_to(b"", &mut probe)
-                    .is_ok()
-                    && l.width > 0
-            }
-            FramingSpec::Delimited(_) => true,
-            _ => false,
-        }
+        self.carries(b"")
     }
 
     /// The whole frame is consumed only at end of stream (`eof`): one message per direction.

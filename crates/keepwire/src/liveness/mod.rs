@@ -202,8 +202,10 @@ pub struct Liveness {
     /// Pings sent and not matched by a heartbeat from the peer (late pongs included).
     unanswered: u32,
     last_ping: Option<Instant>,
-    /// When we last answered a ping.
-    last_pong: Option<Instant>,
+    /// When our last pong was written (see [`Liveness::on_write`]).
+    pong_sent: Option<Instant>,
+    /// A pong was decided on and not yet written.
+    pong_unsent: bool,
     misses: u32,
     seq: u32,
 }
@@ -222,7 +224,8 @@ impl Liveness {
             outstanding: None,
             unanswered: 0,
             last_ping: None,
-            last_pong: None,
+            pong_sent: None,
+            pong_unsent: false,
             misses: 0,
             seq: 0,
         }
@@ -274,16 +277,19 @@ impl Liveness {
         } else {
             PONG_GAP
         };
+        // Only a heartbeat that arrived after our last pong left can be an answer to it:
+        // heartbeats read in one batch with the ping we answered (pings that queued while
+        // a slow request was handled) are all answered.
         if v == Verdict::Answer
             && beat == Some(Beat::Either)
             && self
-                .last_pong
-                .is_some_and(|t| now.saturating_duration_since(t) < gap)
+                .pong_sent
+                .is_some_and(|t| now >= t && now.saturating_duration_since(t) < gap)
         {
             return Verdict::Absorb;
         }
         if v == Verdict::Answer {
-            self.last_pong = Some(now);
+            self.pong_unsent = true;
         }
         v
     }
@@ -338,9 +344,13 @@ impl Liveness {
         }
     }
 
-    /// Something was written at `now`.
+    /// Something was written at `now` (pongs the state machine asked for included: the
+    /// storm guard of [`on_frame_awaiting`](Self::on_frame_awaiting) counts from here).
     pub fn on_write(&mut self, now: Instant) {
         self.last_out = now;
+        if std::mem::take(&mut self.pong_unsent) {
+            self.pong_sent = Some(now);
+        }
     }
 
     /// The earliest instant at which [`poll`](Self::poll) may have something to do.

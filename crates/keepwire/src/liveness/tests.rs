@@ -244,43 +244,37 @@ fn distinct_heartbeats_between_two_pinging_peers_answer_every_ping() {
 // Issue 9.2: a side awaiting a reply answers same-bytes heartbeats at most once per
 // PONG_GAP_AWAITING, so a peer that replies with the heartbeat frame cannot start a storm.
 
+/// Feeds a same-bytes heartbeat at `now` and, when it is answered, writes the pong at once
+/// (as the glue does): true if answered.
+fn answer(l: &mut Liveness, now: Instant, awaiting: bool) -> bool {
+    let v = l.on_frame_awaiting(now, Some(Beat::Either), awaiting);
+    if v == Verdict::Answer {
+        l.on_write(now);
+    }
+    v == Verdict::Answer
+}
+
 #[test]
 fn awaiting_side_answers_ambiguous_heartbeats_at_most_once_per_gap() {
     let t0 = Instant::now();
     let mut l = Liveness::new(LivenessConfig::default(), t0);
-    assert_eq!(
-        l.on_frame_awaiting(t0, Some(Beat::Either), true),
-        Verdict::Answer
-    );
+    assert!(answer(&mut l, t0, true));
     let mut answered = 1;
     for i in 1..1000u32 {
-        let now = t0 + Duration::from_micros(50) * i;
-        if l.on_frame_awaiting(now, Some(Beat::Either), true) == Verdict::Answer {
+        if answer(&mut l, t0 + Duration::from_micros(50) * i, true) {
             answered += 1;
         }
     }
     assert_eq!(answered, 1, "a storm would answer every one");
     // After the gap, a real ping is answered again.
-    assert_eq!(
-        l.on_frame_awaiting(t0 + PONG_GAP_AWAITING + S, Some(Beat::Either), true),
-        Verdict::Answer
-    );
+    assert!(answer(&mut l, t0 + PONG_GAP_AWAITING + S, true));
     // Not awaiting: answered at most once per PONG_GAP.
     let now = t0 + 2 * PONG_GAP_AWAITING + S;
-    assert_eq!(
-        l.on_frame_awaiting(now, Some(Beat::Either), false),
-        Verdict::Answer
-    );
-    assert_eq!(
-        l.on_frame_awaiting(now, Some(Beat::Either), false),
-        Verdict::Absorb
-    );
-    let later = now + PONG_GAP;
-    assert_eq!(
-        l.on_frame_awaiting(later, Some(Beat::Either), false),
-        Verdict::Answer
-    );
+    assert!(answer(&mut l, now, false));
+    assert!(!answer(&mut l, now + Duration::from_micros(50), false));
+    assert!(answer(&mut l, now + PONG_GAP, false));
     // Distinct pings are unambiguous: always answered.
+    let later = now + PONG_GAP;
     assert_eq!(
         l.on_frame_awaiting(later, Some(Beat::Ping), true),
         Verdict::Answer
@@ -288,6 +282,25 @@ fn awaiting_side_answers_ambiguous_heartbeats_at_most_once_per_gap() {
     assert_eq!(
         l.on_frame_awaiting(later, Some(Beat::Ping), false),
         Verdict::Answer
+    );
+}
+
+#[test]
+fn pings_read_in_one_batch_are_all_answered() {
+    // The peer's pings queued behind a slow request and are read together: none of them can
+    // be an answer to a pong of ours (none was written since), so each gets its pong.
+    let t0 = Instant::now();
+    let mut l = Liveness::new(LivenessConfig::default(), t0);
+    assert!(answer(&mut l, t0, false));
+    let batch = t0 + 2 * S;
+    for _ in 0..3 {
+        assert_eq!(l.on_frame(batch, Some(Beat::Either)), Verdict::Answer);
+    }
+    l.on_write(batch);
+    // An echo of those pongs, one round trip later, is not answered.
+    assert_eq!(
+        l.on_frame(batch + Duration::from_micros(50), Some(Beat::Either)),
+        Verdict::Absorb
     );
 }
 
@@ -301,7 +314,7 @@ fn a_peer_that_answers_every_heartbeat_gets_at_most_one_pong_per_gap() {
     let mut now = t0;
     let mut answered = 0u32;
     while now < t0 + 2 * S {
-        if l.on_frame(now, Some(Beat::Either)) == Verdict::Answer {
+        if answer(&mut l, now, false) {
             answered += 1;
         }
         now += rtt;

@@ -113,6 +113,7 @@ pub(crate) fn new_conn(
         codec: FrameCodec::new(shared.config.framing.clone()),
         live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
         eof: false,
+        counts: (0, 0),
     })
 }
 
@@ -170,6 +171,8 @@ pub(crate) struct Conn {
     codec: FrameCodec,
     live: Liveness,
     eof: bool,
+    /// Frames in and out not yet added to the server's counters.
+    counts: (u64, u64),
 }
 
 impl Conn {
@@ -196,6 +199,8 @@ impl Conn {
             // Boxed: it runs once, and its timer must not weigh on every idle connection.
             match Box::pin(self.read_proxy_header()).await {
                 Ok(()) => {}
+                // Closed by the drain before its header came: not a rejection.
+                Err(End::Drained) => return End::Drained,
                 Err(end) => {
                     ServerStats::add(&shared.stats.rejected_proxy, 1);
                     return end;
@@ -461,21 +466,26 @@ impl Conn {
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
     {
-        // Counted on every path out, errors included: frames in, frames out.
-        let mut counts = (0u64, 0u64);
-        let end = self.process_batch(svc, fresh, &mut counts).await;
-        let stats = &self.shared.stats;
-        ServerStats::add(&stats.frames_in, counts.0);
-        ServerStats::add(&stats.frames_out, counts.1);
+        // Counted on every path out, errors included (and before every wait, in case the
+        // task is aborted there at the end of a shutdown grace).
+        let end = self.process_batch(svc, fresh).await;
+        self.publish_counts();
         end
     }
 
-    async fn process_batch<S>(
-        &mut self,
-        svc: &mut S,
-        fresh: bool,
-        counts: &mut (u64, u64),
-    ) -> Option<End>
+    /// Adds the frames counted since the last call to the server's counters. Batched: one
+    /// atomic add per batch, not per frame.
+    fn publish_counts(&mut self) {
+        let (i, o) = std::mem::take(&mut self.counts);
+        if i > 0 {
+            ServerStats::add(&self.shared.stats.frames_in, i);
+        }
+        if o > 0 {
+            ServerStats::add(&self.shared.stats.frames_out, o);
+        }
+    }
+
+    async fn process_batch<S>(&mut self, svc: &mut S, fresh: bool) -> Option<End>
     where
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
@@ -502,7 +512,7 @@ impl Conn {
                     return Some(End::Frame(e));
                 }
             };
-            counts.0 += 1;
+            self.counts.0 += 1;
             consumed = true;
             // In short mode too: a client may probe with a heartbeat before its request.
             let beat = heartbeat.and_then(|h| h.classify(&frame));
@@ -513,7 +523,7 @@ impl Conn {
                         if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
                             return Some(self.fail(End::Frame(e), cfg).await);
                         }
-                        counts.1 += 1;
+                        self.counts.1 += 1;
                         ServerStats::add(&stats.pings_answered, 1);
                     }
                     if self.wbuf.len() >= MAX_PENDING_WRITE {
@@ -555,7 +565,7 @@ impl Conn {
                     tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
                     return Some(self.fail(End::Frame(e), cfg).await);
                 }
-                counts.1 += 1;
+                self.counts.1 += 1;
             }
             if cfg.mode == Mode::Short {
                 served = true;
@@ -634,6 +644,7 @@ impl Conn {
         let res = match first {
             Poll::Ready(r) => r,
             Poll::Pending => {
+                self.publish_counts();
                 if let Err(e) = self.flush(cfg.write_timeout).await {
                     return Err(End::Io(e));
                 }
@@ -661,6 +672,7 @@ impl Conn {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => off += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.publish_counts();
                     let d = *deadline.get_or_insert_with(|| crate::deadline::tokio_in(timeout));
                     match tokio::time::timeout_at(d, self.stream.writable()).await {
                         Ok(r) => r?,

@@ -469,6 +469,21 @@ fn validate(c: &ServerConfig) -> Result<(), ServerError> {
             }
         }
     }
+    if let Some(p) = c.liveness.ping {
+        if p.interval < crate::liveness::MIN_PING_INTERVAL
+            || p.timeout < crate::liveness::MIN_PING_TIMEOUT
+        {
+            return Err(ServerError::Config(format!(
+                "ping interval {:?} and timeout {:?}: the interval must be at least 100ms (a peer answers same-bytes heartbeats at most every 50ms) and the timeout at least 10ms",
+                p.interval, p.timeout
+            )));
+        }
+        if c.mode == Mode::Short {
+            return Err(ServerError::Config(
+                "pings make no sense in short mode: a short connection is never idle long, and a short client takes the first frame after its request as the reply".into(),
+            ));
+        }
+    }
     if c.liveness.ping.is_some() && c.heartbeat.is_none() {
         return Err(ServerError::Config(format!(
             "pings to idle clients need a heartbeat frame, and {} has no empty frame: give ping=/pong= payloads",
