@@ -466,7 +466,7 @@ async fn review_heartbeat_configs_that_cannot_work_are_refused_up_front() {
     let srv = echo_server(ServerConfig::new(spec("fixed:4"))).await;
     let ping = keepwire::liveness::PingConfig::default();
     let cases = [
-        builder("fixed:4", &[srv.addr]).heartbeat("interval=50ms".parse().unwrap()),
+        builder("fixed:4", &[srv.addr]).heartbeat("interval=100ms".parse().unwrap()),
         builder("fixed:4", &[srv.addr]).heartbeat("ping=text:PING,pong=text:PO".parse().unwrap()),
         builder("fixed:4", &[srv.addr])
             .heartbeat_frames(None)
@@ -492,7 +492,7 @@ async fn review_heartbeat_configs_that_cannot_work_are_refused_up_front() {
     }
     // Payloads the framing carries are fine, and the link works.
     let ok = builder("fixed:4", &[srv.addr]).heartbeat(
-        "interval=50ms,ping=text:PING,pong=text:PONG"
+        "interval=100ms,ping=text:PING,pong=text:PONG"
             .parse()
             .unwrap(),
     );
