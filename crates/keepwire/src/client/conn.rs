@@ -223,8 +223,9 @@ impl Link {
     /// [`connect_plan`](Self::connect_plan), all of it within a request's deadline when
     /// `by` gives one (`(deadline, the request timeout)`): the connect and probe timeouts
     /// then bound each endpoint, and the deadline the whole plan. An endpoint cut short by
-    /// the deadline is not marked down (it was given less than the connect timeout); the
-    /// error is then a timeout, not sent.
+    /// the deadline after it was given at least half the request timeout is marked down (so
+    /// the next request tries the others first); one cut shorter, after earlier endpoints
+    /// used the budget, is not. The error is then a timeout, not sent.
     pub(crate) async fn connect_plan_by(
         &self,
         by: Option<(Instant, Duration)>,
@@ -238,11 +239,25 @@ impl Link {
             let attempt = match by {
                 None => self.connect_one(ep, &addr).await,
                 Some((deadline, budget)) => {
+                    let given = deadline.saturating_duration_since(Instant::now());
                     match tokio::time::timeout_at(deadline.into(), self.connect_one(ep, &addr))
                         .await
                     {
                         Ok(r) => r,
                         Err(_) => {
+                            // Given most of the request timeout and still not connected: mark
+                            // it down, else every later request spends its whole deadline
+                            // here and none reaches the next endpoint. Cut short after
+                            // earlier endpoints used up the budget, it is not blamed.
+                            if given >= budget / 2 {
+                                self.mark_down(
+                                    ep,
+                                    &format!(
+                                        "connect did not finish within the request timeout ({})",
+                                        humantime::format_duration(budget)
+                                    ),
+                                );
+                            }
                             for f in &failures {
                                 tracing::warn!("skipped endpoint {f}");
                             }
