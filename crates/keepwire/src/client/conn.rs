@@ -180,6 +180,11 @@ impl Link {
         );
     }
 
+    /// A connection to `ep` proved its service: the endpoint's down backoff starts over.
+    pub(crate) fn proven(&self, ep: usize) {
+        self.eps().proven(ep);
+    }
+
     pub(crate) fn status(&self) -> Vec<EndpointStatus> {
         self.eps().status(Instant::now())
     }
@@ -276,7 +281,7 @@ impl Link {
             };
             match attempt {
                 Ok(c) => {
-                    self.eps().mark_up(ep);
+                    self.eps().mark_connected(ep);
                     for f in &failures {
                         tracing::warn!("skipped endpoint {f}");
                     }
@@ -543,6 +548,11 @@ fn key_awaits_late_reply(k: &Key, left: Duration) -> ClientError {
     )
 }
 
+/// `d` to whole milliseconds, for messages.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn shutdown(d: Delivery) -> ClientError {
     ClientError::new(ClientErrorKind::Shutdown, d, "client shut down")
 }
@@ -683,11 +693,30 @@ impl Task {
             let started = Instant::now();
             let (end, delivered) = self.serve(c).await;
             self.link.set_current(None);
+            let lived = started.elapsed();
+            if delivered {
+                self.link.proven(ep);
+            }
             match end {
                 End::Shutdown => break,
                 End::Lost { err, down } => {
                     inc(&self.link.counters.disconnects);
                     tracing::info!(error = %err, "connection lost");
+                    // Closed or reset young with nothing delivered (a peer at its
+                    // connection limit, a balancer with no backend): the endpoint is not
+                    // serving, so the next plan tries the others first, and fail-back waits
+                    // for its retry time.
+                    let down = down.or_else(|| {
+                        let young = !delivered && lived < self.link.cfg.reconnect_max;
+                        let lost =
+                            matches!(err.kind(), ClientErrorKind::Closed | ClientErrorKind::Io);
+                        (young && lost).then(|| {
+                            format!(
+                                "connection lost {} after connect with nothing delivered: {err}",
+                                humantime::format_duration(round_ms(lived))
+                            )
+                        })
+                    });
                     if let Some(reason) = down {
                         self.link.mark_down(ep, &reason);
                     }
@@ -699,10 +728,7 @@ impl Task {
                     // wait before the next connect, else a peer that accepts and closes
                     // at once is reconnected to in a tight loop.
                     let jitter = self.link.jitter();
-                    if let Some(delay) =
-                        self.backoff
-                            .after_loss(delivered, started.elapsed(), jitter)
-                    {
+                    if let Some(delay) = self.backoff.after_loss(delivered, lived, jitter) {
                         tracing::debug!(?delay, "connection died young; backing off");
                         tokio::time::sleep_until(crate::deadline::tokio_in(delay)).await;
                     }
@@ -989,7 +1015,7 @@ impl Task {
                     probe = None;
                     match r {
                         Ok(c) => {
-                            link.eps().mark_up(ep);
+                            link.eps().mark_connected(ep);
                             recovered = Some(c);
                         }
                         Err(reason) => {

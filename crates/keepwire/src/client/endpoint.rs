@@ -12,7 +12,12 @@
 //! | endpoint state | connect succeeds          | connect or heartbeat fails                  |
 //! |----------------|---------------------------|---------------------------------------------|
 //! | up             | stays up                  | down until `now + backoff`; backoff doubles |
-//! | down           | up; its backoff resets    | down until `now + backoff`; backoff doubles |
+//! | down           | up                        | down until `now + backoff`; backoff doubles |
+//!
+//! An endpoint's backoff resets only once a connection to it proves the service (a reply
+//! to a request, a pong to a ping), not on a bare connect: a peer that accepts and closes
+//! is backed off from ever longer. A long connection lost young (closed or reset) with
+//! nothing delivered marks its endpoint down, so the next plan tries the others first.
 //!
 //! # Recovery probing
 //! While connected to an endpoint other than the first, a long client asks
@@ -252,6 +257,25 @@ impl EndpointSet {
         }
     }
 
+    /// Endpoint `i` accepted a connection: up again, but its backoff is kept until the
+    /// connection proves the service ([`proven`](Self::proven)). A peer that accepts and
+    /// closes at once is otherwise retried after the base delay every time, however often
+    /// it failed.
+    pub(crate) fn mark_connected(&mut self, i: usize) {
+        if let Some(e) = self.entries.get_mut(i) {
+            e.down_until = None;
+            e.last_error = None;
+        }
+    }
+
+    /// A connection to endpoint `i` proved its service (a reply, a pong): its backoff
+    /// starts over.
+    pub(crate) fn proven(&mut self, i: usize) {
+        if let Some(e) = self.entries.get_mut(i) {
+            e.backoff.reset();
+        }
+    }
+
     /// While connected to `current`: the best endpoint before it in the list that is up or
     /// due a retry at `now`, worth probing to fail back to.
     pub fn fail_back_candidate(&self, current: usize, now: Instant) -> Option<usize> {
@@ -369,6 +393,22 @@ mod tests {
         let f = eps.failures();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].to_string(), "a: refused");
+    }
+
+    #[test]
+    fn a_bare_connect_keeps_the_down_backoff_until_proven() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut eps = EndpointSet::new(["a", "b"], s, 8 * s);
+        eps.mark_down(0, t0, "closed", 1.0); // retry at t0+1
+        eps.mark_connected(0);
+        assert!(eps.status(t0)[0].up);
+        eps.mark_down(0, t0, "closed", 1.0); // backoff kept: retry at t0+2
+        assert_eq!(eps.fail_back_candidate(1, t0 + s), None);
+        assert_eq!(eps.next_retry_before(1), Some(t0 + 2 * s));
+        eps.proven(0);
+        eps.mark_down(0, t0, "closed", 1.0); // starts over: retry at t0+1
+        assert_eq!(eps.next_retry_before(1), Some(t0 + s));
     }
 
     #[test]

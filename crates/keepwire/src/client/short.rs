@@ -107,7 +107,10 @@ impl ShortClient {
             let ep = c.ep;
             let addr = c.addr.clone();
             match self.attempt(c, &frame, deadline).await {
-                Attempt::Reply(r) => return Ok((r, addr)),
+                Attempt::Reply(r) => {
+                    self.link.proven(ep);
+                    return Ok((r, addr));
+                }
                 Attempt::Failed { err, next } => {
                     let may_retry = next || (cfg.retry_sent && !retried_sent);
                     if !may_retry || Instant::now() >= deadline || self.link.cfg.endpoints.len() < 2
