@@ -636,8 +636,9 @@ struct Conn {
     /// Keys of keyed requests that timed out after they were written.
     tombstones: Tombstones,
     eof: bool,
-    /// A frame came on this connection that proves the peer's service (a reply, a pong to
-    /// our ping, a frame of its own): see [`Backoff::after_loss`].
+    /// A frame came on this connection that answered us (a reply matched to a request, a
+    /// pong to our ping), proving the peer's service: see [`Backoff::after_loss`]. An
+    /// unsolicited frame proves nothing (a peer that says "busy" and closes).
     delivered: bool,
 }
 
@@ -1049,8 +1050,9 @@ impl Task {
         }
     }
 
-    /// Routes an application frame to its request, or to the unsolicited stream.
-    fn dispatch(&mut self, conn: &mut Conn, frame: Bytes) {
+    /// Routes an application frame to its request, or to the unsolicited stream. True when
+    /// it answered one of our requests (late replies included).
+    fn dispatch(&mut self, conn: &mut Conn, frame: Bytes) -> bool {
         let mut late = false;
         let waiter = match &self.link.matching {
             Matching::Fifo => conn.fifo.pop_front(),
@@ -1065,12 +1067,12 @@ impl Task {
         };
         let frame = match waiter {
             Some(w) => match w.done.send(Ok(frame)) {
-                Ok(()) | Err(Err(_)) => return,
+                Ok(()) | Err(Err(_)) => return true,
                 // The caller gave up after the request was written: on a mux link its reply
                 // is late and goes to the unsolicited stream (an ordered link drops it).
                 Err(Ok(frame)) => {
                     if !matches!(self.link.matching, Matching::Keyed(_)) {
-                        return;
+                        return true;
                     }
                     late = true;
                     frame
@@ -1090,6 +1092,7 @@ impl Task {
             inc(&self.link.counters.unsolicited_dropped);
             tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
         }
+        late
     }
 
     /// Decodes every whole frame buffered and acts on it: heartbeats through liveness
@@ -1127,7 +1130,9 @@ impl Task {
             }
             let unanswered = conn.live.unanswered();
             let verdict = conn.live.on_frame_awaiting(now, beat, awaiting);
-            if verdict == Verdict::Deliver || conn.live.unanswered() < unanswered {
+            // Only an answer to us proves the peer's service: our pong here, a matched reply
+            // in `dispatch`. An unsolicited frame does not ("busy" and close).
+            if conn.live.unanswered() < unanswered {
                 conn.delivered = true;
             }
             match verdict {
@@ -1142,7 +1147,11 @@ impl Task {
                         inc(&link.counters.pings_answered);
                     }
                 }
-                Verdict::Deliver => self.dispatch(conn, frame),
+                Verdict::Deliver => {
+                    if self.dispatch(conn, frame) {
+                        conn.delivered = true;
+                    }
+                }
             }
         }
     }

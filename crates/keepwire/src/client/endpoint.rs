@@ -93,8 +93,9 @@ impl Backoff {
         self.attempt
     }
 
-    /// A connection was lost after `lived`; `delivered` says whether a frame came on it (a
-    /// reply, a pong to our ping, a frame from the peer). Returns how long to wait before
+    /// A connection was lost after `lived`; `delivered` says whether a frame came on it that
+    /// answered us (a reply matched to a request, a pong to our ping; an unsolicited frame
+    /// does not count: a peer may say "busy" and close). Returns how long to wait before
     /// reconnecting: `None` (at once) when the connection proved its endpoint healthy, by
     /// delivering a frame or by living at least the backoff ceiling, and the backoff then
     /// starts over; else the next delay.
