@@ -198,7 +198,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Move back to a better endpoint once it answers again (default on).
+    /// Move back to a better endpoint once it answers again (default on). The probe and the
+    /// move happen only while no request is in flight: under steady overlapping load the
+    /// client stays where it is until an idle moment.
     pub fn fail_back(mut self, on: bool) -> Self {
         self.fail_back = on;
         self

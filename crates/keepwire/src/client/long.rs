@@ -20,10 +20,19 @@ use super::{ClientError, ClientStats, EndpointStatus};
 /// request timeout closes the connection (later replies could not be matched any more) and
 /// the client reconnects.
 ///
-/// A lost connection that proved itself (a frame came on it, or it lived at least the
-/// reconnect backoff's ceiling) is reconnected at once and the backoff starts over; one that
-/// died young with nothing delivered is followed by the next backoff delay, so a peer that
-/// accepts and closes at once is not hammered.
+/// A lost connection that proved itself (a reply or a pong to our ping came on it, or it
+/// lived at least the reconnect backoff's ceiling) is reconnected at once and the backoff
+/// starts over; one that died young with nothing delivered is followed by the next backoff
+/// delay, so a peer that accepts and closes at once (or writes "busy" and closes) is not
+/// hammered. Closed or reset young like that, its endpoint is also marked down, so the
+/// reconnect tries the next endpoint first.
+///
+/// # Fail-back needs an idle moment
+/// On an endpoint other than the first, the client probes a better endpoint once it is due
+/// a retry ([`ClientBuilder::fail_back`]), but it starts the probe, and moves over, only
+/// while no request is in flight, so that no reply is lost in the move. Under steady
+/// overlapping load (a request always in flight) it stays on the current endpoint until
+/// the first idle moment.
 ///
 /// Cloning is cheap: clones share the connection. It closes when the last clone is dropped.
 ///

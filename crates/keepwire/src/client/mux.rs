@@ -20,6 +20,11 @@ use super::{ClientError, ClientStats, Correlate, EndpointStatus};
 /// Keeps its connection alive and fails over like [`LongClient`](super::LongClient). A request
 /// whose key is already in flight fails at once, not sent.
 ///
+/// Fail-back to a better endpoint needs an idle moment, as on a
+/// [`LongClient`](super::LongClient#fail-back-needs-an-idle-moment): with many requests
+/// overlapping, something is always in flight, and the client stays on the current endpoint
+/// until nothing is.
+///
 /// # Reusing a key after a timeout
 /// A request that timed out after it was written may still be answered. Its key is kept as
 /// a *tombstone* until that late reply arrives (it then goes to the unsolicited stream and
