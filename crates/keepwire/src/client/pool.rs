@@ -51,6 +51,53 @@ pub struct Pool {
     checkout_timeout: std::time::Duration,
     /// The configuration, for refusing heartbeat frames before a checkout.
     cfg: Arc<ClientBuilder>,
+    /// bb8's error sink: connect failures, which bb8 never returns from `get()`.
+    connect_errors: ConnectErrors,
+}
+
+/// The error sink given to bb8. bb8 sends a failed connect here, not to the waiter, which
+/// sleeps until the checkout timeout as if every connection were busy; the sink keeps the
+/// last connect error and wakes the waiters, and one that finds the pool without a
+/// connection fails with it at once.
+#[derive(Debug, Clone, Default)]
+struct ConnectErrors(Arc<ConnectErrorsInner>);
+
+#[derive(Debug, Default)]
+struct ConnectErrorsInner {
+    last: Mutex<Option<ClientError>>,
+    notify: tokio::sync::Notify,
+}
+
+impl ConnectErrors {
+    fn last(&self) -> Option<ClientError> {
+        self.0
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|e| e.for_delivery(Delivery::NotSent))
+    }
+}
+
+impl bb8::ErrorSink<ClientError> for ConnectErrors {
+    fn sink(&self, error: ClientError) {
+        // `is_valid` failures (a lost pooled connection) come here too: not a connect error.
+        if !error.is_connect() {
+            tracing::debug!(%error, "pool error");
+            return;
+        }
+        tracing::warn!(%error, "pooled connection could not be made");
+        *self
+            .0
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+        self.0.notify.notify_waiters();
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<ClientError>> {
+        Box::new(self.clone())
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -141,6 +188,7 @@ impl Pool {
                 std::time::Duration::from_millis(10),
                 std::time::Duration::from_secs(30),
             );
+        let connect_errors = ConnectErrors::default();
         let builder = bb8::Pool::builder()
             .reaper_rate(reaper)
             .max_size(size.max(1))
@@ -149,7 +197,8 @@ impl Pool {
             .idle_timeout(cfg.max_idle.map(at_least_1ms))
             .max_lifetime(cfg.max_lifetime.map(at_least_1ms))
             .test_on_check_out(true)
-            .retry_connection(false);
+            .retry_connection(false)
+            .error_sink(Box::new(connect_errors.clone()));
         let shared = Arc::new(cfg.clone());
         let manager = Manager {
             cfg,
@@ -162,6 +211,7 @@ impl Pool {
             gate: Arc::new(tokio::sync::Semaphore::new(size.max(1) as usize)),
             checkout_timeout,
             cfg: shared,
+            connect_errors,
         })
     }
 
@@ -171,8 +221,10 @@ impl Pool {
     /// # Errors
     /// [`ClientError::is_pool_timeout`] (not sent) when no connection was free within the
     /// checkout timeout; [`ClientError::is_timeout`] (not sent) when none was free within
-    /// the request timeout, if that is the shorter; [`ClientError::is_connect`] when a new connection could not be made;
-    /// otherwise as [`LongClient::request`].
+    /// the request timeout, if that is the shorter; [`ClientError::is_connect`] (not sent),
+    /// naming each endpoint's failure, as soon as a new connection could not be made while
+    /// the pool has none (with connections open but busy, the request waits on for one of
+    /// them); otherwise as [`LongClient::request`].
     ///
     /// # Cancel safety
     /// As [`LongClient::request`]; the connection goes back to the pool.
@@ -209,7 +261,7 @@ impl Pool {
         let mut tries = 0;
         loop {
             tries += 1;
-            let conn = tokio::time::timeout_at(checkout_by.into(), self.inner.get())
+            let conn = tokio::time::timeout_at(checkout_by.into(), self.checkout())
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| match e {
@@ -227,6 +279,32 @@ impl Pool {
                     tracing::debug!(error = %e, "pooled connection lost; checking out another");
                 }
                 r => return r,
+            }
+        }
+    }
+
+    /// bb8's `get()`, failing with the connect error as soon as a connect fails while the
+    /// pool has no connection (bb8 itself would wait out the checkout timeout).
+    async fn checkout(
+        &self,
+    ) -> Result<bb8::PooledConnection<'_, Manager>, bb8::RunError<ClientError>> {
+        let notify = &self.connect_errors.0.notify;
+        // Enabled before `get()` starts the connect, so its failure is not missed.
+        let mut failed = std::pin::pin!(notify.notified());
+        failed.as_mut().enable();
+        let mut get = std::pin::pin!(self.inner.get());
+        loop {
+            tokio::select! {
+                r = &mut get => return r,
+                () = &mut failed => {
+                    failed.set(notify.notified());
+                    failed.as_mut().enable();
+                    if self.inner.state().connections == 0 {
+                        if let Some(e) = self.connect_errors.last() {
+                            return Err(bb8::RunError::User(e));
+                        }
+                    }
+                }
             }
         }
     }
