@@ -63,7 +63,8 @@ pub const PONG_GAP_AWAITING: Duration = Duration::from_secs(1);
 
 /// Pinging idle peers: when nothing arrived for `interval`, send a ping; a ping not answered
 /// within `timeout` is a miss; `misses` misses in a row close the connection. A dead peer is
-/// thus detected within `interval * misses + timeout`.
+/// thus detected within `interval + (misses - 1) * max(interval, timeout) + timeout`, which is
+/// `interval * misses + timeout` when `timeout <= interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PingConfig {
     /// Inbound silence before a ping is sent, and time between pings.
