@@ -3,11 +3,11 @@
 //! `MAX_DURATION`, 1 to 127 probes), and it must print in a form that parses back to the same
 //! settings and prints the same again.
 //!
-//! Known bug `keepalive-display-ms` (found by this target, not yet fixed in
-//! `crates/keepwire/src/socket.rs`): `Display` prints a duration with a part below 1 ms as
-//! whole milliseconds (`1s 1ns` prints `1000ms`), so it does not parse back to the same
-//! value. With `KEEPWIRE_FUZZ_KNOWN=keepalive-display-ms` the round trip is skipped for such
-//! durations only.
+//! Bug `keepalive-display-ms` (found by this target, fixed in `crates/keepwire/src/socket.rs`):
+//! `Display` printed a duration with a part below 1 ms as whole milliseconds (`1s 1ns`
+//! printed `1000ms`), so it did not parse back to the same value. With
+//! `KEEPWIRE_FUZZ_KNOWN=keepalive-display-ms` the round trip is skipped for such durations
+//! only (kept to replay old artifacts; unset, the fixed code passes).
 
 #![no_main]
 
