@@ -11,24 +11,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use keepwire::client::ClientBuilder;
 use keepwire::server::ServerConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-
-fn builder(framing: &str, eps: &[SocketAddr]) -> ClientBuilder {
-    ClientBuilder::new(spec(framing), eps.iter().map(|a| a.to_string()))
-        .connect_timeout(Duration::from_secs(2))
-        .request_timeout(Duration::from_secs(5))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .down_backoff(Duration::from_millis(200), Duration::from_secs(2))
-}
-
-/// An address nothing listens on (connects are refused), free to bind again later.
-async fn refused_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
-}
 
 /// A peer that accepts, writes one frame ("busy", as a server at its connection limit
 /// says so: SMTP 421, Redis "-ERR max number of clients") and closes. The frame makes

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -16,54 +15,8 @@ use keepwire::client::{ClientBuilder, ClientErrorKind};
 use keepwire::frame::FrameCodec;
 use keepwire::liveness::FixedHeartbeat;
 use keepwire::server::ServerConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Decoder;
-
-fn b(s: &'static str) -> Bytes {
-    Bytes::from_static(s.as_bytes())
-}
-
-fn builder(framing: &str, eps: &[SocketAddr]) -> ClientBuilder {
-    ClientBuilder::new(spec(framing), eps.iter().map(|a| a.to_string()))
-        .connect_timeout(Duration::from_secs(2))
-        .request_timeout(Duration::from_secs(5))
-        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
-        .down_backoff(Duration::from_millis(200), Duration::from_secs(2))
-}
-
-/// A raw server that runs `f` on each accepted connection.
-async fn raw_server<F, Fut>(f: F) -> SocketAddr
-where
-    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(f(s));
-        }
-    });
-    addr
-}
-
-async fn read_frame(
-    s: &mut TcpStream,
-    codec: &mut FrameCodec,
-    buf: &mut BytesMut,
-) -> Option<Bytes> {
-    loop {
-        if let Ok(Some(f)) = codec.decode(buf) {
-            return Some(f);
-        }
-        buf.reserve(1024);
-        match s.read_buf(buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
 
 /// Writes one frame; false once the peer is gone.
 async fn write_frame(s: &mut TcpStream, codec: &FrameCodec, frame: &[u8]) -> bool {

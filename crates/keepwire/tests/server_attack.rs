@@ -54,16 +54,13 @@ async fn proxy_v1_header_split_before_the_destination_port_is_accepted() {
     }
 }
 
-/// docs/limits.md, Metrics: `keepwire_frames_out_total` counts frames sent. When a batch
-/// ends in an error (here a bad length header after a good request), the reply to the good
-/// request is written before the close (fix 3), but `process` returns before adding the
-/// batch's `frames_out`: the reply is on the wire and not counted.
-#[tokio::test]
-async fn replies_written_before_a_bad_frame_are_counted() {
-    let srv = echo_server(ServerConfig::new(spec("len:ascii:4"))).await;
-    let mut c = Client::connect(srv.addr, "len:ascii:4").await;
-    c.send_raw(b"0003abc00x1").await.unwrap();
-    assert_eq!(c.recv().await.as_deref(), Some(&b"abc"[..]));
+/// Sends `input` in one write, expects `reply` and then the close, and checks the frame
+/// counters once the close is counted.
+async fn counts_after_an_error(framing: &str, input: &[u8], reply: &[u8], frames: (u64, u64)) {
+    let srv = echo_server(ServerConfig::new(spec(framing))).await;
+    let mut c = Client::connect(srv.addr, framing).await;
+    c.send_raw(input).await.unwrap();
+    assert_eq!(c.recv().await.as_deref(), Some(reply));
     c.closed_within(SOON).await;
     let stats = srv.stats.clone();
     eventually("the connection is counted closed", || {
@@ -71,28 +68,24 @@ async fn replies_written_before_a_bad_frame_are_counted() {
     })
     .await;
     let s = stats.snapshot();
-    assert_eq!(s.frames_in, 1, "{s:?}");
-    assert_eq!(s.frames_out, 1, "one reply was written: {s:?}");
+    assert_eq!((s.frames_in, s.frames_out), frames, "(in, out): {s:?}");
+}
+
+/// docs/limits.md, Metrics: `keepwire_frames_out_total` counts frames sent. When a batch
+/// ends in an error (here a bad length header after a good request), the reply to the good
+/// request is written before the close (fix 3), but `process` returned before adding the
+/// batch's `frames_out`: the reply was on the wire and not counted.
+#[tokio::test]
+async fn replies_written_before_a_bad_frame_are_counted() {
+    counts_after_an_error("len:ascii:4", b"0003abc00x1", b"abc", (1, 1)).await;
 }
 
 /// The same for a reply the framing cannot carry (docs/limits.md: under `line`,
-/// `one\ntwo\r\r\n` gets the reply `one` before the close): two frames came in, one reply went
-/// out, yet `fail` returns before either count is added, so both stay 0.
+/// `one\ntwo\r\r\n` gets the reply `one` before the close): two frames came in, one reply
+/// went out, yet `fail` returned before either count was added, so both stayed 0.
 #[tokio::test]
 async fn frames_before_an_unencodable_reply_are_counted() {
-    let srv = echo_server(ServerConfig::new(spec("line"))).await;
-    let mut c = Client::connect(srv.addr, "line").await;
-    c.send_raw(b"one\ntwo\r\r\n").await.unwrap();
-    assert_eq!(c.recv().await.as_deref(), Some(&b"one"[..]));
-    c.closed_within(SOON).await;
-    let stats = srv.stats.clone();
-    eventually("the connection is counted closed", || {
-        stats.snapshot().closed == 1
-    })
-    .await;
-    let s = stats.snapshot();
-    assert_eq!(s.frames_out, 1, "one reply was written: {s:?}");
-    assert_eq!(s.frames_in, 2, "two frames were received: {s:?}");
+    counts_after_an_error("line", b"one\ntwo\r\r\n", b"one", (2, 1)).await;
 }
 
 /// docs/limits.md, Graceful shutdown: "Idle connections drain the same way, so they close at

@@ -35,8 +35,6 @@ const READ_SIZE: usize = 1000;
 const MAX_READ_SIZE: usize = 64 * 1024;
 /// How long a drained connection waits for the peer's FIN after sending its own.
 const DRAIN_LINGER: Duration = Duration::from_secs(1);
-/// Whether a short read counts as "socket drained" (see `try_read`).
-const SKIP_EAGAIN_READ: bool = true;
 /// Replies buffered before they are written even if more frames wait.
 const MAX_PENDING_WRITE: usize = 64 * 1024;
 
@@ -306,7 +304,7 @@ impl Conn {
         // `split_header_and_body_never_stall`.)
         let res = stream.try_io(tokio::io::Interest::READABLE, || {
             got = stream.try_read_buf(&mut bytes::BufMut::limit(&mut *rbuf, MAX_READ_SIZE))?;
-            if got > 0 && got < asked && SKIP_EAGAIN_READ {
+            if got > 0 && got < asked {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             Ok(())
@@ -506,11 +504,8 @@ impl Conn {
             let frame = match decoded {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(e) => {
-                    // Replies already due still go out before the close.
-                    let _ = self.flush(cfg.write_timeout).await;
-                    return Some(End::Frame(e));
-                }
+                // Replies already due still go out before the close.
+                Err(e) => return Some(self.fail(End::Frame(e), cfg).await),
             };
             self.counts.0 += 1;
             consumed = true;

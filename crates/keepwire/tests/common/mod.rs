@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use keepwire::client::ClientBuilder;
 use keepwire::frame::{FrameCodec, FramingSpec};
 use keepwire::server::{Request, Server, ServerConfig, ServerStats, ShutdownReport, service_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::codec::Decoder;
@@ -142,4 +143,57 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+// ------------------------------------------------------------ client test helpers
+
+pub fn b(s: &'static str) -> Bytes {
+    Bytes::from_static(s.as_bytes())
+}
+
+pub fn builder(framing: &str, eps: &[SocketAddr]) -> ClientBuilder {
+    ClientBuilder::new(spec(framing), eps.iter().map(|a| a.to_string()))
+        .connect_timeout(Duration::from_secs(2))
+        .request_timeout(Duration::from_secs(5))
+        .reconnect_backoff(Duration::from_millis(20), Duration::from_millis(200))
+        .down_backoff(Duration::from_millis(200), Duration::from_secs(2))
+}
+
+/// A raw server that runs `f` on each accepted connection.
+pub async fn raw_server<F, Fut>(f: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(f(s));
+        }
+    });
+    addr
+}
+
+pub async fn read_frame(
+    s: &mut TcpStream,
+    codec: &mut FrameCodec,
+    buf: &mut BytesMut,
+) -> Option<Bytes> {
+    loop {
+        if let Ok(Some(f)) = codec.decode(buf) {
+            return Some(f);
+        }
+        buf.reserve(1024);
+        match s.read_buf(buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// A port nothing listens on (bound, then closed).
+pub async fn refused_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
 }
