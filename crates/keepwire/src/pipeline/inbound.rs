@@ -69,6 +69,7 @@ impl Inbound {
     /// came while a reply was awaited: the peer's ping that crossed the request, or a peer
     /// that replies with the heartbeat frame (a misconfigured link). A request that then
     /// times out says heartbeats came instead of its reply.
+    #[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
     pub(crate) fn came_instead_of_reply(&self) -> bool {
         matches!(
             self,

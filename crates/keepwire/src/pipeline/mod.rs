@@ -33,4 +33,9 @@ pub(crate) mod inbound;
 pub(crate) mod outbound;
 
 pub(crate) use inbound::{Inbound, Step, Tick, decode};
-pub(crate) use outbound::{WriteAll, WriteError, write_all, write_all_blocking};
+#[allow(
+    unused_imports,
+    reason = "used by the clients once they adopt the pipeline"
+)]
+pub(crate) use outbound::{WriteAll, write_all_blocking};
+pub(crate) use outbound::{WriteError, write_all};
