@@ -13,7 +13,7 @@
 //! ```
 //!
 //! The decode → heartbeat → liveness → pong step and the write step are the
-//! [pipeline](crate::pipeline) the clients share; what is the server's own is the handler
+//! [`pipeline`] the clients share; what is the server's own is the handler
 //! call, the short/long rules, draining and the accounting.
 //!
 //! The read buffer exists only while bytes are buffered: when a read leaves no partial frame
@@ -486,7 +486,7 @@ impl Connection {
         }
     }
 
-    /// The connection's state as the [pipeline](crate::pipeline) steps borrow it.
+    /// The connection's state as the [`pipeline`] steps borrow it.
     fn step(&mut self) -> Step<'_> {
         Step {
             heartbeat: self.shared.config.heartbeat.as_deref(),
