@@ -186,7 +186,7 @@ fn bad_usage_exits_two() {
 }
 
 #[test]
-fn help_ends_with_examples_that_parse() {
+fn help_ends_with_two_to_four_examples() {
     let out = Command::new(BIN)
         .args(["bench", "--help"])
         .output()
