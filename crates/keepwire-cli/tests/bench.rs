@@ -184,3 +184,47 @@ fn bad_usage_exits_two() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn help_ends_with_two_to_four_examples() {
+    let out = Command::new(BIN)
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let examples = help
+        .split_once("\nExamples:\n")
+        .map(|(_, e)| e)
+        .unwrap_or_else(|| panic!("no examples in\n{help}"));
+    let lines: Vec<&str> = examples.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!((2..=4).contains(&lines.len()), "{examples}");
+    for line in lines {
+        assert!(line.trim_start().starts_with("keepwire bench"), "{line}");
+    }
+}
+
+#[test]
+fn a_target_that_is_no_echo_server_exits_one() {
+    // Accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--target",
+            &addr,
+            "--modes",
+            "long",
+            "--duration",
+            "200ms",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("long: no request answered by") && err.contains("echo server"),
+        "{err}"
+    );
+}

@@ -2,13 +2,13 @@
 
 use std::path::Path;
 
-use keepwire::bench::ModeReport;
+use keepwire::bench::PatternReport;
 use plotters::prelude::*;
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Writes the chart: two bar panels, requests/s and p99 (µs), one bar per mode.
-pub(crate) fn write(path: &Path, reports: &[ModeReport]) -> DrawResult {
+pub(crate) fn write(path: &Path, reports: &[PatternReport]) -> DrawResult {
     let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(450);
@@ -20,9 +20,9 @@ pub(crate) fn write(path: &Path, reports: &[ModeReport]) -> DrawResult {
 
 fn panel(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
-    reports: &[ModeReport],
+    reports: &[PatternReport],
     title: &str,
-    value: impl Fn(&ModeReport) -> f64,
+    value: impl Fn(&PatternReport) -> f64,
 ) -> DrawResult {
     let n = reports.len();
     let top = reports.iter().map(&value).fold(0.0f64, f64::max).max(1.0) * 1.15;
@@ -41,7 +41,7 @@ fn panel(
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => reports
                 .get(*i)
-                .map_or(String::new(), |r| r.mode.to_string()),
+                .map_or(String::new(), |r| r.pattern.to_string()),
             _ => String::new(),
         })
         .draw()?;

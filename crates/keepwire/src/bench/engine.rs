@@ -10,9 +10,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
-use super::{BenchConfig, Mode, ModeReport};
+use super::{BenchConfig, Pattern, PatternReport};
 use crate::client::{ByteRange, ClientBuilder, ClientError, MuxClient, Pool};
 use crate::frame::FrameCodec;
 use crate::tcpstate::{TcpState, port_states_now};
@@ -82,22 +83,23 @@ fn body(size: usize, id: u64, seed: u64) -> Bytes {
     b.freeze()
 }
 
-/// A framed connection for the closed-loop workers.
-struct Link {
+/// A framed TCP stream that carries one request at a time and checks that the reply echoes
+/// it: the `short` and `long` workers' connection.
+struct EchoStream {
     stream: TcpStream,
     codec: FrameCodec,
     rbuf: BytesMut,
     wbuf: BytesMut,
 }
 
-impl Link {
-    async fn connect(run: &Run) -> io::Result<Link> {
+impl EchoStream {
+    async fn connect(run: &Run) -> io::Result<EchoStream> {
         let stream = tokio::time::timeout(run.cfg.request_timeout, TcpStream::connect(run.target))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
         run.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(Link {
+        Ok(EchoStream {
             stream,
             codec: FrameCodec::new(run.cfg.framing.clone()),
             rbuf: BytesMut::with_capacity(4096),
@@ -149,8 +151,8 @@ async fn short_worker(run: Arc<Run>, w: u64) -> Tally {
         let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
         let start = Instant::now();
         let res = async {
-            let mut link = Link::connect(&run).await?;
-            link.exchange(&req, run.cfg.request_timeout).await
+            let mut stream = EchoStream::connect(&run).await?;
+            stream.exchange(&req, run.cfg.request_timeout).await
             // Dropped here: the client closes first, so TIME_WAIT lands on the client.
         }
         .await;
@@ -168,12 +170,12 @@ async fn short_worker(run: Arc<Run>, w: u64) -> Tally {
 
 async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
     let mut t = Tally::new();
-    let mut link = None;
+    let mut stream = None;
     let mut seq = 0u64;
     while Instant::now() < run.stop_at {
-        if link.is_none() {
-            match Link::connect(&run).await {
-                Ok(l) => link = Some(l),
+        if stream.is_none() {
+            match EchoStream::connect(&run).await {
+                Ok(s) => stream = Some(s),
                 Err(_) => {
                     t.err(&run);
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -181,15 +183,15 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
                 }
             }
         }
-        let Some(l) = link.as_mut() else { continue };
+        let Some(s) = stream.as_mut() else { continue };
         seq += 1;
         let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
         let start = Instant::now();
-        match l.exchange(&req, run.cfg.request_timeout).await {
+        match s.exchange(&req, run.cfg.request_timeout).await {
             Ok(()) => t.ok(&run, start),
             Err(_) => {
                 t.err(&run);
-                link = None;
+                stream = None;
             }
         }
     }
@@ -249,28 +251,96 @@ fn builder(run: &Run) -> ClientBuilder {
         .connect_timeout(run.cfg.request_timeout)
 }
 
-/// Runs one mode against `target` and reports. `server_visible` says whether the target's
+/// Sockets in TIME_WAIT on `port`: on its local side (a server's) or its remote side (its
+/// clients'). `None` where the kernel's table cannot be read.
+fn time_wait(port: u16, local_side: bool) -> Option<u64> {
+    let ps = port_states_now(port).ok()?;
+    let n = if local_side {
+        ps.local_count(TcpState::TimeWait)
+    } else {
+        ps.remote_count(TcpState::TimeWait)
+    };
+    u64::try_from(n).ok()
+}
+
+/// The workers of one pattern, and what to ask its library clients after the run.
+struct Workers {
+    tasks: JoinSet<Tally>,
+    /// Connections opened by the library clients (pool, mux), read after the run.
+    opened: Vec<Box<dyn Fn() -> u64 + Send>>,
+}
+
+/// Spawns `cfg.connections` closed-loop workers of `pattern` onto `run`.
+async fn spawn_workers(run: &Arc<Run>, pattern: Pattern) -> Workers {
+    let cfg = &run.cfg;
+    let n = cfg.connections.max(1) as u64;
+    let mut tasks = JoinSet::new();
+    let mut opened: Vec<Box<dyn Fn() -> u64 + Send>> = Vec::new();
+    match pattern {
+        Pattern::Short => {
+            for w in 0..n {
+                tasks.spawn(short_worker(Arc::clone(run), w));
+            }
+        }
+        Pattern::Long => {
+            for w in 0..n {
+                tasks.spawn(long_worker(Arc::clone(run), w));
+            }
+        }
+        Pattern::Pool => {
+            let size = u32::try_from(cfg.effective_pool_size()).unwrap_or(u32::MAX);
+            let pool = builder(run)
+                .checkout_timeout(cfg.request_timeout)
+                .pool(size)
+                .await;
+            // A pool that cannot start runs no worker: the report shows no request.
+            if let Ok(pool) = pool {
+                let pool = Arc::new(pool);
+                for w in 0..n {
+                    tasks.spawn(client_worker(Arc::clone(run), Arc::clone(&pool), w));
+                }
+                opened.push(Box::new(move || u64::from(pool.connections().0)));
+            }
+        }
+        Pattern::Mux => {
+            let mut muxes: Vec<Arc<MuxClient>> = Vec::new();
+            for _ in 0..cfg.mux_connections.max(1) {
+                if let Ok(c) = builder(run).connect_mux(ByteRange::new(0, 8)).await {
+                    muxes.push(Arc::new(c));
+                }
+            }
+            for w in 0..n {
+                if let Some(c) = muxes.get(w as usize % muxes.len().max(1)) {
+                    tasks.spawn(client_worker(Arc::clone(run), Arc::clone(c), w));
+                }
+            }
+            opened.extend(
+                muxes
+                    .into_iter()
+                    .map(|m| Box::new(move || m.stats().connects) as Box<dyn Fn() -> u64 + Send>),
+            );
+        }
+    }
+    Workers { tasks, opened }
+}
+
+/// Runs one pattern against `target` and reports. `server_visible` says whether the target's
 /// own sockets are in this machine's TCP table (a local target), so server-side TIME_WAIT can
 /// be counted.
 ///
 /// # Cancel safety
 /// Not cancel safe: dropping the future leaves worker tasks running until the run's end.
-pub async fn run_mode(
+pub(super) async fn run_pattern(
     target: SocketAddr,
     server_visible: bool,
     cfg: &BenchConfig,
-    mode: Mode,
+    pattern: Pattern,
     progress: Arc<Progress>,
-) -> ModeReport {
-    let tw = |side_local: bool| -> Option<u64> {
-        let ps = port_states_now(target.port()).ok()?;
-        Some(if side_local {
-            ps.local_count(TcpState::TimeWait)
-        } else {
-            ps.remote_count(TcpState::TimeWait)
-        } as u64)
-    };
-    let (cw0, sw0) = (tw(false), tw(true));
+) -> PatternReport {
+    let (cw0, sw0) = (
+        time_wait(target.port(), false),
+        time_wait(target.port(), true),
+    );
     let started = Instant::now();
     let run = Arc::new(Run {
         cfg: cfg.clone(),
@@ -279,49 +349,10 @@ pub async fn run_mode(
         progress,
         opened: AtomicU64::new(0),
     });
-    let n = cfg.connections.max(1) as u64;
-    let mut tasks = tokio::task::JoinSet::new();
-    // Connections opened by the library clients (pool, mux), read after the run.
-    let mut clients: Vec<Box<dyn Fn() -> u64 + Send>> = Vec::new();
-    let mut muxes: Vec<Arc<MuxClient>> = Vec::new();
-    match mode {
-        Mode::Short => {
-            for w in 0..n {
-                tasks.spawn(short_worker(Arc::clone(&run), w));
-            }
-        }
-        Mode::Long => {
-            for w in 0..n {
-                tasks.spawn(long_worker(Arc::clone(&run), w));
-            }
-        }
-        Mode::Pool => {
-            let size = u32::try_from(cfg.pool_size.max(1)).unwrap_or(u32::MAX);
-            if let Ok(pool) = builder(&run)
-                .checkout_timeout(cfg.request_timeout)
-                .pool(size)
-                .await
-            {
-                let pool = Arc::new(pool);
-                for w in 0..n {
-                    tasks.spawn(client_worker(Arc::clone(&run), Arc::clone(&pool), w));
-                }
-                clients.push(Box::new(move || u64::from(pool.connections().0)));
-            }
-        }
-        Mode::Mux => {
-            for _ in 0..cfg.mux_connections.max(1) {
-                if let Ok(c) = builder(&run).connect_mux(ByteRange::new(0, 8)).await {
-                    muxes.push(Arc::new(c));
-                }
-            }
-            for w in 0..n {
-                if let Some(c) = muxes.get(w as usize % muxes.len().max(1)) {
-                    tasks.spawn(client_worker(Arc::clone(&run), Arc::clone(c), w));
-                }
-            }
-        }
-    }
+    let Workers {
+        mut tasks,
+        opened: clients,
+    } = spawn_workers(&run, pattern).await;
     let mut hist = Tally::new().hist;
     let (mut ok, mut errors) = (0, 0);
     while let Some(res) = tasks.join_next().await {
@@ -332,18 +363,16 @@ pub async fn run_mode(
         }
     }
     let elapsed = started.elapsed();
-    // Connections the mode still holds (pool, mux) close when `run` and the links drop; the
-    // client-side count is taken after, so it includes what closing them leaves.
-    let opened = run.opened.load(Ordering::Relaxed)
-        + clients.iter().map(|f| f()).sum::<u64>()
-        + muxes.iter().map(|m| m.stats().connects).sum::<u64>();
-    drop((run, clients, muxes));
+    // Connections the pattern still holds (pool, mux) close when `run` and the clients drop;
+    // the client-side count is taken after, so it includes what closing them leaves.
+    let opened = run.opened.load(Ordering::Relaxed) + clients.iter().map(|f| f()).sum::<u64>();
+    drop((run, clients));
     tokio::task::yield_now().await;
     let delta = |after: Option<u64>, before: Option<u64>| {
         after.zip(before).map(|(a, b)| a.saturating_sub(b))
     };
-    ModeReport {
-        mode,
+    PatternReport {
+        pattern,
         requests: ok,
         errors,
         rps: ok as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -352,9 +381,9 @@ pub async fn run_mode(
         max_us: hist.max(),
         connections_opened: opened,
         elapsed,
-        time_wait_client: delta(tw(false), cw0),
+        time_wait_client: delta(time_wait(target.port(), false), cw0),
         time_wait_server: if server_visible {
-            delta(tw(true), sw0)
+            delta(time_wait(target.port(), true), sw0)
         } else {
             None
         },

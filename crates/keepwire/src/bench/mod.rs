@@ -1,9 +1,9 @@
 //! The load engine behind `keepwire bench`: what short and long connections cost on a target.
 //!
-//! Each [`Mode`] runs `connections` concurrent closed-loop clients for `duration`, each
-//! sending `size`-byte requests and checking that the reply echoes them:
+//! Each [`Pattern`] of connection use runs `connections` concurrent closed-loop clients for
+//! `duration`, each sending `size`-byte requests and checking that the reply echoes them:
 //!
-//! | mode    | connections                              | what it shows                          |
+//! | pattern | connections                              | what it shows                          |
 //! |---------|------------------------------------------|----------------------------------------|
 //! | `short` | one per request: connect, send, read, close (client first) | handshake cost, TIME_WAIT pile-up |
 //! | `long`  | one per client, reused                   | the floor: one round trip per request  |
@@ -11,23 +11,69 @@
 //! | `mux`   | all clients over a few connections, replies matched by request id | pipelining on one socket |
 //!
 //! Every request body starts with an 8-byte big-endian request id, which any echo server
-//! returns unchanged: `mux` matches replies on it, so every mode works against any echo
+//! returns unchanged: `mux` matches replies on it, so every pattern works against any echo
 //! server, keepwire or not. Latency is recorded per request in an HDR histogram (µs).
+//!
+//! ```text
+//! request body, --size 16:
+//! +---------------------------+---------------------------+
+//! | request id (u64, BE)      | filler (xorshift bytes)   |
+//! | 00 00 01 00 00 00 00 2a   | 9f 3c 11 e0 7a 05 c8 d2   |
+//! +---------------------------+---------------------------+
+//! ```
+//!
+//! [`run`] drives a whole bench: it checks the [`BenchConfig`], runs each pattern in turn
+//! (against [`BenchConfig::target`], or against a fresh embedded keepwire echo server on
+//! 127.0.0.1 that it starts and stops itself), and returns a [`BenchReport`] whose
+//! [`conclusion`](BenchReport::conclusion) says, with numbers, what short costs next to long.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use keepwire::bench::{self, BenchConfig, Pattern};
+//! use keepwire::frame::FramingSpec;
+//!
+//! let mut cfg = BenchConfig::new(FramingSpec::parse("len:be:4").unwrap());
+//! cfg.patterns = vec![Pattern::Short, Pattern::Long];
+//! cfg.duration = Duration::from_millis(500);
+//! let report = bench::run(&cfg, &mut ()).unwrap();
+//! if let Some(c) = report.conclusion() {
+//!     println!("conclusion: {c}");
+//! }
+//! ```
+//!
+//! Why "pattern" and not "mode": [`server::Mode`](crate::server::Mode) is what a server does
+//! with a connection after a reply (keep it, or close it), two values; a bench pattern is how
+//! clients use connections, four values, two of which (`pool`, `mux`) have no server
+//! counterpart. The command line still calls them modes (`--modes`, the JSON key `mode`).
 
+mod embedded;
 mod engine;
+mod error;
+mod report;
+mod run;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use engine::{Progress, run_mode};
+pub use engine::Progress;
+pub use error::{BenchError, ParsePatternError};
+pub use report::{BenchReport, Conclusion, PatternReport, PortPressure, ephemeral_ports};
+pub use run::{Observer, run};
 
 use crate::frame::FramingSpec;
 
 /// A way of using connections; see the [module docs](self).
+///
+/// ```
+/// use keepwire::bench::Pattern;
+/// assert_eq!("mux".parse::<Pattern>().unwrap(), Pattern::Mux);
+/// assert!("fast".parse::<Pattern>().unwrap_err().to_string().contains("expected short"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Mode {
+pub enum Pattern {
     /// A connection per request.
     Short,
     /// A connection per client, reused.
@@ -38,106 +84,178 @@ pub enum Mode {
     Mux,
 }
 
-impl Mode {
-    /// Every mode, in table order.
-    pub const ALL: [Mode; 4] = [Mode::Short, Mode::Long, Mode::Pool, Mode::Mux];
+impl Pattern {
+    /// Every pattern, in table order.
+    pub const ALL: [Pattern; 4] = [Pattern::Short, Pattern::Long, Pattern::Pool, Pattern::Mux];
 
     /// The name used on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
-            Mode::Short => "short",
-            Mode::Long => "long",
-            Mode::Pool => "pool",
-            Mode::Mux => "mux",
+            Pattern::Short => "short",
+            Pattern::Long => "long",
+            Pattern::Pool => "pool",
+            Pattern::Mux => "mux",
         }
     }
 }
 
-impl fmt::Display for Mode {
+impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Mode::ALL
+impl FromStr for Pattern {
+    type Err = ParsePatternError;
+
+    /// Parses a name of [`Pattern::as_str`].
+    ///
+    /// # Errors
+    /// [`ParsePatternError`] naming the text when it is none of them.
+    fn from_str(s: &str) -> Result<Self, ParsePatternError> {
+        Pattern::ALL
             .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| format!("mode {s:?}: expected short, long, pool or mux"))
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| ParsePatternError::new(s))
     }
 }
 
-/// What to run.
+/// What to run; [`BenchConfig::new`] gives the defaults of `keepwire bench`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BenchConfig {
     /// Framing of requests and replies.
     pub framing: FramingSpec,
-    /// Concurrent clients.
+    /// The echo server to measure; `None` (the default) starts an embedded keepwire server on
+    /// 127.0.0.1 for each pattern.
+    pub target: Option<SocketAddr>,
+    /// Patterns to run, in order (default: all four, in [`Pattern::ALL`] order).
+    pub patterns: Vec<Pattern>,
+    /// Concurrent clients (default 16).
     pub connections: usize,
-    /// How long each mode runs.
+    /// How long each pattern runs (default 3 s).
     pub duration: Duration,
-    /// Request body size in bytes (at least 8: the request id).
+    /// Request body size in bytes, at least 8: the request id (default 64).
     pub size: usize,
-    /// `pool`: connections shared by the clients (default: a quarter of them, at least 1).
-    pub pool_size: usize,
-    /// `mux`: connections the clients are multiplexed over (default 2).
+    /// `pool`: connections shared by the clients (default `None`: a quarter of
+    /// `connections`, at least 1).
+    pub pool_size: Option<usize>,
+    /// `mux`: connections the clients are multiplexed over (default 2; 0 counts as 1).
     pub mux_connections: usize,
-    /// Time allowed for one request before it counts as an error.
+    /// Time allowed for one request before it counts as an error (default 5 s).
     pub request_timeout: Duration,
 }
 
+/// The smallest request: the 8-byte request id every reply is matched on.
+pub const MIN_SIZE: usize = 8;
+
 impl BenchConfig {
-    /// Defaults for `framing`: 16 clients, 3 s per mode, 64-byte bodies.
+    /// Defaults for `framing`: all four patterns against an embedded server, 16 clients, 3 s
+    /// per pattern, 64-byte bodies.
     pub fn new(framing: FramingSpec) -> Self {
         BenchConfig {
             framing,
+            target: None,
+            patterns: Pattern::ALL.to_vec(),
             connections: 16,
             duration: Duration::from_secs(3),
             size: 64,
-            pool_size: 4,
+            pool_size: None,
             mux_connections: 2,
             request_timeout: Duration::from_secs(5),
         }
     }
+
+    /// The `pool` pattern's pool size: [`pool_size`](Self::pool_size), or a quarter of the
+    /// clients, at least 1.
+    pub fn effective_pool_size(&self) -> usize {
+        self.pool_size.unwrap_or(self.connections / 4).max(1)
+    }
+
+    /// Checks that the config can run.
+    ///
+    /// # Errors
+    /// A [`BenchError`] for which [`is_config`](BenchError::is_config) holds: no pattern, no
+    /// client, a size under [`MIN_SIZE`] or over the framing's largest frame.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        if self.patterns.is_empty() {
+            return Err(BenchError::NoPatterns);
+        }
+        if self.connections == 0 {
+            return Err(BenchError::NoConnections);
+        }
+        if self.size < MIN_SIZE {
+            return Err(BenchError::SizeTooSmall { size: self.size });
+        }
+        let max = self.framing.max_frame();
+        if self.size > max {
+            return Err(BenchError::SizeTooLarge {
+                size: self.size,
+                framing: self.framing.to_string(),
+                max,
+            });
+        }
+        Ok(())
+    }
 }
 
-/// The outcome of one mode.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct ModeReport {
-    /// Which mode.
-    pub mode: Mode,
-    /// Requests answered correctly.
-    pub requests: u64,
-    /// Requests that failed (connect error, timeout, wrong reply, closed connection).
-    pub errors: u64,
-    /// Requests per second over the run.
-    pub rps: f64,
-    /// Median latency, µs.
-    pub p50_us: u64,
-    /// 99th percentile latency, µs.
-    pub p99_us: u64,
-    /// Largest latency, µs.
-    pub max_us: u64,
-    /// TCP connections the clients opened.
-    pub connections_opened: u64,
-    /// Wall time of the run.
-    pub elapsed: Duration,
-    /// Sockets in TIME_WAIT on the client side after the run, added by this mode (`None` where
-    /// the kernel's table cannot be read).
-    pub time_wait_client: Option<u64>,
-    /// Sockets in TIME_WAIT on the server side after the run (`None` for a remote target).
-    pub time_wait_server: Option<u64>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The kernel's ephemeral port range (`/proc/sys/net/ipv4/ip_local_port_range`), as the
-/// number of ports in it.
-pub fn ephemeral_ports() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
-    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-    let (lo, hi) = (it.next()??, it.next()??);
-    hi.checked_sub(lo).map(|d| d + 1)
+    fn cfg() -> BenchConfig {
+        BenchConfig::new(FramingSpec::parse("len:be:2").unwrap())
+    }
+
+    #[test]
+    fn every_pattern_parses_back_from_its_name() {
+        for p in Pattern::ALL {
+            assert_eq!(p.as_str().parse::<Pattern>().unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn an_unknown_pattern_names_what_was_found_and_expected() {
+        let e = "fast".parse::<Pattern>().unwrap_err();
+        assert_eq!(e.found(), "fast");
+        assert_eq!(
+            e.to_string(),
+            "bench mode \"fast\": expected short, long, pool or mux"
+        );
+    }
+
+    #[test]
+    fn validate_accepts_the_defaults() {
+        cfg().validate().unwrap();
+    }
+
+    #[test]
+    fn validate_rejects_what_cannot_run() {
+        type Change = fn(&mut BenchConfig);
+        let cases: [(Change, &str); 4] = [
+            (|c| c.patterns.clear(), "no bench mode"),
+            (|c| c.connections = 0, "0 connections"),
+            (|c| c.size = 7, "request size 7 bytes"),
+            (|c| c.size = 65_536, "does not fit len:be:2"),
+        ];
+        for (change, want) in cases {
+            let mut c = cfg();
+            change(&mut c);
+            let e = c.validate().unwrap_err();
+            assert!(e.is_config(), "{e}");
+            assert!(e.to_string().contains(want), "{e} lacks {want}");
+        }
+    }
+
+    #[test]
+    fn pool_size_defaults_to_a_quarter_of_the_clients() {
+        let mut c = cfg();
+        assert_eq!(c.effective_pool_size(), 4);
+        c.connections = 3;
+        assert_eq!(c.effective_pool_size(), 1);
+        c.pool_size = Some(7);
+        assert_eq!(c.effective_pool_size(), 7);
+        c.pool_size = Some(0);
+        assert_eq!(c.effective_pool_size(), 1);
+    }
 }
