@@ -161,8 +161,21 @@ async fn classification_in_each_failure_position() {
     assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
     assert_eq!(e.delivery(), Delivery::SentNoReply);
 
-    // 3. Queued behind a request that hangs, never written: not sent.
-    let c = builder("len:ascii:4", &[hung])
+    // 3. Queued behind a request that hangs, never written: not sent. The server reports
+    // each frame it reads, so the test knows when `first` holds the connection.
+    let (seen_tx, mut seen) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let holder = raw_server(move |mut s| {
+        let seen_tx = seen_tx.clone();
+        async move {
+            let mut codec = FrameCodec::new(spec("len:ascii:4"));
+            let mut buf = BytesMut::new();
+            while let Some(frame) = read_frame(&mut s, &mut codec, &mut buf).await {
+                let _ = seen_tx.send(frame).await;
+            }
+        }
+    })
+    .await;
+    let c = builder("len:ascii:4", &[holder])
         .request_timeout(Duration::from_secs(5))
         .connect_long()
         .await
@@ -172,7 +185,8 @@ async fn classification_in_each_failure_position() {
         c2.request_timeout(b("first"), Duration::from_millis(600))
             .await
     });
-    tokio::time::sleep(Duration::from_millis(50)).await; // let `first` take the connection
+    let got = tokio::time::timeout(SOON, seen.recv()).await;
+    assert_eq!(got.ok().flatten(), Some(b("first")));
     let e = c
         .request_timeout(b("second"), Duration::from_millis(200))
         .await
@@ -180,6 +194,7 @@ async fn classification_in_each_failure_position() {
     assert!(e.is_timeout() && e.is_not_sent(), "{e}");
     let e1 = first.await.unwrap().unwrap_err();
     assert!(e1.may_have_been_sent(), "{e1}");
+    assert!(seen.try_recv().is_err(), "`second` reached the server");
 
     // 4. The peer reads the request and closes: may have been sent.
     let closer = raw_server(|mut s| async move {

@@ -21,20 +21,26 @@ fn cfg(framing: &str) -> ServerConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connection_is_reaped_within_bounds() {
+    const IDLE: Duration = Duration::from_secs(1);
     let mut c = cfg("len:ascii:4");
-    c.liveness.read_idle = Some(300 * MS);
+    c.liveness.read_idle = Some(IDLE);
     let srv = echo_server(c).await;
     let mut cl = Client::connect(srv.addr, "len:ascii:4").await;
-    // Activity keeps it open past the timeout...
-    for _ in 0..4 {
-        tokio::time::sleep(150 * MS).await;
+    // Activity keeps it open past the timeout: a frame every 100 ms for longer than IDLE.
+    // The sleep is the traffic's pacing, not synchronisation; its gaps are a tenth of the
+    // timeout, so a stalled test thread (up to 900 ms) cannot make a gap look like idleness.
+    // (The server takes real sockets, which tokio's paused clock cannot drive reliably; the
+    // idle rule itself is tested with time passed in, in `liveness/tests.rs`.)
+    let opened = tokio::time::Instant::now();
+    while opened.elapsed() < IDLE + 200 * MS {
+        tokio::time::sleep(100 * MS).await;
         cl.send(b"tick").await;
         assert_eq!(cl.recv().await.as_deref(), Some(&b"tick"[..]));
     }
     // ...then silence closes it: not before the timeout, and not much after.
     let took = cl.closed_within(SOON).await;
-    assert!(took >= 250 * MS, "closed too early: {took:?}");
-    assert!(took < 3000 * MS, "closed too late: {took:?}");
+    assert!(took >= IDLE - 50 * MS, "closed too early: {took:?}");
+    assert!(took < IDLE + 3000 * MS, "closed too late: {took:?}");
     eventually("idle close counted", || {
         srv.stats.snapshot().idle_closed == 1
     })
@@ -133,6 +139,7 @@ async fn slowloris_frame_is_cut_off() {
     let t = tokio::time::Instant::now();
     let mut cut = false;
     for _ in 0..20 {
+        // The attack's pacing, not synchronisation: a stall only sends the bytes later.
         tokio::time::sleep(100 * MS).await;
         if cl.send_raw(b"x").await.is_err() {
             cut = true;
@@ -145,6 +152,8 @@ async fn slowloris_frame_is_cut_off() {
     if !cut {
         cl.closed_within(SOON).await;
     }
+    // Cut at the frame timeout: not before it, and long before the frame would complete.
+    assert!(t.elapsed() >= 250 * MS, "cut too early: {:?}", t.elapsed());
     assert!(
         t.elapsed() < 3 * Duration::from_secs(1),
         "{:?}",

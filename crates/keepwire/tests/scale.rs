@@ -184,6 +184,7 @@ async fn ten_thousand_connections_are_served_and_released() {
             tokio::time::Instant::now() < deadline,
             "server-side sockets left: {left:?}"
         );
+        // A bounded poll of the kernel's table: no event says a socket has left it.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(srv.stats.snapshot().rejected_max_conns, 0);

@@ -2,11 +2,14 @@
 //! written against. Real loopback sockets, generous bounds.
 
 mod common;
+#[path = "common/queues.rs"]
+mod queues;
 
 use std::time::Duration;
 
 use common::*;
 use keepwire::server::ServerConfig;
+use queues::server_has_read;
 
 /// PROXY v1 header split by the network right after the source port's space
 /// (`... 40312 ` | `7000\r\n`). A balancer's header may arrive in any number of segments;
@@ -35,9 +38,14 @@ async fn proxy_v1_header_split_before_the_destination_port_is_accepted() {
         let (first, rest) = header.split_at(cut);
         assert!(first.ends_with(b" "), "{first:?}");
         c.send_raw(first).await.unwrap();
-        // Give the server time to read (and judge) the partial header on its own. On a
+        // The server reads the partial header on its own, and judges it before it reads
+        // again: the rest, sent once the first part is read, is not in that read. On a
         // correct server this wait changes nothing.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let me = c.stream.local_addr().unwrap();
+        eventually("the partial header read by the server", || {
+            server_has_read(me, srv.addr)
+        })
+        .await;
         let mut rest = rest.to_vec();
         rest.extend_from_slice(b"0005hello");
         // The write may fail if the server already reset the connection: that is the bug.
@@ -201,7 +209,8 @@ async fn a_panicking_handler_still_counts_the_close_and_sends_earlier_replies() 
     c.send_raw(b"0003abc0004boom").await.unwrap();
     let first = c.recv().await;
     c.closed_within(SOON).await;
-    // Give the server every chance to count the close.
+    // Give the server every chance to count the close: a bounded poll of the counter (the
+    // assertion below reports what it saw).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     while stats.snapshot().closed == 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;

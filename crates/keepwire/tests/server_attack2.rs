@@ -46,7 +46,8 @@ async fn pings_queued_behind_a_slow_request_are_all_answered() {
         .await
         .unwrap();
     assert_eq!(&reply[..], b"slow");
-    // Idle for 2 s: both sides ping, both peers are alive.
+    // Idle for 2 s: both sides ping, both peers are alive. An observation window, not
+    // synchronisation: a wrong close can happen at any time in it.
     tokio::time::sleep(ms(2000)).await;
     let s = srv.stats.snapshot();
     let cs = client.stats();
@@ -87,7 +88,8 @@ async fn library_ping_interval_below_the_minimum_is_refused_or_harmless() {
     let task = tokio::spawn(server.serve(service_fn(|r: Request| async move {
         Ok::<_, std::convert::Infallible>(Some(r.frame))
     })));
-    // A client that answers heartbeats (the default) and sends nothing for a second.
+    // A client that answers heartbeats (the default) and sends nothing for a second: an
+    // observation window of 50 ping intervals, not synchronisation.
     let client = ClientBuilder::new(spec("len:ascii:4"), [addr.to_string()])
         .connect_long()
         .await
@@ -219,6 +221,8 @@ async fn short_server_with_pings_is_refused_or_sends_nothing_before_the_reply() 
     }
     let srv = echo_server(cfg).await;
     let mut c = Client::connect(srv.addr, "len:ascii:4").await;
+    // The scenario's delay, not synchronisation: the request comes three ping intervals
+    // after connect, the window in which a wrong server pings.
     tokio::time::sleep(ms(300)).await;
     c.send(b"hello").await;
     let first = c.recv().await;

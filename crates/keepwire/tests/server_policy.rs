@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use keepwire::server::{Mode, ServerConfig};
-use keepwire::tcpstate::{TcpState, port_states_now};
+use keepwire::tcpstate::TcpState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -38,38 +38,35 @@ async fn short_mode_leaves_time_wait_on_the_client() {
     let mut c = cfg("len:be:2");
     c.mode = Mode::Short;
     let srv = echo_server(c).await;
-    let mut ports = Vec::new();
+    // This test's connections, by both addresses: other tests and processes may hold
+    // sockets on the same port numbers (an ephemeral port is reused across tests).
+    let mut ours = Vec::new();
     for i in 0..5u8 {
         let mut c = Client::connect(srv.addr, "len:be:2").await;
-        ports.push(c.stream.local_addr().unwrap().port());
+        ours.push(c.stream.local_addr().unwrap());
         c.send(&[i]).await;
         assert_eq!(c.recv().await.as_deref(), Some(&[i][..]));
         // The server waits for our FIN: we close first.
         drop(c);
     }
-    let port = srv.addr.port();
     eventually("client-side TIME_WAIT for each connection", || {
         let st = keepwire::tcpstate::sockets().unwrap();
-        ports.iter().all(|p| {
+        ours.iter().all(|client| {
             st.iter().any(|e| {
-                e.local.port() == *p && e.remote.port() == port && e.state == TcpState::TimeWait
+                e.local == *client && e.remote == srv.addr && e.state == TcpState::TimeWait
             })
         })
     })
     .await;
-    // Only this test's connections: the ephemeral port may have been a client port of an
-    // earlier test whose TIME_WAIT sockets are still in the table.
-    let st = keepwire::tcpstate::sockets().unwrap();
-    let server_tw = st
-        .iter()
-        .filter(|e| {
-            e.local.port() == port
-                && ports.contains(&e.remote.port())
-                && e.state == TcpState::TimeWait
-        })
-        .count();
-    let ps = port_states_now(port).unwrap();
-    assert_eq!(server_tw, 0, "server side holds no TIME_WAIT: {ps:?}");
+    let server_side: Vec<_> = keepwire::tcpstate::sockets()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.local == srv.addr && ours.contains(&e.remote))
+        .collect();
+    assert!(
+        server_side.iter().all(|e| e.state != TcpState::TimeWait),
+        "server side holds TIME_WAIT: {server_side:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,28 +107,30 @@ async fn server_closes_first_then_restarts_on_the_same_port_at_once() {
     c.short_server_closes_first = true;
     let srv = echo_server(c.clone()).await;
     let addr = srv.addr;
+    let mut ours = Vec::new();
     for i in 0..20u8 {
         let mut cl = Client::connect(addr, "len:be:2").await;
+        ours.push(cl.stream.local_addr().unwrap());
         cl.send(&[i]).await;
         assert_eq!(cl.recv().await.as_deref(), Some(&[i][..]));
         cl.closed_within(SOON).await;
     }
-    eventually("server-side TIME_WAIT", || {
-        port_states_now(addr.port())
+    // Server-side TIME_WAIT of this test's connections only, by both addresses: an earlier
+    // test's client socket may have had `addr`'s port number.
+    let server_time_wait = || {
+        keepwire::tcpstate::sockets()
             .unwrap()
-            .local_count(TcpState::TimeWait)
-            >= 20
-    })
-    .await;
+            .iter()
+            .filter(|e| {
+                e.local == addr && ours.contains(&e.remote) && e.state == TcpState::TimeWait
+            })
+            .count()
+    };
+    eventually("server-side TIME_WAIT", || server_time_wait() == 20).await;
     srv.stop.cancel();
     srv.task.await.unwrap();
     // The 2MSL problem must not block a restart: bind the same port while TIME_WAIT remains.
-    assert!(
-        port_states_now(addr.port())
-            .unwrap()
-            .local_count(TcpState::TimeWait)
-            > 0
-    );
+    assert!(server_time_wait() > 0);
     let srv2 = start(c, &addr.to_string(), None).await;
     assert_eq!(srv2.addr, addr);
     let mut cl = Client::connect(addr, "len:be:2").await;
@@ -187,6 +186,8 @@ async fn per_ip_cap_counts_each_client_address() {
             again = Some(cl);
             break;
         }
+        // Retry pacing of a bounded loop: the slot is released when the server has seen
+        // the close, which nothing outside the server signals.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(

@@ -2,6 +2,8 @@
 //! code before its fix.
 
 mod common;
+#[path = "common/queues.rs"]
+mod queues;
 
 use std::io::{Read, Write};
 use std::net::TcpStream as StdStream;
@@ -9,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use keepwire::server::ServerConfig;
+use queues::{queues, server_has_read};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -84,10 +87,14 @@ async fn drain_answers_requests_already_in_the_socket() {
         .await
         .unwrap()
         .unwrap();
-    // The second request lands in the socket while the first is being handled.
-    tokio::time::sleep(100 * MS).await;
+    // The second request lands in the socket while the first is being handled (the handler
+    // holds it for 500 ms): it is there once the server's kernel has acknowledged it.
     client.send(b"second").await;
-    tokio::time::sleep(100 * MS).await;
+    let me = client.stream.local_addr().unwrap();
+    eventually("`second` acknowledged by the server's kernel", || {
+        queues(me, srv.addr).is_some_and(|(unacked, _)| unacked == 0)
+    })
+    .await;
     srv.stop.cancel();
     assert_eq!(client.recv().await.as_deref(), Some(&b"first"[..]));
     assert_eq!(client.recv().await.as_deref(), Some(&b"second"[..]));
@@ -113,9 +120,16 @@ async fn drain_completes_a_frame_that_was_half_read() {
     let srv = echo_server(c).await;
     let mut client = Client::connect(srv.addr, "len:be:2").await;
     client.send_raw(b"\x00\x05he").await.unwrap();
-    tokio::time::sleep(100 * MS).await;
+    // The first half is read before shutdown: acknowledged by the server's kernel, and no
+    // longer in its socket's receive queue.
+    let me = client.stream.local_addr().unwrap();
+    eventually("the first half read by the server", || {
+        server_has_read(me, srv.addr)
+    })
+    .await;
+    // `cancel` marks every connection's token before it returns, so the second half arrives
+    // during the drain whenever the server reads it: nothing to wait for.
     srv.stop.cancel();
-    tokio::time::sleep(100 * MS).await;
     client.send_raw(b"llo").await.unwrap();
     assert_eq!(client.recv().await.as_deref(), Some(&b"hello"[..]));
     client.closed_within(SOON).await;

@@ -119,7 +119,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     if let Some(hb) = &args.heartbeat {
         let hb: HeartbeatSpec = hb
             .parse()
-            .map_err(|e| Failure::Usage(format!("--heartbeat: {e}")))?;
+            .map_err(|e| Failure::Usage(format!("--heartbeat: {e:#}")))?;
         let probe = hb.ping_config().is_some();
         // A short client never idles: there the ping timeout only bounds the probe.
         builder = builder.heartbeat(hb).probe_on_connect(probe);

@@ -198,7 +198,7 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         Some(k) => {
             cfg.socket.keepalive = Some(
                 k.parse::<Keepalive>()
-                    .map_err(|e| Failure::Usage(format!("--tcp-keepalive: {e}")))?,
+                    .map_err(|e| Failure::Usage(format!("--tcp-keepalive: {e:#}")))?,
             );
         }
     }
@@ -210,7 +210,7 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     if let Some(hb) = &args.heartbeat {
         let hb: HeartbeatSpec = hb
             .parse()
-            .map_err(|e| Failure::Usage(format!("--heartbeat: {e}")))?;
+            .map_err(|e| Failure::Usage(format!("--heartbeat: {e:#}")))?;
         cfg.heartbeat = hb.heartbeat();
         cfg.liveness.ping = hb.ping_config();
     }

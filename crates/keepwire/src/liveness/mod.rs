@@ -48,7 +48,10 @@ use std::time::{Duration, Instant};
 use crate::deadline::after;
 
 pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat, default_heartbeat};
-pub use spec::{HeartbeatSpec, MIN_PING_INTERVAL, MIN_PING_TIMEOUT, parse_payload};
+pub use spec::{
+    HeartbeatKey, HeartbeatSpec, HeartbeatSpecError, MIN_PING_INTERVAL, MIN_PING_TIMEOUT,
+    parse_payload,
+};
 
 /// Same-bytes heartbeats are answered at most once per this gap: a peer that follows the
 /// counting rule pings once per its interval (seconds on real links), so two answers this

@@ -444,7 +444,9 @@ fn validate(c: &ServerConfig) -> Result<(), ServerError> {
             "max_conns_per_ip must be at least 1".into(),
         ));
     }
-    c.socket.validate().map_err(ServerError::Config)?;
+    c.socket
+        .validate()
+        .map_err(|e| ServerError::Config(format!("{e:#}")))?;
     if let Some(hb) = &c.heartbeat {
         // Both heartbeat frames must go out and come back as one frame each: a pong that
         // cannot be framed would kill every connection at its first ping, and under `eof`
