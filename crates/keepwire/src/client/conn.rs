@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Decoder;
 
-use super::builder::ClientBuilder;
+use super::config::ClientConfig;
 use super::endpoint::{Backoff, EndpointSet, EndpointStatus, Jitter};
 use super::error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
 use super::tombstone::Tombstones;
@@ -92,7 +92,7 @@ fn inc(c: &AtomicU64) {
 
 /// What the handles and the task share: configuration, endpoint health, counters.
 pub(crate) struct Link {
-    pub(crate) cfg: ClientBuilder,
+    pub(crate) cfg: ClientConfig,
     pub(crate) matching: Matching,
     endpoints: Arc<Mutex<EndpointSet>>,
     jitter: Mutex<Jitter>,
@@ -123,7 +123,7 @@ pub(crate) struct Connected {
 }
 
 impl Link {
-    pub(crate) fn new(cfg: ClientBuilder, matching: Matching) -> Self {
+    pub(crate) fn new(cfg: ClientConfig, matching: Matching) -> Self {
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
             cfg.endpoints.iter().cloned(),
             cfg.down_base,
@@ -134,7 +134,7 @@ impl Link {
 
     /// A link whose endpoint health is shared with others (the pool's connections).
     pub(crate) fn with_endpoints(
-        cfg: ClientBuilder,
+        cfg: ClientConfig,
         matching: Matching,
         endpoints: Arc<Mutex<EndpointSet>>,
     ) -> Self {

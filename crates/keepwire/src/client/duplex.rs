@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::builder::ClientBuilder;
+use super::config::ClientConfig;
 use super::conn::{self, Handle, Link, Matching};
 use super::{ClientError, ClientStats};
 
@@ -55,7 +55,7 @@ pub struct DuplexReceiver {
 }
 
 impl Duplex {
-    pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
+    pub(crate) async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
         cfg.validate()?;
         let link = Arc::new(Link::new(cfg, Matching::None));
         let first = link.connect_plan().await?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::builder::ClientBuilder;
+use super::config::ClientConfig;
 use super::conn::{self, Handle, Link, Matching};
 use super::{ClientError, ClientStats, EndpointStatus};
 
@@ -65,7 +65,7 @@ pub struct LongClient {
 }
 
 impl LongClient {
-    pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
+    pub(crate) async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
         cfg.validate()?;
         Self::connect_link(Arc::new(Link::new(cfg, Matching::Fifo))).await
     }

@@ -90,6 +90,7 @@ macro_rules! request_service {
 }
 
 mod builder;
+mod config;
 mod conn;
 mod correlate;
 mod duplex;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::builder::ClientBuilder;
+use super::config::ClientConfig;
 use super::conn::{self, Handle, Link, Matching};
 use super::{ClientError, ClientStats, Correlate, EndpointStatus};
 
@@ -70,7 +70,7 @@ pub struct MuxClient {
 
 impl MuxClient {
     pub(crate) async fn connect(
-        cfg: ClientBuilder,
+        cfg: ClientConfig,
         correlate: Arc<dyn Correlate>,
     ) -> Result<Self, ClientError> {
         cfg.validate()?;

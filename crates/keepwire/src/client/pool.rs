@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::builder::ClientBuilder;
+use super::config::ClientConfig;
 use super::conn::{Link, Matching};
 use super::endpoint::EndpointSet;
 use super::error::{ClientError, ClientErrorKind, Delivery};
@@ -50,7 +50,7 @@ pub struct Pool {
     gate: Arc<tokio::sync::Semaphore>,
     checkout_timeout: std::time::Duration,
     /// The configuration, for refusing heartbeat frames before a checkout.
-    cfg: Arc<ClientBuilder>,
+    cfg: Arc<ClientConfig>,
     /// bb8's error sink: connect failures, which bb8 never returns from `get()`.
     connect_errors: ConnectErrors,
 }
@@ -111,7 +111,7 @@ impl std::fmt::Debug for Pool {
 }
 
 struct Manager {
-    cfg: ClientBuilder,
+    cfg: ClientConfig,
     endpoints: Arc<Mutex<EndpointSet>>,
 }
 
@@ -168,7 +168,7 @@ fn at_least_1ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 impl Pool {
-    pub(crate) async fn connect(cfg: ClientBuilder, size: u32) -> Result<Self, ClientError> {
+    pub(crate) async fn connect(cfg: ClientConfig, size: u32) -> Result<Self, ClientError> {
         cfg.validate()?;
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
             cfg.endpoints.iter().cloned(),

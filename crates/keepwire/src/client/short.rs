@@ -166,9 +166,7 @@ impl ShortClient {
             };
             return Attempt::Failed { err, next };
         }
-        let half_close = cfg
-            .half_close
-            .unwrap_or_else(|| cfg.framing.is_until_close());
+        let half_close = cfg.half_closes();
         if half_close {
             // Under `eof` framing the FIN is the end of the request.
             let _ = c.stream.shutdown().await;
