@@ -108,11 +108,6 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             .map(|(i, m)| parse_message(m, args.hex, &format!("message {}", i + 1)))
             .collect::<Result<Vec<_>, _>>()?
     };
-    if framing.is_until_close() && long {
-        return Err(Failure::Usage(
-            "eof framing ends a message by closing the connection; use --mode short".into(),
-        ));
-    }
     let mut builder = ClientBuilder::new(framing, to)
         .connect_timeout(timeout)
         .request_timeout(timeout);
@@ -124,14 +119,20 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         // A short client never idles: there the ping timeout only bounds the probe.
         builder = builder.heartbeat(hb).probe_on_connect(probe);
     }
-    // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`)
-    // is a usage error, as in `serve`: exit 2 before connecting.
+    // The library's rules are usage errors here, as in `serve`: exit 2 before connecting.
+    // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`):
     builder.validate().map_err(|e| {
         Failure::Usage(match &args.heartbeat {
             Some(_) => format!("--heartbeat: {e}"),
             None => e.to_string(),
         })
     })?;
+    // and what a long connection needs (eof framing ends a message at the close):
+    if long {
+        builder
+            .validate_long()
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -200,8 +200,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Checks that the heartbeat settings can work on this framing; every `connect_*` and
-    /// [`pool`](Self::pool) call it first, and a [`ShortClient`] before each request.
+    /// Checks that the heartbeat settings can work on this framing; a [`ShortClient`] calls
+    /// it before each request, and every `connect_*` and [`pool`](Self::pool) call
+    /// [`validate_long`](Self::validate_long), which adds the long connection's rule.
     ///
     /// - pinging ([`ping`](Self::ping)) and [`probe_on_connect`](Self::probe_on_connect)
     ///   write heartbeat frames, so they need them ([`heartbeat_frames`](Self::heartbeat_frames)
@@ -230,6 +231,24 @@ impl ClientBuilder {
         self.cfg.validate()
     }
 
+    /// [`validate`](Self::validate), plus the rule of a long connection (as
+    /// [`connect_long`](Self::connect_long), [`connect_mux`](Self::connect_mux),
+    /// [`connect_duplex`](Self::connect_duplex) and [`pool`](Self::pool) use it): `eof`
+    /// framing ends each message by closing the connection, so it needs a short client.
+    ///
+    /// # Errors
+    /// [`ClientError::is_config`] (not sent), as [`validate`](Self::validate).
+    ///
+    /// ```
+    /// use keepwire::client::ClientBuilder;
+    /// let b = ClientBuilder::new("eof".parse().unwrap(), ["127.0.0.1:7000"]);
+    /// assert!(b.validate().is_ok()); // fine for a short client
+    /// assert!(b.validate_long().unwrap_err().is_config());
+    /// ```
+    pub fn validate_long(&self) -> Result<(), ClientError> {
+        self.cfg.validate_long()
+    }
+
     /// The settings collected, for the clients to read.
     pub(crate) fn into_config(self) -> ClientConfig {
         self.cfg
@@ -246,7 +265,7 @@ impl ClientBuilder {
     /// Connects one long connection (trying the endpoints in order) and keeps it alive.
     ///
     /// # Errors
-    /// [`ClientError::is_config`] when [`validate`](Self::validate) refuses the
+    /// [`ClientError::is_config`] when [`validate_long`](Self::validate_long) refuses the
     /// configuration; [`ClientError::is_connect`] naming every endpoint when none could be
     /// connected to.
     ///

@@ -130,6 +130,19 @@ impl ClientConfig {
         self.validate_heartbeat_frames(hb)
     }
 
+    /// [`validate`](Self::validate), plus what a long connection needs: a framing whose
+    /// messages end before the connection does (`eof` framing ends each message by closing
+    /// the connection, so only a short client can use it).
+    pub(crate) fn validate_long(&self) -> Result<(), ClientError> {
+        if self.framing.is_until_close() {
+            return Err(ClientError::config(
+                "eof framing ends a message by closing the connection, so it needs a short \
+                 client (one connection per request; --mode short), not a long one",
+            ));
+        }
+        self.validate()
+    }
+
     /// Heartbeats off: nothing may need to write one.
     fn validate_without_heartbeats(&self) -> Result<(), ClientError> {
         if self.ping.is_some() {
@@ -184,6 +197,16 @@ mod tests {
     fn cfg(framing: &str) -> ClientConfig {
         let framing = framing.parse().expect("framing spec");
         ClientConfig::new(framing, vec!["127.0.0.1:1".into()])
+    }
+
+    #[test]
+    fn eof_framing_is_refused_for_long_clients_only() {
+        let c = cfg("eof");
+        assert!(c.validate().is_ok());
+        let e = c.validate_long().unwrap_err();
+        assert!(e.is_config(), "{e}");
+        assert!(e.to_string().contains("eof framing"), "{e}");
+        assert!(cfg("line").validate_long().is_ok());
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub struct DuplexReceiver {
 
 impl Duplex {
     pub(crate) async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
-        cfg.validate()?;
+        cfg.validate_long()?;
         let link = Arc::new(Link::new(cfg, Matching::None));
         let first = link.connect_plan().await?;
         let (handle, rx) = conn::spawn_with_unsolicited(link, first);

@@ -66,7 +66,7 @@ pub struct LongClient {
 
 impl LongClient {
     pub(crate) async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
-        cfg.validate()?;
+        cfg.validate_long()?;
         Self::connect_link(Arc::new(Link::new(cfg, Matching::Fifo))).await
     }
 

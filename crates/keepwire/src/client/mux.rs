@@ -73,7 +73,7 @@ impl MuxClient {
         cfg: ClientConfig,
         correlate: Arc<dyn Correlate>,
     ) -> Result<Self, ClientError> {
-        cfg.validate()?;
+        cfg.validate_long()?;
         let link = Arc::new(Link::new(cfg, Matching::Keyed(correlate)));
         let first = link.connect_plan().await?;
         let (handle, rx) = conn::spawn_with_unsolicited(link, first);

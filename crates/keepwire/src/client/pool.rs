@@ -169,7 +169,7 @@ fn at_least_1ms(d: std::time::Duration) -> std::time::Duration {
 
 impl Pool {
     pub(crate) async fn connect(cfg: ClientConfig, size: u32) -> Result<Self, ClientError> {
-        cfg.validate()?;
+        cfg.validate_long()?;
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
             cfg.endpoints.iter().cloned(),
             cfg.down_base,
