@@ -105,7 +105,7 @@ mod tombstone;
 
 pub use builder::{ClientBuilder, MIN_BACKOFF};
 pub use conn::ClientStats;
-pub use correlate::{ByteRange, Correlate, Key};
+pub use correlate::{ByteRange, ByteRangeError, ByteRangeErrorKind, Correlate, Key};
 pub use duplex::{Duplex, DuplexReceiver, DuplexSender};
 pub use endpoint::{Backoff, EndpointSet, EndpointStatus};
 pub use error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
