@@ -7,7 +7,11 @@
 //! `ACTIVE_TEST_RESP` 0x80000008, SMPP `enquire_link` / `enquire_link_resp`), which later
 //! protocol templates implement through the same [`Heartbeat`] trait.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+
+use crate::frame::FramingSpec;
 
 /// What a frame is, as far as heartbeats go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,27 @@ pub trait Heartbeat: Send + Sync + std::fmt::Debug + 'static {
     fn ping(&self, seq: u32) -> Bytes;
     /// The pong that answers `ping`.
     fn pong(&self, ping: &[u8]) -> Bytes;
+}
+
+/// The heartbeat frames a link uses when none are configured: [`EmptyHeartbeat`] where the
+/// framing can carry the empty frame on a live connection ([`FramingSpec::has_empty_frame`]:
+/// `len:*`, `line`, a `delim:*` that strips its delimiter), and none elsewhere (`fixed:N`,
+/// `eof`, a delimiter kept in the frame), where every frame is then data.
+///
+/// The one default of the server's config and of both clients' builders.
+///
+/// ```
+/// use keepwire::liveness::{default_heartbeat, Beat};
+/// let hb = default_heartbeat(&"len:ascii:4".parse().unwrap()).unwrap();
+/// assert_eq!(hb.classify(b""), Some(Beat::Either));
+/// assert!(default_heartbeat(&"fixed:4".parse().unwrap()).is_none());
+/// ```
+pub fn default_heartbeat(framing: &FramingSpec) -> Option<Arc<dyn Heartbeat>> {
+    if framing.has_empty_frame() {
+        Some(Arc::new(EmptyHeartbeat))
+    } else {
+        None
+    }
 }
 
 /// The empty frame is both ping and pong: the ISO 8583 `"0000"` keep-alive.

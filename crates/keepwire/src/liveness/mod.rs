@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use crate::deadline::after;
 
-pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat};
+pub use heartbeat::{Beat, EmptyHeartbeat, FixedHeartbeat, Heartbeat, default_heartbeat};
 pub use spec::{HeartbeatSpec, MIN_PING_INTERVAL, MIN_PING_TIMEOUT, parse_payload};
 
 /// Same-bytes heartbeats are answered at most once per this gap: a peer that follows the

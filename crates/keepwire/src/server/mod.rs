@@ -69,7 +69,7 @@ use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::frame::FramingSpec;
-use crate::liveness::{EmptyHeartbeat, Heartbeat, LivenessConfig};
+use crate::liveness::{Heartbeat, LivenessConfig};
 use crate::socket::SocketOptions;
 
 pub use metrics_http::serve_prometheus;
@@ -173,11 +173,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Safe defaults for `framing`; see each field.
     pub fn new(framing: FramingSpec) -> Self {
-        let heartbeat: Option<Arc<dyn Heartbeat>> = if framing.has_empty_frame() {
-            Some(Arc::new(EmptyHeartbeat))
-        } else {
-            None
-        };
+        let heartbeat = crate::liveness::default_heartbeat(&framing);
         ServerConfig {
             framing,
             mode: Mode::Long,
