@@ -9,7 +9,8 @@ use crate::socket::SocketOptions;
 
 use super::config::ClientConfig;
 
-use super::conn::{Link, Matching};
+use super::core::Matching;
+use super::state::ClientState;
 use super::{ClientError, Correlate, Duplex, LongClient, MuxClient, Pool, ShortClient};
 
 /// The shortest reconnect and down backoff, base and ceiling alike: 20 ms, so that no
@@ -259,7 +260,7 @@ impl ClientBuilder {
     /// A configuration that [`validate`](Self::validate) refuses makes every request fail
     /// with [`ClientError::is_config`], before connecting.
     pub fn build_short(self) -> ShortClient {
-        ShortClient::new(Arc::new(Link::new(self.cfg, Matching::Fifo)))
+        ShortClient::new(Arc::new(ClientState::new(self.cfg, Matching::Fifo)))
     }
 
     /// Connects one long connection (trying the endpoints in order) and keeps it alive.

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frame::FramingSpec;
-use crate::liveness::{EmptyHeartbeat, Heartbeat, MIN_PING_INTERVAL, MIN_PING_TIMEOUT, PingConfig};
+use crate::liveness::{
+    Heartbeat, MIN_PING_INTERVAL, MIN_PING_TIMEOUT, PingConfig, default_heartbeat,
+};
 use crate::socket::SocketOptions;
 
 use super::ClientError;
@@ -52,16 +54,6 @@ pub(crate) struct ClientConfig {
     pub(crate) checkout_timeout: Duration,
     pub(crate) max_idle: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
-}
-
-/// The heartbeat frames a link uses when none are configured: the empty frame, where the
-/// framing can carry one.
-fn default_heartbeat(framing: &FramingSpec) -> Option<Arc<dyn Heartbeat>> {
-    if framing.has_empty_frame() {
-        Some(Arc::new(EmptyHeartbeat))
-    } else {
-        None
-    }
 }
 
 impl ClientConfig {
