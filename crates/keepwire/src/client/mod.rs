@@ -103,9 +103,9 @@ macro_rules! request_service {
 }
 
 mod builder;
-mod config;
+pub(crate) mod config;
 mod connect;
-mod core;
+pub(crate) mod core;
 mod correlate;
 mod duplex;
 mod endpoint;
@@ -116,7 +116,7 @@ mod pool;
 mod session;
 mod short;
 mod simplex;
-mod state;
+pub(crate) mod state;
 mod task;
 mod ticket;
 mod tombstone;
