@@ -429,8 +429,11 @@ pub(crate) struct LossPlan {
 }
 
 impl Reconnect {
-    /// `base` doubling to `max`, with jitter.
+    /// `base` doubling to `max`, with jitter; both at least
+    /// [`MIN_BACKOFF`](super::MIN_BACKOFF), so that no reconnect loop is tight.
     pub(crate) fn new(base: Duration, max: Duration) -> Self {
+        let base = base.max(super::MIN_BACKOFF);
+        let max = max.max(base);
         Reconnect {
             backoff: Backoff::new(base, max),
             max,

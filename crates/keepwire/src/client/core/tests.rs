@@ -312,10 +312,18 @@ fn loss_young_otherwise_backs_off_without_marking_down() {
 
 #[test]
 fn every_endpoint_failing_backs_off_at_least_the_floor() {
-    let mut r = Reconnect::new(crate::client::MIN_BACKOFF, S);
-    let d = r.on_connect_failed(0.0);
-    assert!(d >= crate::client::MIN_BACKOFF / 2, "{d:?}");
-    assert_eq!(r.on_connect_failed(1.0), 2 * crate::client::MIN_BACKOFF);
+    let floor = crate::client::MIN_BACKOFF;
+    // Even a zero base backs off: half the floor at least (the jitter's lower end).
+    let mut r = Reconnect::new(Duration::ZERO, Duration::ZERO);
+    assert_eq!(r.on_connect_failed(0.0), floor / 2);
+    assert_eq!(
+        r.on_connect_failed(1.0),
+        floor,
+        "capped at max, itself at least the floor"
+    );
+    let mut r = Reconnect::new(floor, S);
+    assert_eq!(r.on_connect_failed(1.0), floor);
+    assert_eq!(r.on_connect_failed(1.0), 2 * floor);
 }
 
 #[test]
