@@ -30,11 +30,6 @@ pub mod client;
 pub mod deadline;
 pub mod frame;
 pub mod liveness;
-#[allow(
-    dead_code,
-    unused_imports,
-    reason = "the server and the clients adopt the pipeline in the commits that follow"
-)]
 mod pipeline;
 pub mod server;
 pub mod socket;

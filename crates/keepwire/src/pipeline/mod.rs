@@ -16,7 +16,8 @@
 //!   buffer; [`Step::inbound`] classifies it with the link's [`Heartbeat`], feeds it to
 //!   [`Liveness`], encodes the pong when liveness says [`Verdict::Answer`], and says what
 //!   happened; [`Step::timer`] polls liveness and encodes the pings that are due. No socket
-//!   and no clock: `now` is an argument.
+//!   and no clock: `now` is an argument. [`client_liveness`] builds the liveness state both
+//!   clients start a connection with.
 //! - [`outbound`]: the write step. [`write_all`] (async, over tokio's `TcpStream`) and
 //!   [`write_all_blocking`] (over `std::net::TcpStream`) give the whole write one deadline and
 //!   return the bytes written, also when they fail; [`WriteAll`] is the same write driven
@@ -32,5 +33,15 @@
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 
+#[allow(
+    unused_imports,
+    reason = "used by the clients once they adopt the pipeline"
+)]
+pub(crate) use inbound::client_liveness;
 pub(crate) use inbound::{Inbound, Step, Tick, decode};
-pub(crate) use outbound::{WriteAll, WriteError, write_all, write_all_blocking};
+#[allow(
+    unused_imports,
+    reason = "used by the clients once they adopt the pipeline"
+)]
+pub(crate) use outbound::{WriteAll, write_all_blocking};
+pub(crate) use outbound::{WriteError, write_all};

@@ -1,5 +1,21 @@
 //! One server connection: read, decode, liveness, handler, encode, write.
 //!
+//! ```text
+//! serve: socket options, PROXY header, per-IP slot
+//!   └─ serve_frames: wait for readable | liveness timer | shutdown
+//!        ├─ readable ─▶ try_read ─▶ process (boxed) ─▶ process_batch
+//!        │                 every whole frame: pipeline::decode ─▶ Step::inbound
+//!        │                   Data ─▶ deliver (handler call, reply encoded)
+//!        │                   PongQueued / Pong / Absorbed: heartbeats, never delivered
+//!        │                 end_batch: one write of all replies (pipeline::write_all)
+//!        ├─ timer ─▶ Step::timer: pings queued, or the liveness close
+//!        └─ shutdown ─▶ drain: answer what already arrived, then FIN and linger
+//! ```
+//!
+//! The decode → heartbeat → liveness → pong step and the write step are the
+//! [`pipeline`] the clients share; what is the server's own is the handler
+//! call, the short/long rules, draining and the accounting.
+//!
 //! The read buffer exists only while bytes are buffered: when a read leaves no partial frame
 //! the buffer is dropped, so an idle connection holds no buffer at all (a `Framed` would hold
 //! 8 KiB each way). Replies to every frame of one read are written together.
@@ -7,7 +23,7 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
@@ -15,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
@@ -23,7 +39,8 @@ use super::limits::{GlobalSlot, Limits, LogLimiter};
 use super::proxy_protocol::{self, Parsed};
 use super::{BoxError, Mode, Request, ServerConfig, ServerStats};
 use crate::frame::{FrameCodec, FrameError};
-use crate::liveness::{Action, CloseReason, Liveness, Verdict};
+use crate::liveness::{CloseReason, Liveness};
+use crate::pipeline::{self, Inbound, Step, Tick, WriteError};
 
 /// Bytes asked of the kernel by the first read into an empty buffer. Small on purpose: the
 /// buffer is allocated when bytes arrive and freed when the connection goes idle, and an
@@ -74,17 +91,66 @@ pub(crate) fn reject(stream: TcpStream) {
     drop(stream);
 }
 
-/// Why a connection ended (for logs).
+/// Why a connection ended, for the counters and the log.
 #[derive(Debug)]
-enum End {
+enum ConnEnd {
+    /// The peer closed its side (between frames).
     PeerClosed,
+    /// The liveness state machine gave up on the peer.
     Liveness(CloseReason),
+    /// A bad frame, or a reply or heartbeat that cannot be framed.
     Frame(FrameError),
+    /// The handler failed, panicked, or replied with a heartbeat frame.
     Handler(BoxError),
+    /// The socket failed, or the peer did not read our replies in time.
     Io(io::Error),
+    /// Short mode: the one exchange is done.
     ShortDone,
+    /// Closed by the shutdown drain.
     Drained,
+    /// Refused: per-IP limit, untrusted or bad PROXY header.
     Rejected,
+}
+
+impl ConnEnd {
+    /// Adds this end to the server's counters.
+    fn count(&self, stats: &ServerStats) {
+        let counter = match self {
+            ConnEnd::Liveness(CloseReason::HeartbeatTimeout) => &stats.heartbeat_timeouts,
+            ConnEnd::Liveness(CloseReason::FrameTimeout) => &stats.frame_timeouts,
+            ConnEnd::Liveness(_) => &stats.idle_closed,
+            ConnEnd::Frame(e) if e.is_too_long() => &stats.errors_too_long,
+            ConnEnd::Frame(e) if e.is_truncated() => &stats.errors_truncated,
+            ConnEnd::Frame(e) if e.is_io() => &stats.errors_io,
+            ConnEnd::Frame(e) if e.is_unencodable() => &stats.errors_handler,
+            ConnEnd::Frame(_) => &stats.errors_malformed,
+            ConnEnd::Handler(_) => &stats.errors_handler,
+            ConnEnd::Io(_) => &stats.errors_io,
+            ConnEnd::PeerClosed | ConnEnd::ShortDone | ConnEnd::Drained | ConnEnd::Rejected => {
+                return;
+            }
+        };
+        ServerStats::add(counter, 1);
+    }
+
+    /// Logs this end of connection `id` with `peer`, at a level that fits it.
+    fn log(self, id: u64, peer: SocketAddr) {
+        match self {
+            ConnEnd::Frame(e) => {
+                tracing::info!(conn = id, peer = %peer, error = %e, "closing connection: bad frame")
+            }
+            ConnEnd::Handler(e) => {
+                tracing::warn!(conn = id, peer = %peer, error = %e, "closing connection: handler failed")
+            }
+            ConnEnd::Io(e) => {
+                tracing::debug!(conn = id, peer = %peer, error = %e, "connection error")
+            }
+            ConnEnd::Liveness(r) => {
+                tracing::info!(conn = id, peer = %peer, reason = r.as_str(), "closing connection")
+            }
+            other => tracing::trace!(conn = id, peer = %peer, end = ?other, "connection closed"),
+        }
+    }
 }
 
 /// Builds a connection's state, on the heap: the task then holds a pointer, not a copy
@@ -94,8 +160,8 @@ pub(crate) fn new_conn(
     peer: SocketAddr,
     listen: SocketAddr,
     shared: &Arc<Shared>,
-) -> Box<Conn> {
-    Box::new(Conn {
+) -> Box<Connection> {
+    Box::new(Connection {
         // A listener on a specific address needs no getsockname per connection.
         local: if listen.ip().is_unspecified() {
             stream.local_addr().unwrap_or(listen)
@@ -115,7 +181,9 @@ pub(crate) fn new_conn(
     })
 }
 
-pub(crate) async fn run<S>(mut conn: Box<Conn>, svc: S, slot: GlobalSlot)
+/// Serves `conn` with `svc` until it ends, then releases its `slot` and accounts for the
+/// end. The task body the accept loop spawns.
+pub(crate) async fn run<S>(mut conn: Box<Connection>, svc: S, slot: GlobalSlot)
 where
     S: Service<Request, Response = Option<Bytes>> + Send + 'static,
     S::Error: Into<BoxError> + Send,
@@ -126,55 +194,38 @@ where
     // (A task aborted at the end of the shutdown grace never gets here: the accept loop
     // counts those as closed and force-closed; the slot is released when the task drops.)
     drop(slot);
-    let stats = Arc::clone(&conn.shared.stats);
+    let stats = &conn.shared.stats;
     ServerStats::add(&stats.closed, 1);
-    match &end {
-        End::Liveness(CloseReason::HeartbeatTimeout) => {
-            ServerStats::add(&stats.heartbeat_timeouts, 1);
-        }
-        End::Liveness(CloseReason::FrameTimeout) => ServerStats::add(&stats.frame_timeouts, 1),
-        End::Liveness(_) => ServerStats::add(&stats.idle_closed, 1),
-        End::Frame(e) if e.is_too_long() => ServerStats::add(&stats.errors_too_long, 1),
-        End::Frame(e) if e.is_truncated() => ServerStats::add(&stats.errors_truncated, 1),
-        End::Frame(e) if e.is_io() => ServerStats::add(&stats.errors_io, 1),
-        End::Frame(e) if e.is_unencodable() => ServerStats::add(&stats.errors_handler, 1),
-        End::Frame(_) => ServerStats::add(&stats.errors_malformed, 1),
-        End::Handler(_) => ServerStats::add(&stats.errors_handler, 1),
-        End::Io(_) => ServerStats::add(&stats.errors_io, 1),
-        End::PeerClosed | End::ShortDone | End::Drained | End::Rejected => {}
-    }
-    match end {
-        End::Frame(e) => {
-            tracing::info!(conn = id, peer = %conn.peer, error = %e, "closing connection: bad frame")
-        }
-        End::Handler(e) => {
-            tracing::warn!(conn = id, peer = %conn.peer, error = %e, "closing connection: handler failed")
-        }
-        End::Io(e) => tracing::debug!(conn = id, peer = %conn.peer, error = %e, "connection error"),
-        End::Liveness(r) => {
-            tracing::info!(conn = id, peer = %conn.peer, reason = r.as_str(), "closing connection")
-        }
-        other => tracing::trace!(conn = id, peer = %conn.peer, end = ?other, "connection closed"),
-    }
+    end.count(stats);
+    end.log(id, conn.peer);
 }
 
-pub(crate) struct Conn {
+/// One server connection's state. Boxed (see [`new_conn`]): an idle connection's task is
+/// this pointer and the wait for readiness, nothing more.
+pub(crate) struct Connection {
     stream: TcpStream,
+    /// The client: the socket's peer, or the address its PROXY header names.
     peer: SocketAddr,
     local: SocketAddr,
+    /// For logs and [`Request::conn_id`].
     id: u64,
     shared: Arc<Shared>,
+    /// Bytes read and not yet decoded; no allocation while empty between reads.
     rbuf: BytesMut,
+    /// Replies, pongs and pings not yet written.
     wbuf: BytesMut,
     codec: FrameCodec,
     live: Liveness,
+    /// The peer closed its side.
     eof: bool,
     /// Frames in and out not yet added to the server's counters.
     counts: (u64, u64),
 }
 
-impl Conn {
-    async fn serve<S>(&mut self, mut svc: S) -> End
+impl Connection {
+    /// Applies the socket options, reads the PROXY header when configured, takes the
+    /// (real) peer's per-IP slot, then serves frames until the connection ends.
+    async fn serve<S>(&mut self, mut svc: S) -> ConnEnd
     where
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
@@ -182,7 +233,7 @@ impl Conn {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
         if let Err(e) = cfg.socket.apply(&self.stream) {
-            return End::Io(e);
+            return ConnEnd::Io(e);
         }
         let _ip_slot = if cfg.proxy_protocol {
             let from = self.peer.ip();
@@ -192,13 +243,13 @@ impl Conn {
                 if let Some(held) = shared.reject_log.check(Instant::now()) {
                     tracing::warn!(peer = %self.peer, held_back = held, "connection rejected: not from a trusted PROXY source");
                 }
-                return End::Rejected;
+                return ConnEnd::Rejected;
             }
             // Boxed: it runs once, and its timer must not weigh on every idle connection.
             match Box::pin(self.read_proxy_header()).await {
                 Ok(()) => {}
                 // Closed by the drain before its header came: not a rejection.
-                Err(End::Drained) => return End::Drained,
+                Err(ConnEnd::Drained) => return ConnEnd::Drained,
                 Err(end) => {
                     ServerStats::add(&shared.stats.rejected_proxy, 1);
                     return end;
@@ -206,12 +257,12 @@ impl Conn {
             }
             match self.ip_slot() {
                 Some(s) => s,
-                None => return End::Rejected,
+                None => return ConnEnd::Rejected,
             }
         } else {
             match self.ip_slot() {
                 Some(s) => s,
-                None => return End::Rejected,
+                None => return ConnEnd::Rejected,
             }
         };
         self.serve_frames(&mut svc).await
@@ -233,7 +284,7 @@ impl Conn {
         }
     }
 
-    async fn read_proxy_header(&mut self) -> Result<(), End> {
+    async fn read_proxy_header(&mut self) -> Result<(), ConnEnd> {
         let deadline = crate::deadline::tokio_in(self.shared.config.handshake_timeout);
         loop {
             match proxy_protocol::parse(&mut self.rbuf) {
@@ -245,7 +296,7 @@ impl Conn {
                 }
                 Parsed::Invalid(msg) => {
                     tracing::info!(conn = self.id, peer = %self.peer, "closing connection: {msg}");
-                    return Err(End::Rejected);
+                    return Err(ConnEnd::Rejected);
                 }
                 Parsed::Incomplete => {}
             }
@@ -253,7 +304,7 @@ impl Conn {
             // closes at once unless bytes already wait in the kernel (then they are read).
             let shutdown = self.shared.shutdown.clone();
             if shutdown.is_cancelled() && self.rbuf.is_empty() && !self.kernel_has_data() {
-                return Err(End::Drained);
+                return Err(ConnEnd::Drained);
             }
             let read = tokio::select! {
                 r = tokio::time::timeout_at(deadline, self.read_some()) => r,
@@ -262,10 +313,10 @@ impl Conn {
             match read {
                 Err(_) => {
                     tracing::info!(conn = self.id, peer = %self.peer, "closing connection: no PROXY header in time");
-                    return Err(End::Rejected);
+                    return Err(ConnEnd::Rejected);
                 }
-                Ok(Err(e)) => return Err(End::Io(e)),
-                Ok(Ok(0)) => return Err(End::PeerClosed),
+                Ok(Err(e)) => return Err(ConnEnd::Io(e)),
+                Ok(Ok(0)) => return Err(ConnEnd::PeerClosed),
                 Ok(Ok(_)) => {}
             }
         }
@@ -282,6 +333,18 @@ impl Conn {
         }
     }
 
+    /// One read after the socket was reported readable; a readiness that was stale
+    /// (`WouldBlock`) is no error.
+    fn read_ready(&mut self) -> io::Result<()> {
+        match self.try_read() {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads once into the read buffer, growing it as needed; `Ok(0)` (and `eof` set) at end
+    /// of stream.
     fn try_read(&mut self) -> io::Result<usize> {
         if self.rbuf.capacity() - self.rbuf.len() < READ_SIZE / 4 {
             // A buffer that is already in use grows by what it holds (a burst of pipelined
@@ -321,7 +384,9 @@ impl Conn {
         Ok(got)
     }
 
-    async fn serve_frames<S>(&mut self, svc: &mut S) -> End
+    /// Reads, waits for deadlines and shutdown, and hands each read to
+    /// [`process`](Self::process), until the connection ends.
+    async fn serve_frames<S>(&mut self, svc: &mut S) -> ConnEnd
     where
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
@@ -355,32 +420,17 @@ impl Conn {
                 }
             }
 
-            // Wait for bytes, a deadline or shutdown. The timer is only moved earlier: when a
-            // deadline moved later (every frame moves the idle deadline), the armed timer fires
-            // early, `poll` answers Wait, and it is re-armed then. That keeps timer-wheel work
-            // off the per-request path.
-            match (self.live.next_deadline(), armed) {
-                (Some(d), Some(a)) if d >= a => {}
-                (Some(d), _) => {
-                    sleep.as_mut().reset(d.into());
-                    armed = Some(d);
-                }
-                (None, _) => armed = None,
-            }
+            // Wait for bytes, a deadline or shutdown.
+            arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
             tokio::select! {
                 biased;
                 () = &mut shutdown, if !draining => {
                     draining = true;
                 }
                 r = self.stream.readable() => {
-                    if let Err(e) = r {
-                        return End::Io(e);
-                    }
                     fresh = self.rbuf.is_empty();
-                    match self.try_read() {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return End::Io(e),
+                    if let Err(e) = r.and_then(|()| self.read_ready()) {
+                        return ConnEnd::Io(e);
                     }
                 }
                 () = &mut sleep, if armed.is_some() => {
@@ -405,11 +455,11 @@ impl Conn {
     /// still sends is read and dropped until it closes too, for at most [`DRAIN_LINGER`].
     /// Closing a socket with unread bytes would send a RST instead, which can destroy
     /// replies the peer has not read yet.
-    async fn close_drained(&mut self) -> End {
+    async fn close_drained(&mut self) -> ConnEnd {
         let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
         self.rbuf = BytesMut::new();
         match self.discard_until_eof(DRAIN_LINGER).await {
-            Ok(()) | Err(_) => End::Drained,
+            Ok(()) | Err(_) => ConnEnd::Drained,
         }
     }
 
@@ -436,30 +486,35 @@ impl Conn {
         }
     }
 
-    /// Runs the liveness clock: pings to send go into the write buffer.
-    fn on_timer(&mut self) -> Option<End> {
-        let shared = Arc::clone(&self.shared);
-        let heartbeat = shared.config.heartbeat.as_deref();
-        loop {
-            match self.live.poll(Instant::now()) {
-                Action::Wait => return None,
-                Action::Close(reason) => return Some(End::Liveness(reason)),
-                Action::SendPing(seq) => {
-                    if let Some(h) = heartbeat {
-                        if let Err(e) = self.codec.encode_to(&h.ping(seq), &mut self.wbuf) {
-                            return Some(End::Frame(e));
-                        }
-                        ServerStats::add(&shared.stats.pings_sent, 1);
-                        ServerStats::add(&shared.stats.frames_out, 1);
-                    }
-                }
+    /// The connection's state as the [`pipeline`] steps borrow it.
+    fn step(&mut self) -> Step<'_> {
+        Step {
+            heartbeat: self.shared.config.heartbeat.as_deref(),
+            live: &mut self.live,
+            codec: &self.codec,
+            wbuf: &mut self.wbuf,
+        }
+    }
+
+    /// Runs the liveness clock: pings to send go into the write buffer (the loop writes
+    /// them next).
+    fn on_timer(&mut self) -> Option<ConnEnd> {
+        match self.step().timer(Instant::now()) {
+            Ok(Tick::Pings(0)) => None,
+            Ok(Tick::Pings(n)) => {
+                let stats = &self.shared.stats;
+                ServerStats::add(&stats.pings_sent, u64::from(n));
+                ServerStats::add(&stats.frames_out, u64::from(n));
+                None
             }
+            Ok(Tick::Close(reason)) => Some(ConnEnd::Liveness(reason)),
+            Err(e) => Some(ConnEnd::Frame(e)),
         }
     }
 
     /// Decodes and handles every whole frame buffered, in order, and writes the replies.
     /// `Some` when the connection is done.
-    async fn process<S>(&mut self, svc: &mut S, fresh: bool) -> Option<End>
+    async fn process<S>(&mut self, svc: &mut S, fresh: bool) -> Option<ConnEnd>
     where
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
@@ -483,98 +538,69 @@ impl Conn {
         }
     }
 
-    async fn process_batch<S>(&mut self, svc: &mut S, fresh: bool) -> Option<End>
+    /// One batch: every whole frame buffered goes through the inbound step (heartbeats are
+    /// answered or absorbed there, in short mode too: a client may probe with a heartbeat
+    /// before its request), data frames to the handler; then [`end_batch`](Self::end_batch).
+    /// `fresh`: the read buffer was empty before this read.
+    async fn process_batch<S>(&mut self, svc: &mut S, fresh: bool) -> Option<ConnEnd>
     where
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
-        let stats = &shared.stats;
-        let heartbeat = cfg.heartbeat.as_deref();
+        // One clock read per batch: every frame of one read arrived at the same time.
         let now = Instant::now();
         let mut consumed = false;
         let mut served = false;
         loop {
-            let decoded = if self.eof {
-                self.codec.decode_eof(&mut self.rbuf)
-            } else {
-                self.codec.decode(&mut self.rbuf)
-            };
-            let frame = match decoded {
+            let frame = match pipeline::decode(&mut self.codec, &mut self.rbuf, self.eof) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 // Replies already due still go out before the close.
-                Err(e) => return Some(self.fail(End::Frame(e), cfg).await),
+                Err(e) => return Some(self.fail(ConnEnd::Frame(e), cfg).await),
             };
             self.counts.0 += 1;
             consumed = true;
-            // In short mode too: a client may probe with a heartbeat before its request.
-            let beat = heartbeat.and_then(|h| h.classify(&frame));
-            match self.live.on_frame(now, beat) {
-                Verdict::Absorb => continue,
-                Verdict::Answer => {
-                    if let Some(h) = heartbeat {
-                        if let Err(e) = self.codec.encode_to(&h.pong(&frame), &mut self.wbuf) {
-                            return Some(self.fail(End::Frame(e), cfg).await);
-                        }
-                        self.counts.1 += 1;
-                        ServerStats::add(&stats.pings_answered, 1);
+            match self.step().inbound(frame, now, false) {
+                Ok(Inbound::Data(frame)) => {
+                    if let Err(end) = self.deliver(svc, frame, cfg).await {
+                        return Some(end);
                     }
-                    if self.wbuf.len() >= MAX_PENDING_WRITE {
-                        if let Err(e) = self.flush(cfg.write_timeout).await {
-                            return Some(End::Io(e));
-                        }
+                    if cfg.mode == Mode::Short {
+                        served = true;
+                        break;
                     }
-                    continue;
                 }
-                Verdict::Deliver => {}
-            }
-            let req = Request {
-                frame,
-                peer: self.peer,
-                local: self.local,
-                conn_id: self.id,
-            };
-            let reply = match self.call(svc, req, cfg).await {
-                Ok(r) => r,
-                Err(end) => return Some(self.fail(end, cfg).await),
-            };
-            if let Some(reply) = reply {
-                // A reply the client would take for a heartbeat is never sent as data (see
-                // docs/liveness.md, "Heartbeats and data never mix").
-                if cfg.mode == Mode::Long && heartbeat.is_some_and(|h| h.classify(&reply).is_some())
-                {
-                    tracing::warn!(
-                        conn = self.id,
-                        "handler reply is this link's heartbeat frame; closing the connection"
-                    );
-                    let why: BoxError = format!(
-                        "handler reply {:?} is this link's heartbeat frame: clients would take it for a ping or pong, not a reply",
-                        crate::text::escape(&reply)
-                    )
-                    .into();
-                    return Some(self.fail(End::Handler(why), cfg).await);
+                Ok(Inbound::PongQueued { .. }) => {
+                    self.counts.1 += 1;
+                    ServerStats::add(&shared.stats.pings_answered, 1);
                 }
-                if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
-                    tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
-                    return Some(self.fail(End::Frame(e), cfg).await);
-                }
-                self.counts.1 += 1;
-            }
-            if cfg.mode == Mode::Short {
-                served = true;
-                break;
+                Ok(Inbound::Pong | Inbound::Absorbed { .. }) => continue,
+                Err(e) => return Some(self.fail(ConnEnd::Frame(e), cfg).await),
             }
             if self.wbuf.len() >= MAX_PENDING_WRITE {
                 if let Err(e) = self.flush(cfg.write_timeout).await {
-                    return Some(End::Io(e));
+                    return Some(ConnEnd::Io(e));
                 }
             }
         }
+        self.end_batch(now, served, consumed || fresh, cfg).await
+    }
 
+    /// The end of a batch read at `now`: the replies are written, the write buffer given
+    /// back, and the slow-frame clock told about a partial frame (`started`: it began in
+    /// this read). A short connection that `served` its request closes; so does one whose
+    /// peer closed.
+    async fn end_batch(
+        &mut self,
+        now: Instant,
+        served: bool,
+        started: bool,
+        cfg: &ServerConfig,
+    ) -> Option<ConnEnd> {
         if let Err(e) = self.flush_at(cfg.write_timeout, Some(now)).await {
-            return Some(End::Io(e));
+            return Some(ConnEnd::Io(e));
         }
         if self.wbuf.capacity() > 0 {
             self.wbuf = BytesMut::new();
@@ -583,18 +609,63 @@ impl Conn {
             return Some(self.short_close(cfg).await);
         }
         if self.eof {
-            return Some(End::PeerClosed);
+            return Some(ConnEnd::PeerClosed);
         }
         // The slow-frame clock: a partial frame that began in this read starts it.
-        self.live
-            .on_read(now, !self.rbuf.is_empty(), consumed || fresh);
+        self.live.on_read(now, !self.rbuf.is_empty(), started);
         None
+    }
+
+    /// Hands a data frame to the handler and encodes its reply, if any, into the write
+    /// buffer. An `Err` is the connection's end, replies before it already written.
+    async fn deliver<S>(
+        &mut self,
+        svc: &mut S,
+        frame: Bytes,
+        cfg: &ServerConfig,
+    ) -> Result<(), ConnEnd>
+    where
+        S: Service<Request, Response = Option<Bytes>>,
+        S::Error: Into<BoxError>,
+    {
+        let req = Request {
+            frame,
+            peer: self.peer,
+            local: self.local,
+            conn_id: self.id,
+        };
+        let reply = match self.call(svc, req, cfg).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(end) => return Err(self.fail(end, cfg).await),
+        };
+        // A reply the client would take for a heartbeat is never sent as data (see
+        // docs/liveness.md, "Heartbeats and data never mix").
+        let heartbeat = cfg.heartbeat.as_deref();
+        if cfg.mode == Mode::Long && heartbeat.is_some_and(|h| h.classify(&reply).is_some()) {
+            tracing::warn!(
+                conn = self.id,
+                "handler reply is this link's heartbeat frame; closing the connection"
+            );
+            let why: BoxError = format!(
+                "handler reply {:?} is this link's heartbeat frame: clients would take it for a ping or pong, not a reply",
+                crate::text::escape(&reply)
+            )
+            .into();
+            return Err(self.fail(ConnEnd::Handler(why), cfg).await);
+        }
+        if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
+            tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
+            return Err(self.fail(ConnEnd::Frame(e), cfg).await);
+        }
+        self.counts.1 += 1;
+        Ok(())
     }
 
     /// The connection ends with `end`; replies already computed are written first (within
     /// the write timeout), so a bad frame or a failed handler call never costs the peer the
     /// answers to its earlier requests.
-    async fn fail(&mut self, end: End, cfg: &ServerConfig) -> End {
+    async fn fail(&mut self, end: ConnEnd, cfg: &ServerConfig) -> ConnEnd {
         let _ = self.flush(cfg.write_timeout).await;
         end
     }
@@ -606,7 +677,7 @@ impl Conn {
         svc: &mut S,
         req: Request,
         cfg: &ServerConfig,
-    ) -> Result<Option<Bytes>, End>
+    ) -> Result<Option<Bytes>, ConnEnd>
     where
         S: Service<Request, Response = Option<Bytes>>,
         S::Error: Into<BoxError>,
@@ -641,48 +712,36 @@ impl Conn {
             Poll::Pending => {
                 self.publish_counts();
                 if let Err(e) = self.flush(cfg.write_timeout).await {
-                    return Err(End::Io(e));
+                    return Err(ConnEnd::Io(e));
                 }
                 fut.await
             }
         };
-        res.map_err(End::Handler)
+        res.map_err(ConnEnd::Handler)
     }
 
-    /// Writes all of `wbuf`, waiting at most `timeout` each time the socket is full.
+    /// Writes all of `wbuf` within `timeout` (see [`flush_at`](Self::flush_at)).
     async fn flush(&mut self, timeout: Duration) -> io::Result<()> {
         self.flush_at(timeout, None).await
     }
 
-    /// [`flush`](Self::flush), recording the write at `now` when given (saves a clock read
-    /// on the per-request path).
+    /// Writes all of `wbuf` with the pipeline's write step: one deadline for the whole write,
+    /// so a peer reading a few bytes now and then cannot keep the connection (and its
+    /// buffers) busy for longer than `timeout`. Records the write at `now` when given (saves
+    /// a clock read on the per-request path). The buffer is kept when the write fails.
     async fn flush_at(&mut self, timeout: Duration, now: Option<Instant>) -> io::Result<()> {
-        let mut off = 0;
-        // One deadline for the whole write: a peer reading a few bytes now and then must not
-        // keep the connection (and its buffers) busy for longer than `timeout`.
-        let mut deadline = None;
-        while off < self.wbuf.len() {
-            let pending = self.wbuf.get(off..).unwrap_or_default();
-            match self.stream.try_write(pending) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.publish_counts();
-                    let d = *deadline.get_or_insert_with(|| crate::deadline::tokio_in(timeout));
-                    match tokio::time::timeout_at(d, self.stream.writable()).await {
-                        Ok(r) => r?,
-                        Err(_) => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::TimedOut,
-                                format!("peer did not read a reply for {timeout:?}"),
-                            ));
-                        }
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if off > 0 {
+        // Published before the write may wait: the task can be aborted there at the end of a
+        // shutdown grace, and frames it handled must still count.
+        self.publish_counts();
+        let (written, res) = pipeline::write_all(&self.stream, &self.wbuf, timeout).await;
+        res.map_err(|e| match e {
+            WriteError::Stalled { timeout } => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("peer did not read a reply for {timeout:?}"),
+            ),
+            other => other.into_io(),
+        })?;
+        if written > 0 {
             self.wbuf.clear();
             self.live.on_write(now.unwrap_or_else(Instant::now));
         }
@@ -691,15 +750,30 @@ impl Conn {
 
     /// Short mode after the reply: wait for the client's FIN so the client holds TIME_WAIT,
     /// unless configured to close first.
-    async fn short_close(&mut self, cfg: &ServerConfig) -> End {
+    async fn short_close(&mut self, cfg: &ServerConfig) -> ConnEnd {
         if cfg.short_server_closes_first || self.eof {
-            return End::ShortDone;
+            return ConnEnd::ShortDone;
         }
         // Anything sent after the one request is discarded: short means one exchange.
         match self.discard_until_eof(cfg.short_close_wait).await {
-            Ok(()) => End::ShortDone,
-            Err(e) => End::Io(e),
+            Ok(()) => ConnEnd::ShortDone,
+            Err(e) => ConnEnd::Io(e),
         }
+    }
+}
+
+/// Points the liveness timer at `next`, only ever earlier. When a deadline moved later
+/// (every frame moves the idle deadline), the armed timer fires early, the timer step finds
+/// nothing due, and it is re-armed then: that keeps timer-wheel work off the per-request
+/// path. `armed` is what the timer is set to.
+fn arm(sleep: Pin<&mut Sleep>, armed: &mut Option<Instant>, next: Option<Instant>) {
+    match (next, *armed) {
+        (Some(d), Some(a)) if d >= a => {}
+        (Some(d), _) => {
+            sleep.reset(d.into());
+            *armed = Some(d);
+        }
+        (None, _) => *armed = None,
     }
 }
 
@@ -722,11 +796,11 @@ mod tests {
         });
         let task = run(conn, svc, slot);
         let task_size = std::mem::size_of_val(&task);
-        let conn_size = std::mem::size_of::<Conn>();
+        let conn_size = std::mem::size_of::<Connection>();
         assert!(
             task_size <= 1024,
             "connection task future is {task_size} bytes"
         );
-        assert!(conn_size <= 512, "Conn is {conn_size} bytes");
+        assert!(conn_size <= 512, "Connection is {conn_size} bytes");
     }
 }
