@@ -13,8 +13,8 @@ use crate::client::state::ClientState;
 use crate::client::{ClientError, ClientErrorKind, Delivery, EndpointStatus};
 use crate::deadline::std_in;
 use crate::frame::{FrameCodec, FrameError};
-use crate::liveness::{Liveness, LivenessConfig};
-use crate::pipeline::{Inbound, Step, Tick};
+use crate::liveness::Liveness;
+use crate::pipeline::{Inbound, Step, Tick, client_liveness};
 
 /// A blocking long connection: [`request`](Self::request) for request/response, and
 /// [`send`](Self::send) with [`try_recv`](Self::try_recv) /
@@ -99,14 +99,7 @@ impl LongClient {
     fn connect_state(state: Arc<ClientState>) -> Result<Self, ClientError> {
         let c = connect(&state)?;
         let cfg = &state.cfg;
-        let mut live = Liveness::new(
-            LivenessConfig {
-                ping: cfg.ping,
-                ..LivenessConfig::default()
-            },
-            Instant::now(),
-        );
-        live.set_answer_pings(cfg.heartbeat.is_some());
+        let live = client_liveness(cfg.ping, cfg.heartbeat.as_deref(), Instant::now());
         Ok(LongClient {
             reader: FrameReader::new(c.stream, cfg.framing.clone()),
             codec: FrameCodec::new(cfg.framing.clone()),

@@ -26,8 +26,8 @@ use super::state::{ClientState, inc};
 use super::task::Task;
 use super::ticket::{Caller, Op, reply_timeout, shutdown};
 use crate::frame::FrameCodec;
-use crate::liveness::{CloseReason, Liveness, LivenessConfig};
-use crate::pipeline::{Inbound, Step, Tick, decode};
+use crate::liveness::CloseReason;
+use crate::pipeline::{Inbound, Step, Tick, client_liveness, decode};
 
 /// Why a connection ended.
 pub(crate) enum SessionEnd {
@@ -71,15 +71,7 @@ pub(crate) struct Connection {
 impl Connection {
     fn new(state: &ClientState, mut c: Connected) -> Self {
         let cfg = &state.cfg;
-        let now = Instant::now();
-        let mut live = Liveness::new(
-            LivenessConfig {
-                ping: cfg.ping,
-                ..LivenessConfig::default()
-            },
-            now,
-        );
-        live.set_answer_pings(cfg.heartbeat.is_some());
+        let live = client_liveness(cfg.ping, cfg.heartbeat.as_deref(), Instant::now());
         Connection {
             codec: FrameCodec::new(cfg.framing.clone()),
             rbuf: std::mem::take(&mut c.leftover),
