@@ -94,8 +94,9 @@ fn long_tick_pings_and_declares_a_silent_peer_dead() {
     let addr = serve_once(move |_s| {
         let _ = done_rx.recv_timeout(SOON);
     });
+    // The interval is the shortest the client configuration accepts (100 ms).
     let opts = ClientOptions::new(spec("len:be:2"), [addr.to_string()]).ping(Some(PingConfig {
-        interval: Duration::from_millis(50),
+        interval: Duration::from_millis(100),
         timeout: Duration::from_millis(50),
         misses: 2,
     }));
@@ -143,7 +144,7 @@ fn short_client_verdicts_and_failover() {
     });
     let c = ShortClient::new(
         ClientOptions::new(spec("line"), [silent.to_string()])
-            .read_timeout(Duration::from_millis(100)),
+            .request_timeout(Duration::from_millis(100)),
     );
     let e = c.request(b"hello").unwrap_err();
     assert!(e.is_timeout() && e.may_have_been_sent(), "{e}");
@@ -213,7 +214,7 @@ fn long_client_reconnects_after_a_half_written_request() {
     let big = vec![b'x'; 32 * 1024 * 1024];
     let opts = ClientOptions::new(spec("len:be:4:max=67108864"), [addr.to_string()])
         .write_timeout(Duration::from_millis(200))
-        .read_timeout(SOON);
+        .request_timeout(SOON);
     let mut c = LongClient::connect(opts).unwrap();
     let e = c.request(&big).unwrap_err();
     assert!(e.may_have_been_sent() && e.is_timeout(), "{e}");
@@ -253,7 +254,7 @@ fn long_client_refuses_a_heartbeat_frame_as_request() {
     let addr = serve_once(move |s| tx.send(frames_until_close(s, None)).unwrap());
     let mut c = LongClient::connect(
         ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
-            .read_timeout(Duration::from_millis(300)),
+            .request_timeout(Duration::from_millis(300)),
     )
     .unwrap();
     let e = c.request(b"").unwrap_err();
@@ -288,7 +289,7 @@ fn long_client_does_not_storm_a_peer_that_replies_with_heartbeats() {
     let addr = serve_once(move |s| tx.send(frames_until_close(s, Some(b"0000"))).unwrap());
     let mut c = LongClient::connect(
         ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
-            .read_timeout(Duration::from_secs(1)),
+            .request_timeout(Duration::from_secs(1)),
     )
     .unwrap();
     let e = c.request(b"abc").unwrap_err();
@@ -335,7 +336,7 @@ fn short_client_takes_an_empty_reply_as_the_reply() {
 fn huge_timeouts_work() {
     let forever = |o: ClientOptions| {
         o.connect_timeout(Duration::MAX)
-            .read_timeout(Duration::MAX)
+            .request_timeout(Duration::MAX)
             .write_timeout(Duration::MAX)
     };
     let addr = serve_once(|mut s| {
@@ -365,4 +366,85 @@ fn huge_timeouts_work() {
         [addr.to_string()],
     )));
     assert_eq!(&c.request(b"abc").unwrap()[..], b"ok");
+}
+
+/// The blocking clients share the async clients' endpoint health: a refused endpoint is
+/// marked down, and the next connect tries the others first.
+#[test]
+fn blocking_clients_mark_failed_endpoints_down() {
+    let dead = refused();
+    let (tx, rx) = mpsc::channel::<()>();
+    let live = serve_once(move |_s| {
+        let _ = rx.recv_timeout(SOON);
+    });
+    let opts = ClientOptions::new(spec("line"), [dead.clone(), live.to_string()]);
+    let c = LongClient::connect(opts.clone()).unwrap();
+    assert_eq!(c.endpoint(), live.to_string());
+    let status = c.endpoints();
+    assert!(
+        !status[0].up && status[0].last_error.is_some(),
+        "{status:?}"
+    );
+    assert!(status[1].up, "{status:?}");
+    tx.send(()).unwrap();
+
+    let echo = serve_once(|mut s| {
+        assert_eq!(read_n(&mut s, 2), b"x\n");
+        s.write_all(b"y\n").unwrap();
+        let _ = read_n(&mut s, 0);
+    });
+    let short = ShortClient::new(ClientOptions::new(spec("line"), [dead, echo.to_string()]));
+    assert_eq!(&short.request(b"x").unwrap()[..], b"y");
+    let status = short.endpoints();
+    assert!(!status[0].up && status[1].up, "{status:?}");
+}
+
+/// The kernel timer armed on the socket bound to `local` (`/proc/net/tcp`, column `tr`:
+/// 0 none, 1 retransmit, 2 keepalive, ...).
+fn kernel_timer(local: SocketAddr) -> Option<u8> {
+    let SocketAddr::V4(v4) = local else {
+        return None;
+    };
+    let want = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&want.as_str()))
+            .then(|| f.get(5)?.split(':').next()?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Socket options of the builder reach the blocking client's socket: with TCP keepalive
+/// on, the kernel arms the keepalive timer on it; without, no timer runs on an idle
+/// connection.
+#[test]
+fn blocking_clients_apply_socket_options() {
+    use keepwire::socket::SocketOptions;
+    for keepalive in [false, true] {
+        let (addr_tx, addr_rx) = mpsc::channel::<SocketAddr>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let live = serve_once(move |s| {
+            addr_tx.send(s.peer_addr().unwrap()).unwrap();
+            let _ = done_rx.recv_timeout(SOON);
+        });
+        let mut so = SocketOptions::default();
+        if keepalive {
+            so.keepalive = Some("60s,5s,3".parse().unwrap());
+        }
+        let opts = ClientOptions::new(spec("line"), [live.to_string()]).socket_options(so);
+        let _c = LongClient::connect(opts).unwrap();
+        let client_addr = addr_rx.recv_timeout(SOON).unwrap();
+        let want = if keepalive { 2 } else { 0 };
+        assert_eq!(
+            kernel_timer(client_addr),
+            Some(want),
+            "keepalive {keepalive}"
+        );
+        done_tx.send(()).unwrap();
+    }
 }

@@ -55,25 +55,8 @@ enum Client {
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
-    let framing = super::parse_spec(&args.framing)?;
-    let timeout = match &args.timeout {
-        Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
-        None => Duration::from_secs(10),
-    };
-    if timeout.is_zero() {
-        return Err(Failure::Usage("--timeout must be more than 0".into()));
-    }
-    let to: Vec<String> = args
-        .to
-        .iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
-    if to.is_empty() {
-        return Err(Failure::Usage(
-            "--to needs at least one ADDR (host:port)".into(),
-        ));
-    }
+    // Flags are checked in the order they matter: where to, how, what, then heartbeats.
+    let builder = base_builder(&args)?;
     let long = match args.mode.as_str() {
         "long" => true,
         "short" => false,
@@ -83,55 +66,8 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             )));
         }
     };
-    let stdin = match args.messages.as_slice() {
-        [] => {
-            return Err(Failure::Usage(
-                "no messages to send; give them as arguments, or - to read stdin one message a line"
-                    .into(),
-            ));
-        }
-        [only] if only == "-" => true,
-        many if many.iter().any(|m| m == "-") => {
-            return Err(Failure::Usage(
-                "- (read messages from stdin) must be the only message; write a literal - as \\x2d"
-                    .into(),
-            ));
-        }
-        _ => false,
-    };
-    let messages = if stdin {
-        Vec::new()
-    } else {
-        args.messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| parse_message(m, args.hex, &format!("message {}", i + 1)))
-            .collect::<Result<Vec<_>, _>>()?
-    };
-    if framing.is_until_close() && long {
-        return Err(Failure::Usage(
-            "eof framing ends a message by closing the connection; use --mode short".into(),
-        ));
-    }
-    let mut builder = ClientBuilder::new(framing, to)
-        .connect_timeout(timeout)
-        .request_timeout(timeout);
-    if let Some(hb) = &args.heartbeat {
-        let hb: HeartbeatSpec = hb
-            .parse()
-            .map_err(|e| Failure::Usage(format!("--heartbeat: {e:#}")))?;
-        let probe = hb.ping_config().is_some();
-        // A short client never idles: there the ping timeout only bounds the probe.
-        builder = builder.heartbeat(hb).probe_on_connect(probe);
-    }
-    // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`)
-    // is a usage error, as in `serve`: exit 2 before connecting.
-    builder.validate().map_err(|e| {
-        Failure::Usage(match &args.heartbeat {
-            Some(_) => format!("--heartbeat: {e}"),
-            None => e.to_string(),
-        })
-    })?;
+    let messages = messages(&args)?;
+    let builder = with_heartbeat(builder, &args, long)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -153,15 +89,94 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             hex: args.hex,
             last: None,
         };
-        if stdin {
-            sender.stdin().await
-        } else {
-            for m in messages {
-                sender.send(m).await?;
+        match messages {
+            None => sender.stdin().await,
+            Some(messages) => {
+                for m in messages {
+                    sender.send(m).await?;
+                }
+                Ok(())
             }
-            Ok(())
         }
     })
+}
+
+/// The library's client configuration from `--framing`, `--to` and `--timeout`.
+fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
+    let framing = super::parse_spec(&args.framing)?;
+    let timeout = match &args.timeout {
+        Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
+        None => Duration::from_secs(10),
+    };
+    if timeout.is_zero() {
+        return Err(Failure::Usage("--timeout must be more than 0".into()));
+    }
+    let to: Vec<String> = args
+        .to
+        .iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if to.is_empty() {
+        return Err(Failure::Usage(
+            "--to needs at least one ADDR (host:port)".into(),
+        ));
+    }
+    Ok(ClientBuilder::new(framing, to)
+        .connect_timeout(timeout)
+        .request_timeout(timeout))
+}
+
+/// `--heartbeat` added to `builder`, checked by the library: its rules are usage errors
+/// here, as in `serve` (exit 2 before connecting).
+fn with_heartbeat(
+    mut builder: ClientBuilder,
+    args: &Args,
+    long: bool,
+) -> Result<ClientBuilder, Failure> {
+    if let Some(hb) = &args.heartbeat {
+        let hb: HeartbeatSpec = hb
+            .parse()
+            .map_err(|e| Failure::Usage(format!("--heartbeat: {e:#}")))?;
+        let probe = hb.ping_config().is_some();
+        // A short client never idles: there the ping timeout only bounds the probe.
+        builder = builder.heartbeat(hb).probe_on_connect(probe);
+    }
+    // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`):
+    builder.validate().map_err(|e| {
+        Failure::Usage(match &args.heartbeat {
+            Some(_) => format!("--heartbeat: {e}"),
+            None => e.to_string(),
+        })
+    })?;
+    // and what a long connection needs (eof framing ends a message at the close):
+    if long {
+        builder
+            .validate_long()
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
+    Ok(builder)
+}
+
+/// The messages given as arguments, or `None` for a lone `-` (one a line from stdin).
+fn messages(args: &Args) -> Result<Option<Vec<Vec<u8>>>, Failure> {
+    match args.messages.as_slice() {
+        [] => Err(Failure::Usage(
+            "no messages to send; give them as arguments, or - to read stdin one message a line"
+                .into(),
+        )),
+        [only] if only == "-" => Ok(None),
+        many if many.iter().any(|m| m == "-") => Err(Failure::Usage(
+            "- (read messages from stdin) must be the only message; write a literal - as \\x2d"
+                .into(),
+        )),
+        many => many
+            .iter()
+            .enumerate()
+            .map(|(i, m)| parse_message(m, args.hex, &format!("message {}", i + 1)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+    }
 }
 
 /// Tells stderr which endpoint answered and which were skipped, and why.

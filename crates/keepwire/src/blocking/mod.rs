@@ -8,11 +8,13 @@
 //! are shared by every `try_clone` of it, and a writer on another thread depends on them.
 
 //!
-//! [`ShortClient`] and [`LongClient`] are `std::net` clients with connect, read and write
-//! timeouts built on them.
+//! [`ShortClient`] and [`LongClient`] are `std::net` clients built on them, configured with
+//! the async clients' [`ClientBuilder`](crate::client::ClientBuilder) ([`ClientOptions`]).
 
 mod client;
+mod long;
 mod reader;
 
-pub use client::{ClientOptions, LongClient, ShortClient};
+pub use client::{ClientOptions, ShortClient};
+pub use long::LongClient;
 pub use reader::{FrameReader, FrameWriter};

@@ -58,17 +58,97 @@ impl ByteRange {
     }
 }
 
+/// Why a `--correlate` range did not parse, from [`ByteRange`]'s `FromStr`.
+///
+/// ```
+/// use keepwire::client::ByteRange;
+/// let e = "8".parse::<ByteRange>().unwrap_err();
+/// assert!(e.is_missing_colon());
+/// assert_eq!(e.to_string(), "correlation range \"8\": no ':' found; expected OFFSET:LEN, e.g. 8:4");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ByteRangeError {
+    input: String,
+    kind: ByteRangeErrorKind,
+}
+
+/// What was wrong with a range; see [`ByteRangeError::kind`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ByteRangeErrorKind {
+    /// No `:` between offset and length.
+    MissingColon,
+    /// The offset is not a whole number of bytes.
+    BadOffset(String),
+    /// The length is not a whole number of bytes.
+    BadLen(String),
+    /// The length is zero: an empty key matches every frame.
+    ZeroLen,
+}
+
+impl ByteRangeError {
+    fn new(input: &str, kind: ByteRangeErrorKind) -> Self {
+        ByteRangeError {
+            input: input.to_owned(),
+            kind,
+        }
+    }
+
+    /// What was wrong.
+    pub fn kind(&self) -> &ByteRangeErrorKind {
+        &self.kind
+    }
+
+    /// The text had no `:`.
+    pub fn is_missing_colon(&self) -> bool {
+        self.kind == ByteRangeErrorKind::MissingColon
+    }
+
+    /// The length was zero.
+    pub fn is_zero_len(&self) -> bool {
+        self.kind == ByteRangeErrorKind::ZeroLen
+    }
+}
+
+impl std::fmt::Display for ByteRangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "correlation range {:?}: ", self.input)?;
+        match &self.kind {
+            ByteRangeErrorKind::MissingColon => f.write_str("no ':' found"),
+            ByteRangeErrorKind::BadOffset(o) => {
+                write!(f, "offset {o:?} is not a whole number of bytes")
+            }
+            ByteRangeErrorKind::BadLen(l) => {
+                write!(f, "length {l:?} is not a whole number of bytes")
+            }
+            ByteRangeErrorKind::ZeroLen => f.write_str("length 0 would match every frame"),
+        }?;
+        f.write_str("; expected OFFSET:LEN, e.g. 8:4")
+    }
+}
+
+impl std::error::Error for ByteRangeError {}
+
 impl std::str::FromStr for ByteRange {
-    type Err = String;
+    type Err = ByteRangeError;
 
     /// `OFFSET:LEN`, as `--correlate` takes it.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("correlation range {s:?}: expected OFFSET:LEN, e.g. 8:4");
-        let (o, l) = s.split_once(':').ok_or_else(bad)?;
-        let offset = o.trim().parse().map_err(|_| bad())?;
-        let len: usize = l.trim().parse().map_err(|_| bad())?;
+    fn from_str(s: &str) -> Result<Self, ByteRangeError> {
+        let err = |kind| ByteRangeError::new(s, kind);
+        let (o, l) = s
+            .split_once(':')
+            .ok_or_else(|| err(ByteRangeErrorKind::MissingColon))?;
+        let offset = o
+            .trim()
+            .parse()
+            .map_err(|_| err(ByteRangeErrorKind::BadOffset(o.trim().to_owned())))?;
+        let len: usize = l
+            .trim()
+            .parse()
+            .map_err(|_| err(ByteRangeErrorKind::BadLen(l.trim().to_owned())))?;
         if len == 0 {
-            return Err(bad());
+            return Err(err(ByteRangeErrorKind::ZeroLen));
         }
         Ok(ByteRange { offset, len })
     }
@@ -103,7 +183,21 @@ mod tests {
             Some(Key::from(&b"bc"[..]))
         );
         assert_eq!("8:4".parse::<ByteRange>().unwrap(), ByteRange::new(8, 4));
-        assert!("8".parse::<ByteRange>().is_err());
-        assert!("8:0".parse::<ByteRange>().is_err());
+        assert!("8".parse::<ByteRange>().unwrap_err().is_missing_colon());
+        assert!("8:0".parse::<ByteRange>().unwrap_err().is_zero_len());
+    }
+
+    #[test]
+    fn byte_range_errors_name_what_was_found() {
+        let e = "x:4".parse::<ByteRange>().unwrap_err();
+        assert_eq!(e.kind(), &ByteRangeErrorKind::BadOffset("x".into()));
+        assert_eq!(
+            e.to_string(),
+            "correlation range \"x:4\": offset \"x\" is not a whole number of bytes; \
+             expected OFFSET:LEN, e.g. 8:4"
+        );
+        let e = "8:-1".parse::<ByteRange>().unwrap_err();
+        assert_eq!(e.kind(), &ByteRangeErrorKind::BadLen("-1".into()));
+        assert!(e.to_string().contains("length \"-1\""), "{e}");
     }
 }

@@ -5,14 +5,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::builder::ClientBuilder;
-use super::conn::{self, Handle, Link, Matching};
+use super::config::ClientConfig;
+use super::core::Matching;
+use super::state::ClientState;
+use super::task;
+use super::ticket::Handle;
 use super::{ClientError, ClientStats};
 
 /// A long connection used in full duplex: the [`DuplexSender`] writes frames whenever it
 /// likes, the [`DuplexReceiver`] reads every frame that arrives, and neither waits for the
 /// other. The connection is kept alive by heartbeats (answered, and sent with
-/// [`ClientBuilder::ping`]) and reconnected with backoff and failover like a
+/// [`ClientBuilder::ping`](super::ClientBuilder::ping)) and reconnected with backoff and failover like a
 /// [`LongClient`](super::LongClient); heartbeat frames never reach the receiver.
 ///
 /// ```
@@ -55,11 +58,11 @@ pub struct DuplexReceiver {
 }
 
 impl Duplex {
-    pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
-        cfg.validate()?;
-        let link = Arc::new(Link::new(cfg, Matching::None));
-        let first = link.connect_plan().await?;
-        let (handle, rx) = conn::spawn_with_unsolicited(link, first);
+    pub(crate) async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
+        cfg.validate_long()?;
+        let state = Arc::new(ClientState::new(cfg, Matching::None));
+        let first = state.connect_plan().await?;
+        let (handle, rx) = task::spawn(state, first);
         Ok(Duplex {
             sender: DuplexSender {
                 handle: handle.clone(),
@@ -85,19 +88,19 @@ impl DuplexSender {
     /// Dropping the future before the frame was written withdraws it.
     pub async fn send(&self, frame: Bytes) -> Result<(), ClientError> {
         self.handle
-            .call(frame, false, None, self.handle.link.cfg.request_timeout)
+            .call(frame, false, None, self.handle.state.cfg.request_timeout)
             .await
             .map(|_| ())
     }
 
     /// Whether a connection is up now.
     pub fn is_connected(&self) -> bool {
-        self.handle.link.is_connected()
+        self.handle.state.is_connected()
     }
 
     /// Counters.
     pub fn stats(&self) -> ClientStats {
-        self.handle.link.stats()
+        self.handle.state.stats()
     }
 }
 

@@ -164,7 +164,9 @@ struct Entry {
     backoff: Backoff,
 }
 
-/// The ordered endpoint list and each endpoint's health. See the [module docs](self).
+/// The ordered endpoint list and each endpoint's health: see [`plan`](Self::plan) for the
+/// order of a connect attempt and [`fail_back_candidate`](Self::fail_back_candidate) for
+/// recovery probing.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

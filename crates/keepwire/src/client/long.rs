@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::builder::ClientBuilder;
-use super::conn::{self, Handle, Link, Matching};
+use super::config::ClientConfig;
+use super::core::Matching;
+use super::state::ClientState;
+use super::task;
+use super::ticket::Handle;
 use super::{ClientError, ClientStats, EndpointStatus};
 
 /// A long connection: requests and replies in order on one TCP connection that the client
@@ -15,7 +18,7 @@ use super::{ClientError, ClientStats, EndpointStatus};
 /// endpoint fails or stops answering heartbeats.
 ///
 /// By default one request is in flight at a time (strict request/response); concurrent
-/// callers queue. [`ClientBuilder::max_in_flight`] pipelines: up to N requests are written
+/// callers queue. [`ClientBuilder::max_in_flight`](super::ClientBuilder::max_in_flight) pipelines: up to N requests are written
 /// before their replies, which are matched in order. A reply that does not come within the
 /// request timeout closes the connection (later replies could not be matched any more) and
 /// the client reconnects.
@@ -29,7 +32,7 @@ use super::{ClientError, ClientStats, EndpointStatus};
 ///
 /// # Fail-back needs an idle moment
 /// On an endpoint other than the first, the client probes a better endpoint once it is due
-/// a retry ([`ClientBuilder::fail_back`]), but it starts the probe, and moves over, only
+/// a retry ([`ClientBuilder::fail_back`](super::ClientBuilder::fail_back)), but it starts the probe, and moves over, only
 /// while no request is in flight, so that no reply is lost in the move. Under steady
 /// overlapping load (a request always in flight) it stays on the current endpoint until
 /// the first idle moment.
@@ -65,16 +68,16 @@ pub struct LongClient {
 }
 
 impl LongClient {
-    pub(crate) async fn connect(cfg: ClientBuilder) -> Result<Self, ClientError> {
-        cfg.validate()?;
-        Self::connect_link(Arc::new(Link::new(cfg, Matching::Fifo))).await
+    pub(crate) async fn connect(cfg: ClientConfig) -> Result<Self, ClientError> {
+        cfg.validate_long()?;
+        Self::connect_state(Arc::new(ClientState::new(cfg, Matching::Fifo))).await
     }
 
-    pub(crate) async fn connect_link(link: Arc<Link>) -> Result<Self, ClientError> {
-        let first = link.connect_plan().await?;
-        Ok(LongClient {
-            handle: conn::spawn(link, first),
-        })
+    pub(crate) async fn connect_state(state: Arc<ClientState>) -> Result<Self, ClientError> {
+        let first = state.connect_plan().await?;
+        // Nothing reads unsolicited frames: they are counted and dropped.
+        let (handle, _) = task::spawn(state, first);
+        Ok(LongClient { handle })
     }
 
     /// Sends `frame` and waits for its reply, within the request timeout.
@@ -89,7 +92,7 @@ impl LongClient {
     /// written); after, the reply is discarded when it comes and the connection stays in
     /// step.
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
-        self.request_timeout(frame, self.handle.link.cfg.request_timeout)
+        self.request_timeout(frame, self.handle.state.cfg.request_timeout)
             .await
     }
 
@@ -110,22 +113,22 @@ impl LongClient {
 
     /// Whether a connection is up now.
     pub fn is_connected(&self) -> bool {
-        self.handle.link.is_connected()
+        self.handle.state.is_connected()
     }
 
     /// The endpoint connected to now.
     pub fn current_endpoint(&self) -> Option<String> {
-        self.handle.link.current_endpoint()
+        self.handle.state.current_endpoint()
     }
 
     /// Every endpoint's health.
     pub fn endpoints(&self) -> Vec<EndpointStatus> {
-        self.handle.link.status()
+        self.handle.state.status()
     }
 
     /// Counters: connects, heartbeats, unsolicited frames.
     pub fn stats(&self) -> ClientStats {
-        self.handle.link.stats()
+        self.handle.state.stats()
     }
 }
 

@@ -45,6 +45,19 @@
 //!   so a peer that replies with the heartbeat frame cannot start a storm; the request's
 //!   timeout then says that heartbeat frames arrived instead of the reply.
 //!
+//! # Inside
+//! | file          | job                                                                 |
+//! |---------------|---------------------------------------------------------------------|
+//! | `builder.rs`  | [`ClientBuilder`]: the public way to set a client up                |
+//! | `config.rs`   | `ClientConfig`: the settings as plain data, and their validation    |
+//! | `state.rs`    | what handles and the task share: config, endpoint health, counters  |
+//! | `connect.rs`  | the endpoint plan, one endpoint's connect, the probe heartbeat       |
+//! | `ticket.rs`   | the not-sent / may-have-been-sent race between caller and task      |
+//! | `core.rs`     | the sans-IO core: in-flight table, deadlines, fail-back, backoff    |
+//! | `task.rs`     | the connection task: reconnects, performs the core's loss decisions |
+//! | `session.rs`  | one connection: the select loop feeding the core and the pipeline   |
+//! | `write.rs`    | a batch written with the pipeline's write step, reading meanwhile   |
+//!
 //! ```
 //! use bytes::Bytes;
 //! use keepwire::client::ClientBuilder;
@@ -90,7 +103,9 @@ macro_rules! request_service {
 }
 
 mod builder;
-mod conn;
+pub(crate) mod config;
+mod connect;
+pub(crate) mod core;
 mod correlate;
 mod duplex;
 mod endpoint;
@@ -98,13 +113,17 @@ mod error;
 mod long;
 mod mux;
 mod pool;
+mod session;
 mod short;
 mod simplex;
+pub(crate) mod state;
+mod task;
+mod ticket;
 mod tombstone;
+mod write;
 
 pub use builder::{ClientBuilder, MIN_BACKOFF};
-pub use conn::ClientStats;
-pub use correlate::{ByteRange, Correlate, Key};
+pub use correlate::{ByteRange, ByteRangeError, ByteRangeErrorKind, Correlate, Key};
 pub use duplex::{Duplex, DuplexReceiver, DuplexSender};
 pub use endpoint::{Backoff, EndpointSet, EndpointStatus};
 pub use error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
@@ -113,6 +132,7 @@ pub use mux::MuxClient;
 pub use pool::Pool;
 pub use short::ShortClient;
 pub use simplex::Simplex;
+pub use state::ClientStats;
 
 /// The future a client's [`tower::Service::call`] returns.
 pub type ResponseFuture =

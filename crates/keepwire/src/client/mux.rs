@@ -6,12 +6,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::builder::ClientBuilder;
-use super::conn::{self, Handle, Link, Matching};
+use super::config::ClientConfig;
+use super::core::Matching;
+use super::state::ClientState;
+use super::task;
+use super::ticket::Handle;
 use super::{ClientError, ClientStats, Correlate, EndpointStatus};
 
 /// A multiplexed long connection: any number of requests in flight (up to
-/// [`ClientBuilder::max_in_flight`], default 1024), each reply matched to its request by a
+/// [`ClientBuilder::max_in_flight`](super::ClientBuilder::max_in_flight), default 1024), each reply matched to its request by a
 /// [`Correlate`] key taken from the frame (a byte range such as CMPP's `Sequence_Id`, or a
 /// closure), in any order, each request with its own timeout. Frames that match no request
 /// in flight (server-initiated messages, or replies that came after their request timed
@@ -70,13 +73,13 @@ pub struct MuxClient {
 
 impl MuxClient {
     pub(crate) async fn connect(
-        cfg: ClientBuilder,
+        cfg: ClientConfig,
         correlate: Arc<dyn Correlate>,
     ) -> Result<Self, ClientError> {
-        cfg.validate()?;
-        let link = Arc::new(Link::new(cfg, Matching::Keyed(correlate)));
-        let first = link.connect_plan().await?;
-        let (handle, rx) = conn::spawn_with_unsolicited(link, first);
+        cfg.validate_long()?;
+        let state = Arc::new(ClientState::new(cfg, Matching::Keyed(correlate)));
+        let first = state.connect_plan().await?;
+        let (handle, rx) = task::spawn(state, first);
         Ok(MuxClient {
             handle,
             unsolicited: Arc::new(Mutex::new(Some(rx))),
@@ -95,7 +98,7 @@ impl MuxClient {
     /// goes to the unsolicited stream when it comes (counted as late), and its key stays in
     /// flight until the request's timeout, then tombstoned (see the type docs).
     pub async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
-        self.request_timeout(frame, self.handle.link.cfg.request_timeout)
+        self.request_timeout(frame, self.handle.state.cfg.request_timeout)
             .await
     }
 
@@ -124,13 +127,13 @@ impl MuxClient {
     /// As [`request`](Self::request).
     pub async fn send(&self, frame: Bytes) -> Result<(), ClientError> {
         self.handle
-            .call(frame, false, None, self.handle.link.cfg.request_timeout)
+            .call(frame, false, None, self.handle.state.cfg.request_timeout)
             .await
             .map(|_| ())
     }
 
     /// The stream of frames that matched no request. The first call takes it; later calls
-    /// return `None`. Unread frames beyond [`ClientBuilder::unsolicited_capacity`] are dropped
+    /// return `None`. Unread frames beyond [`ClientBuilder::unsolicited_capacity`](super::ClientBuilder::unsolicited_capacity) are dropped
     /// and counted in [`ClientStats::unsolicited_dropped`].
     pub fn unsolicited(&self) -> Option<mpsc::Receiver<Bytes>> {
         self.unsolicited
@@ -141,17 +144,17 @@ impl MuxClient {
 
     /// Whether a connection is up now.
     pub fn is_connected(&self) -> bool {
-        self.handle.link.is_connected()
+        self.handle.state.is_connected()
     }
 
     /// Every endpoint's health.
     pub fn endpoints(&self) -> Vec<EndpointStatus> {
-        self.handle.link.status()
+        self.handle.state.status()
     }
 
     /// Counters.
     pub fn stats(&self) -> ClientStats {
-        self.handle.link.stats()
+        self.handle.state.stats()
     }
 }
 

@@ -4,20 +4,21 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::builder::ClientBuilder;
-use super::conn::{Link, Matching};
+use super::config::ClientConfig;
+use super::core::Matching;
 use super::endpoint::EndpointSet;
 use super::error::{ClientError, ClientErrorKind, Delivery};
+use super::state::ClientState;
 use super::{EndpointStatus, LongClient};
 
 /// A pool of up to N long connections, for many concurrent callers: each request checks a
-/// connection out (waiting at most [`ClientBuilder::checkout_timeout`]), does one
+/// connection out (waiting at most [`ClientBuilder::checkout_timeout`](super::ClientBuilder::checkout_timeout)), does one
 /// request/response on it and returns it.
 ///
 /// Built on the `bb8` pool: connections are created on demand across the endpoint list (with
 /// failover; the endpoints' health is shared by all connections), checked on checkout
 /// (a connection whose heartbeats stopped being answered, or that was lost, is replaced),
-/// and closed after [`ClientBuilder::max_idle`] idle or [`ClientBuilder::max_lifetime`] old.
+/// and closed after [`ClientBuilder::max_idle`](super::ClientBuilder::max_idle) idle or [`ClientBuilder::max_lifetime`](super::ClientBuilder::max_lifetime) old.
 /// Each connection keeps itself alive with the same heartbeats as a
 /// [`LongClient`](super::LongClient), but is never reconnected by itself: once lost it is
 /// closed, and the pool replaces it on the next checkout (one owner of reconnects; a pooled
@@ -50,7 +51,7 @@ pub struct Pool {
     gate: Arc<tokio::sync::Semaphore>,
     checkout_timeout: std::time::Duration,
     /// The configuration, for refusing heartbeat frames before a checkout.
-    cfg: Arc<ClientBuilder>,
+    cfg: Arc<ClientConfig>,
     /// bb8's error sink: connect failures, which bb8 never returns from `get()`.
     connect_errors: ConnectErrors,
 }
@@ -111,7 +112,7 @@ impl std::fmt::Debug for Pool {
 }
 
 struct Manager {
-    cfg: ClientBuilder,
+    cfg: ClientConfig,
     endpoints: Arc<Mutex<EndpointSet>>,
 }
 
@@ -122,13 +123,13 @@ impl bb8::ManageConnection for Manager {
     async fn connect(&self) -> Result<LongClient, ClientError> {
         // A pooled connection that breaks is replaced by the pool, not reconnected by itself:
         // its task ends, `has_broken` reports it, and the next checkout connects anew.
-        let link = Link::with_endpoints(
+        let state = ClientState::with_endpoints(
             self.cfg.clone(),
             Matching::Fifo,
             Arc::clone(&self.endpoints),
         )
         .without_reconnect();
-        LongClient::connect_link(Arc::new(link)).await
+        LongClient::connect_state(Arc::new(state)).await
     }
 
     async fn is_valid(&self, conn: &mut LongClient) -> Result<(), ClientError> {
@@ -168,8 +169,8 @@ fn at_least_1ms(d: std::time::Duration) -> std::time::Duration {
 }
 
 impl Pool {
-    pub(crate) async fn connect(cfg: ClientBuilder, size: u32) -> Result<Self, ClientError> {
-        cfg.validate()?;
+    pub(crate) async fn connect(cfg: ClientConfig, size: u32) -> Result<Self, ClientError> {
+        cfg.validate_long()?;
         let endpoints = Arc::new(Mutex::new(EndpointSet::new(
             cfg.endpoints.iter().cloned(),
             cfg.down_base,

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 
-use super::conn::{Connected, Link, WriteEnd, write_counted};
+use super::connect::Connected;
+use super::core::ShortRetry;
 use super::error::{ClientError, ClientErrorKind, Delivery};
+use super::state::ClientState;
 use super::{ClientStats, EndpointStatus};
 use crate::frame::FrameCodec;
+use crate::pipeline::{WriteAll, WriteError};
 
 /// Short connections: each request connects (within the connect timeout per endpoint,
 /// trying the endpoints in order and skipping those that fail), writes, reads the one reply
@@ -41,7 +43,7 @@ use crate::frame::FrameCodec;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShortClient {
-    link: Arc<Link>,
+    state: Arc<ClientState>,
 }
 
 /// How one attempt on one connection ended.
@@ -55,8 +57,8 @@ enum Attempt {
 }
 
 impl ShortClient {
-    pub(crate) fn new(link: Arc<Link>) -> Self {
-        ShortClient { link }
+    pub(crate) fn new(state: Arc<ClientState>) -> Self {
+        ShortClient { state }
     }
 
     /// Connects, sends `frame`, reads the reply and closes.
@@ -80,7 +82,7 @@ impl ShortClient {
     /// # Cancel safety
     /// As [`request`](Self::request).
     pub async fn request_via(&self, frame: Bytes) -> Result<(Bytes, String), ClientError> {
-        let cfg = &self.link.cfg;
+        let cfg = &self.state.cfg;
         // A short server answers heartbeats too (a probe before the request), so the
         // heartbeat frame is never a request here either.
         cfg.validate()?;
@@ -92,7 +94,7 @@ impl ShortClient {
             // The request timeout covers the connect too: a plan of SYN-dropping
             // endpoints must not take each one's whole connect timeout past it.
             let by = Some((deadline, cfg.request_timeout));
-            let c = match self.link.connect_plan_by(by).await {
+            let c = match self.state.connect_plan_by(by).await {
                 Ok(c) => c,
                 Err(e) => {
                     if failures.is_empty() {
@@ -108,19 +110,24 @@ impl ShortClient {
             let addr = c.addr.clone();
             match self.attempt(c, &frame, deadline).await {
                 Attempt::Reply(r) => {
-                    self.link.proven(ep);
+                    self.state.proven(ep);
                     return Ok((r, addr));
                 }
                 Attempt::Failed { err, next } => {
-                    let may_retry = next || (cfg.retry_sent && !retried_sent);
-                    if !may_retry || Instant::now() >= deadline || self.link.cfg.endpoints.len() < 2
-                    {
+                    let retry = ShortRetry {
+                        not_sent: next,
+                        retry_sent: cfg.retry_sent,
+                        retried_sent,
+                        out_of_time: Instant::now() >= deadline,
+                        endpoints: cfg.endpoints.len(),
+                    };
+                    if !retry.next_endpoint() {
                         return Err(err);
                     }
                     if !next {
                         retried_sent = true;
                     }
-                    self.link.mark_down(ep, &err.to_string());
+                    self.state.mark_down(ep, &err.to_string());
                     failures.push(super::EndpointFailure {
                         endpoint: addr,
                         reason: err.to_string(),
@@ -131,88 +138,18 @@ impl ShortClient {
     }
 
     async fn attempt(&self, mut c: Connected, frame: &[u8], deadline: Instant) -> Attempt {
-        let cfg = &self.link.cfg;
+        let cfg = &self.state.cfg;
         let ep = Some(c.addr.clone());
         let mut codec = FrameCodec::new(cfg.framing.clone());
-        let mut out = BytesMut::new();
-        if let Err(e) = codec.encode_to(frame, &mut out) {
-            return Attempt::Failed {
-                err: ClientError::frame(Delivery::NotSent, ep, e),
-                next: false,
-            };
+        if let Err(err) = self.write_request(&c, &mut codec, frame, deadline).await {
+            return err;
         }
-        // The write is bounded by the request deadline as well as the write timeout.
-        let (written, res) = write_counted(&mut c.stream, &out, cfg.write_timeout, deadline).await;
-        if let Err(end) = res {
-            let delivery = if written == 0 {
-                Delivery::NotSent
-            } else {
-                Delivery::SentNoReply
-            };
-            let (err, next) = match end {
-                WriteEnd::Io(e) => (
-                    ClientError::io(delivery, ep, "write failed", e),
-                    written == 0,
-                ),
-                // Out of time: no other endpoint would have any.
-                WriteEnd::Deadline => {
-                    let why = format!(
-                        "not written within {}",
-                        humantime::format_duration(cfg.request_timeout)
-                    );
-                    let err = ClientError::new(ClientErrorKind::Timeout, delivery, why);
-                    (err.with_endpoint(ep), false)
-                }
-            };
-            return Attempt::Failed { err, next };
-        }
-        let half_close = cfg
-            .half_close
-            .unwrap_or_else(|| cfg.framing.is_until_close());
+        let half_close = cfg.half_closes();
         if half_close {
             // Under `eof` framing the FIN is the end of the request.
             let _ = c.stream.shutdown().await;
         }
-        let timeout = cfg.request_timeout;
-        let mut rbuf = std::mem::take(&mut c.leftover);
-        let read = tokio::time::timeout_at(deadline.into(), async {
-            let mut eof = false;
-            loop {
-                let decoded = if eof {
-                    codec.decode_eof(&mut rbuf)
-                } else {
-                    codec.decode(&mut rbuf)
-                };
-                match decoded {
-                    // Nothing pings a short link after the request (a short server never
-                    // pings): the first frame back is the reply, even the empty frame.
-                    Ok(Some(f)) => return Ok(f),
-                    Ok(None) if eof => {
-                        return Err(ClientError::new(
-                            ClientErrorKind::Closed,
-                            Delivery::SentNoReply,
-                            "peer closed the connection without a reply",
-                        ));
-                    }
-                    Ok(None) => {}
-                    Err(e) => return Err(ClientError::frame(Delivery::SentNoReply, None, e)),
-                }
-                rbuf.reserve(4096);
-                match c.stream.read_buf(&mut rbuf).await {
-                    Ok(0) => eof = true,
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(ClientError::io(
-                            Delivery::SentNoReply,
-                            None,
-                            "read failed",
-                            e,
-                        ));
-                    }
-                }
-            }
-        })
-        .await;
+        let read = tokio::time::timeout_at(deadline.into(), read_reply(&mut c, &mut codec)).await;
         // We close first: our FIN, and TIME_WAIT on this side.
         if !half_close {
             let _ = tokio::time::timeout(Duration::from_millis(100), c.stream.shutdown()).await;
@@ -225,21 +162,105 @@ impl ShortClient {
                 next: false,
             },
             Err(_) => Attempt::Failed {
-                err: ClientError::timeout(Delivery::SentNoReply, ep, timeout),
+                err: ClientError::timeout(Delivery::SentNoReply, ep, cfg.request_timeout),
                 next: false,
             },
         }
     }
 
+    /// Encodes and writes `frame` with the pipeline's write step, bounded by the request
+    /// `deadline` as well as the write timeout. The error says whether the request may move
+    /// to the next endpoint (not a byte of it left).
+    async fn write_request(
+        &self,
+        c: &Connected,
+        codec: &mut FrameCodec,
+        frame: &[u8],
+        deadline: Instant,
+    ) -> Result<(), Attempt> {
+        let cfg = &self.state.cfg;
+        let ep = Some(c.addr.clone());
+        let mut out = BytesMut::new();
+        if let Err(e) = codec.encode_to(frame, &mut out) {
+            return Err(Attempt::Failed {
+                err: ClientError::frame(Delivery::NotSent, ep, e),
+                next: false,
+            });
+        }
+        let (written, res) = WriteAll::new(cfg.write_timeout)
+            .with_deadline(deadline)
+            .finish(&c.stream, &out)
+            .await;
+        let Err(end) = res else {
+            return Ok(());
+        };
+        let delivery = if written == 0 {
+            Delivery::NotSent
+        } else {
+            Delivery::SentNoReply
+        };
+        let (err, next) = match end {
+            // Out of time: no other endpoint would have any.
+            WriteError::Deadline => {
+                let why = format!(
+                    "not written within {}",
+                    humantime::format_duration(cfg.request_timeout)
+                );
+                let err = ClientError::new(ClientErrorKind::Timeout, delivery, why);
+                (err.with_endpoint(ep), false)
+            }
+            e => (
+                ClientError::io(delivery, ep, "write failed", e.into_io()),
+                written == 0,
+            ),
+        };
+        Err(Attempt::Failed { err, next })
+    }
+
     /// Every endpoint's health (failures mark an endpoint down for the next requests).
     pub fn endpoints(&self) -> Vec<EndpointStatus> {
-        self.link.status()
+        self.state.status()
     }
 
     /// Counters.
     pub fn stats(&self) -> ClientStats {
-        self.link.stats()
+        self.state.stats()
     }
 }
 
 request_service!(ShortClient);
+
+/// Reads until the first whole frame: the reply. Nothing pings a short link after the
+/// request (a short server never pings), so the first frame back is the reply, even the
+/// empty frame.
+async fn read_reply(c: &mut Connected, codec: &mut FrameCodec) -> Result<Bytes, ClientError> {
+    let mut rbuf = std::mem::take(&mut c.leftover);
+    let mut eof = false;
+    loop {
+        match crate::pipeline::decode(codec, &mut rbuf, eof) {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) if eof => {
+                return Err(ClientError::new(
+                    ClientErrorKind::Closed,
+                    Delivery::SentNoReply,
+                    "peer closed the connection without a reply",
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ClientError::frame(Delivery::SentNoReply, None, e)),
+        }
+        rbuf.reserve(4096);
+        match c.stream.read_buf(&mut rbuf).await {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ClientError::io(
+                    Delivery::SentNoReply,
+                    None,
+                    "read failed",
+                    e,
+                ));
+            }
+        }
+    }
+}

@@ -51,8 +51,10 @@ impl Simplex {
     /// # Cancel safety
     /// Dropping the future drops whatever was connected so far.
     pub async fn connect(send: ClientBuilder, recv: ClientBuilder) -> Result<Self, ClientError> {
-        let (send, send_rx) = Duplex::connect(send.unsolicited_capacity(1)).await?.split();
-        let (recv_tx, recv) = Duplex::connect(recv).await?.split();
+        let (send, send_rx) = Duplex::connect(send.unsolicited_capacity(1).into_config())
+            .await?
+            .split();
+        let (recv_tx, recv) = Duplex::connect(recv.into_config()).await?.split();
         Ok(Simplex {
             send,
             _send_rx: send_rx,
