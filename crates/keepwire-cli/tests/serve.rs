@@ -495,3 +495,60 @@ fn sigterm_answers_requests_already_sent() {
     let (code, err) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// A second SIGTERM while connections drain stops waiting: exit 1 at once, saying so. The
+/// drain here would take 10 s (a request held by `--delay`); the second signal is sent once
+/// the server has logged that it is shutting down, so the two are not taken for one.
+#[test]
+fn second_signal_exits_one_without_waiting_for_the_drain() {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--framing",
+        "len:ascii:4",
+        "--delay",
+        "10s",
+    ])
+    .env("RUST_LOG", "info");
+    let mut s = spawn_serve(cmd);
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    // On loopback the request is in the server's receive queue when write_all returns; a
+    // request already sent is answered by the drain (`sigterm_answers_requests_already_sent`),
+    // so the drain has 10 s of work to wait for.
+    c.write_all(b"0003one").unwrap();
+    let log_deadline = Instant::now() + Duration::from_secs(10);
+    let pid = s.child.id().to_string();
+    let mut err = BufReader::new(s.child.stderr.take().unwrap());
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "stderr ended before `shutting down`: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("shutting down") {
+            break;
+        }
+        assert!(Instant::now() < log_deadline, "no `shutting down`: {seen}");
+    }
+    let t = Instant::now();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "serve still draining after a second SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(rest.contains("second signal"), "{seen}{rest}");
+}
