@@ -84,8 +84,13 @@ impl Server {
     /// Serves the server's counters for Prometheus on `addr` (any path; `/health` answers
     /// `OK`) while [`serve`](Self::serve) runs. The address is bound now, so a bad one fails
     /// before the server is announced; the listener and the publishing of the counters start
-    /// with `serve` and stop with its shutdown. The scrape bounds are those of the exporter's
-    /// listener: see the [module docs](self).
+    /// with `serve` and stop with its shutdown. Scrapes show the counters at most
+    /// [`PUBLISH_INTERVAL`] old.
+    ///
+    /// What bounds a scrape is the exporter's listener (hyper's HTTP/1 server): a request head
+    /// is refused past hyper's read buffer cap (about 400 KiB) and 100 headers, and each
+    /// response is one render of the registry (a few KiB). It has no connection cap and no
+    /// read timeout of its own: keep `addr` on loopback or a management network.
     ///
     /// This installs the process-wide `metrics` recorder: one exporting server per process.
     ///

@@ -12,7 +12,7 @@
 //!   `Short` answers one request and then waits (at most `short_close_wait`) for the client's
 //!   FIN before closing, so the client, which closes first, holds the TIME_WAIT socket (RFC 9293
 //!   §3.6: the side that sends the first FIN waits 2×MSL).
-//! - **Liveness** ([`LivenessConfig`]): read/write/any idle timeouts, a slow-frame cut-off,
+//! - **Liveness** ([`LivenessConfig`](crate::liveness::LivenessConfig)): read/write/any idle timeouts, a slow-frame cut-off,
 //!   heartbeats answered by the connection itself and optional pings to idle clients.
 //! - **Limits**: a global and a per-client-IP cap (excess connections are reset right after
 //!   accept and counted), accept errors retried with backoff, memory bounded by the framing's
