@@ -37,7 +37,8 @@ pub enum ServerError {
         /// Why.
         source: io::Error,
     },
-    /// The configuration is inconsistent or out of range.
+    /// The configuration is inconsistent or out of range. Displayed as the [`ConfigError`]
+    /// itself, whose source is this error's source.
     Config(ConfigError),
     /// The Prometheus exporter could not start: its address is not usable or another
     /// `metrics` recorder is installed in this process.
@@ -86,7 +87,8 @@ impl fmt::Display for ServerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServerError::Bind { addr, .. } => write!(f, "cannot listen on {addr}"),
-            ServerError::Config(_) => f.write_str("bad server config"),
+            // Transparent: the config error says which setting and why.
+            ServerError::Config(c) => c.fmt(f),
             ServerError::Metrics { addr, .. } => {
                 write!(f, "cannot serve metrics on {addr}")
             }
@@ -101,7 +103,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } => Some(source),
-            ServerError::Config(c) => Some(c),
+            ServerError::Config(c) => std::error::Error::source(c),
             ServerError::Metrics { source, .. } => Some(source.as_ref()),
             ServerError::Interrupted => None,
         }
@@ -366,16 +368,19 @@ mod tests {
     }
 
     #[test]
-    fn server_error_wraps_config_as_source() {
+    fn server_error_is_transparent_over_config() {
         let e = ServerError::from(ConfigError::Needs {
             key: "proxy-from",
             needs: "proxy-protocol",
         });
         assert!(e.is_config() && !e.is_bind());
-        assert_eq!(e.to_string(), "bad server config");
+        assert_eq!(e.to_string(), "proxy-from needs proxy-protocol");
+        assert!(e.source().is_none());
+        let e = ServerError::from(ConfigError::invalid("delay", "soon", "not a duration"));
+        assert_eq!(e.to_string(), "invalid delay \"soon\"");
         assert_eq!(
             e.source().map(|s| s.to_string()).as_deref(),
-            Some("proxy-from needs proxy-protocol")
+            Some("not a duration")
         );
     }
 }
