@@ -118,6 +118,11 @@ impl From<ConfigError> for ServerError {
 
 /// A server setting that is missing, malformed, out of range or inconsistent with another.
 ///
+/// The `Display` of every variant starts with its [`key`](Self::key) (`max-conns 0: expected
+/// at least 1`), except [`Invalid`](Self::Invalid), which reads `invalid KEY "VALUE"` and
+/// leaves what is wrong with the value to its source: a front end can put its own spelling of
+/// the setting (`--max-conns`) in front.
+///
 /// ```
 /// use keepwire::server::ServerSettings;
 ///
