@@ -39,11 +39,13 @@ pub fn after(now: Instant, d: Duration) -> Instant {
 }
 
 /// [`after`] for tokio's clock.
+#[cfg(any(feature = "server", feature = "client"))]
 pub fn after_tokio(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
     tokio::time::Instant::from_std(after(now.into_std(), d))
 }
 
 /// `tokio::time::Instant::now() + d`, saturating.
+#[cfg(any(feature = "server", feature = "client"))]
 pub fn tokio_in(d: Duration) -> tokio::time::Instant {
     after_tokio(tokio::time::Instant::now(), d)
 }

@@ -6,11 +6,28 @@
 //! between short and long connections and living with either, and surviving peers they do
 //! not control. This crate is the library half of the `keepwire` tool.
 //!
+//! Always there (the framing layer, `default-features = false`):
 //! - [`frame`]: framing specs (`len:ascii:4`, `len:be:4:incl`, `delim:0x03`, `line`,
 //!   `fixed:N`, `eof`) and [`FrameCodec`](frame::FrameCodec), a tokio-util codec.
-//! - [`blocking`]: the same codec over `std::io` for code that is not async, with read
-//!   timeouts that keep partial frames.
-//! - [`text`]: bytes as escaped text or hex, as the CLI prints them.
+//! - [`liveness`]: the sans-IO heartbeat and idle state machine; [`socket`]: keepalive and
+//!   timeout settings; [`text`]: bytes as escaped text or hex; [`tcpstate`]: the kernel's
+//!   TCP table; [`deadline`]: saturating deadlines.
+//!
+//! Behind cargo features, all on by default:
+//!
+//! | feature | adds | pulls in |
+//! |---|---|---|
+//! | `server` | `server`: the framed TCP server with limits, PROXY protocol, drain | tokio (rt, net, time, signal), tower, ppp, ipnet, socket2 |
+//! | `client` | `client`: short, long, pool, mux, duplex and simplex clients | tokio (rt, net, time), tower, bb8, socket2 |
+//! | `blocking` | `blocking`: `std::io` clients and `FrameReader`, with read timeouts that keep partial frames | `client` (shared config, endpoints, errors), rustix |
+//! | `bench` | `bench`: short vs long measured on an embedded server or a target | `server`, `client`, hdrhistogram |
+//! | `metrics` | server counters through the `metrics` facade and a Prometheus listener | `server`, metrics, metrics-exporter-prometheus |
+//! | `config` | `serde::Deserialize` for `server::ServerSettings` | `server`, serde |
+//!
+//! ```toml
+//! # framing only: no tokio runtime, no network, no metrics
+//! keepwire = { version = "0.1", default-features = false }
+//! ```
 //!
 //! ```
 //! use keepwire::frame::{FrameCodec, FramingSpec};
@@ -24,13 +41,18 @@
 #![deny(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "blocking")]
 pub mod blocking;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod deadline;
 pub mod frame;
 pub mod liveness;
+#[cfg(any(feature = "server", feature = "client"))]
 mod pipeline;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod socket;
 pub mod tcpstate;

@@ -14,6 +14,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+#[cfg(any(feature = "server", feature = "client"))]
 use socket2::{SockRef, TcpKeepalive};
 
 mod error;
@@ -229,6 +230,7 @@ impl SocketOptions {
     ///
     /// # Errors
     /// The `setsockopt` error, e.g. on a socket the peer already reset.
+    #[cfg(any(feature = "server", feature = "client"))]
     pub fn apply<S: std::os::fd::AsFd>(&self, sock: &S) -> std::io::Result<()> {
         let sock = SockRef::from(sock);
         if self.nodelay {

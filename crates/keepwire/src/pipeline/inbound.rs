@@ -49,7 +49,10 @@ pub(crate) fn decode(
 /// A client connection's liveness state at `now`: pinging per `ping` (none: never), no idle
 /// or slow-frame checks (a client's reply deadlines do that job), and the peer's pings
 /// answered only when the link has heartbeat frames to answer with.
-#[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+#[cfg_attr(
+    not(feature = "client"),
+    allow(dead_code, reason = "only the clients use it")
+)]
 pub(crate) fn client_liveness(
     ping: Option<PingConfig>,
     heartbeat: Option<&dyn Heartbeat>,
@@ -91,7 +94,10 @@ impl Inbound {
     /// came while a reply was awaited: the peer's ping that crossed the request, or a peer
     /// that replies with the heartbeat frame (a misconfigured link). A request that then
     /// times out says heartbeats came instead of its reply.
-    #[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+    #[cfg_attr(
+        not(feature = "client"),
+        allow(dead_code, reason = "only the clients use it")
+    )]
     pub(crate) fn came_instead_of_reply(&self) -> bool {
         matches!(
             self,

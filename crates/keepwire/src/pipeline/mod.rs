@@ -33,15 +33,13 @@
 pub(crate) mod inbound;
 pub(crate) mod outbound;
 
-#[allow(
-    unused_imports,
-    reason = "used by the clients once they adopt the pipeline"
-)]
+#[cfg(feature = "client")]
 pub(crate) use inbound::client_liveness;
 pub(crate) use inbound::{Inbound, Step, Tick, decode};
-#[allow(
-    unused_imports,
-    reason = "used by the clients once they adopt the pipeline"
-)]
-pub(crate) use outbound::{WriteAll, write_all_blocking};
-pub(crate) use outbound::{WriteError, write_all};
+#[cfg(feature = "client")]
+pub(crate) use outbound::WriteAll;
+pub(crate) use outbound::WriteError;
+#[cfg(feature = "server")]
+pub(crate) use outbound::write_all;
+#[cfg(feature = "blocking")]
+pub(crate) use outbound::write_all_blocking;

@@ -41,7 +41,10 @@ pub(crate) enum WriteError {
 
 impl WriteError {
     /// Whether the write timeout ran out ([`WriteError::Stalled`]).
-    #[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+    #[cfg_attr(
+        not(feature = "blocking"),
+        allow(dead_code, reason = "only the blocking clients use it")
+    )]
     pub(crate) fn is_stalled(&self) -> bool {
         matches!(self, WriteError::Stalled { .. })
     }
@@ -110,14 +113,20 @@ impl WriteAll {
 
     /// Also ends the write at `deadline` ([`WriteError::Deadline`]) if that comes before
     /// the write timeout runs out.
-    #[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+    #[cfg_attr(
+        not(feature = "client"),
+        allow(dead_code, reason = "only the clients use it")
+    )]
     pub(crate) fn with_deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(tokio::time::Instant::from_std(deadline));
         self
     }
 
     /// Bytes of the buffer written so far.
-    #[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+    #[cfg_attr(
+        not(feature = "client"),
+        allow(dead_code, reason = "only the clients use it")
+    )]
     pub(crate) fn written(&self) -> usize {
         self.written
     }
@@ -207,6 +216,10 @@ impl WriteAll {
 ///
 /// # Cancel safety
 /// Not cancel safe: see [`WriteAll::finish`].
+#[cfg_attr(
+    not(feature = "server"),
+    allow(dead_code, reason = "only the server uses it")
+)]
 pub(crate) async fn write_all(
     stream: &TcpStream,
     buf: &[u8],
@@ -217,7 +230,10 @@ pub(crate) async fn write_all(
 
 /// The longest timeout handed to the OS: 2^31 - 1 ms (about 24.8 days), `poll(2)`'s limit
 /// (an `int` of milliseconds) and, at 1000 ticks a second, the BSDs' for `SO_SNDTIMEO`.
-#[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+#[cfg_attr(
+    not(feature = "blocking"),
+    allow(dead_code, reason = "only the blocking clients use it")
+)]
 const MAX_OS_TIMEOUT: Duration = Duration::from_millis(0x7fff_ffff);
 
 /// [`write_all`] for a blocking `std::net::TcpStream`: all of `buf`, with `timeout` for the
@@ -229,7 +245,10 @@ const MAX_OS_TIMEOUT: Duration = Duration::from_millis(0x7fff_ffff);
 /// # Errors
 /// [`WriteError::Stalled`] when the peer did not read it all in time (the OS reports its
 /// write timeout as `WouldBlock`), [`WriteError::Io`] when the socket failed.
-#[allow(dead_code, reason = "used by the clients once they adopt the pipeline")]
+#[cfg_attr(
+    not(feature = "blocking"),
+    allow(dead_code, reason = "only the blocking clients use it")
+)]
 pub(crate) fn write_all_blocking(
     stream: &std::net::TcpStream,
     buf: &[u8],

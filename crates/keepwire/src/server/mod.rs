@@ -54,6 +54,7 @@ mod config;
 mod conn;
 mod error;
 mod limits;
+#[cfg(feature = "metrics")]
 mod metrics_http;
 pub mod proxy_protocol;
 mod signals;
@@ -73,6 +74,7 @@ use tower::Service;
 
 pub use config::{Reply, ReplyFuture, ServeSetup, ServerConfig, ServerSettings};
 pub use error::{ConfigError, ServerError};
+#[cfg(feature = "metrics")]
 pub use metrics_http::PUBLISH_INTERVAL;
 pub use signals::ShutdownSignals;
 pub use stats::{ServerStats, StatsSnapshot};
@@ -178,6 +180,7 @@ pub struct Server {
     local: SocketAddr,
     shared: Arc<conn::Shared>,
     /// Started by [`Server::export_prometheus`]; run by `serve` alongside the connections.
+    #[cfg(feature = "metrics")]
     exporter: Option<metrics_http::Exporter>,
 }
 
@@ -208,6 +211,7 @@ impl Server {
                         listener,
                         local,
                         shared: conn::Shared::new(config),
+                        #[cfg(feature = "metrics")]
                         exporter: None,
                     });
                 }
@@ -260,10 +264,12 @@ impl Server {
             listener,
             shared,
             local,
+            #[cfg(feature = "metrics")]
             exporter,
         } = self;
         // Dropped with this future, which aborts the exporter too.
         let mut side: JoinSet<()> = JoinSet::new();
+        #[cfg(feature = "metrics")]
         if let Some(e) = exporter {
             side.spawn(e.run(Arc::clone(&shared.stats), shared.shutdown.clone()));
         }

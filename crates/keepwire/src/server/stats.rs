@@ -30,6 +30,7 @@ macro_rules! counters {
             /// ([`Server::export_prometheus`](super::Server::export_prometheus)) calls it every
             /// [`PUBLISH_INTERVAL`](super::PUBLISH_INTERVAL); with another exporter, call it
             /// before rendering.
+            #[cfg(feature = "metrics")]
             pub fn publish(&self) {
                 $(
                     metrics::counter!($metric $(, $label => $value)?)
