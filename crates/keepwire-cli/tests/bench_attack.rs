@@ -2,10 +2,11 @@
 //! flags, hostile targets, and the embedded server's shutdown. Tests named after a break
 //! failed on the code they were written against; the others cover what no earlier test did.
 
+use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use keepwire::bench::{self, BenchConfig, Pattern};
+use keepwire::bench::{self, BenchConfig, BenchError, Pattern};
 use keepwire::frame::FramingSpec;
 
 /// Held by every test that runs a bench in this process: the thread check must see only
@@ -50,6 +51,45 @@ fn no_embedded_server_thread_outlives_run() {
         .filter(|n| n.starts_with("bench-"))
         .collect();
     assert!(left.is_empty(), "threads left after run: {left:?}");
+}
+
+/// A target that accepts every connection and closes it at once (a service that crashes on
+/// each request, a port forward with nothing behind it).
+fn accept_and_close() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    addr
+}
+
+/// Against a target that accepts and closes, the `short` clients back off 10 ms after each
+/// failure ("do not spin on a refusing target"), the `long` ones did not: each reconnected
+/// at once, thousands of connections a second (measured: 1 251 failed requests in 300 ms
+/// with 2 clients against a slow Python closer, 10 000+ against this one), a SYN flood
+/// aimed at whatever the user pointed the bench at. Every pattern now fails at a few
+/// hundred a second at most, and still ends in `NoReply`.
+#[test]
+fn a_target_that_accepts_and_closes_is_not_hammered() {
+    let _one = one_at_a_time();
+    let mut cfg = quick(&[Pattern::Short, Pattern::Long, Pattern::Mux]);
+    cfg.target = Some(accept_and_close());
+    for pattern in [Pattern::Short, Pattern::Long, Pattern::Mux] {
+        cfg.patterns = vec![pattern];
+        match bench::run(&cfg, &mut ()) {
+            Err(BenchError::NoReply { errors, .. }) => {
+                // 2 clients, 300 ms, one try per 10 ms at most: 60, and slack.
+                assert!(
+                    errors <= 150,
+                    "{pattern}: {errors} failed requests in 300 ms"
+                );
+            }
+            other => panic!("{pattern}: expected no reply, got {other:?}"),
+        }
+    }
 }
 
 /// After each pattern `run` now waits for the embedded server to drain (up to 2 s, its

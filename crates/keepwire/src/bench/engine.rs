@@ -192,6 +192,9 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
             Err(_) => {
                 t.err(&run);
                 stream = None;
+                // Do not reconnect at once: a target that accepts and closes would get a
+                // connection per few µs, as a refusing one would without the pause above.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
