@@ -3,11 +3,14 @@
 //! failed on the code they were written against; the others cover what no earlier test did.
 
 use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use keepwire::bench::{self, BenchConfig, BenchError, Pattern};
 use keepwire::frame::FramingSpec;
+
+const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
 
 /// Held by every test that runs a bench in this process: the thread check must see only
 /// its own bench's threads.
@@ -90,6 +93,26 @@ fn a_target_that_accepts_and_closes_is_not_hammered() {
             other => panic!("{pattern}: expected no reply, got {other:?}"),
         }
     }
+}
+
+/// `--duration 0` runs every pattern for no time: no request is made, and the bench said
+/// `short: no request answered by 127.0.0.1:… (0 errors): expected an echo server speaking
+/// len:be:4` about its own embedded echo server, exit 1, as if the target were at fault.
+/// It is a usage error (exit 2) naming the flag, before anything runs.
+#[test]
+fn zero_duration_is_a_usage_error() {
+    for d in ["0", "0s", "0ms"] {
+        let out = Command::new(BIN)
+            .args(["bench", "--duration", d])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--duration {d}: {err}");
+        assert!(err.contains("--duration: "), "{err}");
+    }
+    let mut cfg = quick(&[Pattern::Long]);
+    cfg.duration = Duration::ZERO;
+    assert!(cfg.validate().unwrap_err().is_config());
 }
 
 /// After each pattern `run` now waits for the embedded server to drain (up to 2 s, its

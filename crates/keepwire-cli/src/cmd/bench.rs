@@ -129,6 +129,7 @@ fn failure(e: BenchError) -> Failure {
     let flag = match &e {
         BenchError::NoPatterns => "--modes: ",
         BenchError::NoConnections => "--connections: ",
+        BenchError::ZeroDuration => "--duration: ",
         BenchError::SizeTooSmall { .. } | BenchError::SizeTooLarge { .. } => "--size: ",
         _ => "",
     };

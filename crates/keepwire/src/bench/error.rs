@@ -48,6 +48,8 @@ pub enum BenchError {
     NoPatterns,
     /// [`BenchConfig::connections`](super::BenchConfig::connections) is 0.
     NoConnections,
+    /// [`BenchConfig::duration`](super::BenchConfig::duration) is 0: nothing would be sent.
+    ZeroDuration,
     /// The request size cannot hold the 8-byte request id.
     SizeTooSmall {
         /// The size asked for.
@@ -88,6 +90,7 @@ impl BenchError {
             self,
             BenchError::NoPatterns
                 | BenchError::NoConnections
+                | BenchError::ZeroDuration
                 | BenchError::SizeTooSmall { .. }
                 | BenchError::SizeTooLarge { .. }
         )
@@ -107,6 +110,7 @@ impl fmt::Display for BenchError {
                 f.write_str("no bench mode given: expected at least one of short, long, pool, mux")
             }
             BenchError::NoConnections => f.write_str("0 connections: expected at least 1"),
+            BenchError::ZeroDuration => f.write_str("duration 0 s: expected more than 0"),
             BenchError::SizeTooSmall { size } => write!(
                 f,
                 "request size {size} bytes: expected at least {MIN_SIZE} (the request id)"

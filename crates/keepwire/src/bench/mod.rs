@@ -176,13 +176,18 @@ impl BenchConfig {
     ///
     /// # Errors
     /// A [`BenchError`] for which [`is_config`](BenchError::is_config) holds: no pattern, no
-    /// client, a size under [`MIN_SIZE`] or over the framing's largest frame.
+    /// client, a zero duration, a size under [`MIN_SIZE`] or over the framing's largest
+    /// frame.
     pub fn validate(&self) -> Result<(), BenchError> {
         if self.patterns.is_empty() {
             return Err(BenchError::NoPatterns);
         }
         if self.connections == 0 {
             return Err(BenchError::NoConnections);
+        }
+        // A run of no time sends nothing, and would end in `NoReply`, blaming the target.
+        if self.duration.is_zero() {
+            return Err(BenchError::ZeroDuration);
         }
         if self.size < MIN_SIZE {
             return Err(BenchError::SizeTooSmall { size: self.size });
@@ -232,9 +237,10 @@ mod tests {
     #[test]
     fn validate_rejects_what_cannot_run() {
         type Change = fn(&mut BenchConfig);
-        let cases: [(Change, &str); 4] = [
+        let cases: [(Change, &str); 5] = [
             (|c| c.patterns.clear(), "no bench mode"),
             (|c| c.connections = 0, "0 connections"),
+            (|c| c.duration = Duration::ZERO, "duration 0 s"),
             (|c| c.size = 7, "request size 7 bytes"),
             (|c| c.size = 65_536, "does not fit len:be:2"),
         ];
