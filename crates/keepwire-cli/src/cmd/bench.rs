@@ -131,6 +131,7 @@ fn failure(e: BenchError) -> Failure {
         BenchError::NoConnections => "--connections: ",
         BenchError::ZeroDuration => "--duration: ",
         BenchError::SizeTooSmall { .. } | BenchError::SizeTooLarge { .. } => "--size: ",
+        BenchError::Unframeable { .. } => "--framing: ",
         _ => "",
     };
     let mut msg = format!("{flag}{e}");

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
+use super::body::Bodies;
 use super::{BenchConfig, Pattern, PatternReport};
 use crate::client::{ByteRange, ClientBuilder, ClientError, MuxClient, Pool};
 use crate::frame::FrameCodec;
@@ -34,6 +35,7 @@ struct Run {
     stop_at: Instant,
     progress: Arc<Progress>,
     opened: AtomicU64,
+    bodies: Bodies,
 }
 
 /// One worker's results.
@@ -66,21 +68,6 @@ impl Tally {
         self.errors += 1;
         run.progress.errors.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// A request body: the 8-byte id, then filler.
-fn body(size: usize, id: u64, seed: u64) -> Bytes {
-    let mut b = BytesMut::with_capacity(size.max(8));
-    b.put_u64(id);
-    let mut x = seed | 1;
-    while b.len() < size {
-        // xorshift: cheap bytes that are not all zeros.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.put_u8(x as u8);
-    }
-    b.freeze()
 }
 
 /// A framed TCP stream that carries one request at a time and checks that the reply echoes
@@ -148,7 +135,7 @@ async fn short_worker(run: Arc<Run>, w: u64) -> Tally {
     let mut seq = 0u64;
     while Instant::now() < run.stop_at {
         seq += 1;
-        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         let res = async {
             let mut stream = EchoStream::connect(&run).await?;
@@ -185,7 +172,7 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
         }
         let Some(s) = stream.as_mut() else { continue };
         seq += 1;
-        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         match s.exchange(&req, run.cfg.request_timeout).await {
             Ok(()) => t.ok(&run, start),
@@ -234,7 +221,7 @@ async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> T
     let mut seq = 0u64;
     while Instant::now() < run.stop_at {
         seq += 1;
-        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         match client.request(req.clone()).await {
             Ok(reply) if reply == req => t.ok(&run, start),
@@ -351,6 +338,7 @@ pub(super) async fn run_pattern(
         stop_at: crate::deadline::after(started, cfg.duration),
         progress,
         opened: AtomicU64::new(0),
+        bodies: Bodies::new(&cfg.framing),
     });
     let Workers {
         mut tasks,

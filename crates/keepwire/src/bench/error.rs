@@ -64,6 +64,14 @@ pub enum BenchError {
         /// The framing's largest frame.
         max: usize,
     },
+    /// The framing cannot carry a request of this size on its own: `fixed:N` with another
+    /// size, `eof` (a message ends only at the close), `delim:..:keep`.
+    Unframeable {
+        /// The size asked for.
+        size: usize,
+        /// The framing, as its spec.
+        framing: String,
+    },
     /// [`run`](super::run) was called from inside a tokio runtime; it builds its own.
     InsideRuntime,
     /// A tokio runtime (the clients' or the embedded server's) could not be built.
@@ -93,6 +101,7 @@ impl BenchError {
                 | BenchError::ZeroDuration
                 | BenchError::SizeTooSmall { .. }
                 | BenchError::SizeTooLarge { .. }
+                | BenchError::Unframeable { .. }
         )
     }
 
@@ -118,6 +127,11 @@ impl fmt::Display for BenchError {
             BenchError::SizeTooLarge { size, framing, max } => write!(
                 f,
                 "request size {size} bytes does not fit {framing}: expected at most {max}"
+            ),
+            BenchError::Unframeable { size, framing } => write!(
+                f,
+                "a request of {size} bytes cannot be framed by {framing}: expected a framing \
+                 that delimits each request (fixed:N takes requests of N bytes)"
             ),
             BenchError::InsideRuntime => {
                 f.write_str("bench run inside a tokio runtime: expected a plain thread")
