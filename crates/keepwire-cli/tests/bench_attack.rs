@@ -201,3 +201,20 @@ fn framings_that_cannot_carry_a_request_are_usage_errors() {
     cfg.framing = FramingSpec::parse("fixed:64").unwrap();
     cfg.validate().unwrap();
 }
+
+/// A pattern's clock started before its clients connected: `mux` opens its connections one
+/// after the other, and with many of them (or a far target) the setup ate the whole
+/// duration, every worker started after the end, and the bench stopped with `mux: no request
+/// answered by 127.0.0.1:… (0 errors): expected an echo server speaking len:be:4` (here 600
+/// connections, 100 ms). The duration now counts from when the clients are ready.
+#[test]
+fn the_duration_counts_from_when_the_clients_are_connected() {
+    let _one = one_at_a_time();
+    let mut cfg = quick(&[Pattern::Mux]);
+    cfg.duration = Duration::from_millis(100);
+    cfg.mux_connections = 600;
+    let report = bench::run(&cfg, &mut ()).unwrap();
+    let mux = report.get(Pattern::Mux).unwrap();
+    assert!(mux.requests > 0, "{mux:?}");
+    assert!(mux.elapsed < Duration::from_secs(1), "{mux:?}");
+}
