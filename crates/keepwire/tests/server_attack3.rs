@@ -301,3 +301,43 @@ async fn slow_calls_keep_reply_order_and_short_mode_answers_after_the_fin() {
     let errors = s.errors_io + s.errors_handler + s.errors_malformed + s.errors_truncated;
     assert_eq!((s.frames_in, s.frames_out, errors), (1, 1, 0), "{s:?}");
 }
+
+/// Shutdown while a reply is stuck in a write to a peer that does not read: the drain does
+/// not cut the write short, nor wait past it. The connection ends at its write timeout
+/// (an I/O error, not a forced close), the drain ends with it, and the frames it handled
+/// are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_during_a_stalled_write_ends_at_the_write_timeout() {
+    const WT: u64 = 400;
+    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    cfg.write_timeout = ms(WT);
+    cfg.shutdown_grace = Duration::from_secs(5);
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let (addr, stats, stop) = (server.local_addr(), server.stats(), server.shutdown_token());
+    let task = tokio::spawn(server.serve(service_fn(|_: Request| async {
+        Ok::<_, std::convert::Infallible>(Some(Bytes::from(vec![b'x'; 8 << 20])))
+    })));
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"\0\0\0\x01?").await.unwrap();
+    // The reply is being written (counted before the write): the client never reads.
+    eventually("the reply is being written", || {
+        stats.snapshot().frames_out == 1
+    })
+    .await;
+    let t = Instant::now();
+    stop.cancel();
+    let report = tokio::time::timeout(SOON, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(report.force_closed, 0, "{report:?}");
+    assert!(took < ms(WT * 2), "the drain took {took:?}");
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.frames_in, s.frames_out, s.errors_io, s.closed),
+        (1, 1, 1, 1),
+        "{s:?}"
+    );
+}
