@@ -129,7 +129,9 @@ fn failure(e: BenchError) -> Failure {
     let flag = match &e {
         BenchError::NoPatterns => "--modes: ",
         BenchError::NoConnections => "--connections: ",
+        BenchError::ZeroDuration => "--duration: ",
         BenchError::SizeTooSmall { .. } | BenchError::SizeTooLarge { .. } => "--size: ",
+        BenchError::Unframeable { .. } => "--framing: ",
         _ => "",
     };
     let mut msg = format!("{flag}{e}");

@@ -22,7 +22,7 @@ use crate::server::{Request, Server, ServerConfig, ServerError, ShutdownReport, 
 pub(super) const DRAIN: Duration = Duration::from_secs(2);
 
 /// Beyond [`DRAIN`], how long to wait for the accept loop to return before the runtime is
-/// shut down regardless.
+/// shut down regardless; also the most its threads are then waited for.
 const DRAIN_SLACK: Duration = Duration::from_millis(500);
 
 /// A keepwire echo server on 127.0.0.1, port 0, on its own runtime.
@@ -102,8 +102,10 @@ impl EmbeddedServer {
                 }
             }
         });
-        // Whatever is left (nothing, once the loop returned) is aborted here.
-        rt.shutdown_timeout(Duration::ZERO);
+        // Whatever is left (nothing, once the loop returned) is aborted here, and the
+        // runtime's threads are waited for (bounded): with no wait they outlived the call,
+        // still running when `run` returned to its caller.
+        rt.shutdown_timeout(DRAIN_SLACK);
         report
     }
 }

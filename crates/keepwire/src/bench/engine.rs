@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
+use super::body::Bodies;
 use super::{BenchConfig, Pattern, PatternReport};
 use crate::client::{ByteRange, ClientBuilder, ClientError, MuxClient, Pool};
 use crate::frame::FrameCodec;
@@ -34,6 +35,7 @@ struct Run {
     stop_at: Instant,
     progress: Arc<Progress>,
     opened: AtomicU64,
+    bodies: Bodies,
 }
 
 /// One worker's results.
@@ -66,21 +68,6 @@ impl Tally {
         self.errors += 1;
         run.progress.errors.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// A request body: the 8-byte id, then filler.
-fn body(size: usize, id: u64, seed: u64) -> Bytes {
-    let mut b = BytesMut::with_capacity(size.max(8));
-    b.put_u64(id);
-    let mut x = seed | 1;
-    while b.len() < size {
-        // xorshift: cheap bytes that are not all zeros.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        b.put_u8(x as u8);
-    }
-    b.freeze()
 }
 
 /// A framed TCP stream that carries one request at a time and checks that the reply echoes
@@ -148,7 +135,7 @@ async fn short_worker(run: Arc<Run>, w: u64) -> Tally {
     let mut seq = 0u64;
     while Instant::now() < run.stop_at {
         seq += 1;
-        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         let res = async {
             let mut stream = EchoStream::connect(&run).await?;
@@ -185,13 +172,16 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
         }
         let Some(s) = stream.as_mut() else { continue };
         seq += 1;
-        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         match s.exchange(&req, run.cfg.request_timeout).await {
             Ok(()) => t.ok(&run, start),
             Err(_) => {
                 t.err(&run);
                 stream = None;
+                // Do not reconnect at once: a target that accepts and closes would get a
+                // connection per few µs, as a refusing one would without the pause above.
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -231,7 +221,7 @@ async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> T
     let mut seq = 0u64;
     while Instant::now() < run.stop_at {
         seq += 1;
-        let req = body(run.cfg.size, (w << 40) | seq, seq ^ w);
+        let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         match client.request(req.clone()).await {
             Ok(reply) if reply == req => t.ok(&run, start),
@@ -245,10 +235,10 @@ async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> T
     t
 }
 
-fn builder(run: &Run) -> ClientBuilder {
-    ClientBuilder::new(run.cfg.framing.clone(), [run.target.to_string()])
-        .request_timeout(run.cfg.request_timeout)
-        .connect_timeout(run.cfg.request_timeout)
+fn builder(cfg: &BenchConfig, target: SocketAddr) -> ClientBuilder {
+    ClientBuilder::new(cfg.framing.clone(), [target.to_string()])
+        .request_timeout(cfg.request_timeout)
+        .connect_timeout(cfg.request_timeout)
 }
 
 /// Sockets in TIME_WAIT on `port`: on its local side (a server's) or its remote side (its
@@ -270,45 +260,67 @@ struct Workers {
     opened: Vec<Box<dyn Fn() -> u64 + Send>>,
 }
 
-/// Spawns `cfg.connections` closed-loop workers of `pattern` onto `run`.
-async fn spawn_workers(run: &Arc<Run>, pattern: Pattern) -> Workers {
-    let cfg = &run.cfg;
-    let n = cfg.connections.max(1) as u64;
-    let mut tasks = JoinSet::new();
-    let mut opened: Vec<Box<dyn Fn() -> u64 + Send>> = Vec::new();
+/// The library clients a pattern's workers share.
+enum SharedClients {
+    /// None: `short` and `long` workers connect their own.
+    Own,
+    /// `pool`: one pool, or none when it could not start (then no worker runs, and the
+    /// report shows no request).
+    Pool(Option<Arc<Pool>>),
+    /// `mux`: the connections that could be made.
+    Mux(Vec<Arc<MuxClient>>),
+}
+
+/// Connects the clients `pattern`'s workers share. This comes before the pattern's clock
+/// starts: `mux` connections are made one after the other, and with many of them, or a far
+/// target, their setup would otherwise eat the duration (all of it, for 600 of them in
+/// 100 ms: no request made, and the bench blamed the target).
+async fn connect_shared(cfg: &BenchConfig, target: SocketAddr, pattern: Pattern) -> SharedClients {
     match pattern {
-        Pattern::Short => {
-            for w in 0..n {
-                tasks.spawn(short_worker(Arc::clone(run), w));
-            }
-        }
-        Pattern::Long => {
-            for w in 0..n {
-                tasks.spawn(long_worker(Arc::clone(run), w));
-            }
-        }
+        Pattern::Short | Pattern::Long => SharedClients::Own,
         Pattern::Pool => {
             let size = u32::try_from(cfg.effective_pool_size()).unwrap_or(u32::MAX);
-            let pool = builder(run)
+            let pool = builder(cfg, target)
                 .checkout_timeout(cfg.request_timeout)
                 .pool(size)
                 .await;
-            // A pool that cannot start runs no worker: the report shows no request.
-            if let Ok(pool) = pool {
-                let pool = Arc::new(pool);
-                for w in 0..n {
-                    tasks.spawn(client_worker(Arc::clone(run), Arc::clone(&pool), w));
-                }
-                opened.push(Box::new(move || u64::from(pool.connections().0)));
-            }
+            SharedClients::Pool(pool.ok().map(Arc::new))
         }
         Pattern::Mux => {
-            let mut muxes: Vec<Arc<MuxClient>> = Vec::new();
+            let mut muxes = Vec::new();
             for _ in 0..cfg.mux_connections.max(1) {
-                if let Ok(c) = builder(run).connect_mux(ByteRange::new(0, 8)).await {
+                if let Ok(c) = builder(cfg, target).connect_mux(ByteRange::new(0, 8)).await {
                     muxes.push(Arc::new(c));
                 }
             }
+            SharedClients::Mux(muxes)
+        }
+    }
+}
+
+/// Spawns `cfg.connections` closed-loop workers of `pattern` onto `run`, over `shared`.
+fn spawn_workers(run: &Arc<Run>, pattern: Pattern, shared: SharedClients) -> Workers {
+    let n = run.cfg.connections.max(1) as u64;
+    let mut tasks = JoinSet::new();
+    let mut opened: Vec<Box<dyn Fn() -> u64 + Send>> = Vec::new();
+    match shared {
+        SharedClients::Own => {
+            for w in 0..n {
+                if pattern == Pattern::Short {
+                    tasks.spawn(short_worker(Arc::clone(run), w));
+                } else {
+                    tasks.spawn(long_worker(Arc::clone(run), w));
+                }
+            }
+        }
+        SharedClients::Pool(None) => {}
+        SharedClients::Pool(Some(pool)) => {
+            for w in 0..n {
+                tasks.spawn(client_worker(Arc::clone(run), Arc::clone(&pool), w));
+            }
+            opened.push(Box::new(move || u64::from(pool.connections().0)));
+        }
+        SharedClients::Mux(muxes) => {
             for w in 0..n {
                 if let Some(c) = muxes.get(w as usize % muxes.len().max(1)) {
                     tasks.spawn(client_worker(Arc::clone(run), Arc::clone(c), w));
@@ -341,6 +353,7 @@ pub(super) async fn run_pattern(
         time_wait(target.port(), false),
         time_wait(target.port(), true),
     );
+    let shared = connect_shared(cfg, target, pattern).await;
     let started = Instant::now();
     let run = Arc::new(Run {
         cfg: cfg.clone(),
@@ -348,11 +361,12 @@ pub(super) async fn run_pattern(
         stop_at: crate::deadline::after(started, cfg.duration),
         progress,
         opened: AtomicU64::new(0),
+        bodies: Bodies::new(&cfg.framing),
     });
     let Workers {
         mut tasks,
         opened: clients,
-    } = spawn_workers(&run, pattern).await;
+    } = spawn_workers(&run, pattern, shared);
     let mut hist = Tally::new().hist;
     let (mut ok, mut errors) = (0, 0);
     while let Some(res) = tasks.join_next().await {

@@ -48,6 +48,8 @@ pub enum BenchError {
     NoPatterns,
     /// [`BenchConfig::connections`](super::BenchConfig::connections) is 0.
     NoConnections,
+    /// [`BenchConfig::duration`](super::BenchConfig::duration) is 0: nothing would be sent.
+    ZeroDuration,
     /// The request size cannot hold the 8-byte request id.
     SizeTooSmall {
         /// The size asked for.
@@ -61,6 +63,14 @@ pub enum BenchError {
         framing: String,
         /// The framing's largest frame.
         max: usize,
+    },
+    /// The framing cannot carry a request of this size on its own: `fixed:N` with another
+    /// size, `eof` (a message ends only at the close), `delim:..:keep`.
+    Unframeable {
+        /// The size asked for.
+        size: usize,
+        /// The framing, as its spec.
+        framing: String,
     },
     /// [`run`](super::run) was called from inside a tokio runtime; it builds its own.
     InsideRuntime,
@@ -88,8 +98,10 @@ impl BenchError {
             self,
             BenchError::NoPatterns
                 | BenchError::NoConnections
+                | BenchError::ZeroDuration
                 | BenchError::SizeTooSmall { .. }
                 | BenchError::SizeTooLarge { .. }
+                | BenchError::Unframeable { .. }
         )
     }
 
@@ -107,6 +119,7 @@ impl fmt::Display for BenchError {
                 f.write_str("no bench mode given: expected at least one of short, long, pool, mux")
             }
             BenchError::NoConnections => f.write_str("0 connections: expected at least 1"),
+            BenchError::ZeroDuration => f.write_str("duration 0 s: expected more than 0"),
             BenchError::SizeTooSmall { size } => write!(
                 f,
                 "request size {size} bytes: expected at least {MIN_SIZE} (the request id)"
@@ -114,6 +127,11 @@ impl fmt::Display for BenchError {
             BenchError::SizeTooLarge { size, framing, max } => write!(
                 f,
                 "request size {size} bytes does not fit {framing}: expected at most {max}"
+            ),
+            BenchError::Unframeable { size, framing } => write!(
+                f,
+                "a request of {size} bytes cannot be framed by {framing}: expected a framing \
+                 that delimits each request (fixed:N takes requests of N bytes)"
             ),
             BenchError::InsideRuntime => {
                 f.write_str("bench run inside a tokio runtime: expected a plain thread")

@@ -10,16 +10,18 @@
 //! | `pool`  | clients share fewer connections (checkout per request) | contention for a pool        |
 //! | `mux`   | all clients over a few connections, replies matched by request id | pipelining on one socket |
 //!
-//! Every request body starts with an 8-byte big-endian request id, which any echo server
-//! returns unchanged: `mux` matches replies on it, so every pattern works against any echo
-//! server, keepwire or not. Latency is recorded per request in an HDR histogram (µs).
+//! Every request body starts with an 8-byte request id, which any echo server returns
+//! unchanged: `mux` matches replies on it, so every pattern works against any echo server,
+//! keepwire or not. Bodies are printable ASCII without the framing's delimiter bytes, so
+//! `line` and `delim:..` framings carry every one. Latency is recorded per request in an HDR
+//! histogram (µs).
 //!
 //! ```text
-//! request body, --size 16:
-//! +---------------------------+---------------------------+
-//! | request id (u64, BE)      | filler (xorshift bytes)   |
-//! | 00 00 01 00 00 00 00 2a   | 9f 3c 11 e0 7a 05 c8 d2   |
-//! +---------------------------+---------------------------+
+//! request body, --size 16, worker 1, request 42:
+//! +-------------------------------+-------------------------------+
+//! | request id (8 base-94 digits) | filler (xorshift, same bytes) |
+//! | !  !  !  !  5  3  f  M        | X  7  ,  b  z  e  ?  L        |
+//! +-------------------------------+-------------------------------+
 //! ```
 //!
 //! [`run`] drives a whole bench: it checks the [`BenchConfig`], runs each pattern in turn
@@ -46,6 +48,7 @@
 //! clients use connections, four values, two of which (`pool`, `mux`) have no server
 //! counterpart. The command line still calls them modes (`--modes`, the JSON key `mode`).
 
+mod body;
 mod embedded;
 mod engine;
 mod error;
@@ -176,13 +179,18 @@ impl BenchConfig {
     ///
     /// # Errors
     /// A [`BenchError`] for which [`is_config`](BenchError::is_config) holds: no pattern, no
-    /// client, a size under [`MIN_SIZE`] or over the framing's largest frame.
+    /// client, a zero duration, a size under [`MIN_SIZE`] or over the framing's largest
+    /// frame.
     pub fn validate(&self) -> Result<(), BenchError> {
         if self.patterns.is_empty() {
             return Err(BenchError::NoPatterns);
         }
         if self.connections == 0 {
             return Err(BenchError::NoConnections);
+        }
+        // A run of no time sends nothing, and would end in `NoReply`, blaming the target.
+        if self.duration.is_zero() {
+            return Err(BenchError::ZeroDuration);
         }
         if self.size < MIN_SIZE {
             return Err(BenchError::SizeTooSmall { size: self.size });
@@ -193,6 +201,15 @@ impl BenchConfig {
                 size: self.size,
                 framing: self.framing.to_string(),
                 max,
+            });
+        }
+        // `fixed:N` with another size, `eof`, `delim:..:keep`: every request would fail, and
+        // the bench would blame the target.
+        let sample = body::Bodies::new(&self.framing).body(self.size, 0, 1);
+        if !self.framing.carries(&sample) {
+            return Err(BenchError::Unframeable {
+                size: self.size,
+                framing: self.framing.to_string(),
             });
         }
         Ok(())
@@ -232,9 +249,10 @@ mod tests {
     #[test]
     fn validate_rejects_what_cannot_run() {
         type Change = fn(&mut BenchConfig);
-        let cases: [(Change, &str); 4] = [
+        let cases: [(Change, &str); 5] = [
             (|c| c.patterns.clear(), "no bench mode"),
             (|c| c.connections = 0, "0 connections"),
+            (|c| c.duration = Duration::ZERO, "duration 0 s"),
             (|c| c.size = 7, "request size 7 bytes"),
             (|c| c.size = 65_536, "does not fit len:be:2"),
         ];

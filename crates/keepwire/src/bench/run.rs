@@ -69,6 +69,7 @@ pub fn run(cfg: &BenchConfig, observer: &mut dyn Observer) -> Result<BenchReport
     };
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(client_threads)
+        .thread_name("bench-client")
         .enable_all()
         .build()
         .map_err(BenchError::Runtime)?;

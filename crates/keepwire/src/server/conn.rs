@@ -728,19 +728,26 @@ impl Connection {
     /// Writes all of `wbuf` with the pipeline's write step: one deadline for the whole write,
     /// so a peer reading a few bytes now and then cannot keep the connection (and its
     /// buffers) busy for longer than `timeout`. Records the write at `now` when given (saves
-    /// a clock read on the per-request path). The buffer is kept when the write fails.
+    /// a clock read on the per-request path).
+    ///
+    /// A failed write ends the connection, and the buffer is dropped with it: writing it
+    /// again (as `fail` would, on its way out) would send the part already written a second
+    /// time, a corrupt stream, and wait another `timeout` for a peer that does not read.
     async fn flush_at(&mut self, timeout: Duration, now: Option<Instant>) -> io::Result<()> {
         // Published before the write may wait: the task can be aborted there at the end of a
         // shutdown grace, and frames it handled must still count.
         self.publish_counts();
         let (written, res) = pipeline::write_all(&self.stream, &self.wbuf, timeout).await;
-        res.map_err(|e| match e {
-            WriteError::Stalled { timeout } => io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("peer did not read a reply for {timeout:?}"),
-            ),
-            other => other.into_io(),
-        })?;
+        if let Err(e) = res {
+            self.wbuf = BytesMut::new();
+            return Err(match e {
+                WriteError::Stalled { timeout } => io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("peer did not read a reply for {timeout:?}"),
+                ),
+                other => other.into_io(),
+            });
+        }
         if written > 0 {
             self.wbuf.clear();
             self.live.on_write(now.unwrap_or_else(Instant::now));
