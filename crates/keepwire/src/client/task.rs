@@ -29,8 +29,8 @@ use super::ticket::{Handle, Op, shutdown};
 /// frames (mux, duplex). A client that has no use for them drops the stream: they are then
 /// counted and dropped.
 pub(crate) fn spawn(state: Arc<ClientState>, first: Connected) -> (Handle, mpsc::Receiver<Bytes>) {
-    let (tx, rx) = mpsc::channel(state.cfg.queue);
-    let (utx, urx) = mpsc::channel(state.cfg.unsolicited);
+    let (tx, rx) = mpsc::channel(channel_capacity(state.cfg.queue));
+    let (utx, urx) = mpsc::channel(channel_capacity(state.cfg.unsolicited));
     let task = Task {
         state: Arc::clone(&state),
         rx,
@@ -41,6 +41,13 @@ pub(crate) fn spawn(state: Arc<ClientState>, first: Connected) -> (Handle, mpsc:
     state.set_current(Some(first.ep));
     tokio::spawn(task.run(first));
     (Handle { tx, state }, urx)
+}
+
+/// `n` as a bounded channel's capacity: at least 1, and at most what tokio's channels
+/// hold ([`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS), `usize::MAX >>
+/// 3`); above it `mpsc::channel` panics, so `queue(usize::MAX)` means "as many as fit".
+fn channel_capacity(n: usize) -> usize {
+    n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// The connection task's state across connections.

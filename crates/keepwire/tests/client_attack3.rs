@@ -1,0 +1,163 @@
+//! Hostile review of the async clients after their split around the sans-IO core (issue
+//! 10). Each test names what it attacks; the module docs of a test say whether it failed on
+//! the code it was written against. Misbehaving peers are raw tokio listeners on
+//! 127.0.0.1; every wait is bounded.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use common::*;
+use keepwire::client::ByteRange;
+use keepwire::frame::FrameCodec;
+use keepwire::server::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Broke: `queue(usize::MAX)` and `unsolicited_capacity(usize::MAX)` went straight into
+/// tokio's bounded channels, which panic above `Semaphore::MAX_PERMITS` (`usize::MAX >>
+/// 3`): connecting a long, mux or duplex client with an absurd but legal capacity panicked
+/// in the caller. Capacities are now capped at what a channel can hold.
+#[tokio::test]
+async fn attack3_huge_queue_and_unsolicited_capacity_do_not_panic() {
+    let server = echo_server(ServerConfig::new(spec("len:ascii:4"))).await;
+    let big = |b: keepwire::client::ClientBuilder| {
+        b.queue(usize::MAX)
+            .unsolicited_capacity(usize::MAX)
+            .max_in_flight(usize::MAX)
+    };
+    let long = big(builder("len:ascii:4", &[server.addr]))
+        .connect_long()
+        .await
+        .unwrap();
+    assert_eq!(long.request(b("ping")).await.unwrap(), "ping");
+    let mux = big(builder("len:ascii:4", &[server.addr]))
+        .connect_mux(ByteRange::new(0, 2))
+        .await
+        .unwrap();
+    assert_eq!(mux.request(b("k1mux")).await.unwrap(), "k1mux");
+    let (tx, mut rx) = big(builder("len:ascii:4", &[server.addr]))
+        .connect_duplex()
+        .await
+        .unwrap()
+        .split();
+    tx.send(b("dup")).await.unwrap();
+    let got = tokio::time::timeout(SOON, rx.recv()).await.unwrap();
+    assert_eq!(got.unwrap(), "dup");
+    let stats = long.stats();
+    assert_eq!((stats.connects, stats.disconnects), (1, 0), "{stats:?}");
+}
+
+/// Held (new coverage of the whole-write deadline): a peer that reads a few bytes now and
+/// then never stalls for the whole write timeout, so a per-stall timeout would wait
+/// forever; the pipeline's write step bounds the whole write from its first wait. The
+/// request fails as may-have-been-sent, once, and the connection is counted lost.
+#[tokio::test]
+async fn attack3_trickle_reader_hits_the_whole_write_deadline() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let peer = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut byte = [0u8; 16];
+        // A trickle: 16 bytes every 20 ms, until the client gives up.
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            match s.read(&mut byte).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    let write_timeout = Duration::from_millis(400);
+    let client = builder("len:be:4", &[addr])
+        .write_timeout(write_timeout)
+        .request_timeout(Duration::from_secs(8))
+        .connect_long()
+        .await
+        .unwrap();
+    let big = Bytes::from(vec![b'x'; 8_000_000]);
+    let t = Instant::now();
+    let err = tokio::time::timeout(SOON, client.request(big))
+        .await
+        .expect("a trickling reader held the write past every bound")
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(err.may_have_been_sent(), "{err}");
+    assert!(
+        took < write_timeout * 4,
+        "the write took {took:?} with a {write_timeout:?} write timeout: bounded per stall, \
+         not as a whole"
+    );
+    let stats = client.stats();
+    assert_eq!(stats.disconnects, 1, "{stats:?}");
+    drop(client);
+    peer.abort();
+}
+
+/// Held (new coverage: drop, not timeout): a mux caller drops its future after the
+/// request was written; the reply that then comes is late, goes to the unsolicited stream
+/// and is counted exactly once; the key is free again for the next request.
+#[tokio::test]
+async fn attack3_mux_dropped_request_reply_is_late_once() {
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let served = Arc::new(AtomicUsize::new(0));
+    let n = Arc::clone(&served);
+    let addr = raw_server(move |mut s| {
+        let mut go = go_rx.clone();
+        let n = Arc::clone(&n);
+        async move {
+            let mut codec = FrameCodec::new(spec("len:ascii:4"));
+            let mut buf = BytesMut::new();
+            while let Some(f) = read_frame(&mut s, &mut codec, &mut buf).await {
+                let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+                if first {
+                    // Hold the first reply until the caller has given up.
+                    let _ = go.wait_for(|g| *g).await;
+                }
+                let mut out = BytesMut::new();
+                codec.encode_to(&f, &mut out).unwrap();
+                if s.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let mux = builder("len:ascii:4", &[addr])
+        .connect_mux(ByteRange::new(0, 2))
+        .await
+        .unwrap();
+    let mut unsolicited = mux.unsolicited().unwrap();
+    let m2 = mux.clone();
+    let req = tokio::spawn(async move { m2.request(b("k1first")).await });
+    eventually("the first request reaches the peer", || {
+        served.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    req.abort();
+    let _ = req.await;
+    go_tx.send(true).unwrap();
+    let late = tokio::time::timeout(SOON, unsolicited.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(late, "k1first");
+    // The key is free: the next request with it gets its own reply.
+    assert_eq!(mux.request(b("k1second")).await.unwrap(), "k1second");
+    let s = mux.stats();
+    assert_eq!(
+        (
+            s.connects,
+            s.disconnects,
+            s.late_replies,
+            s.unsolicited,
+            s.unsolicited_dropped
+        ),
+        (1, 0, 1, 1, 0),
+        "{s:?}"
+    );
+}
