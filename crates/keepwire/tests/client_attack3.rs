@@ -16,6 +16,7 @@ use keepwire::frame::FrameCodec;
 use keepwire::server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 /// Broke: `queue(usize::MAX)` and `unsolicited_capacity(usize::MAX)` went straight into
 /// tokio's bounded channels, which panic above `Semaphore::MAX_PERMITS` (`usize::MAX >>
@@ -49,6 +50,54 @@ async fn attack3_huge_queue_and_unsolicited_capacity_do_not_panic() {
     assert_eq!(got.unwrap(), "dup");
     let stats = long.stats();
     assert_eq!((stats.connects, stats.disconnects), (1, 0), "{stats:?}");
+}
+
+/// Held before and after: a caller that drops its request future after the request was
+/// written, then drops the client: nothing can use the reply, so the connection task must
+/// not hold the socket until the request's (long) timeout. The peer sees the close at
+/// once.
+///
+/// Broke: the task stayed until the abandoned request's reply deadline (60 s here), a
+/// task and a socket leaked per dropped client.
+#[tokio::test]
+async fn attack3_dropped_client_with_abandoned_request_closes_promptly() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (seen_tx, mut seen_rx) = mpsc::channel::<()>(1);
+    let peer = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut codec = FrameCodec::new(spec("len:ascii:4"));
+        let mut buf = BytesMut::new();
+        // The request arrives; never answer it.
+        let f = read_frame(&mut s, &mut codec, &mut buf).await;
+        assert_eq!(f.as_deref(), Some(&b"wait"[..]));
+        seen_tx.send(()).await.unwrap();
+        // Then wait for the client's close.
+        let mut rest = [0u8; 64];
+        let t = Instant::now();
+        loop {
+            match s.read(&mut rest).await {
+                Ok(0) | Err(_) => return t.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    });
+    let client = builder("len:ascii:4", &[addr])
+        .request_timeout(Duration::from_secs(60))
+        .connect_long()
+        .await
+        .unwrap();
+    let c2 = client.clone();
+    let req = tokio::spawn(async move { c2.request(b("wait")).await });
+    tokio::time::timeout(SOON, seen_rx.recv()).await.unwrap();
+    req.abort();
+    assert!(req.await.unwrap_err().is_cancelled());
+    drop(client);
+    let closed_after = tokio::time::timeout(Duration::from_secs(3), peer)
+        .await
+        .expect("the connection of a dropped client with only abandoned requests stays open")
+        .unwrap();
+    assert!(closed_after < Duration::from_secs(2), "{closed_after:?}");
 }
 
 /// Held (new coverage of the whole-write deadline): a peer that reads a few bytes now and

@@ -23,6 +23,7 @@
 //! | in flight   | FIFO: deadline passes          | [`Session::fifo_overdue`]: close the connection (later replies could not be matched) |
 //! | in flight   | keyed: deadline passes         | [`Session::expire_keyed`]: fails (may have been sent); key tombstoned |
 //! | tombstoned  | a frame with its key arrives   | [`Reply::Unmatched`] `late: true`          |
+//! | in flight   | every handle gone, its caller too (and, keyed, no unsolicited reader) | [`Session::may_close`]: the connection closes |
 //!
 //! # Fail-back ([`FailBack`])
 //!
@@ -249,6 +250,26 @@ impl<W> Session<W> {
     /// to the unsolicited stream; an ordered link drops it).
     pub(crate) fn abandoned_reply_is_late(&self) -> bool {
         self.keyed_link
+    }
+
+    /// Whether the connection may close once every handle is gone (`handles_gone`): nothing
+    /// in flight, or only requests whose callers gave up (`gone` says so of a waiter) and
+    /// whose late replies nobody could read (`late_unread`: a keyed link sends them to the
+    /// unsolicited stream, which may still have a reader). Waiting for abandoned requests'
+    /// replies would hold the task and its socket until their deadlines, for nobody.
+    pub(crate) fn may_close(
+        &self,
+        handles_gone: bool,
+        late_unread: bool,
+        gone: impl Fn(&W) -> bool,
+    ) -> bool {
+        if !handles_gone {
+            return false;
+        }
+        if self.in_flight() == 0 {
+            return true;
+        }
+        (late_unread || !self.keyed_link) && self.waiters().all(|w| gone(&w.done))
     }
 
     /// Every request in flight.

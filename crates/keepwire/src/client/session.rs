@@ -185,7 +185,10 @@ impl Task {
             let in_flight = conn.core.in_flight();
             let fail_back_at = conn.fail_back.due_at(now, in_flight, &self.state.eps());
             let deadline = conn.core.next_deadline(fail_back_at);
-            let accepting = !rx_closed && conn.core.room() > 0;
+            // With no room, one op is still taken (and held first in line): else the
+            // task could not see every handle go while its requests wait, and would keep
+            // the connection until their deadlines for callers that gave up.
+            let accepting = !rx_closed && (conn.core.room() > 0 || self.retry.is_empty());
             let event = next_event(&mut self.rx, conn, deadline, accepting).await;
             let res = match event {
                 Event::Read(Ok(0)) => {
@@ -196,6 +199,10 @@ impl Task {
                 Event::Read(Err(e)) => Err(SessionEnd::lost(read_failed(conn, e))),
                 Event::Op(None) => {
                     rx_closed = true;
+                    Ok(())
+                }
+                Event::Op(Some(op)) if conn.core.room() == 0 => {
+                    self.retry.push_back(op);
                     Ok(())
                 }
                 Event::Op(Some(op)) => self.write_batch(conn, op).await,
@@ -231,7 +238,16 @@ impl Task {
             return Some(SessionEnd::lost(err));
         }
         let in_flight = conn.core.in_flight();
-        if rx_closed && in_flight == 0 && self.retry.is_empty() {
+        if rx_closed {
+            // Ops whose callers gave up are never written (their tickets are cancelled).
+            self.retry.retain(|op| !op.done.is_closed());
+        }
+        let late_unread = self.unsolicited.is_closed();
+        let handles_gone = rx_closed && self.retry.is_empty();
+        if conn
+            .core
+            .may_close(handles_gone, late_unread, |c| c.reply.is_closed())
+        {
             return Some(SessionEnd::Shutdown);
         }
         // Fail back only when nothing is in flight: the requests on this connection get
