@@ -120,6 +120,9 @@ impl LongClient {
     /// As [`connect`](Self::connect).
     pub fn reconnect(&mut self) -> Result<(), ClientError> {
         let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
+        // Broken until the new connection is in: if none connects, the next send must not
+        // write on the shut socket (a broken pipe would read as "may have been sent").
+        self.broken = Some("a reconnect that found no endpoint".into());
         *self = LongClient::connect_state(Arc::clone(&self.state))?;
         Ok(())
     }
@@ -374,13 +377,23 @@ impl LongClient {
             }
             Ok(Tick::Pings(0)) => Ok(()),
             Ok(Tick::Pings(_)) => self.write_queued(),
-            Ok(Tick::Close(_)) => Err(ClientError::new(
-                ClientErrorKind::Dead,
-                Delivery::NotSent,
-                "peer stopped answering heartbeats",
-            )
-            .with_endpoint(Some(self.endpoint.clone()))),
+            Ok(Tick::Close(_)) => {
+                // Failed like any other failure: the next send reconnects rather than
+                // wait out a request on a dead peer.
+                self.broken = Some("a peer that stopped answering heartbeats".into());
+                Err(self.dead_peer())
+            }
         }
+    }
+
+    /// The error of a peer that stopped answering heartbeats.
+    fn dead_peer(&self) -> ClientError {
+        ClientError::new(
+            ClientErrorKind::Dead,
+            Delivery::NotSent,
+            "peer stopped answering heartbeats",
+        )
+        .with_endpoint(Some(self.endpoint.clone()))
     }
 
     /// When [`tick`](Self::tick) next has something to do.
