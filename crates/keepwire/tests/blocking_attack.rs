@@ -151,3 +151,41 @@ fn trickle_reader_hits_the_whole_write_deadline() {
     );
     assert!(c.is_broken());
 }
+
+/// Held (new coverage): absurd but legal settings on the blocking clients (an in-flight
+/// limit, queue and unsolicited capacity they do not use; `u64::MAX` durations) neither
+/// panic nor change a working exchange; a zero connect timeout is refused up front as a
+/// config error naming the setting, before any endpoint is marked down.
+#[test]
+fn absurd_settings_on_blocking_clients() {
+    let (addr, accepted) = acceptor(1);
+    let peer = thread::spawn(move || {
+        use std::io::Write;
+        let mut s = accepted.recv_timeout(SOON).unwrap();
+        let mut got = [0u8; 7];
+        s.set_read_timeout(Some(SOON)).unwrap();
+        s.read_exact(&mut got).unwrap();
+        s.write_all(&got).unwrap();
+    });
+    let huge = Duration::from_secs(u64::MAX);
+    let opts = ClientOptions::new(spec("len:ascii:4"), [addr.to_string()])
+        .max_in_flight(0)
+        .queue(0)
+        .unsolicited_capacity(usize::MAX)
+        .connect_timeout(huge)
+        .request_timeout(huge)
+        .write_timeout(huge)
+        .reconnect_backoff(huge, huge)
+        .down_backoff(huge, huge);
+    let mut c = LongClient::connect(opts).unwrap();
+    assert_eq!(&c.request(b"abc").unwrap()[..], b"abc");
+    peer.join().unwrap();
+
+    let opts =
+        ClientOptions::new(spec("len:ascii:4"), [addr.to_string()]).connect_timeout(Duration::ZERO);
+    let e = ShortClient::new(opts.clone()).request(b"abc").unwrap_err();
+    assert!(e.is_config(), "{e}");
+    assert!(e.to_string().contains("connect_timeout"), "{e}");
+    let e = LongClient::connect(opts).unwrap_err();
+    assert!(e.is_config(), "{e}");
+}
