@@ -210,3 +210,94 @@ async fn attack3_mux_dropped_request_reply_is_late_once() {
         "{s:?}"
     );
 }
+
+/// Broke: a fail-back probe that answered while a request was in flight on the backup is
+/// held until the backup is idle. The preferred endpoint closed that held connection
+/// meanwhile (an idle timeout, a restart), and the client still moved to it: the first
+/// read was the close, so the client counted a loss, marked the healthy preferred endpoint
+/// down (closed young, nothing delivered) and went back to the backup; a request queued at
+/// that moment could even be written on the dead socket and fail as may-have-been-sent.
+/// The held connection is now checked at the move, and dropped (the next probe comes
+/// later) when it was closed.
+#[tokio::test]
+async fn attack3_fail_back_to_a_probe_connection_closed_while_held() {
+    let primary = refused_addr().await;
+    let backup = start(
+        ServerConfig::new(spec("len:ascii:4")),
+        "127.0.0.1:0",
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    let mut backup_seen = backup.seen;
+    let client = builder("len:ascii:4", &[primary, backup.addr])
+        .probe_on_connect(true)
+        .down_backoff(Duration::from_millis(50), Duration::from_millis(50))
+        .connect_long()
+        .await
+        .unwrap();
+    assert_eq!(client.current_endpoint(), Some(backup.addr.to_string()));
+    let marked_before = client.stats().endpoints_marked_down;
+
+    // The preferred endpoint comes back: its first connection (the probe) answers the
+    // probe heartbeat when told to, then closes when told to.
+    let l = TcpListener::bind(primary).await.unwrap();
+    let (accepted_tx, mut accepted) = mpsc::channel::<()>(1);
+    let (pong_tx, mut pong) = mpsc::channel::<()>(1);
+    let (close_tx, mut close) = mpsc::channel::<()>(1);
+    let (closed_tx, mut closed) = mpsc::channel::<()>(1);
+    let primary_task = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        accepted_tx.send(()).await.unwrap();
+        let mut codec = FrameCodec::new(spec("len:ascii:4"));
+        let mut buf = BytesMut::new();
+        let ping = read_frame(&mut s, &mut codec, &mut buf).await;
+        assert_eq!(ping.as_deref(), Some(&b""[..]));
+        pong.recv().await.unwrap();
+        s.write_all(b"0000").await.unwrap();
+        close.recv().await.unwrap();
+        drop(s);
+        closed_tx.send(()).await.unwrap();
+        // Later connections are served: pongs and echoes.
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut codec = FrameCodec::new(spec("len:ascii:4"));
+                let mut buf = BytesMut::new();
+                while let Some(f) = read_frame(&mut s, &mut codec, &mut buf).await {
+                    let mut out = BytesMut::new();
+                    codec.encode_to(&f, &mut out).unwrap();
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    // The probe is under way; a request starts on the backup (300 ms).
+    tokio::time::timeout(SOON, accepted.recv()).await.unwrap();
+    let c1 = client.clone();
+    let r1 = tokio::spawn(async move { c1.request(b("one")).await });
+    tokio::time::timeout(SOON, backup_seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // The probe answers while the request is in flight, and its connection is closed
+    // before the request ends.
+    pong_tx.send(()).await.unwrap();
+    close_tx.send(()).await.unwrap();
+    tokio::time::timeout(SOON, closed.recv()).await.unwrap();
+    assert_eq!(r1.await.unwrap().unwrap(), "one");
+    let r2 = tokio::time::timeout(SOON, client.request(b("two")))
+        .await
+        .unwrap();
+    assert_eq!(r2.unwrap(), "two");
+    let s = client.stats();
+    assert_eq!(
+        s.endpoints_marked_down,
+        marked_before,
+        "the preferred endpoint was marked down for closing a connection the client held \
+         unused: {s:?}, {:?}",
+        client.endpoints()
+    );
+    drop(client);
+    primary_task.abort();
+}

@@ -34,6 +34,7 @@
 //! | idle, better ones down       | deadline = their next retry time   | wait                       |
 //! | probe failed                 | next probe                         | not before `down_base` later |
 //! | probe answered               | nothing in flight or queued        | move to it                 |
+//! | probe answered, then closed while held | the move (the glue finds the close) | [`FailBack::on_probe`] `None`: as a failed probe |
 //! | anything in flight           | any                                | no probe, no move, no fail-back timer |
 //!
 //! # After a loss ([`Reconnect`])

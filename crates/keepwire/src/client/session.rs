@@ -252,7 +252,15 @@ impl Task {
         }
         // Fail back only when nothing is in flight: the requests on this connection get
         // their replies first.
-        let to = conn.fail_back.take_move(in_flight, self.retry.len())?;
+        let mut to = conn.fail_back.take_move(in_flight, self.retry.len())?;
+        // Held while requests were in flight, the recovered connection may have been closed
+        // meanwhile (an idle timeout, a restart): moving to it would read only its close,
+        // count a loss and mark the healthy endpoint down. Dropped like a failed probe.
+        if let Err(why) = still_open(&mut to) {
+            tracing::debug!(endpoint = %to.addr, "fail-back connection {why} while held");
+            conn.fail_back.on_probe(Instant::now(), None);
+            return None;
+        }
         Some(SessionEnd::FailBack(to))
     }
 
@@ -397,6 +405,18 @@ impl Task {
             inc(&counters.unsolicited_dropped);
             tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
         }
+    }
+}
+
+/// Whether an idle connection is still open, without waiting: a read that finds the
+/// close (or an error) says no; bytes it finds are kept for the session.
+fn still_open(c: &mut Connected) -> Result<(), &'static str> {
+    c.leftover.reserve(4096);
+    match c.stream.try_read_buf(&mut c.leftover) {
+        Ok(0) => Err("closed"),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(_) => Err("failed"),
     }
 }
 
