@@ -500,15 +500,19 @@ pub(crate) struct ShortRetry {
     pub(crate) out_of_time: bool,
     /// How many endpoints there are.
     pub(crate) endpoints: usize,
+    /// Attempts of this request that connected and failed, this one included.
+    pub(crate) attempts: usize,
 }
 
 impl ShortRetry {
     /// Whether to try the next endpoint: a request not sent always may (while time and
     /// another endpoint are left); one that may have been sent only once, with
-    /// `retry_sent`.
+    /// `retry_sent`. At most one attempt per endpoint: endpoints that connect and then fail
+    /// at once (a reset before the write) must not be cycled through until the deadline,
+    /// one connection after another.
     pub(crate) fn next_endpoint(self) -> bool {
         let may = self.not_sent || (self.retry_sent && !self.retried_sent);
-        may && !self.out_of_time && self.endpoints >= 2
+        may && !self.out_of_time && self.endpoints >= 2 && self.attempts < self.endpoints
     }
 }
 

@@ -334,6 +334,7 @@ fn short_retry_not_sent_moves_on_sent_only_once_with_retry_sent() {
         retried_sent: false,
         out_of_time: false,
         endpoints: 2,
+        attempts: 1,
     };
     assert!(base.next_endpoint());
     let sent = ShortRetry {
@@ -393,4 +394,20 @@ fn abandoned_requests_let_the_connection_close_once_handles_are_gone() {
         "its late reply has a reader"
     );
     assert!(k.may_close(true, true, gone));
+}
+
+#[test]
+fn short_retry_tries_each_endpoint_once_at_most() {
+    let r = ShortRetry {
+        not_sent: true,
+        retry_sent: false,
+        retried_sent: false,
+        out_of_time: false,
+        endpoints: 3,
+        attempts: 2,
+    };
+    assert!(r.next_endpoint());
+    // Every endpoint connected and failed before the write: the request fails now, not
+    // after one connection per endpoint per round until its deadline.
+    assert!(!ShortRetry { attempts: 3, ..r }.next_endpoint());
 }
