@@ -301,3 +301,44 @@ async fn attack3_fail_back_to_a_probe_connection_closed_while_held() {
     drop(client);
     primary_task.abort();
 }
+
+/// Broke: after a loss the connection task sleeps its backoff delay before reconnecting,
+/// deaf to its handles: a client dropped then left its task alive for the whole delay (up
+/// to `reconnect_max`; with an absurd `reconnect_backoff` of `u64::MAX`, forever). The
+/// task now ends as soon as the last handle is gone.
+#[tokio::test(flavor = "current_thread")]
+async fn attack3_dropped_client_stops_its_backoff_at_once() {
+    // A peer that accepts and closes, on a thread: no tasks of its own on this runtime.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let (accepted_tx, accepted) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        while let Ok((s, _)) = l.accept() {
+            drop(s);
+            if accepted_tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let huge = Duration::from_secs(u64::MAX);
+    let client = builder("len:ascii:4", &[addr])
+        .reconnect_backoff(huge, huge)
+        .connect_long()
+        .await
+        .unwrap();
+    accepted.recv_timeout(SOON).unwrap();
+    // The close is read and the task is in its backoff.
+    eventually("the loss is seen", || client.stats().disconnects == 1).await;
+    assert_eq!(metrics.num_alive_tasks(), before + 1);
+    drop(client);
+    let t = Instant::now();
+    while metrics.num_alive_tasks() > before {
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "the task of a dropped client sleeps on in its reconnect backoff"
+        );
+        tokio::task::yield_now().await;
+    }
+}
