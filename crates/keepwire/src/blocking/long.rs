@@ -167,8 +167,9 @@ impl LongClient {
     /// # Errors
     /// [`ClientError::is_heartbeat_frame`] (not sent) for a heartbeat frame; unencodable
     /// (not sent); a failed reconnect ([`ClientError::is_connect`], not sent);
-    /// or a write error or timeout, which may have left part of the frame on the wire: the
-    /// error says it may have been sent, and the connection is then broken.
+    /// or a write error or timeout: the error says it may have been sent when part of the
+    /// frame may be on the wire (not sent when none of it left), and the connection is then
+    /// broken.
     ///
     /// ```no_run
     /// use keepwire::blocking::{ClientOptions, LongClient};
