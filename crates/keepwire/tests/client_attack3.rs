@@ -342,3 +342,44 @@ async fn attack3_dropped_client_stops_its_backoff_at_once() {
         tokio::task::yield_now().await;
     }
 }
+
+/// Held (new coverage): zero capacities are taken as one. `max_in_flight(0)` and `queue(0)`
+/// on a mux client leave one request in flight and one held first in line, so concurrent
+/// requests all complete in turn; `pool(0)` is a pool of one. Stats exact.
+#[tokio::test]
+async fn attack3_zero_capacities_serve_one_at_a_time() {
+    let server = start(
+        ServerConfig::new(spec("len:ascii:4")),
+        "127.0.0.1:0",
+        Some(Duration::from_millis(20)),
+    )
+    .await;
+    let zero = builder("len:ascii:4", &[server.addr])
+        .max_in_flight(0)
+        .queue(0)
+        .unsolicited_capacity(0);
+    let mux = zero
+        .clone()
+        .connect_mux(ByteRange::new(0, 2))
+        .await
+        .unwrap();
+    let (a, b2, c) = tokio::join!(
+        mux.request(b("k1a")),
+        mux.request(b("k2b")),
+        mux.request(b("k3c")),
+    );
+    assert_eq!(
+        (a.unwrap(), b2.unwrap(), c.unwrap()),
+        (b("k1a"), b("k2b"), b("k3c"))
+    );
+    let s = mux.stats();
+    assert_eq!(
+        (s.connects, s.disconnects, s.unsolicited),
+        (1, 0, 0),
+        "{s:?}"
+    );
+    let pool = zero.pool(0).await.unwrap();
+    let (a, b2) = tokio::join!(pool.request(b("p1")), pool.request(b("p2")));
+    assert_eq!((a.unwrap(), b2.unwrap()), (b("p1"), b("p2")));
+    assert_eq!(pool.connections().0, 1);
+}
