@@ -109,7 +109,8 @@ impl ClientConfig {
         if self.connect_timeout.is_zero() {
             // Every connect would fail and mark a healthy endpoint down.
             return Err(ClientError::config(
-                "connect_timeout 0s: no connect can finish in no time (every endpoint would                  be marked down): give a positive timeout",
+                "connect_timeout 0s: no connect can finish in no time (every endpoint would be \
+                 marked down): give a positive timeout",
             ));
         }
         let Some(hb) = self.heartbeat.as_deref() else {
