@@ -7,7 +7,8 @@
 //!    pongs; ends on end of stream, on shutdown, or to move to a recovered better endpoint;
 //! 2. writes the ops not sent on the previous connection first;
 //! 3. waits for the socket, the op queue, the core's next deadline or a fail-back probe,
-//!    whichever comes first, and performs what it brings.
+//!    whichever comes first, and performs what it brings (with no room in flight, one op
+//!    is taken and held first in line, so that the queue's closing is still seen).
 //!
 //! Writing, and reading while a write waits, is in [`write`](super::write).
 
