@@ -133,28 +133,34 @@ pub(super) fn write_bytes(
     addr: &str,
     buf: &[u8],
 ) -> Result<(), ClientError> {
-    let (_, res) = write_all_blocking(stream, buf, cfg.write_timeout);
-    res.map_err(|e| write_err(addr, cfg.write_timeout, e))
+    let (written, res) = write_all_blocking(stream, buf, cfg.write_timeout);
+    res.map_err(|e| write_err(addr, cfg.write_timeout, written, e))
 }
 
-/// A write that failed after it may have put part of the frame on the wire.
-fn write_err(ep: &str, write_timeout: Duration, e: WriteError) -> ClientError {
+/// A write that failed after `written` bytes: may have been sent when any left (part of
+/// the frame may be on the wire), not sent when none did, as the async clients say.
+fn write_err(ep: &str, write_timeout: Duration, written: usize, e: WriteError) -> ClientError {
+    let (delivery, wire) = if written == 0 {
+        (Delivery::NotSent, "none of it left")
+    } else {
+        (Delivery::SentNoReply, "part of it may be on the wire")
+    };
     if e.is_stalled() {
         return ClientError::new(
             ClientErrorKind::Timeout,
-            Delivery::SentNoReply,
+            delivery,
             format!(
-                "writing the request took over {} (the peer is not reading): part of it may \
-                 be on the wire, so the next request opens a new connection",
+                "writing the request took over {} (the peer is not reading): {wire}, so the \
+                 next request opens a new connection",
                 humantime::format_duration(write_timeout)
             ),
         )
         .with_endpoint(Some(ep.to_owned()));
     }
     ClientError::io(
-        Delivery::SentNoReply,
+        delivery,
         Some(ep.to_owned()),
-        "writing the request (part of it may be on the wire: the next request opens a new connection)",
+        &format!("writing the request ({wire}: the next request opens a new connection)"),
         e.into_io(),
     )
 }

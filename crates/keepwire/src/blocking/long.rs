@@ -120,6 +120,9 @@ impl LongClient {
     /// As [`connect`](Self::connect).
     pub fn reconnect(&mut self) -> Result<(), ClientError> {
         let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
+        // Broken until the new connection is in: if none connects, the next send must not
+        // write on the shut socket (a broken pipe would read as "may have been sent").
+        self.broken = Some("a reconnect that found no endpoint".into());
         *self = LongClient::connect_state(Arc::clone(&self.state))?;
         Ok(())
     }
@@ -164,8 +167,9 @@ impl LongClient {
     /// # Errors
     /// [`ClientError::is_heartbeat_frame`] (not sent) for a heartbeat frame; unencodable
     /// (not sent); a failed reconnect ([`ClientError::is_connect`], not sent);
-    /// or a write error or timeout, which may have left part of the frame on the wire: the
-    /// error says it may have been sent, and the connection is then broken.
+    /// or a write error or timeout: the error says it may have been sent when part of the
+    /// frame may be on the wire (not sent when none of it left), and the connection is then
+    /// broken.
     ///
     /// ```no_run
     /// use keepwire::blocking::{ClientOptions, LongClient};
@@ -374,13 +378,23 @@ impl LongClient {
             }
             Ok(Tick::Pings(0)) => Ok(()),
             Ok(Tick::Pings(_)) => self.write_queued(),
-            Ok(Tick::Close(_)) => Err(ClientError::new(
-                ClientErrorKind::Dead,
-                Delivery::NotSent,
-                "peer stopped answering heartbeats",
-            )
-            .with_endpoint(Some(self.endpoint.clone()))),
+            Ok(Tick::Close(_)) => {
+                // Failed like any other failure: the next send reconnects rather than
+                // wait out a request on a dead peer.
+                self.broken = Some("a peer that stopped answering heartbeats".into());
+                Err(self.dead_peer())
+            }
         }
+    }
+
+    /// The error of a peer that stopped answering heartbeats.
+    fn dead_peer(&self) -> ClientError {
+        ClientError::new(
+            ClientErrorKind::Dead,
+            Delivery::NotSent,
+            "peer stopped answering heartbeats",
+        )
+        .with_endpoint(Some(self.endpoint.clone()))
     }
 
     /// When [`tick`](Self::tick) next has something to do.

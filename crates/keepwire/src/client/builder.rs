@@ -62,7 +62,8 @@ impl ClientBuilder {
         }
     }
 
-    /// How long a TCP connect (plus the probe heartbeat, if on) may take per endpoint.
+    /// How long a TCP connect (plus the probe heartbeat, if on) may take per endpoint; zero is
+    /// refused by [`validate`](Self::validate).
     pub fn connect_timeout(mut self, d: Duration) -> Self {
         self.cfg.connect_timeout = d;
         self
@@ -201,10 +202,13 @@ impl ClientBuilder {
         self
     }
 
-    /// Checks that the heartbeat settings can work on this framing; a [`ShortClient`] calls
+    /// Checks that the connect timeout is above zero and that the heartbeat settings can
+    /// work on this framing; a [`ShortClient`] calls
     /// it before each request, and every `connect_*` and [`pool`](Self::pool) call
     /// [`validate_long`](Self::validate_long), which adds the long connection's rule.
     ///
+    /// - a zero [`connect_timeout`](Self::connect_timeout) would fail every connect and
+    ///   mark every endpoint down;
     /// - pinging ([`ping`](Self::ping)) and [`probe_on_connect`](Self::probe_on_connect)
     ///   write heartbeat frames, so they need them ([`heartbeat_frames`](Self::heartbeat_frames)
     ///   not `None`), and the ping must encode under the framing;

@@ -103,9 +103,16 @@ impl ClientConfig {
         }
     }
 
-    /// The checks of [`ClientBuilder::validate`](super::ClientBuilder::validate): heartbeat
-    /// settings that can work on this framing.
+    /// The checks of [`ClientBuilder::validate`](super::ClientBuilder::validate): a connect
+    /// timeout above zero, and heartbeat settings that can work on this framing.
     pub(crate) fn validate(&self) -> Result<(), ClientError> {
+        if self.connect_timeout.is_zero() {
+            // Every connect would fail and mark a healthy endpoint down.
+            return Err(ClientError::config(
+                "connect_timeout 0s: no connect can finish in no time (every endpoint would be \
+                 marked down): give a positive timeout",
+            ));
+        }
         let Some(hb) = self.heartbeat.as_deref() else {
             return self.validate_without_heartbeats();
         };

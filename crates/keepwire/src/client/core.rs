@@ -23,6 +23,7 @@
 //! | in flight   | FIFO: deadline passes          | [`Session::fifo_overdue`]: close the connection (later replies could not be matched) |
 //! | in flight   | keyed: deadline passes         | [`Session::expire_keyed`]: fails (may have been sent); key tombstoned |
 //! | tombstoned  | a frame with its key arrives   | [`Reply::Unmatched`] `late: true`          |
+//! | in flight   | every handle gone, its caller too (and, keyed, no unsolicited reader) | [`Session::may_close`]: the connection closes |
 //!
 //! # Fail-back ([`FailBack`])
 //!
@@ -33,6 +34,7 @@
 //! | idle, better ones down       | deadline = their next retry time   | wait                       |
 //! | probe failed                 | next probe                         | not before `down_base` later |
 //! | probe answered               | nothing in flight or queued        | move to it                 |
+//! | probe answered, then closed while held | the move (the glue finds the close) | [`FailBack::on_probe`] `None`: as a failed probe |
 //! | anything in flight           | any                                | no probe, no move, no fail-back timer |
 //!
 //! # After a loss ([`Reconnect`])
@@ -249,6 +251,26 @@ impl<W> Session<W> {
     /// to the unsolicited stream; an ordered link drops it).
     pub(crate) fn abandoned_reply_is_late(&self) -> bool {
         self.keyed_link
+    }
+
+    /// Whether the connection may close once every handle is gone (`handles_gone`): nothing
+    /// in flight, or only requests whose callers gave up (`gone` says so of a waiter) and
+    /// whose late replies nobody could read (`late_unread`: a keyed link sends them to the
+    /// unsolicited stream, which may still have a reader). Waiting for abandoned requests'
+    /// replies would hold the task and its socket until their deadlines, for nobody.
+    pub(crate) fn may_close(
+        &self,
+        handles_gone: bool,
+        late_unread: bool,
+        gone: impl Fn(&W) -> bool,
+    ) -> bool {
+        if !handles_gone {
+            return false;
+        }
+        if self.in_flight() == 0 {
+            return true;
+        }
+        (late_unread || !self.keyed_link) && self.waiters().all(|w| gone(&w.done))
     }
 
     /// Every request in flight.
@@ -478,15 +500,19 @@ pub(crate) struct ShortRetry {
     pub(crate) out_of_time: bool,
     /// How many endpoints there are.
     pub(crate) endpoints: usize,
+    /// Attempts of this request that connected and failed, this one included.
+    pub(crate) attempts: usize,
 }
 
 impl ShortRetry {
     /// Whether to try the next endpoint: a request not sent always may (while time and
     /// another endpoint are left); one that may have been sent only once, with
-    /// `retry_sent`.
+    /// `retry_sent`. At most one attempt per endpoint: endpoints that connect and then fail
+    /// at once (a reset before the write) must not be cycled through until the deadline,
+    /// one connection after another.
     pub(crate) fn next_endpoint(self) -> bool {
         let may = self.not_sent || (self.retry_sent && !self.retried_sent);
-        may && !self.out_of_time && self.endpoints >= 2
+        may && !self.out_of_time && self.endpoints >= 2 && self.attempts < self.endpoints
     }
 }
 

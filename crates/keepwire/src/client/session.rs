@@ -7,7 +7,8 @@
 //!    pongs; ends on end of stream, on shutdown, or to move to a recovered better endpoint;
 //! 2. writes the ops not sent on the previous connection first;
 //! 3. waits for the socket, the op queue, the core's next deadline or a fail-back probe,
-//!    whichever comes first, and performs what it brings.
+//!    whichever comes first, and performs what it brings (with no room in flight, one op
+//!    is taken and held first in line, so that the queue's closing is still seen).
 //!
 //! Writing, and reading while a write waits, is in [`write`](super::write).
 
@@ -185,7 +186,10 @@ impl Task {
             let in_flight = conn.core.in_flight();
             let fail_back_at = conn.fail_back.due_at(now, in_flight, &self.state.eps());
             let deadline = conn.core.next_deadline(fail_back_at);
-            let accepting = !rx_closed && conn.core.room() > 0;
+            // With no room, one op is still taken (and held first in line): else the
+            // task could not see every handle go while its requests wait, and would keep
+            // the connection until their deadlines for callers that gave up.
+            let accepting = !rx_closed && (conn.core.room() > 0 || self.retry.is_empty());
             let event = next_event(&mut self.rx, conn, deadline, accepting).await;
             let res = match event {
                 Event::Read(Ok(0)) => {
@@ -196,6 +200,10 @@ impl Task {
                 Event::Read(Err(e)) => Err(SessionEnd::lost(read_failed(conn, e))),
                 Event::Op(None) => {
                     rx_closed = true;
+                    Ok(())
+                }
+                Event::Op(Some(op)) if conn.core.room() == 0 => {
+                    self.retry.push_back(op);
                     Ok(())
                 }
                 Event::Op(Some(op)) => self.write_batch(conn, op).await,
@@ -231,12 +239,29 @@ impl Task {
             return Some(SessionEnd::lost(err));
         }
         let in_flight = conn.core.in_flight();
-        if rx_closed && in_flight == 0 && self.retry.is_empty() {
+        if rx_closed {
+            // Ops whose callers gave up are never written (their tickets are cancelled).
+            self.retry.retain(|op| !op.done.is_closed());
+        }
+        let late_unread = self.unsolicited.is_closed();
+        let handles_gone = rx_closed && self.retry.is_empty();
+        if conn
+            .core
+            .may_close(handles_gone, late_unread, |c| c.reply.is_closed())
+        {
             return Some(SessionEnd::Shutdown);
         }
         // Fail back only when nothing is in flight: the requests on this connection get
         // their replies first.
-        let to = conn.fail_back.take_move(in_flight, self.retry.len())?;
+        let mut to = conn.fail_back.take_move(in_flight, self.retry.len())?;
+        // Held while requests were in flight, the recovered connection may have been closed
+        // meanwhile (an idle timeout, a restart): moving to it would read only its close,
+        // count a loss and mark the healthy endpoint down. Dropped like a failed probe.
+        if let Err(why) = still_open(&mut to) {
+            tracing::debug!(endpoint = %to.addr, "fail-back connection {why} while held");
+            conn.fail_back.on_probe(Instant::now(), None);
+            return None;
+        }
         Some(SessionEnd::FailBack(to))
     }
 
@@ -381,6 +406,18 @@ impl Task {
             inc(&counters.unsolicited_dropped);
             tracing::debug!("unsolicited frame dropped: no reader or reader too slow");
         }
+    }
+}
+
+/// Whether an idle connection is still open, without waiting: a read that finds the
+/// close (or an error) says no; bytes it finds are kept for the session.
+fn still_open(c: &mut Connected) -> Result<(), &'static str> {
+    c.leftover.reserve(4096);
+    match c.stream.try_read_buf(&mut c.leftover) {
+        Ok(0) => Err("closed"),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(_) => Err("failed"),
     }
 }
 

@@ -89,7 +89,7 @@ impl ShortClient {
         cfg.refuse_heartbeat_frame(&frame)?;
         let deadline = crate::deadline::std_in(cfg.request_timeout);
         let mut retried_sent = false;
-        let mut failures = Vec::new();
+        let mut failures: Vec<super::EndpointFailure> = Vec::new();
         loop {
             // The request timeout covers the connect too: a plan of SYN-dropping
             // endpoints must not take each one's whole connect timeout past it.
@@ -120,6 +120,7 @@ impl ShortClient {
                         retried_sent,
                         out_of_time: Instant::now() >= deadline,
                         endpoints: cfg.endpoints.len(),
+                        attempts: failures.len().saturating_add(1),
                     };
                     if !retry.next_endpoint() {
                         return Err(err);

@@ -6,7 +6,7 @@
 //! | a connection ended with            | the task                                       |
 //! |------------------------------------|------------------------------------------------|
 //! | every handle gone, nothing pending | stops; queued ops fail "client shut down"      |
-//! | lost                               | marks the endpoint down if the core says so, waits the core's delay, reconnects |
+//! | lost                               | marks the endpoint down if the core says so, waits the core's delay, reconnects (either ends once every handle is gone) |
 //! | lost, on a pooled connection       | stops (the pool replaces it); queued ops fail not sent |
 //! | a better endpoint answered (fail-back) | moves to it at once                        |
 //! | reconnect: no endpoint connects    | fails what is queued (not sent), waits the next backoff delay, tries again |
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::connect::Connected;
 use super::core::Reconnect;
@@ -29,9 +30,12 @@ use super::ticket::{Handle, Op, shutdown};
 /// frames (mux, duplex). A client that has no use for them drops the stream: they are then
 /// counted and dropped.
 pub(crate) fn spawn(state: Arc<ClientState>, first: Connected) -> (Handle, mpsc::Receiver<Bytes>) {
-    let (tx, rx) = mpsc::channel(state.cfg.queue);
-    let (utx, urx) = mpsc::channel(state.cfg.unsolicited);
+    let (tx, rx) = mpsc::channel(channel_capacity(state.cfg.queue));
+    let (utx, urx) = mpsc::channel(channel_capacity(state.cfg.unsolicited));
+    let gone = CancellationToken::new();
+    let alive = Arc::new(gone.clone().drop_guard());
     let task = Task {
+        gone,
         state: Arc::clone(&state),
         rx,
         retry: VecDeque::new(),
@@ -40,7 +44,19 @@ pub(crate) fn spawn(state: Arc<ClientState>, first: Connected) -> (Handle, mpsc:
     };
     state.set_current(Some(first.ep));
     tokio::spawn(task.run(first));
-    (Handle { tx, state }, urx)
+    let handle = Handle {
+        tx,
+        state,
+        _alive: alive,
+    };
+    (handle, urx)
+}
+
+/// `n` as a bounded channel's capacity: at least 1, and at most what tokio's channels
+/// hold ([`Semaphore::MAX_PERMITS`](tokio::sync::Semaphore::MAX_PERMITS), `usize::MAX >>
+/// 3`); above it `mpsc::channel` panics, so `queue(usize::MAX)` means "as many as fit".
+fn channel_capacity(n: usize) -> usize {
+    n.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)
 }
 
 /// The connection task's state across connections.
@@ -52,6 +68,8 @@ pub(crate) struct Task {
     reconnect: Reconnect,
     /// Frames that answer no request; closed when nobody reads them.
     pub(crate) unsolicited: mpsc::Sender<Bytes>,
+    /// Cancelled once every handle is gone.
+    gone: CancellationToken,
 }
 
 /// `d` to whole milliseconds, for messages.
@@ -135,9 +153,13 @@ impl Task {
         // A connection that died young with nothing delivered proves nothing: wait before
         // the next connect, else a peer that accepts and closes at once is reconnected to
         // in a tight loop.
+        // Every handle gone ends the wait: nobody is left to reconnect for.
         if let Some(delay) = plan.delay {
             tracing::debug!(?delay, "connection died young; backing off");
-            tokio::time::sleep_until(crate::deadline::tokio_in(delay)).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(crate::deadline::tokio_in(delay)) => {}
+                () = self.gone.cancelled() => return Err(shutdown(Delivery::NotSent)),
+            }
         }
         Ok(())
     }
@@ -160,7 +182,12 @@ impl Task {
             if self.rx.is_closed() && self.retry.is_empty() && self.rx.is_empty() {
                 return None;
             }
-            match self.state.connect_plan().await {
+            let plan = tokio::select! {
+                r = self.state.connect_plan() => r,
+                // A plan of SYN-dropping endpoints takes each one's connect timeout.
+                () = self.gone.cancelled() => return None,
+            };
+            match plan {
                 // The backoff is not reset here: a connect proves little (see
                 // `Backoff::after_loss`), the connection has to deliver first.
                 Ok(c) => return Some(c),

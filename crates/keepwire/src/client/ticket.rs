@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::DropGuard;
 
 use super::Key;
 use super::error::{ClientError, ClientErrorKind, Delivery};
@@ -133,6 +134,9 @@ impl Drop for CancelOnDrop {
 pub(crate) struct Handle {
     pub(crate) tx: mpsc::Sender<Op>,
     pub(crate) state: Arc<ClientState>,
+    /// Cancels the task's `gone` token when the last handle is dropped: a task waiting out
+    /// a backoff delay is not polling the queue, so it would not see the handles go.
+    pub(crate) _alive: Arc<DropGuard>,
 }
 
 impl Handle {

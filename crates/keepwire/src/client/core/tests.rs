@@ -334,6 +334,7 @@ fn short_retry_not_sent_moves_on_sent_only_once_with_retry_sent() {
         retried_sent: false,
         out_of_time: false,
         endpoints: 2,
+        attempts: 1,
     };
     assert!(base.next_endpoint());
     let sent = ShortRetry {
@@ -370,4 +371,43 @@ fn short_retry_not_sent_moves_on_sent_only_once_with_retry_sent() {
         }
         .next_endpoint()
     );
+}
+
+#[test]
+fn abandoned_requests_let_the_connection_close_once_handles_are_gone() {
+    let t0 = Instant::now();
+    let gone = |w: &u32| *w >= 100;
+    // Ordered link: a late reply is dropped, so abandoned requests keep nothing open.
+    let mut s = session(&Matching::Fifo, 4, t0);
+    assert!(s.may_close(true, false, gone));
+    assert!(!s.may_close(false, true, gone), "a handle is left");
+    s.register(None, waiter(100, t0 + S));
+    assert!(s.may_close(true, false, gone));
+    s.register(None, waiter(1, t0 + S));
+    assert!(!s.may_close(true, true, gone), "a caller still waits");
+    // Keyed link: a late reply goes to the unsolicited stream, which may have a reader.
+    let m = keyed();
+    let mut k = session(&m, 4, t0);
+    k.register(Some(Key::from(&b"a"[..])), waiter(100, t0 + S));
+    assert!(
+        !k.may_close(true, false, gone),
+        "its late reply has a reader"
+    );
+    assert!(k.may_close(true, true, gone));
+}
+
+#[test]
+fn short_retry_tries_each_endpoint_once_at_most() {
+    let r = ShortRetry {
+        not_sent: true,
+        retry_sent: false,
+        retried_sent: false,
+        out_of_time: false,
+        endpoints: 3,
+        attempts: 2,
+    };
+    assert!(r.next_endpoint());
+    // Every endpoint connected and failed before the write: the request fails now, not
+    // after one connection per endpoint per round until its deadline.
+    assert!(!ShortRetry { attempts: 3, ..r }.next_endpoint());
 }
