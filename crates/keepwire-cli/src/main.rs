@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 /// Message-oriented TCP: framing, short and long connections, liveness, limits.
 #[derive(Debug, Parser)]
-#[command(name = "keepwire", version, about, propagate_version = true)]
+#[command(name = "keepwire", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,8 +21,21 @@ use keepwire::frame::{FrameErrorKind, FramingSpec};
 
 use super::Failure;
 
+const EXAMPLES: &str = "\
+Examples:
+  # Split a capture of an ISO 8583 link into messages
+  keepwire decode --framing len:ascii:4 capture.bin
+
+  # Watch a live stream of CMPP PDUs as hex
+  nc 127.0.0.1 7890 | keepwire decode --framing len:be:4:incl --hex
+
+  # Check what encode writes
+  keepwire encode --framing len:bcd:2 hello | keepwire decode --framing len:bcd:2
+";
+
 /// Flags of `keepwire decode`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
     #[arg(long, short = 'f', value_name = "SPEC")]

@@ -25,8 +25,21 @@ use keepwire::frame::{FrameCodec, FramingSpec};
 
 use super::Failure;
 
+const EXAMPLES: &str = "\
+Examples:
+  # Two messages behind a 4-digit ASCII length: 0005hello0005world
+  keepwire encode --framing len:ascii:4 hello world
+
+  # A message given as hex, behind a 2-byte big-endian length, sent with nc
+  keepwire encode --framing len:be:2 --hex 0800a238 | nc 127.0.0.1 7000
+
+  # One message per stdin line, each ended by ETX
+  printf 'one\\ntwo\\n' | keepwire encode --framing delim:0x03 - > wire.bin
+";
+
 /// Flags of `keepwire encode`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
     #[arg(long, short = 'f', value_name = "SPEC")]

@@ -7,8 +7,21 @@ use keepwire::tcpstate::port_states_now;
 
 use super::Failure;
 
+const EXAMPLES: &str = "\
+Examples:
+  # Redraw the states of port 7000 every second until ctrl-c
+  keepwire watch --port 7000
+
+  # One table, e.g. to count TIME_WAIT sockets after a run of short connections
+  keepwire watch --port 7000 --once
+
+  # A line of states every 5 seconds into a log
+  keepwire watch --port 7000 --interval 5s >> states.log
+";
+
 /// Flags of `keepwire watch`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// The port to watch: sockets whose local or remote port is N (server and client sides).
     #[arg(long, value_name = "N")]
@@ -53,8 +66,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         let frame = if tty {
             // Clear the screen and redraw in place.
             format!(
-                "\x1b[2J\x1b[H{stamp}  port {}  (every {:?}; ctrl-c to stop)\n\n{t}",
-                args.port, interval
+                "\x1b[2J\x1b[H{stamp}  port {}  (every {}; ctrl-c to stop)\n\n{t}",
+                args.port,
+                humantime::format_duration(interval)
             )
         } else {
             format!("{stamp}  port {}\n{t}\n", args.port)

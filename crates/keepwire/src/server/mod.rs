@@ -12,7 +12,7 @@
 //!   `Short` answers one request and then waits (at most `short_close_wait`) for the client's
 //!   FIN before closing, so the client, which closes first, holds the TIME_WAIT socket (RFC 9293
 //!   §3.6: the side that sends the first FIN waits 2×MSL).
-//! - **Liveness** ([`LivenessConfig`]): read/write/any idle timeouts, a slow-frame cut-off,
+//! - **Liveness** ([`LivenessConfig`](crate::liveness::LivenessConfig)): read/write/any idle timeouts, a slow-frame cut-off,
 //!   heartbeats answered by the connection itself and optional pings to idle clients.
 //! - **Limits**: a global and a per-client-IP cap (excess connections are reset right after
 //!   accept and counted), accept errors retried with backoff, memory bounded by the framing's
@@ -50,10 +50,13 @@
 //! # Ok(()) }
 //! ```
 
+mod config;
 mod conn;
+mod error;
 mod limits;
 mod metrics_http;
 pub mod proxy_protocol;
+mod signals;
 mod stats;
 
 use std::fmt;
@@ -68,11 +71,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::frame::FramingSpec;
-use crate::liveness::{Heartbeat, LivenessConfig};
-use crate::socket::SocketOptions;
-
-pub use metrics_http::serve_prometheus;
+pub use config::{Reply, ReplyFuture, ServeSetup, ServerConfig, ServerSettings};
+pub use error::{ConfigError, ServerError};
+pub use metrics_http::PUBLISH_INTERVAL;
+pub use signals::ShutdownSignals;
 pub use stats::{ServerStats, StatsSnapshot};
 pub use tower::service_fn;
 
@@ -90,15 +92,48 @@ pub enum Mode {
 }
 
 impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ModeError;
+
+    /// `long` or `short`.
+    ///
+    /// ```
+    /// use keepwire::server::Mode;
+    /// assert_eq!("short".parse::<Mode>().unwrap(), Mode::Short);
+    /// let e = "medium".parse::<Mode>().unwrap_err();
+    /// assert_eq!(e.to_string(), "mode \"medium\": expected long or short");
+    /// assert_eq!(e.found(), "medium");
+    /// ```
+    fn from_str(s: &str) -> Result<Self, ModeError> {
         match s {
             "long" => Ok(Mode::Long),
             "short" => Ok(Mode::Short),
-            _ => Err(format!("mode {s:?}: expected long or short")),
+            _ => Err(ModeError {
+                found: s.to_string(),
+            }),
         }
     }
 }
+
+/// A server [`Mode`] that is neither `long` nor `short`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeError {
+    found: String,
+}
+
+impl ModeError {
+    /// The text that was given.
+    pub fn found(&self) -> &str {
+        &self.found
+    }
+}
+
+impl fmt::Display for ModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "mode {:?}: expected long or short", self.found)
+    }
+}
+
+impl std::error::Error for ModeError {}
 
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -123,122 +158,6 @@ pub struct Request {
     pub conn_id: u64,
 }
 
-/// Everything about how a [`Server`] runs. Start from [`ServerConfig::new`], whose defaults
-/// are safe for a public port, and change fields.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// How messages are framed.
-    pub framing: FramingSpec,
-    /// Long (default) or short connections.
-    pub mode: Mode,
-    /// Idle timeouts, slow-frame cut-off and pings to idle clients. Default: a 5 minute read
-    /// idle timeout and a 30 s frame timeout; no pings.
-    pub liveness: LivenessConfig,
-    /// How heartbeats are recognised and answered; `None` turns heartbeat handling off, so
-    /// every frame reaches the handler. Default: the empty frame, where the framing has one.
-    pub heartbeat: Option<Arc<dyn Heartbeat>>,
-    /// Connections open at once (default 10 000); more are reset right after accept.
-    pub max_conns: usize,
-    /// Connections open at once from one client IP (default 1000). Behind a balancer that does
-    /// not send the PROXY protocol every connection comes from the balancer's address: raise
-    /// it there, or set `None`.
-    pub max_conns_per_ip: Option<usize>,
-    /// TCP options for accepted sockets (default: `TCP_NODELAY` only).
-    pub socket: SocketOptions,
-    /// Expect a PROXY protocol v1/v2 header on every connection (default off).
-    pub proxy_protocol: bool,
-    /// With `proxy_protocol`: the networks the balancer connects from. A connection from
-    /// anywhere else is closed before its header is read, so a client that reaches the port
-    /// directly cannot claim an address. Empty (the default) trusts every source: then only
-    /// the balancer may be able to reach the port.
-    pub proxy_from: Vec<ipnet::IpNet>,
-    /// How long the PROXY header may take to arrive (default 5 s).
-    pub handshake_timeout: Duration,
-    /// How long a reply may wait for a client that does not read (default 30 s).
-    pub write_timeout: Duration,
-    /// Hold each reply this long before sending it (default none): a slow partner, for tests.
-    pub reply_delay: Option<Duration>,
-    /// Short mode: how long to wait for the client's FIN after the reply (default 5 s).
-    pub short_close_wait: Duration,
-    /// Short mode: close right after the reply instead of waiting for the client's FIN. The
-    /// server then holds the TIME_WAIT socket. Default off.
-    pub short_server_closes_first: bool,
-    /// After shutdown starts, how long connections get to finish (default 10 s).
-    pub shutdown_grace: Duration,
-    /// Listen backlog (default 1024).
-    pub backlog: u32,
-}
-
-impl ServerConfig {
-    /// Safe defaults for `framing`; see each field.
-    pub fn new(framing: FramingSpec) -> Self {
-        let heartbeat = crate::liveness::default_heartbeat(&framing);
-        ServerConfig {
-            framing,
-            mode: Mode::Long,
-            liveness: LivenessConfig {
-                read_idle: Some(Duration::from_secs(300)),
-                frame_timeout: Some(Duration::from_secs(30)),
-                ..LivenessConfig::default()
-            },
-            heartbeat,
-            max_conns: 10_000,
-            max_conns_per_ip: Some(1000),
-            socket: SocketOptions::default(),
-            proxy_protocol: false,
-            proxy_from: Vec::new(),
-            handshake_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(30),
-            reply_delay: None,
-            short_close_wait: Duration::from_secs(5),
-            short_server_closes_first: false,
-            shutdown_grace: Duration::from_secs(10),
-            backlog: 1024,
-        }
-    }
-}
-
-/// What went wrong starting or running a server.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// The address could not be bound (in use, not local, no permission).
-    Bind {
-        /// The address asked for.
-        addr: String,
-        /// Why.
-        source: io::Error,
-    },
-    /// The configuration is inconsistent.
-    Config(String),
-}
-
-impl ServerError {
-    /// The listen address could not be bound.
-    pub fn is_bind(&self) -> bool {
-        matches!(self, ServerError::Bind { .. })
-    }
-}
-
-impl fmt::Display for ServerError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            ServerError::Config(msg) => write!(f, "bad server config: {msg}"),
-        }
-    }
-}
-
-impl std::error::Error for ServerError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ServerError::Bind { source, .. } => Some(source),
-            ServerError::Config(_) => None,
-        }
-    }
-}
-
 /// How a server's shutdown went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -258,6 +177,8 @@ pub struct Server {
     listener: TcpListener,
     local: SocketAddr,
     shared: Arc<conn::Shared>,
+    /// Started by [`Server::export_prometheus`]; run by `serve` alongside the connections.
+    exporter: Option<metrics_http::Exporter>,
 }
 
 impl Server {
@@ -265,13 +186,14 @@ impl Server {
     /// TIME_WAIT sockets).
     ///
     /// # Errors
-    /// [`ServerError::Bind`] when no address could be bound; [`ServerError::Config`] for an
-    /// inconsistent config (e.g. heartbeats on a framing with no empty frame).
+    /// [`ServerError::Bind`] when no address could be bound; [`ServerError::Config`] when
+    /// [`ServerConfig::validate`] refuses the config (e.g. heartbeats on a framing with no
+    /// empty frame).
     pub async fn bind(
         addr: impl ToSocketAddrs + fmt::Display,
         config: ServerConfig,
     ) -> Result<Self, ServerError> {
-        validate(&config)?;
+        config.validate()?;
         let shown = addr.to_string();
         let bind_err = |source| ServerError::Bind {
             addr: shown.clone(),
@@ -286,6 +208,7 @@ impl Server {
                         listener,
                         local,
                         shared: conn::Shared::new(config),
+                        exporter: None,
                     });
                 }
                 Err(e) => last = Some(e),
@@ -316,13 +239,17 @@ impl Server {
 
     /// Accepts and serves connections until the shutdown token is cancelled, then drains.
     ///
+    /// Every task it starts (one per connection, and the metrics exporter if
+    /// [`export_prometheus`](Self::export_prometheus) was called) is tracked: when this returns
+    /// they have all ended.
+    ///
     /// # Errors
     /// None at present once bound: accept errors are retried with backoff, connection errors
     /// close that connection only. The `Result` leaves room for fatal listener errors.
     ///
     /// # Cancel safety
-    /// Dropping the future stops accepting and drops the listener, but connection tasks keep
-    /// running until their own end; cancel the shutdown token instead for a graceful stop.
+    /// Dropping the future stops accepting, drops the listener and aborts every connection
+    /// task; cancel the shutdown token instead for a graceful stop.
     pub async fn serve<S>(self, svc: S) -> Result<ShutdownReport, ServerError>
     where
         S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
@@ -333,100 +260,23 @@ impl Server {
             listener,
             shared,
             local,
+            exporter,
         } = self;
+        // Dropped with this future, which aborts the exporter too.
+        let mut side: JoinSet<()> = JoinSet::new();
+        if let Some(e) = exporter {
+            side.spawn(e.run(Arc::clone(&shared.stats), shared.shutdown.clone()));
+        }
         // A JoinSet rather than a TaskTracker plus a per-connection "hard stop" future: that
         // future would sit in every idle connection's task; abort_all does the same job.
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut backoff = Duration::from_millis(5);
-        // Registered once, not per accept (each registration takes the token's lock).
-        let mut stop = std::pin::pin!(shared.shutdown.cancelled());
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                () = &mut stop => break,
-                // Reap finished connections so the set does not grow.
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-                r = listener.accept() => r,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => {
-                    backoff = Duration::from_millis(5);
-                    a
-                }
-                Err(e) if is_transient_accept_error(&e) => continue,
-                Err(e) => {
-                    // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in the
-                    // backlog; wait rather than spin on it.
-                    ServerStats::add(&shared.stats.errors_accept, 1);
-                    if let Some(held) = shared.accept_log.check(Instant::now()) {
-                        tracing::error!(error = %e, held_back = held, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
-                    }
-                    tokio::select! {
-                        () = &mut stop => break,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            ServerStats::add(&shared.stats.accepted, 1);
-            let Some(slot) = shared.limits.try_global() else {
-                ServerStats::add(&shared.stats.rejected_max_conns, 1);
-                conn::reject(stream);
-                if let Some(held) = shared.reject_log.check(Instant::now()) {
-                    tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
-                }
-                continue;
-            };
-            let conn = conn::new_conn(stream, peer, local, &shared);
-            tasks.spawn(conn::run(conn, svc.clone(), slot));
-        }
+        accept_until_shutdown(&listener, local, &shared, &svc, &mut tasks).await;
         let started = Instant::now();
-        // Stop accepting: the port refuses from here on. Connections the kernel already
-        // accepted into the backlog have had their requests acknowledged: take them too, and
-        // drain them like the others (they see the shutdown at once).
-        match listener.into_std() {
-            Ok(std_listener) => {
-                while let Ok((stream, peer)) = std_listener.accept() {
-                    ServerStats::add(&shared.stats.accepted, 1);
-                    let stream = match stream
-                        .set_nonblocking(true)
-                        .and_then(|()| tokio::net::TcpStream::from_std(stream))
-                    {
-                        Ok(s) => s,
-                        Err(_) => {
-                            ServerStats::add(&shared.stats.closed, 1);
-                            continue;
-                        }
-                    };
-                    let Some(slot) = shared.limits.try_global() else {
-                        ServerStats::add(&shared.stats.rejected_max_conns, 1);
-                        conn::reject(stream);
-                        continue;
-                    };
-                    let conn = conn::new_conn(stream, peer, local, &shared);
-                    tasks.spawn(conn::run(conn, svc.clone(), slot));
-                }
-                drop(std_listener);
-            }
-            Err(e) => tracing::debug!(error = %e, "listener: backlog not drained"),
-        }
+        take_backlog(listener, local, &shared, &svc, &mut tasks);
         let open_at_shutdown = shared.limits.active();
-        let grace = shared.config.shutdown_grace;
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-        let mut force_closed = 0;
-        if drained.is_err() {
-            force_closed = tasks.len() as u64;
-            ServerStats::add(&shared.stats.force_closed, force_closed);
-            ServerStats::add(&shared.stats.closed, force_closed);
-            tasks.shutdown().await;
-            tracing::warn!(
-                force_closed,
-                grace_ms = grace.as_millis() as u64,
-                "shutdown grace ran out; connections closed by force"
-            );
-        }
+        let force_closed = drain(&shared, &mut tasks).await;
+        // The exporter stops at the cancelled token.
+        while side.join_next().await.is_some() {}
         Ok(ShutdownReport {
             open_at_shutdown,
             force_closed,
@@ -435,60 +285,126 @@ impl Server {
     }
 }
 
-fn validate(c: &ServerConfig) -> Result<(), ServerError> {
-    if c.max_conns == 0 {
-        return Err(ServerError::Config("max_conns must be at least 1".into()));
-    }
-    if c.max_conns_per_ip == Some(0) {
-        return Err(ServerError::Config(
-            "max_conns_per_ip must be at least 1".into(),
-        ));
-    }
-    c.socket
-        .validate()
-        .map_err(|e| ServerError::Config(format!("{e:#}")))?;
-    if let Some(hb) = &c.heartbeat {
-        // Both heartbeat frames must go out and come back as one frame each: a pong that
-        // cannot be framed would kill every connection at its first ping, and under `eof`
-        // (a frame ends only at the close) no heartbeat can be a frame at all.
-        let ping = hb.ping(1);
-        let pong = hb.pong(&ping);
-        for (what, frame) in [("ping", &ping), ("pong", &pong)] {
-            if !c.framing.carries(frame) {
-                return Err(ServerError::Config(format!(
-                    "the heartbeat {what} cannot be sent under {}: give ping=/pong= payloads the framing can carry{}",
-                    c.framing,
-                    if c.framing.is_until_close() {
-                        " (none: under eof a message ends only at the close; use --heartbeat off)"
-                    } else {
-                        ""
-                    }
-                )));
+/// The accept loop: a task per connection, until the shutdown token is cancelled.
+async fn accept_until_shutdown<S>(
+    listener: &TcpListener,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut JoinSet<()>,
+) where
+    S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+{
+    let mut backoff = Duration::from_millis(5);
+    // Registered once, not per accept (each registration takes the token's lock).
+    let mut stop = std::pin::pin!(shared.shutdown.cancelled());
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = &mut stop => return,
+            // Reap finished connections so the set does not grow.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => {
+                backoff = Duration::from_millis(5);
+                a
             }
-        }
+            Err(e) if is_transient_accept_error(&e) => continue,
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in the
+                // backlog; wait rather than spin on it.
+                ServerStats::add(&shared.stats.errors_accept, 1);
+                if let Some(held) = shared.accept_log.check(Instant::now()) {
+                    tracing::error!(error = %e, held_back = held, backoff = %humantime::format_duration(backoff), "accept failed; backing off");
+                }
+                tokio::select! {
+                    () = &mut stop => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        ServerStats::add(&shared.stats.accepted, 1);
+        let Some(slot) = shared.limits.try_global() else {
+            ServerStats::add(&shared.stats.rejected_max_conns, 1);
+            conn::reject(stream);
+            if let Some(held) = shared.reject_log.check(Instant::now()) {
+                tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
+            }
+            continue;
+        };
+        let conn = conn::new_conn(stream, peer, local, shared);
+        tasks.spawn(conn::run(conn, svc.clone(), slot));
     }
-    if let Some(p) = c.liveness.ping {
-        if p.interval < crate::liveness::MIN_PING_INTERVAL
-            || p.timeout < crate::liveness::MIN_PING_TIMEOUT
+}
+
+/// Stops accepting: the port refuses from here on. Connections the kernel already accepted
+/// into the backlog have had their requests acknowledged: take them too, and drain them like
+/// the others (they see the shutdown at once).
+fn take_backlog<S>(
+    listener: TcpListener,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut JoinSet<()>,
+) where
+    S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+{
+    let std_listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::debug!(error = %e, "listener: backlog not drained");
+            return;
+        }
+    };
+    while let Ok((stream, peer)) = std_listener.accept() {
+        ServerStats::add(&shared.stats.accepted, 1);
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(stream))
         {
-            return Err(ServerError::Config(format!(
-                "ping interval {:?} and timeout {:?}: the interval must be at least 100ms (a peer answers same-bytes heartbeats at most every 50ms) and the timeout at least 10ms",
-                p.interval, p.timeout
-            )));
-        }
-        if c.mode == Mode::Short {
-            return Err(ServerError::Config(
-                "pings make no sense in short mode: a short connection is never idle long, and a short client takes the first frame after its request as the reply".into(),
-            ));
-        }
+            Ok(s) => s,
+            Err(_) => {
+                ServerStats::add(&shared.stats.closed, 1);
+                continue;
+            }
+        };
+        let Some(slot) = shared.limits.try_global() else {
+            ServerStats::add(&shared.stats.rejected_max_conns, 1);
+            conn::reject(stream);
+            continue;
+        };
+        let conn = conn::new_conn(stream, peer, local, shared);
+        tasks.spawn(conn::run(conn, svc.clone(), slot));
     }
-    if c.liveness.ping.is_some() && c.heartbeat.is_none() {
-        return Err(ServerError::Config(format!(
-            "pings to idle clients need a heartbeat frame, and {} has no empty frame: give ping=/pong= payloads",
-            c.framing
-        )));
+}
+
+/// Waits for the connections to finish within the shutdown grace, then aborts the rest;
+/// returns how many were closed by force.
+async fn drain(shared: &conn::Shared, tasks: &mut JoinSet<()>) -> u64 {
+    let grace = shared.config.shutdown_grace;
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_ok() {
+        return 0;
     }
-    Ok(())
+    let force_closed = u64::try_from(tasks.len()).unwrap_or(u64::MAX);
+    ServerStats::add(&shared.stats.force_closed, force_closed);
+    ServerStats::add(&shared.stats.closed, force_closed);
+    tasks.shutdown().await;
+    tracing::warn!(
+        force_closed,
+        grace = %humantime::format_duration(grace),
+        "shutdown grace ran out; connections closed by force"
+    );
+    force_closed
 }
 
 fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {

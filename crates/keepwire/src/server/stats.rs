@@ -26,7 +26,10 @@ macro_rules! counters {
             }
 
             /// Sets the `metrics` facade's counters to the current values (a no-op when no
-            /// recorder is installed). Call it before rendering an exporter's output.
+            /// recorder is installed). A server exporting metrics
+            /// ([`Server::export_prometheus`](super::Server::export_prometheus)) calls it every
+            /// [`PUBLISH_INTERVAL`](super::PUBLISH_INTERVAL); with another exporter, call it
+            /// before rendering.
             pub fn publish(&self) {
                 $(
                     metrics::counter!($metric $(, $label => $value)?)

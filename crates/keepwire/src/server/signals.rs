@@ -1,0 +1,92 @@
+//! Shutdown on SIGINT and SIGTERM: the first signal drains, a second one gives up waiting.
+
+use bytes::Bytes;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tower::Service;
+
+use super::{BoxError, Request, Server, ServerError, ShutdownReport};
+
+/// SIGINT and SIGTERM handlers, installed when this is created.
+///
+/// Install them before announcing the server (printing its address, writing a pid file): from
+/// then on a SIGTERM drains instead of killing the process, which is the default action of an
+/// unhandled SIGTERM. A supervisor that signals as soon as the server is announced would
+/// otherwise kill it.
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    int: Signal,
+    term: Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers.
+    ///
+    /// # Errors
+    /// The signal driver could not register them (no tokio runtime with signals enabled).
+    pub fn install() -> std::io::Result<Self> {
+        Ok(ShutdownSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM.
+    ///
+    /// # Cancel safety
+    /// Cancel-safe: a signal that arrives while no one waits is kept for the next call.
+    pub async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+impl Server {
+    /// Serves until the first SIGINT or SIGTERM, then drains as
+    /// [`serve`](Self::serve) does after its shutdown token is cancelled. A second signal
+    /// while draining stops waiting: the connections are aborted and
+    /// [`ServerError::Interrupted`] is returned.
+    ///
+    /// ```no_run
+    /// use keepwire::server::{Reply, Server, ServerConfig, ShutdownSignals};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = Server::bind("127.0.0.1:7000", ServerConfig::new("line".parse()?)).await?;
+    /// let signals = ShutdownSignals::install()?;
+    /// println!("listening on {}", server.local_addr());
+    /// let report = server.serve_until_signal(Reply::Echo.into_service(), signals).await?;
+    /// eprintln!("{} closed by force", report.force_closed);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`ServerError::Interrupted`] after a second signal; else as [`serve`](Self::serve).
+    ///
+    /// # Cancel safety
+    /// As [`serve`](Self::serve).
+    pub async fn serve_until_signal<S>(
+        self,
+        svc: S,
+        mut signals: ShutdownSignals,
+    ) -> Result<ShutdownReport, ServerError>
+    where
+        S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+        S::Error: Into<BoxError> + Send,
+        S::Future: Send,
+    {
+        let stop = self.shutdown_token();
+        let mut serving = std::pin::pin!(self.serve(svc));
+        tokio::select! {
+            r = &mut serving => return r,
+            () = signals.recv() => {}
+        }
+        tracing::info!("shutting down");
+        stop.cancel();
+        tokio::select! {
+            r = &mut serving => r,
+            () = signals.recv() => Err(ServerError::Interrupted),
+        }
+    }
+}
