@@ -237,3 +237,35 @@ impl ShortClient {
         self.state.status()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Broke (hostile review of issue 10): the blocking clients reported every failed write
+    /// as "may have been sent", even when not a byte of the request left. On a socket a
+    /// silent peer has already filled, a request that fails takes nothing with it: not sent.
+    #[test]
+    fn a_write_that_wrote_nothing_is_not_sent() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let w = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (silent, _) = l.accept().unwrap();
+        socket2::SockRef::from(&w)
+            .set_send_buffer_size(64 << 10)
+            .unwrap();
+        socket2::SockRef::from(&silent)
+            .set_recv_buffer_size(64 << 10)
+            .unwrap();
+        let mut cfg =
+            crate::client::ClientBuilder::new("len:ascii:4".parse().unwrap(), ["127.0.0.1:1"])
+                .write_timeout(Duration::from_millis(100))
+                .into_config();
+        // Fill both socket buffers: the first stalled write leaves part of itself behind.
+        let fill = vec![b'x'; 8 << 20];
+        let e = write_bytes(&cfg, &w, "peer", &fill).unwrap_err();
+        assert!(!e.is_not_sent(), "{e}");
+        cfg.write_timeout = Duration::ZERO;
+        let e = write_bytes(&cfg, &w, "peer", b"0003abc").unwrap_err();
+        assert!(e.is_not_sent(), "{e}");
+    }
+}

@@ -227,7 +227,7 @@ impl LongClient {
         frame_err(Delivery::SentNoReply, &self.endpoint, e)
     }
 
-    /// Sends `frame` and waits at most the read timeout for the next application frame.
+    /// Sends `frame` and waits at most the request timeout for the next application frame.
     ///
     /// While it waits, the peer's pings are answered, but a heartbeat whose ping and pong are
     /// the same bytes (the empty frame) is answered at most once per

@@ -38,8 +38,9 @@
 //!   before a byte is written, [`ClientError::is_heartbeat_frame`] and not sent; with
 //!   heartbeats off ([`ClientBuilder::heartbeat_frames`]`(None)`, `--heartbeat off`) it is
 //!   plain data;
-//! - a [`ShortClient`] has no heartbeats: the first frame back is the reply, even if empty,
-//!   and no request is refused;
+//! - a [`ShortClient`] sends no heartbeats of its own: the first frame back is the reply,
+//!   even if empty; the heartbeat frame is still refused as a request (a short server
+//!   answers it as a probe, never as data);
 //! - while a reply is awaited, a same-bytes heartbeat that is not our pong is answered at
 //!   most once a second ([`Liveness::on_frame_awaiting`](crate::liveness::Liveness::on_frame_awaiting)),
 //!   so a peer that replies with the heartbeat frame cannot start a storm; the request's

@@ -55,7 +55,7 @@ type FailBackProbe =
 
 /// One connection: its socket and buffers, the core's state for it, and a fail-back probe
 /// running beside it.
-pub(crate) struct Connection {
+pub(crate) struct ClientConnection {
     pub(crate) c: Connected,
     pub(crate) codec: FrameCodec,
     pub(crate) rbuf: BytesMut,
@@ -69,11 +69,11 @@ pub(crate) struct Connection {
     probe: Option<FailBackProbe>,
 }
 
-impl Connection {
+impl ClientConnection {
     fn new(state: &ClientState, mut c: Connected) -> Self {
         let cfg = &state.cfg;
         let live = client_liveness(cfg.ping, cfg.heartbeat.as_deref(), Instant::now());
-        Connection {
+        ClientConnection {
             codec: FrameCodec::new(cfg.framing.clone()),
             rbuf: std::mem::take(&mut c.leftover),
             wbuf: BytesMut::new(),
@@ -122,7 +122,7 @@ enum Event {
 /// frames cannot starve queued requests, reply deadlines and liveness timers.
 async fn next_event(
     rx: &mut mpsc::Receiver<Op>,
-    conn: &mut Connection,
+    conn: &mut ClientConnection,
     deadline: Option<Instant>,
     accepting: bool,
 ) -> Event {
@@ -152,7 +152,7 @@ impl Task {
     /// Serves one connection until it ends; also says whether a frame came on it that
     /// answered us.
     pub(crate) async fn serve(&mut self, c: Connected) -> (SessionEnd, bool) {
-        let mut conn = Connection::new(&self.state, c);
+        let mut conn = ClientConnection::new(&self.state, c);
         let end = self.serve_conn(&mut conn).await;
         match &end {
             SessionEnd::Lost { err, .. } => conn.fail_all(err),
@@ -165,7 +165,7 @@ impl Task {
         (end, conn.core.delivered())
     }
 
-    async fn serve_conn(&mut self, conn: &mut Connection) -> SessionEnd {
+    async fn serve_conn(&mut self, conn: &mut ClientConnection) -> SessionEnd {
         let mut rx_closed = false;
         loop {
             // 1. Whole frames buffered; pongs they call for are written at once.
@@ -220,7 +220,7 @@ impl Task {
     }
 
     /// Step 1 of a turn: frames buffered, pongs written; whether the connection ends here.
-    async fn settle(&mut self, conn: &mut Connection, rx_closed: bool) -> Option<SessionEnd> {
+    async fn settle(&mut self, conn: &mut ClientConnection, rx_closed: bool) -> Option<SessionEnd> {
         if let Err(err) = self.process_frames(conn) {
             return Some(SessionEnd::lost(err));
         }
@@ -267,7 +267,7 @@ impl Task {
 
     /// An op arrived: it and whatever else is queued, up to the room left (64 at most),
     /// are written as one batch.
-    async fn write_batch(&mut self, conn: &mut Connection, op: Op) -> Result<(), SessionEnd> {
+    async fn write_batch(&mut self, conn: &mut ClientConnection, op: Op) -> Result<(), SessionEnd> {
         let mut ops = vec![op];
         let room = conn.core.room();
         while ops.len() < room.min(64) {
@@ -281,7 +281,7 @@ impl Task {
 
     /// The core's deadline came: liveness (pings, or giving up on the peer), reply
     /// deadlines, and the fail-back probe.
-    async fn on_timer(&mut self, conn: &mut Connection) -> Result<(), SessionEnd> {
+    async fn on_timer(&mut self, conn: &mut ClientConnection) -> Result<(), SessionEnd> {
         let now = Instant::now();
         let state = Arc::clone(&self.state);
         match conn.step(&state).timer(now) {
@@ -320,7 +320,7 @@ impl Task {
     }
 
     /// The fail-back probe of `ep` ended.
-    fn on_probe(&mut self, conn: &mut Connection, ep: usize, r: Result<Connected, String>) {
+    fn on_probe(&mut self, conn: &mut ClientConnection, ep: usize, r: Result<Connected, String>) {
         conn.probe = None;
         match r {
             Ok(c) => {
@@ -335,7 +335,7 @@ impl Task {
     }
 
     /// Fails the keyed requests whose deadline has passed; the core tombstones their keys.
-    pub(crate) fn expire_keyed(&self, conn: &mut Connection, now: Instant) {
+    pub(crate) fn expire_keyed(&self, conn: &mut ClientConnection, now: Instant) {
         for w in conn.core.expire_keyed(now) {
             let err = reply_timeout(&self.state, &w.done.ticket, conn.endpoint(), w.timeout);
             let _ = w.done.reply.send(Err(err));
@@ -345,11 +345,15 @@ impl Task {
     /// Decodes every whole frame buffered and runs it through the pipeline's inbound step:
     /// heartbeats through liveness (a pong to send is appended to `wbuf`, for the caller to
     /// flush), everything else dispatched. Run by the main loop and while a write waits.
-    pub(crate) fn process_frames(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+    pub(crate) fn process_frames(
+        &mut self,
+        conn: &mut ClientConnection,
+    ) -> Result<(), ClientError> {
         let state = Arc::clone(&self.state);
         let now = Instant::now();
-        let frame_err =
-            |conn: &Connection, e| ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e);
+        let frame_err = |conn: &ClientConnection, e| {
+            ClientError::frame(Delivery::SentNoReply, conn.endpoint(), e)
+        };
         loop {
             let frame = match decode(&mut conn.codec, &mut conn.rbuf, conn.eof) {
                 Ok(Some(f)) => f,
@@ -385,7 +389,7 @@ impl Task {
     }
 
     /// Routes an application frame to its request, or to the unsolicited stream.
-    fn dispatch(&mut self, conn: &mut Connection, frame: Bytes, now: Instant) {
+    fn dispatch(&mut self, conn: &mut ClientConnection, frame: Bytes, now: Instant) {
         let (late, frame) = match conn.core.on_reply(&self.state.matching, &frame, now) {
             Reply::Waiter(w) => match w.done.reply.send(Ok(frame)) {
                 Ok(()) | Err(Err(_)) => return,
@@ -422,7 +426,7 @@ fn still_open(c: &mut Connected) -> Result<(), &'static str> {
 }
 
 /// Liveness gave up on the peer.
-fn liveness_closed(conn: &Connection, reason: CloseReason) -> SessionEnd {
+fn liveness_closed(conn: &ClientConnection, reason: CloseReason) -> SessionEnd {
     let (kind, why) = match reason {
         CloseReason::HeartbeatTimeout => (
             ClientErrorKind::Dead,
@@ -440,6 +444,6 @@ fn liveness_closed(conn: &Connection, reason: CloseReason) -> SessionEnd {
 }
 
 /// A read from the socket failed.
-pub(crate) fn read_failed(conn: &Connection, e: io::Error) -> ClientError {
+pub(crate) fn read_failed(conn: &ClientConnection, e: io::Error) -> ClientError {
     ClientError::io(Delivery::SentNoReply, conn.endpoint(), "read failed", e)
 }

@@ -18,7 +18,7 @@ use tokio::io::Interest;
 use super::Key;
 use super::core::{Admission, Refusal, Waiter, not_sent};
 use super::error::{ClientError, ClientErrorKind, Delivery};
-use super::session::{Connection, SessionEnd, read_failed};
+use super::session::{ClientConnection, SessionEnd, read_failed};
 use super::task::Task;
 use super::ticket::{Caller, Op, ReplyTx, Ticket};
 use crate::pipeline::WriteAll;
@@ -75,13 +75,16 @@ fn refusal_error(r: Refusal, timeout: Duration) -> ClientError {
     ClientError::new(kind, Delivery::NotSent, detail)
 }
 
-fn write_failed(conn: &Connection, e: io::Error) -> ClientError {
+fn write_failed(conn: &ClientConnection, e: io::Error) -> ClientError {
     ClientError::io(Delivery::SentNoReply, conn.endpoint(), "write failed", e)
 }
 
 impl Task {
     /// Writes the heartbeats queued in `wbuf`.
-    pub(crate) async fn flush_control(&mut self, conn: &mut Connection) -> Result<(), SessionEnd> {
+    pub(crate) async fn flush_control(
+        &mut self,
+        conn: &mut ClientConnection,
+    ) -> Result<(), SessionEnd> {
         let (_, res) = self.flush(conn).await;
         conn.wbuf.clear();
         res.map_err(|err| SessionEnd::Lost { err, down: None })
@@ -98,7 +101,7 @@ impl Task {
     /// stream, so `rbuf` holds at most one partial frame; pongs the frames call for are
     /// appended to `wbuf`, and reading pauses while more than [`MAX_PENDING_CONTROL`] of
     /// them wait behind the batch.
-    async fn flush(&mut self, conn: &mut Connection) -> (usize, Result<(), ClientError>) {
+    async fn flush(&mut self, conn: &mut ClientConnection) -> (usize, Result<(), ClientError>) {
         let mut w = WriteAll::new(self.state.cfg.write_timeout);
         let control_cap = conn.wbuf.len().saturating_add(MAX_PENDING_CONTROL);
         loop {
@@ -131,7 +134,7 @@ impl Task {
     }
 
     /// One read while a write waits, and the frames it completes.
-    fn read_while_writing(&mut self, conn: &mut Connection) -> Result<(), ClientError> {
+    fn read_while_writing(&mut self, conn: &mut ClientConnection) -> Result<(), ClientError> {
         conn.rbuf.reserve(4096);
         match conn.c.stream.try_read_buf(&mut conn.rbuf) {
             // End of stream: stop reading; the main loop reports it once the write is done
@@ -151,7 +154,7 @@ impl Task {
     /// whose bytes left go back to the retry queue (not sent); the others fail as maybe sent.
     pub(crate) async fn write_ops(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut ClientConnection,
         ops: Vec<Op>,
     ) -> Result<(), SessionEnd> {
         let now = Instant::now();
@@ -182,7 +185,7 @@ impl Task {
 
     /// Admits `op` (the core's rules), takes its ticket, encodes it into `wbuf` and
     /// registers a request in flight. `None` when it was refused (and finished) instead.
-    fn encode_op(&mut self, conn: &mut Connection, op: Op, now: Instant) -> Option<Written> {
+    fn encode_op(&mut self, conn: &mut ClientConnection, op: Op, now: Instant) -> Option<Written> {
         let admission = Admission {
             frame: &op.frame,
             reply: op.reply,
@@ -254,7 +257,7 @@ impl Task {
     /// request that started stays registered and fails with the connection.
     fn requeue_unsent(
         &mut self,
-        conn: &mut Connection,
+        conn: &mut ClientConnection,
         batch: Vec<Written>,
         written: usize,
         err: ClientError,

@@ -1,8 +1,8 @@
 //! The inbound step: decode → heartbeat or data → liveness → pong, and the timer step, as
 //! pure functions over one connection's borrowed state.
 //!
-//! Every side of a connection runs the same rule (docs/liveness.md, "Heartbeats without
-//! storms"): a frame the link's [`Heartbeat`] recognises never reaches the application;
+//! Every side of a connection runs the same rule (docs/liveness.md, "No keep-alive
+//! storms"; [`crate::liveness`], "Heartbeats without storms"): a frame the link's [`Heartbeat`] recognises never reaches the application;
 //! [`Liveness`] decides whether it is our pong, a ping to answer or one to swallow; a pong is
 //! encoded into the write buffer for the caller to write. A side with a ping outstanding takes
 //! the next heartbeat as its pong and never answers it (jPOS issue #775 is the storm that

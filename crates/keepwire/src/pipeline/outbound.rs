@@ -230,10 +230,7 @@ pub(crate) async fn write_all(
 
 /// The longest timeout handed to the OS: 2^31 - 1 ms (about 24.8 days), `poll(2)`'s limit
 /// (an `int` of milliseconds) and, at 1000 ticks a second, the BSDs' for `SO_SNDTIMEO`.
-#[cfg_attr(
-    not(feature = "blocking"),
-    allow(dead_code, reason = "only the blocking clients use it")
-)]
+#[cfg(feature = "blocking")]
 const MAX_OS_TIMEOUT: Duration = Duration::from_millis(0x7fff_ffff);
 
 /// [`write_all`] for a blocking `std::net::TcpStream`: all of `buf`, with `timeout` for the
@@ -245,10 +242,7 @@ const MAX_OS_TIMEOUT: Duration = Duration::from_millis(0x7fff_ffff);
 /// # Errors
 /// [`WriteError::Stalled`] when the peer did not read it all in time (the OS reports its
 /// write timeout as `WouldBlock`), [`WriteError::Io`] when the socket failed.
-#[cfg_attr(
-    not(feature = "blocking"),
-    allow(dead_code, reason = "only the blocking clients use it")
-)]
+#[cfg(feature = "blocking")]
 pub(crate) fn write_all_blocking(
     stream: &std::net::TcpStream,
     buf: &[u8],
@@ -258,6 +252,16 @@ pub(crate) fn write_all_blocking(
     let mut written = 0usize;
     let mut writer = stream;
     while let Some(pending) = buf.get(written..).filter(|p| !p.is_empty()) {
+        // What the socket takes at once is written whatever the timeout (zero included), as
+        // the async write step does: the deadline bounds only the waits.
+        match try_send(stream, pending) {
+            Ok(Some(n)) => {
+                written = written.saturating_add(n);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return (written, Err(WriteError::Io(e))),
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return (written, Err(WriteError::Stalled { timeout }));
@@ -286,6 +290,22 @@ pub(crate) fn write_all_blocking(
         }
     }
     (written, Ok(()))
+}
+
+/// One `send(2)` that does not wait (`MSG_DONTWAIT`, and `MSG_NOSIGNAL` as std's own writes):
+/// `Some(n)` bytes taken (never 0 for a non-empty `buf`), `None` when the socket is full.
+#[cfg(feature = "blocking")]
+fn try_send(stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<Option<usize>> {
+    use rustix::net::{SendFlags, send};
+    loop {
+        return match send(stream, buf, SendFlags::DONTWAIT | SendFlags::NOSIGNAL) {
+            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Ok(Some(n)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => Ok(None),
+            Err(e) => Err(e.into()),
+        };
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +456,21 @@ mod tests {
         assert!(n > 0 && n < BIG, "{n} bytes written");
         // One deadline for the whole write, not one per write(2).
         assert!(took >= timeout && took < Duration::from_secs(5), "{took:?}");
+    }
+
+    #[test]
+    fn blocking_write_with_zero_timeout_writes_what_the_socket_takes() {
+        let (w, _r) = std_pair();
+        let (n, res) = write_all_blocking(&w, b"abc", Duration::ZERO);
+        res.unwrap();
+        assert_eq!(n, 3);
+        // Full socket: what it took is counted, then the zero deadline ends the wait at once.
+        let buf = vec![1u8; BIG];
+        let start = Instant::now();
+        let (n, res) = write_all_blocking(&w, &buf, Duration::ZERO);
+        assert!(res.unwrap_err().is_stalled());
+        assert!(n > 0 && n < BIG, "{n} bytes written");
+        assert!(start.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

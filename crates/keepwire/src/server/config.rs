@@ -56,7 +56,9 @@ pub struct ServerConfig {
     /// How heartbeats are recognised and answered; `None` turns heartbeat handling off, so
     /// every frame reaches the handler. Default: the empty frame, where the framing has one.
     pub heartbeat: Option<Arc<dyn Heartbeat>>,
-    /// Connections open at once (default 10 000); more are reset right after accept.
+    /// Connections open at once (default 10 000); more are reset right after accept. (The
+    /// per-IP cap below is checked in the connection's task, after the PROXY header when
+    /// that is on, since only then is the client's address known.)
     pub max_conns: usize,
     /// Connections open at once from one client IP (default 1000). Behind a balancer that does
     /// not send the PROXY protocol every connection comes from the balancer's address: raise
