@@ -277,17 +277,26 @@ fn address_in_use_is_a_runtime_failure() {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let maddr = probe.local_addr().unwrap();
-    drop(probe);
-    let s = serve(&[
+    // Port 0: the exporter binds its own listener and prints the port it got.
+    let mut s = serve(&[
         "--listen",
         "127.0.0.1:0",
         "--framing",
         "len:ascii:4",
         "--metrics",
-        &maddr.to_string(),
+        "127.0.0.1:0",
     ]);
+    let mut line = String::new();
+    BufReader::new(s.child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let maddr: SocketAddr = line
+        .strip_prefix("keepwire: metrics on http://")
+        .and_then(|r| r.trim().strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("first stderr line is {line:?}"))
+        .parse()
+        .unwrap();
+    assert_ne!(maddr.port(), 0);
     assert_eq!(roundtrip(s.addr, b"0002hi", 6), b"0002hi");
     let mut bad = TcpStream::connect(s.addr).unwrap();
     bad.write_all(b"00x1").unwrap();
@@ -310,7 +319,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         body.clear();
         if let Ok(mut m) = TcpStream::connect(maddr) {
             m.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            // Connection: close, or the exporter's HTTP/1.1 server keeps it open.
+            // The server closes after one response (keep-alive is off); say so anyway.
             m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .unwrap();
             let _ = m.read_to_string(&mut body);
