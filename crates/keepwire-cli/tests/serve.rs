@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
 
+#[path = "../../keepwire/tests/common/queues.rs"]
+mod queues;
+
+/// Polls `cond` every 10 ms until it holds; panics after 10 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A running `keepwire serve`, killed on drop.
 struct Serve {
     child: Child,
@@ -336,27 +348,49 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// The unit of `cpu_ticks` (USER_HZ, 100 on most Linux builds but not all), as the C library
+/// reports it.
+fn clock_ticks_per_sec() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    assert!(out.status.success(), "getconf CLK_TCK failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 #[test]
 fn out_of_descriptors_backs_off_instead_of_spinning() {
     // 40 descriptors: a few for the runtime, the rest for connections.
+    const FDS: usize = 40;
     let mut cmd = Command::new("bash");
     cmd.args([
         "-c",
-        &format!("ulimit -n 40 && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
+        &format!("ulimit -n {FDS} && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
     ]);
     let s = spawn_serve(cmd);
     let addr = s.addr;
     // More connections than the server has descriptors: the rest wait in the backlog and
     // accept() fails with EMFILE.
     let mut conns: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let ticks_per_sec = 100; // USER_HZ on Linux
-    let before = cpu_ticks(s.child.id());
+    let pid = s.child.id();
+    wait_until("the server to use all its descriptors", || {
+        open_fds(pid) >= FDS
+    });
+    let ticks_per_sec = clock_ticks_per_sec();
+    let before = cpu_ticks(pid);
+    // Not synchronisation but an observation window: the CPU the server burns in 1 s while
+    // every accept() fails. A spinning loop uses the whole second; backing off, almost none.
     std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(s.child.id()) - before;
+    let used = cpu_ticks(pid) - before;
     assert!(
         used < ticks_per_sec / 2,
-        "server spun on EMFILE: {used} ticks in 1 s"
+        "server spun on EMFILE: {used} ticks in 1 s (at {ticks_per_sec} a second)"
     );
     // Free descriptors: the waiting connections get served.
     let last = conns.pop().unwrap();
@@ -488,10 +522,19 @@ fn sigterm_answers_requests_already_sent() {
     ]);
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (local, server) = (c.local_addr().unwrap(), s.addr);
+    // The kernel's queues say where each request is, instead of a guess at how long it
+    // takes: the first is read by the server (and held by --delay), the second acknowledged
+    // by the server's kernel (today it sits unread behind the first) when SIGTERM arrives.
     c.write_all(b"0003one").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the server to read the first request", || {
+        queues::server_has_read(local, server)
+    });
     c.write_all(b"0003two").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        "the server's kernel to acknowledge the second request",
+        || queues::queues(local, server).is_some_and(|(unacked, _)| unacked == 0),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(terminate(s)));
     let mut got = [0u8; 14];
