@@ -623,16 +623,12 @@ fn top_level_help_lists_only_real_subcommands() {
     run_expect(&["proxy", "--help"], b"", 2);
 }
 
-/// Subcommands whose `--help` does not end with examples yet (their files are being
-/// reworked elsewhere); empty this list as they gain them.
-const EXAMPLES_PENDING: &[&str] = &["bench", "send"];
-
 /// Every subcommand's `--help` ends with an `Examples:` section of two to four commands,
 /// each a real `keepwire SUBCOMMAND` line.
 #[test]
 fn every_subcommand_help_ends_with_examples() {
     for cmd in listed_commands() {
-        if cmd == "help" || EXAMPLES_PENDING.contains(&cmd.as_str()) {
+        if cmd == "help" {
             continue;
         }
         let out = run_expect(&[&cmd, "--help"], b"", 0);

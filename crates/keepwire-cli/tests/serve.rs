@@ -7,6 +7,18 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
 
+#[path = "../../keepwire/tests/common/queues.rs"]
+mod queues;
+
+/// Polls `cond` every 10 ms until it holds; panics after 10 s.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A running `keepwire serve`, killed on drop.
 struct Serve {
     child: Child,
@@ -277,17 +289,26 @@ fn address_in_use_is_a_runtime_failure() {
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let maddr = probe.local_addr().unwrap();
-    drop(probe);
-    let s = serve(&[
+    // Port 0: the exporter binds its own listener and prints the port it got.
+    let mut s = serve(&[
         "--listen",
         "127.0.0.1:0",
         "--framing",
         "len:ascii:4",
         "--metrics",
-        &maddr.to_string(),
+        "127.0.0.1:0",
     ]);
+    let mut line = String::new();
+    BufReader::new(s.child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let maddr: SocketAddr = line
+        .strip_prefix("keepwire: metrics on http://")
+        .and_then(|r| r.trim().strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("first stderr line is {line:?}"))
+        .parse()
+        .unwrap();
+    assert_ne!(maddr.port(), 0);
     assert_eq!(roundtrip(s.addr, b"0002hi", 6), b"0002hi");
     let mut bad = TcpStream::connect(s.addr).unwrap();
     bad.write_all(b"00x1").unwrap();
@@ -310,7 +331,7 @@ fn metrics_endpoint_serves_prometheus_text() {
         body.clear();
         if let Ok(mut m) = TcpStream::connect(maddr) {
             m.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            // Connection: close, or the exporter's HTTP/1.1 server keeps it open.
+            // The server closes after one response (keep-alive is off); say so anyway.
             m.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                 .unwrap();
             let _ = m.read_to_string(&mut body);
@@ -327,27 +348,49 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// The unit of `cpu_ticks` (USER_HZ, 100 on most Linux builds but not all), as the C library
+/// reports it.
+fn clock_ticks_per_sec() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    assert!(out.status.success(), "getconf CLK_TCK failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
 #[test]
 fn out_of_descriptors_backs_off_instead_of_spinning() {
     // 40 descriptors: a few for the runtime, the rest for connections.
+    const FDS: usize = 40;
     let mut cmd = Command::new("bash");
     cmd.args([
         "-c",
-        &format!("ulimit -n 40 && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
+        &format!("ulimit -n {FDS} && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
     ]);
     let s = spawn_serve(cmd);
     let addr = s.addr;
     // More connections than the server has descriptors: the rest wait in the backlog and
     // accept() fails with EMFILE.
     let mut conns: Vec<TcpStream> = (0..60).map(|_| TcpStream::connect(addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let ticks_per_sec = 100; // USER_HZ on Linux
-    let before = cpu_ticks(s.child.id());
+    let pid = s.child.id();
+    wait_until("the server to use all its descriptors", || {
+        open_fds(pid) >= FDS
+    });
+    let ticks_per_sec = clock_ticks_per_sec();
+    let before = cpu_ticks(pid);
+    // Not synchronisation but an observation window: the CPU the server burns in 1 s while
+    // every accept() fails. A spinning loop uses the whole second; backing off, almost none.
     std::thread::sleep(Duration::from_secs(1));
-    let used = cpu_ticks(s.child.id()) - before;
+    let used = cpu_ticks(pid) - before;
     assert!(
         used < ticks_per_sec / 2,
-        "server spun on EMFILE: {used} ticks in 1 s"
+        "server spun on EMFILE: {used} ticks in 1 s (at {ticks_per_sec} a second)"
     );
     // Free descriptors: the waiting connections get served.
     let last = conns.pop().unwrap();
@@ -479,10 +522,19 @@ fn sigterm_answers_requests_already_sent() {
     ]);
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (local, server) = (c.local_addr().unwrap(), s.addr);
+    // The kernel's queues say where each request is, instead of a guess at how long it
+    // takes: the first is read by the server (and held by --delay), the second acknowledged
+    // by the server's kernel (today it sits unread behind the first) when SIGTERM arrives.
     c.write_all(b"0003one").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until("the server to read the first request", || {
+        queues::server_has_read(local, server)
+    });
     c.write_all(b"0003two").unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(
+        "the server's kernel to acknowledge the second request",
+        || queues::queues(local, server).is_some_and(|(unacked, _)| unacked == 0),
+    );
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(terminate(s)));
     let mut got = [0u8; 14];

@@ -21,7 +21,7 @@
 //! | `client` | `client`: short, long, pool, mux, duplex and simplex clients | tokio (rt, net, time), tower, bb8, socket2 |
 //! | `blocking` | `blocking`: `std::io` clients and `FrameReader`, with read timeouts that keep partial frames | `client` (shared config, endpoints, errors), rustix |
 //! | `bench` | `bench`: short vs long measured on an embedded server or a target | `server`, `client`, hdrhistogram |
-//! | `metrics` | server counters through the `metrics` facade and a Prometheus listener | `server`, metrics, metrics-exporter-prometheus |
+//! | `metrics` | server counters through the `metrics` facade and a Prometheus listener | `server`, metrics, metrics-exporter-prometheus, hyper, hyper-util |
 //! | `config` | `serde::Deserialize` for `server::ServerSettings` | `server`, serde |
 //!
 //! ```toml

@@ -55,13 +55,7 @@ impl fmt::Display for Keepalive {
 }
 
 fn humantime_fmt(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.subsec_nanos() % 1_000_000 == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
+    humantime::format_duration(d).to_string()
 }
 
 /// The longest duration [`parse_duration`] accepts: 365 days. Longer is almost surely a
@@ -197,7 +191,7 @@ impl Default for SocketOptions {
 /// assert!(e.is_too_short());
 /// assert_eq!(
 ///     e.to_string(),
-///     "10000ns is out of range: the kernel accepts 1ms to 2147483647ms (about 24.8 days)"
+///     "10us is out of range: the kernel accepts 1ms to 24days 20h 31m 23s 647ms (2^31-1 ms)"
 /// );
 /// ```
 ///
@@ -268,7 +262,7 @@ mod tests {
     fn keepalive_parse() {
         let k: Keepalive = "60s,10s,5".parse().unwrap();
         assert_eq!(k.probes, 5);
-        assert_eq!(k.to_string(), "60s,10s,5");
+        assert_eq!(k.to_string(), "1m,10s,5");
         // The kernel's limits: refused at parse time, not on every socket.
         assert!("32767s,32767s,127".parse::<Keepalive>().is_ok());
         assert!("1500ms,1s,1".parse::<Keepalive>().is_ok());

@@ -254,8 +254,14 @@ async fn attack2_pool_server_down_is_a_pool_timeout_not_a_connect_error() {
         &b"a"[..]
     );
     kill.send(()).unwrap();
-    // The idle pooled connection reads the close at once (loopback); 200 ms is generous.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait until the idle pooled connection has read the close and closed its end: no
+    // client socket to the port is still ESTABLISHED or in CLOSE_WAIT (the kernel's count).
+    eventually("the pooled connection closes its end", || {
+        let st = keepwire::tcpstate::port_states_now(addr.port()).unwrap();
+        st.remote_count(keepwire::tcpstate::TcpState::Established) == 0
+            && st.remote_count(keepwire::tcpstate::TcpState::CloseWait) == 0
+    })
+    .await;
     let t = Instant::now();
     let r = tokio::time::timeout(SOON, pool.request(Bytes::from_static(b"b")))
         .await

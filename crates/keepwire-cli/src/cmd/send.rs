@@ -12,8 +12,22 @@ use tokio::io::AsyncBufReadExt;
 use super::Failure;
 use super::encode::parse_message;
 
+const EXAMPLES: &str = "\
+Examples:
+  # Two messages on one connection to a partner on a 4-digit ASCII length
+  keepwire send --to 127.0.0.1:7000 --framing len:ascii:4 0800 '0200\\x00'
+
+  # Hex, a connection per message; 127.0.0.1:7001 first, 127.0.0.1:7000 if it fails
+  keepwire send --to 127.0.0.1:7001,127.0.0.1:7000 --framing len:be:2 --mode short --hex 0800a0
+
+  # One message a line from stdin, the connection confirmed and kept alive by heartbeats
+  printf 'ping\\nhello\\n' | keepwire send --to 127.0.0.1:7000 --framing line \\
+      --heartbeat interval=5s,timeout=2s,misses=3 -
+";
+
 /// Flags of `keepwire send`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Endpoints in order of preference; the next is tried when one fails.
     #[arg(

@@ -128,7 +128,7 @@ impl fmt::Display for PortPressure {
 /// assert_eq!(
 ///     c.to_string(),
 ///     "long connections served 7.0x the requests/s of short ones (49000 vs 7000, \
-///      p99 4100 vs 9500 us), opening 16 connections instead of 21000."
+///      p99 4ms 100us vs 9ms 500us), opening 16 connections instead of 21000."
 /// );
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -159,12 +159,12 @@ impl fmt::Display for Conclusion {
         write!(
             f,
             "long connections served {:.1}x the requests/s of short ones \
-             ({:.0} vs {:.0}, p99 {} vs {} us), opening {} connections instead of {}.",
+             ({:.0} vs {:.0}, p99 {} vs {}), opening {} connections instead of {}.",
             self.ratio(),
             self.long_rps,
             self.short_rps,
-            self.long_p99_us,
-            self.short_p99_us,
+            humantime::format_duration(Duration::from_micros(self.long_p99_us)),
+            humantime::format_duration(Duration::from_micros(self.short_p99_us)),
             self.long_connections,
             self.short_connections
         )

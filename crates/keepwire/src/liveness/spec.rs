@@ -18,11 +18,7 @@ pub const MIN_PING_INTERVAL: std::time::Duration = std::time::Duration::from_mil
 pub const MIN_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn fmt_ms(d: std::time::Duration) -> String {
-    if d.subsec_nanos() % 1_000_000 == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}ns", d.as_nanos())
-    }
+    humantime::format_duration(d).to_string()
 }
 
 /// A parsed `--heartbeat` value.
@@ -362,8 +358,8 @@ impl fmt::Display for HeartbeatSpec {
         }
         let mut parts = Vec::new();
         if let Some(c) = self.ping_cfg {
-            parts.push(format!("interval={:?}", c.interval));
-            parts.push(format!("timeout={:?}", c.timeout));
+            parts.push(format!("interval={}", fmt_ms(c.interval)));
+            parts.push(format!("timeout={}", fmt_ms(c.timeout)));
             parts.push(format!("misses={}", c.misses));
         }
         if let Some(p) = &self.ping {
@@ -501,7 +497,7 @@ mod tests {
     fn too_short_names_the_duration() {
         assert_eq!(
             err("interval=1s,timeout=1500us").to_string(),
-            "heartbeat timeout=1500000ns: must be at least 10ms"
+            "heartbeat timeout=1ms 500us: must be at least 10ms"
         );
         let HeartbeatSpecError::TooShort { found, .. } = err("interval=1ns") else {
             panic!();

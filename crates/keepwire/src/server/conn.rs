@@ -743,7 +743,10 @@ impl Connection {
             return Err(match e {
                 WriteError::Stalled { timeout } => io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("peer did not read a reply for {timeout:?}"),
+                    format!(
+                        "peer did not read a reply for {}",
+                        humantime::format_duration(timeout)
+                    ),
                 ),
                 other => other.into_io(),
             });

@@ -106,8 +106,8 @@ impl std::error::Error for DurationError {}
 /// assert!(e.is_out_of_range());
 /// assert_eq!(
 ///     e.to_string(),
-///     "tcp keepalive \"32768s,5s,3\": TIME 32768s is out of range: \
-///      the kernel accepts 1s to 32767s (about 9h)"
+///     "tcp keepalive \"32768s,5s,3\": TIME 9h 6m 8s is out of range: \
+///      the kernel accepts 1s to 9h 6m 7s"
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,8 +263,9 @@ impl fmt::Display for KeepaliveError {
             ),
             KeepaliveErrorKind::DurationOutOfRange { field, found } => write!(
                 f,
-                "{field} {} is out of range: the kernel accepts 1s to {MAX_KEEPALIVE_SECS}s (about 9h)",
-                humantime_fmt(*found)
+                "{field} {} is out of range: the kernel accepts 1s to {}",
+                humantime_fmt(*found),
+                humantime_fmt(std::time::Duration::from_secs(MAX_KEEPALIVE_SECS))
             ),
             KeepaliveErrorKind::ProbesOutOfRange { found } => write!(
                 f,
@@ -314,9 +315,9 @@ impl fmt::Display for UserTimeoutError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} is out of range: the kernel accepts 1ms to {}ms (about 24.8 days)",
+            "{} is out of range: the kernel accepts 1ms to {} (2^31-1 ms)",
             humantime_fmt(self.found),
-            MAX_USER_TIMEOUT.as_millis()
+            humantime_fmt(MAX_USER_TIMEOUT)
         )
     }
 }
@@ -336,7 +337,7 @@ impl std::error::Error for UserTimeoutError {}
 /// assert_eq!(e.to_string(), "tcp user timeout");
 /// assert_eq!(
 ///     format!("{e:#}"),
-///     "tcp user timeout: 0s is out of range: the kernel accepts 1ms to 2147483647ms (about 24.8 days)"
+///     "tcp user timeout: 0s is out of range: the kernel accepts 1ms to 24days 20h 31m 23s 647ms (2^31-1 ms)"
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -466,13 +467,13 @@ mod tests {
                 "32768s,5s,3",
                 Some(Time),
                 false,
-                "TIME 32768s is out of range: the kernel accepts 1s to 32767s (about 9h)",
+                "TIME 9h 6m 8s is out of range: the kernel accepts 1s to 9h 6m 7s",
             ),
             (
                 "30s,10h,3",
                 Some(Interval),
                 false,
-                "INTERVAL 36000s is out of range: the kernel accepts 1s to 32767s (about 9h)",
+                "INTERVAL 10h is out of range: the kernel accepts 1s to 9h 6m 7s",
             ),
         ];
         for &(text, field, syntax, msg) in cases {
@@ -523,7 +524,7 @@ mod tests {
         k.time = Duration::from_millis(999);
         assert_eq!(
             k.validate().unwrap_err().to_string(),
-            "TIME 999ms is out of range: the kernel accepts 1s to 32767s (about 9h)"
+            "TIME 999ms is out of range: the kernel accepts 1s to 9h 6m 7s"
         );
     }
 
@@ -538,7 +539,7 @@ mod tests {
         assert!(short.is_too_short() && !short.is_too_long());
         assert_eq!(
             short.to_string(),
-            "1ns is out of range: the kernel accepts 1ms to 2147483647ms (about 24.8 days)"
+            "1ns is out of range: the kernel accepts 1ms to 24days 20h 31m 23s 647ms (2^31-1 ms)"
         );
     }
 
