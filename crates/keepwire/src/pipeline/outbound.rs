@@ -18,7 +18,9 @@
 //! The blocking twin [`write_all_blocking`] gives a `std::net::TcpStream` the same meaning
 //! by setting its write timeout (`SO_SNDTIMEO`) to the time left before each write.
 
-use std::io::{self, Write as _};
+use std::io;
+#[cfg(feature = "blocking")]
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use tokio::io::{Interest, Ready};
