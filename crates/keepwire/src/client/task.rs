@@ -6,10 +6,16 @@
 //! | a connection ended with            | the task                                       |
 //! |------------------------------------|------------------------------------------------|
 //! | every handle gone, nothing pending | stops; queued ops fail "client shut down"      |
-//! | lost                               | marks the endpoint down if the core says so, waits the core's delay, reconnects (either ends once every handle is gone) |
+//! | `close`: queue closed, what was queued written, nothing in flight ([`Session::may_close`](super::core::Session::may_close)) | shuts the socket down (FIN) and stops; `close` returns |
+//! | lost                               | marks the endpoint down if the core says so, waits the core's delay, reconnects (either ends once every handle is gone, or at `close`) |
 //! | lost, on a pooled connection       | stops (the pool replaces it); queued ops fail not sent |
 //! | a better endpoint answered (fail-back) | moves to it at once                        |
 //! | reconnect: no endpoint connects    | fails what is queued (not sent), waits the next backoff delay, tries again |
+//!
+//! The task is spawned on a [`TaskTracker`] that every handle holds, with a stop token they
+//! share: dropping the last handle cancels the token (a task waiting out a backoff does not
+//! poll its queue), and `close` cancels it for every clone, then waits on the tracker, so
+//! the task, and the socket's FIN, are owned by its handles, never left running unseen.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
