@@ -256,3 +256,21 @@ async fn duplex_sender_close_writes_what_was_sent_then_fin() {
     // The receiver ends once the task has.
     assert_eq!(tokio::time::timeout(SOON, rx.recv()).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn simplex_close_closes_both_links() {
+    let (l, addr) = listener().await;
+    let link = keepwire::client::Simplex::connect(builder(&addr), builder(&addr))
+        .await
+        .unwrap();
+    // The send link connects first, then the receive link.
+    let (send_side, _) = l.accept().await.unwrap();
+    let (recv_side, _) = l.accept().await.unwrap();
+    let mut r = BufReader::new(send_side);
+    link.send(Bytes::from_static(b"out")).await.unwrap();
+    assert_eq!(read_line(&mut r).await, "out");
+    tokio::time::timeout(SOON, link.close()).await.unwrap();
+    assert!(r.buffer().is_empty());
+    assert!(fin_already_read(r.into_inner()), "send link still open");
+    assert!(fin_already_read(recv_side), "receive link still open");
+}

@@ -160,8 +160,7 @@ impl Handle {
         tracker.wait().await;
     }
 
-    /// Whether [`close`](Self::close) was called on a clone of this handle (or the task
-    /// stopped).
+    /// Whether [`close`](Self::close) was called on a clone of this handle.
     pub(crate) fn is_closed(&self) -> bool {
         self.stop.is_cancelled()
     }
