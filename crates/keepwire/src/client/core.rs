@@ -23,7 +23,9 @@
 //! | in flight   | FIFO: deadline passes          | [`Session::fifo_overdue`]: close the connection (later replies could not be matched) |
 //! | in flight   | keyed: deadline passes         | [`Session::expire_keyed`]: fails (may have been sent); key tombstoned |
 //! | tombstoned  | a frame with its key arrives   | [`Reply::Unmatched`] `late: true`          |
-//! | in flight   | every handle gone, its caller too (and, keyed, no unsolicited reader) | [`Session::may_close`]: the connection closes |
+//! | in flight   | queue closed (every handle gone, or `close`), its caller gone too (and, keyed, no unsolicited reader) | [`Session::may_close`]: the connection closes |
+//! | in flight   | queue closed, its caller still waits | [`Session::may_close`] waits: answered, or failed at its deadline |
+//! | none        | queue closed                   | [`Session::may_close`]: the connection closes (FIN) |
 //!
 //! # Fail-back ([`FailBack`])
 //!
@@ -253,18 +255,21 @@ impl<W> Session<W> {
         self.keyed_link
     }
 
-    /// Whether the connection may close once every handle is gone (`handles_gone`): nothing
-    /// in flight, or only requests whose callers gave up (`gone` says so of a waiter) and
-    /// whose late replies nobody could read (`late_unread`: a keyed link sends them to the
-    /// unsolicited stream, which may still have a reader). Waiting for abandoned requests'
-    /// replies would hold the task and its socket until their deadlines, for nobody.
+    /// Whether the connection may close once its queue is closed (`queue_closed`: every
+    /// handle is gone, or a handle's `close` was called, and no op waits to be written):
+    /// nothing in flight, or only requests whose callers gave up (`gone` says so of a
+    /// waiter) and whose late replies nobody could read (`late_unread`: a keyed link sends
+    /// them to the unsolicited stream, which may still have a reader). Waiting for
+    /// abandoned requests' replies would hold the task and its socket until their
+    /// deadlines, for nobody; a request whose caller still waits is let end (answered, or
+    /// failed at its deadline), so a graceful close never cuts a reply off.
     pub(crate) fn may_close(
         &self,
-        handles_gone: bool,
+        queue_closed: bool,
         late_unread: bool,
         gone: impl Fn(&W) -> bool,
     ) -> bool {
-        if !handles_gone {
+        if !queue_closed {
             return false;
         }
         if self.in_flight() == 0 {

@@ -75,6 +75,29 @@ impl Duplex {
     pub fn split(self) -> (DuplexSender, DuplexReceiver) {
         (self.sender, self.receiver)
     }
+
+    /// Closes the connection gracefully and waits until it is closed: frames already
+    /// queued are written (or fail at their own deadline: never silently), no new frame is
+    /// taken (a [`DuplexSender`] clone then fails at once with
+    /// [`ClientError::is_shutdown`], not sent), the socket is shut down (the server reads
+    /// end of stream) and the connection task has ended when this returns. Frames that
+    /// arrived and were not read are dropped with the receiver. With no connection up
+    /// (reconnecting or backing off) it returns at once, and frames waiting for one fail
+    /// not sent. To keep reading while closing, [`split`](Self::split) and use
+    /// [`DuplexSender::close`].
+    ///
+    /// Dropping both halves still closes the connection as before, without waiting.
+    ///
+    /// # Errors
+    /// None: every frame queued gets its own outcome.
+    ///
+    /// # Cancel safety
+    /// The close is decided at the first poll: dropping the future after it leaves the
+    /// connection closing on its own; dropped before, it only drops this client.
+    pub async fn close(self) {
+        drop(self.receiver);
+        self.sender.close().await;
+    }
 }
 
 impl DuplexSender {
@@ -91,6 +114,19 @@ impl DuplexSender {
             .call(frame, false, None, self.handle.state.cfg.request_timeout)
             .await
             .map(|_| ())
+    }
+
+    /// Closes the connection gracefully for both halves and waits until it is closed, as
+    /// [`Duplex::close`]: frames queued are written first, then the socket is shut down;
+    /// the [`DuplexReceiver`] then reads `None` once it has read what arrived before.
+    ///
+    /// # Errors
+    /// None: every frame queued gets its own outcome.
+    ///
+    /// # Cancel safety
+    /// As [`Duplex::close`].
+    pub async fn close(self) {
+        self.handle.close().await;
     }
 
     /// Whether a connection is up now.

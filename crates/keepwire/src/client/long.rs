@@ -37,7 +37,8 @@ use super::{ClientError, ClientStats, EndpointStatus};
 /// overlapping load (a request always in flight) it stays on the current endpoint until
 /// the first idle moment.
 ///
-/// Cloning is cheap: clones share the connection. It closes when the last clone is dropped.
+/// Cloning is cheap: clones share the connection. It closes when the last clone is dropped,
+/// or at once for every clone with [`close`](Self::close), which also waits for the close.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,6 +110,46 @@ impl LongClient {
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
         self.handle.call(frame, true, None, timeout).await
+    }
+
+    /// Closes the connection gracefully and waits until it is closed: no new request is
+    /// taken (clones share the connection, so a request made through any clone after this
+    /// call fails at once with [`ClientError::is_shutdown`], not sent), requests already
+    /// queued or in flight end (answered, or failed at their own deadline: never
+    /// silently), the socket is shut down (the server reads end of stream) and the
+    /// connection task has ended when this returns. It takes at most the longest
+    /// remaining request deadline (plus the write timeout for the FIN); with no
+    /// connection up (reconnecting or backing off) it returns at once, and requests
+    /// waiting for one fail not sent.
+    ///
+    /// Dropping every clone still closes the connection as before, without waiting.
+    ///
+    /// # Errors
+    /// None: every request in flight gets its own outcome.
+    ///
+    /// # Cancel safety
+    /// The close is decided at the first poll: dropping the future after it leaves the
+    /// connection closing on its own (requests in flight still end as above); dropped
+    /// before, it only drops this handle.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use keepwire::client::ClientBuilder;
+    /// # use keepwire::server::{Request, Server, ServerConfig, service_fn};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = Server::bind("127.0.0.1:0", ServerConfig::new("line".parse()?)).await?;
+    /// # let addr = server.local_addr().to_string();
+    /// # tokio::spawn(server.serve(service_fn(|r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) })));
+    /// let client = ClientBuilder::new("line".parse()?, [addr]).connect_long().await?;
+    /// let other = client.clone();
+    /// client.request(Bytes::from_static(b"last")).await?;
+    /// client.close().await;
+    /// assert!(other.request(Bytes::from_static(b"late")).await.unwrap_err().is_shutdown());
+    /// # Ok(()) }
+    /// ```
+    pub async fn close(self) {
+        self.handle.close().await;
     }
 
     /// Whether a connection is up now.

@@ -21,6 +21,15 @@
 //! not sent is moved to the next connection or endpoint by itself; one that may have been
 //! sent is never retried unless [`ClientBuilder::retry_sent`] opts in (short client).
 //!
+//! # Closing
+//! The long clients ([`LongClient`], [`MuxClient`], [`Duplex`], [`Simplex`]) end their
+//! connection when the last clone is dropped, or for every clone at once with `close()`,
+//! which also waits: requests in flight end first (answered, or at their deadline), the
+//! server reads end of stream, and the connection task has ended when `close` returns. A
+//! request made through a clone after `close` fails at once with
+//! [`ClientError::is_shutdown`], not sent. A [`ShortClient`] holds no connection between
+//! requests; a [`Pool`] is dropped (see its docs).
+//!
 //! # Liveness
 //! A long connection drives the same sans-IO [`Liveness`](crate::liveness::Liveness) state
 //! machine as the server's connections: it answers the peer's pings, and with
@@ -55,7 +64,7 @@
 //! | `connect.rs`  | the endpoint plan, one endpoint's connect, the probe heartbeat       |
 //! | `ticket.rs`   | the not-sent / may-have-been-sent race between caller and task      |
 //! | `core.rs`     | the sans-IO core: in-flight table, deadlines, fail-back, backoff    |
-//! | `task.rs`     | the connection task: reconnects, performs the core's loss decisions |
+//! | `task.rs`     | the connection task (tracked; `close` waits for it): reconnects, performs the core's loss decisions |
 //! | `session.rs`  | one connection: the select loop feeding the core and the pipeline   |
 //! | `write.rs`    | a batch written with the pipeline's write step, reading meanwhile   |
 //!

@@ -142,6 +142,29 @@ impl MuxClient {
             .take()
     }
 
+    /// Closes the connection gracefully and waits until it is closed: no new request is
+    /// taken (clones share the connection, so a request made through any clone after this
+    /// call fails at once with [`ClientError::is_shutdown`], not sent), requests already
+    /// queued or in flight end (answered, or failed at their own deadline: never
+    /// silently), the socket is shut down (the server reads end of stream) and the
+    /// connection task has ended when this returns. It takes at most the longest
+    /// remaining request deadline (plus the write timeout for the FIN); with no
+    /// connection up (reconnecting or backing off) it returns at once, and requests
+    /// waiting for one fail not sent. The unsolicited stream ends once the task has ended.
+    ///
+    /// Dropping every clone still closes the connection as before, without waiting.
+    ///
+    /// # Errors
+    /// None: every request in flight gets its own outcome.
+    ///
+    /// # Cancel safety
+    /// The close is decided at the first poll: dropping the future after it leaves the
+    /// connection closing on its own (requests in flight still end as above); dropped
+    /// before, it only drops this handle.
+    pub async fn close(self) {
+        self.handle.close().await;
+    }
+
     /// Whether a connection is up now.
     pub fn is_connected(&self) -> bool {
         self.handle.state.is_connected()

@@ -26,6 +26,14 @@ use super::{EndpointStatus, LongClient};
 /// nobody asking for it). A request that was not sent because its connection was lost just
 /// before is tried once more on a fresh checkout.
 ///
+/// # Closing
+/// A pool has no `close`: bb8 gives no way to take its idle connections out of it. Drop
+/// every clone of the pool once no request is under way (await them first): bb8 then drops
+/// its idle [`LongClient`]s, and each one's task shuts its socket down
+/// (FIN) on its own, without anyone waiting for it. A program that must know its
+/// connections are closed before it exits uses [`LongClient`]s and their
+/// [`close`](LongClient::close).
+///
 /// ```
 /// use bytes::Bytes;
 /// use keepwire::client::ClientBuilder;

@@ -6,8 +6,9 @@
 //!    (heartbeats to liveness, pongs queued, data to [`Session::on_reply`]); writes the
 //!    pongs; ends on end of stream, on shutdown, or to move to a recovered better endpoint;
 //! 2. writes the ops not sent on the previous connection first;
-//! 3. waits for the socket, the op queue, the core's next deadline or a fail-back probe,
-//!    whichever comes first, and performs what it brings (with no room in flight, one op
+//! 3. waits for the socket, the op queue, the core's next deadline, a fail-back probe or a
+//!    [`close`](super::ticket::Handle::close) (which closes the op queue), whichever comes
+//!    first, and performs what it brings (with no room in flight, one op
 //!    is taken and held first in line, so that the queue's closing is still seen).
 //!
 //! Writing, and reading while a write waits, is in [`write`](super::write).
@@ -19,6 +20,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::connect::Connected;
 use super::core::{FailBack, Reply, Session};
@@ -115,13 +117,16 @@ enum Event {
     Op(Option<Op>),
     Timer,
     Probe(usize, Result<Connected, String>),
+    /// [`close`](super::ticket::Handle::close) was called: take no new op.
+    Closing,
 }
 
-/// Waits for the socket, the op queue (when `accepting`), `deadline` or the fail-back
-/// probe. Not `biased`: tokio picks among ready branches at random, so a server flooding
+/// Waits for the socket, the op queue (when `accepting`), `deadline`, the fail-back
+/// probe or `stop` (while the queue is open). Not `biased`: tokio picks among ready branches at random, so a server flooding
 /// frames cannot starve queued requests, reply deadlines and liveness timers.
 async fn next_event(
     rx: &mut mpsc::Receiver<Op>,
+    stop: &CancellationToken,
     conn: &mut ClientConnection,
     deadline: Option<Instant>,
     accepting: bool,
@@ -140,11 +145,13 @@ async fn next_event(
         }
     };
     conn.rbuf.reserve(4096);
+    let open = !rx.is_closed();
     tokio::select! {
         r = conn.c.stream.read_buf(&mut conn.rbuf) => Event::Read(r),
         op = rx.recv(), if accepting => Event::Op(op),
         () = sleep => Event::Timer,
         (ep, r) = probe, if probing => Event::Probe(ep, r),
+        () = stop.cancelled(), if open => Event::Closing,
     }
 }
 
@@ -181,7 +188,7 @@ impl Task {
                 }
                 continue;
             }
-            // 3. Wait for the socket, an op, a deadline or the probe.
+            // 3. Wait for the socket, an op, a deadline, the probe or a close.
             let now = Instant::now();
             let in_flight = conn.core.in_flight();
             let fail_back_at = conn.fail_back.due_at(now, in_flight, &self.state.eps());
@@ -190,31 +197,46 @@ impl Task {
             // task could not see every handle go while its requests wait, and would keep
             // the connection until their deadlines for callers that gave up.
             let accepting = !rx_closed && (conn.core.room() > 0 || self.retry.is_empty());
-            let event = next_event(&mut self.rx, conn, deadline, accepting).await;
-            let res = match event {
-                Event::Read(Ok(0)) => {
-                    conn.eof = true;
-                    Ok(())
-                }
-                Event::Read(Ok(_)) => Ok(()),
-                Event::Read(Err(e)) => Err(SessionEnd::lost(read_failed(conn, e))),
-                Event::Op(None) => {
-                    rx_closed = true;
-                    Ok(())
-                }
-                Event::Op(Some(op)) if conn.core.room() == 0 => {
-                    self.retry.push_back(op);
-                    Ok(())
-                }
-                Event::Op(Some(op)) => self.write_batch(conn, op).await,
-                Event::Timer => self.on_timer(conn).await,
-                Event::Probe(ep, r) => {
-                    self.on_probe(conn, ep, r);
-                    Ok(())
-                }
-            };
-            if let Err(end) = res {
+            let event = next_event(&mut self.rx, &self.gone, conn, deadline, accepting).await;
+            if let Err(end) = self.perform(conn, event, &mut rx_closed).await {
                 return end;
+            }
+        }
+    }
+
+    /// Step 3 of a turn: performs what woke the wait.
+    async fn perform(
+        &mut self,
+        conn: &mut ClientConnection,
+        event: Event,
+        rx_closed: &mut bool,
+    ) -> Result<(), SessionEnd> {
+        match event {
+            Event::Read(Ok(0)) => {
+                conn.eof = true;
+                Ok(())
+            }
+            Event::Read(Ok(_)) => Ok(()),
+            Event::Read(Err(e)) => Err(SessionEnd::lost(read_failed(conn, e))),
+            Event::Op(None) => {
+                *rx_closed = true;
+                Ok(())
+            }
+            Event::Op(Some(op)) if conn.core.room() == 0 => {
+                self.retry.push_back(op);
+                Ok(())
+            }
+            Event::Op(Some(op)) => self.write_batch(conn, op).await,
+            Event::Timer => self.on_timer(conn).await,
+            Event::Probe(ep, r) => {
+                self.on_probe(conn, ep, r);
+                Ok(())
+            }
+            // Closed: the ops already queued are still taken (then `Op(None)`), what
+            // is in flight ends, and `Session::may_close` ends the connection.
+            Event::Closing => {
+                self.rx.close();
+                Ok(())
             }
         }
     }
@@ -244,10 +266,10 @@ impl Task {
             self.retry.retain(|op| !op.done.is_closed());
         }
         let late_unread = self.unsolicited.is_closed();
-        let handles_gone = rx_closed && self.retry.is_empty();
+        let queue_closed = rx_closed && self.retry.is_empty();
         if conn
             .core
-            .may_close(handles_gone, late_unread, |c| c.reply.is_closed())
+            .may_close(queue_closed, late_unread, |c| c.reply.is_closed())
         {
             return Some(SessionEnd::Shutdown);
         }

@@ -82,6 +82,26 @@ impl Simplex {
         self.recv.recv().await
     }
 
+    /// Closes both links gracefully and waits until both are closed, each as
+    /// [`Duplex::close`]: frames queued on the send link are written first, frames not yet
+    /// read from the receive link are dropped, and both sockets are shut down.
+    ///
+    /// # Errors
+    /// None: every frame queued gets its own outcome.
+    ///
+    /// # Cancel safety
+    /// As [`Duplex::close`], for each link.
+    pub async fn close(self) {
+        let Simplex {
+            send,
+            _send_rx,
+            recv,
+            recv_tx,
+        } = self;
+        drop((_send_rx, recv));
+        tokio::join!(send.close(), recv_tx.close());
+    }
+
     /// Whether both links are up now.
     pub fn is_connected(&self) -> bool {
         self.send.is_connected() && self.recv_tx.is_connected()

@@ -6,10 +6,16 @@
 //! | a connection ended with            | the task                                       |
 //! |------------------------------------|------------------------------------------------|
 //! | every handle gone, nothing pending | stops; queued ops fail "client shut down"      |
-//! | lost                               | marks the endpoint down if the core says so, waits the core's delay, reconnects (either ends once every handle is gone) |
+//! | `close`: queue closed, what was queued written, nothing in flight ([`Session::may_close`](super::core::Session::may_close)) | shuts the socket down (FIN) and stops; `close` returns |
+//! | lost                               | marks the endpoint down if the core says so, waits the core's delay, reconnects (either ends once every handle is gone, or at `close`) |
 //! | lost, on a pooled connection       | stops (the pool replaces it); queued ops fail not sent |
 //! | a better endpoint answered (fail-back) | moves to it at once                        |
 //! | reconnect: no endpoint connects    | fails what is queued (not sent), waits the next backoff delay, tries again |
+//!
+//! The task is spawned on a [`TaskTracker`] that every handle holds, with a stop token they
+//! share: dropping the last handle cancels the token (a task waiting out a backoff does not
+//! poll its queue), and `close` cancels it for every clone, then waits on the tracker, so
+//! the task, and the socket's FIN, are owned by its handles, never left running unseen.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,6 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::connect::Connected;
 use super::core::Reconnect;
@@ -34,6 +41,7 @@ pub(crate) fn spawn(state: Arc<ClientState>, first: Connected) -> (Handle, mpsc:
     let (utx, urx) = mpsc::channel(channel_capacity(state.cfg.unsolicited));
     let gone = CancellationToken::new();
     let alive = Arc::new(gone.clone().drop_guard());
+    let stop = gone.clone();
     let task = Task {
         gone,
         state: Arc::clone(&state),
@@ -43,11 +51,17 @@ pub(crate) fn spawn(state: Arc<ClientState>, first: Connected) -> (Handle, mpsc:
         unsolicited: utx,
     };
     state.set_current(Some(first.ep));
-    tokio::spawn(task.run(first));
+    // Tracked, so that `close` can wait for the task (and its FIN); closed at once: this
+    // tracker holds this one task and nothing else.
+    let tracker = TaskTracker::new();
+    tracker.spawn(task.run(first));
+    tracker.close();
     let handle = Handle {
         tx,
         state,
         _alive: alive,
+        stop,
+        tracker,
     };
     (handle, urx)
 }
@@ -68,8 +82,9 @@ pub(crate) struct Task {
     reconnect: Reconnect,
     /// Frames that answer no request; closed when nobody reads them.
     pub(crate) unsolicited: mpsc::Sender<Bytes>,
-    /// Cancelled once every handle is gone.
-    gone: CancellationToken,
+    /// Cancelled once every handle is gone, or by `close`: the task then takes no new op,
+    /// lets what is in flight end, and stops instead of reconnecting.
+    pub(crate) gone: CancellationToken,
 }
 
 /// `d` to whole milliseconds, for messages.
@@ -179,6 +194,10 @@ impl Task {
     /// is gone.
     async fn reconnect(&mut self) -> Option<Connected> {
         loop {
+            // Closed (or every handle gone): nobody to reconnect for.
+            if self.gone.is_cancelled() {
+                return None;
+            }
             if self.rx.is_closed() && self.retry.is_empty() && self.rx.is_empty() {
                 return None;
             }
@@ -199,6 +218,7 @@ impl Task {
                     loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(until) => break,
+                            () = self.gone.cancelled() => return None,
                             op = self.rx.recv() => match op {
                                 None => return None,
                                 Some(op) => op.finish(Err(e.for_delivery(Delivery::NotSent))),

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::DropGuard;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
 
 use super::Key;
 use super::error::{ClientError, ClientErrorKind, Delivery};
@@ -137,9 +138,33 @@ pub(crate) struct Handle {
     /// Cancels the task's `gone` token when the last handle is dropped: a task waiting out
     /// a backoff delay is not polling the queue, so it would not see the handles go.
     pub(crate) _alive: Arc<DropGuard>,
+    /// The task's stop token (the one `_alive` cancels): cancelled by
+    /// [`close`](Self::close) too.
+    pub(crate) stop: CancellationToken,
+    /// Tracks the connection task: [`close`](Self::close) waits on it.
+    pub(crate) tracker: TaskTracker,
 }
 
 impl Handle {
+    /// Closes the connection for every clone of this handle and waits until the task has
+    /// ended: no new op is taken, ops already queued and requests in flight end (answered
+    /// or at their deadline), the socket is shut down (FIN) and the task returns.
+    ///
+    /// # Cancel safety
+    /// The close is decided at the first poll; dropping the future then leaves the task
+    /// closing on its own. Dropped before its first poll, only this handle is dropped.
+    pub(crate) async fn close(self) {
+        self.stop.cancel();
+        let tracker = self.tracker.clone();
+        drop(self);
+        tracker.wait().await;
+    }
+
+    /// Whether [`close`](Self::close) was called on a clone of this handle.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
     /// Sends `frame`; with `reply`, waits for the reply. The whole call is bounded by
     /// `timeout`.
     pub(crate) async fn call(
@@ -150,6 +175,10 @@ impl Handle {
         timeout: Duration,
     ) -> Result<Bytes, ClientError> {
         self.state.cfg.refuse_heartbeat_frame(&frame)?;
+        // Closed: fail at once, not after the task has seen the close.
+        if self.is_closed() {
+            return Err(shutdown(Delivery::NotSent));
+        }
         let ticket = Arc::new(Ticket::default());
         let guard = CancelOnDrop(Arc::clone(&ticket));
         let (done, rx) = oneshot::channel();

@@ -411,3 +411,27 @@ fn short_retry_tries_each_endpoint_once_at_most() {
     // after one connection per endpoint per round until its deadline.
     assert!(!ShortRetry { attempts: 3, ..r }.next_endpoint());
 }
+
+#[test]
+fn a_closing_session_ends_once_its_live_requests_are_answered_or_overdue() {
+    // `close` closes the queue while callers still wait: their requests end first.
+    let t0 = Instant::now();
+    let gone = |w: &u32| *w >= 100;
+    let mut s = session(&Matching::Fifo, 4, t0);
+    s.register(None, waiter(1, t0 + S));
+    assert!(!s.may_close(true, true, gone), "a caller still waits");
+    // Its reply comes: nothing is left in flight.
+    assert!(matches!(
+        s.on_reply(&Matching::Fifo, b"reply", t0),
+        Reply::Waiter(_)
+    ));
+    assert!(s.may_close(true, true, gone));
+    // Keyed: a live request is let run to its deadline, then the session may end.
+    let m = keyed();
+    let mut k = session(&m, 4, t0);
+    k.register(Some(Key::from(&b"a"[..])), waiter(1, t0 + S));
+    assert!(!k.may_close(true, true, gone));
+    assert_eq!(k.next_deadline(None).filter(|d| *d <= t0 + S), Some(t0 + S));
+    assert_eq!(k.expire_keyed(t0 + S).len(), 1);
+    assert!(k.may_close(true, true, gone));
+}
