@@ -119,10 +119,11 @@ impl ClientConfig {
         if let Some(p) = self.ping {
             if p.interval < MIN_PING_INTERVAL || p.timeout < MIN_PING_TIMEOUT {
                 return Err(ClientError::config(format!(
-                    "ping interval {:?} and timeout {:?}: the interval must be at least 100ms \
+                    "ping interval {} and timeout {}: the interval must be at least 100ms \
                      (a peer answers same-bytes heartbeats at most every 50ms) and the timeout \
                      at least 10ms",
-                    p.interval, p.timeout
+                    humantime::format_duration(p.interval),
+                    humantime::format_duration(p.timeout)
                 )));
             }
         }

@@ -170,7 +170,10 @@ impl Task {
         // in a tight loop.
         // Every handle gone ends the wait: nobody is left to reconnect for.
         if let Some(delay) = plan.delay {
-            tracing::debug!(?delay, "connection died young; backing off");
+            tracing::debug!(
+                delay = %humantime::format_duration(delay),
+                "connection died young; backing off"
+            );
             tokio::select! {
                 () = tokio::time::sleep_until(crate::deadline::tokio_in(delay)) => {}
                 () = self.gone.cancelled() => return Err(shutdown(Delivery::NotSent)),

@@ -66,8 +66,9 @@ fn refusal_error(r: Refusal, timeout: Duration) -> ClientError {
                 ClientErrorKind::Key,
                 format!(
                     "correlation key {:02x?} awaits the late reply to an earlier request with \
-                     it that timed out: retry once that reply arrives, or after {secs}s at most",
-                    &k.0[..]
+                     it that timed out: retry once that reply arrives, or after {} at most",
+                    &k.0[..],
+                    humantime::format_duration(std::time::Duration::from_secs(secs))
                 ),
             )
         }
