@@ -3,7 +3,8 @@
 use serde_json::Value;
 
 mod common;
-use common::{Serve, run_expect};
+use common::{Serve, run_expect, temp_path};
+
 const KEYS: [&str; 10] = [
     "mode",
     "requests",
@@ -101,9 +102,7 @@ fn target_mode_measures_any_echo_server() {
 
 #[test]
 fn table_and_chart() {
-    let dir = std::env::temp_dir().join(format!("kw-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let chart = dir.join("bench.svg");
+    let chart = temp_path("bench.svg");
     let out = run_expect(
         &[
             "bench",

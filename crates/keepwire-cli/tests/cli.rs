@@ -3,13 +3,14 @@
 //! data, 2 bad usage), and a closed stdout.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
 
 mod common;
-use common::{RUN_LIMIT, keepwire, run_expect, stderr, wait_output};
+use common::{
+    RUN_LIMIT, keepwire, run_expect, spawn_piped, stderr, temp_file, temp_path, wait_output,
+};
 
 #[track_caller]
 fn encode(spec: &str, hex: bool, messages: &[&str]) -> Vec<u8> {
@@ -40,13 +41,6 @@ fn decode(spec: &str, hex: bool, wire: &[u8]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("decode prints text")
-}
-
-/// A fresh path under cargo's per-target scratch directory.
-fn temp_path(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
-    std::fs::create_dir_all(&dir).expect("creating the test scratch dir");
-    dir.join(format!("{}-{name}", std::process::id()))
 }
 
 /// Every spec kind with messages in canonical escaped text and in lowercase hex that it can
@@ -184,32 +178,43 @@ fn bcd_and_other_headers_exact_wire_bytes() {
     assert_eq!(encode("line", false, &["a", ""]), b"a\n\n");
 }
 
-#[test]
-fn decode_error_names_the_offset_after_printing_the_frames_before_it() {
-    let out = run_expect(
+/// A decode that fails part-way: (args, input, the frames printed before the error, the
+/// error line).
+type DecodeFailure = (
+    &'static [&'static str],
+    &'static [u8],
+    &'static [u8],
+    &'static str,
+);
+
+const DECODE_FAILURES: &[DecodeFailure] = &[
+    (
         &["decode", "--framing", "len:ascii:4"],
         b"0005hello0005abc",
-        1,
-    );
-    assert_eq!(out.stdout, b"hello\n");
-    assert_eq!(
-        stderr(&out),
-        "keepwire: offset 9: truncated frame, 3 of 5 body bytes\n"
-    );
+        b"hello\n",
+        "keepwire: offset 9: truncated frame, 3 of 5 body bytes\n",
+    ),
+    (
+        &["decode", "-f", "len:ascii:4"],
+        b"0003abc00x5",
+        b"abc\n",
+        "keepwire: offset 7: ascii length header byte 2 is 0x78 ('x'), expected a decimal digit\n",
+    ),
+    (
+        &["decode", "-f", "line", "--hex"],
+        b"ab\ncd",
+        b"6162\n",
+        "keepwire: offset 3: truncated frame, 2 bytes and no delimiter\n",
+    ),
+];
 
-    let out = run_expect(&["decode", "-f", "len:ascii:4"], b"0003abc00x5", 1);
-    assert_eq!(out.stdout, b"abc\n");
-    assert_eq!(
-        stderr(&out),
-        "keepwire: offset 7: ascii length header byte 2 is 0x78 ('x'), expected a decimal digit\n"
-    );
-
-    let out = run_expect(&["decode", "-f", "line", "--hex"], b"ab\ncd", 1);
-    assert_eq!(out.stdout, b"6162\n");
-    assert_eq!(
-        stderr(&out),
-        "keepwire: offset 3: truncated frame, 2 bytes and no delimiter\n"
-    );
+#[test]
+fn decode_error_names_the_offset_after_printing_the_frames_before_it() {
+    for &(args, input, printed, error) in DECODE_FAILURES {
+        let out = run_expect(args, input, 1);
+        assert_eq!(out.stdout, printed, "{args:?}");
+        assert_eq!(stderr(&out), error, "{args:?}");
+    }
 }
 
 #[test]
@@ -228,10 +233,8 @@ fn decode_refuses_an_oversized_header() {
 
 #[test]
 fn decode_reads_a_file_or_stdin() {
-    let path = temp_path("frames.bin");
-    std::fs::write(&path, b"\x00\x02hi\x00\x00").expect("writing the input file");
-    let p = path.to_str().expect("utf-8 temp path");
-    let out = run_expect(&["decode", "-f", "len:be:2", p], b"ignored", 0);
+    let p = temp_file("frames.bin", b"\x00\x02hi\x00\x00");
+    let out = run_expect(&["decode", "-f", "len:be:2", &p], b"ignored", 0);
     assert_eq!(out.stdout, b"hi\n\n");
     // `-` and no FILE both mean stdin.
     let out = run_expect(&["decode", "-f", "len:be:2", "-"], b"\x00\x01x", 0);
@@ -241,7 +244,7 @@ fn decode_reads_a_file_or_stdin() {
     // Empty input: no frames, success.
     let out = run_expect(&["decode", "-f", "len:be:2"], b"", 0);
     assert!(out.stdout.is_empty());
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&p);
 }
 
 #[test]
@@ -408,12 +411,7 @@ fn encode_reads_stdin_one_message_a_line() {
 
 #[test]
 fn encode_from_stdin_writes_each_message_as_its_line_arrives() {
-    let mut child = keepwire(&["encode", "-f", "len:ascii:2", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning keepwire");
+    let mut child = spawn_piped(&["encode", "-f", "len:ascii:2", "-"]);
     let mut input = child.stdin.take().expect("stdin is piped");
     let mut output = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
@@ -497,12 +495,7 @@ fn closed_stdout_exits_quietly() {
 
 #[test]
 fn decode_prints_each_frame_before_waiting_for_more_input() {
-    let mut child = keepwire(&["decode", "-f", "len:ascii:2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning keepwire");
+    let mut child = spawn_piped(&["decode", "-f", "len:ascii:2"]);
     let mut input = child.stdin.take().expect("stdin is piped");
     let output = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();

@@ -238,25 +238,10 @@ fn issue9_empty_message_is_the_heartbeat_exits_2() {
 #[test]
 fn issue9_empty_message_with_heartbeat_off_is_one_exchange() {
     let srv = Serve::start(&["--framing", "len:ascii:4"]);
-    let (out, _) = run_expect(
-        &[
-            "--to",
-            &srv.to,
-            "--framing",
-            "len:ascii:4",
-            "--heartbeat",
-            "off",
-            "",
-        ],
-        b"",
-        0,
-    );
-    assert_eq!(out, "\n");
-
     // Count the frames: a raw server answers every empty frame with one, as keepwire serve
     // does, and reports how many it read once the client closes.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
+    let raw = l.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         use std::io::Read;
@@ -272,20 +257,22 @@ fn issue9_empty_message_with_heartbeat_off_is_one_exchange() {
         }
         let _ = tx.send(frames);
     });
-    let (out, _) = run_expect(
-        &[
-            "--to",
-            &addr,
-            "--framing",
-            "len:ascii:4",
-            "--heartbeat",
-            "off",
-            "",
-        ],
-        b"",
-        0,
-    );
-    assert_eq!(out, "\n");
+    for to in [&srv.to, &raw] {
+        let (out, _) = run_expect(
+            &[
+                "--to",
+                to,
+                "--framing",
+                "len:ascii:4",
+                "--heartbeat",
+                "off",
+                "",
+            ],
+            b"",
+            0,
+        );
+        assert_eq!(out, "\n", "{to}");
+    }
     let frames = rx.recv_timeout(RUN_LIMIT).expect("raw server reports");
     assert_eq!(frames, 1, "frames the client sent");
 }

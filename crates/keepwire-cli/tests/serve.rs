@@ -6,14 +6,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{BIN, Serve, keepwire, run, serve_command, stderr, wait_exit, wait_until};
+use common::{
+    BIN, Serve, connect, keepwire, run, serve_command, stderr, temp_file, wait_exit, wait_until,
+};
 
 #[path = "../../keepwire/tests/common/queues.rs"]
 mod queues;
 
 fn roundtrip(addr: SocketAddr, send: &[u8], want_len: usize) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(addr).unwrap();
     s.write_all(send).unwrap();
     let mut got = vec![0u8; want_len];
     s.read_exact(&mut got).unwrap();
@@ -37,11 +38,7 @@ fn reply_kinds_and_delay() {
     assert_eq!(roundtrip(s.addr, b"\x00\x01x", 5), b"\x00\x03OK\n");
     let s = Serve::start(&["--framing", "line", "--reply", "hex:414243"]);
     assert_eq!(roundtrip(s.addr, b"hi\n", 4), b"ABC\n");
-    let dir = std::env::temp_dir().join(format!("kw-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("reply.bin");
-    std::fs::write(&file, b"0810").unwrap();
-    let arg = format!("file:{}", file.display());
+    let arg = format!("file:{}", temp_file("reply.bin", b"0810"));
     let s = Serve::start(&[
         "--framing",
         "len:ascii:4",
@@ -62,8 +59,7 @@ fn reply_kinds_and_delay() {
 #[test]
 fn short_mode_closes_after_one_reply() {
     let s = Serve::start(&["--framing", "len:be:2", "--mode", "short"]);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect(s.addr).unwrap();
     c.write_all(b"\x00\x01a").unwrap();
     let mut r = [0u8; 3];
     c.read_exact(&mut r).unwrap();
@@ -75,22 +71,16 @@ fn short_mode_closes_after_one_reply() {
 
 #[test]
 fn config_file_and_flags_win() {
-    let dir = std::env::temp_dir().join(format!("kw-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("serve.toml");
-    std::fs::write(
-        &cfg,
-        "listen = \"127.0.0.1:0\"\nframing = \"len:ascii:4\"\nreply = \"text:FILE\"\nidle-timeout = \"300ms\"\nmax-conns = 50\n",
-    )
-    .unwrap();
-    let c = cfg.to_str().unwrap();
+    let cfg = temp_file(
+        "serve.toml",
+        b"listen = \"127.0.0.1:0\"\nframing = \"len:ascii:4\"\nreply = \"text:FILE\"\nidle-timeout = \"300ms\"\nmax-conns = 50\n",
+    );
+    let c = cfg.as_str();
     // From the file alone.
     let s = Serve::spawn(keepwire(&["serve", "--config", c]));
     assert_eq!(roundtrip(s.addr, b"0001x", 8), b"0004FILE");
     // The idle timeout from the file closes a silent connection.
-    let mut idle = TcpStream::connect(s.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut idle = connect(s.addr).unwrap();
     let t = Instant::now();
     assert_eq!(idle.read(&mut [0u8; 8]).unwrap_or(0), 0);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -112,71 +102,24 @@ fn usage_error(args: &[&str]) -> String {
 fn bad_usage_exits_two_with_one_line() {
     assert!(usage_error(&["--framing", "len:ascii:4"]).contains("--listen"));
     assert!(usage_error(&["--listen", "127.0.0.1:0"]).contains("--framing"));
-    assert!(usage_error(&["--listen", "127.0.0.1:0", "--framing", "len:asci:4"]).contains("asci"));
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "line",
-            "--idle-timeout",
-            "soon"
-        ])
-        .contains("--idle-timeout")
+    // (the flags after `--listen 127.0.0.1:0 --framing`, what the error line names).
+    for (rest, named) in [
+        (&["len:asci:4"][..], "asci"),
+        (&["line", "--idle-timeout", "soon"], "--idle-timeout"),
+        (&["line", "--heartbeat", "every=1s"], "--heartbeat"),
+        (&["line", "--tcp-keepalive", "30s"], "TIME,INTERVAL,PROBES"),
+        (&["fixed:4", "--heartbeat", "interval=1s"], "ping="),
+        (&["fixed:4", "--reply", "text:TOOLONG"], "--reply"),
+    ] {
+        let args = [&["--listen", "127.0.0.1:0", "--framing"][..], rest].concat();
+        let err = usage_error(&args);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    let cfg = temp_file(
+        "bad.toml",
+        b"listen = \"127.0.0.1:0\"\nframing = \"line\"\nmax-conn = 5\n",
     );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "line",
-            "--heartbeat",
-            "every=1s"
-        ])
-        .contains("--heartbeat")
-    );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "line",
-            "--tcp-keepalive",
-            "30s"
-        ])
-        .contains("TIME,INTERVAL,PROBES")
-    );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "fixed:4",
-            "--heartbeat",
-            "interval=1s"
-        ])
-        .contains("ping=")
-    );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "fixed:4",
-            "--reply",
-            "text:TOOLONG"
-        ])
-        .contains("--reply")
-    );
-    let dir = std::env::temp_dir().join(format!("kw-badcfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("bad.toml");
-    std::fs::write(
-        &cfg,
-        "listen = \"127.0.0.1:0\"\nframing = \"line\"\nmax-conn = 5\n",
-    )
-    .unwrap();
-    assert!(usage_error(&["--config", cfg.to_str().unwrap()]).contains("max-conn"));
+    assert!(usage_error(&["--config", &cfg]).contains("max-conn"));
 }
 
 #[test]
@@ -385,8 +328,7 @@ fn empty_reply_is_refused_where_it_is_the_heartbeat() {
     ]);
     assert_eq!(roundtrip(s.addr, b"0002hi", 4), b"0000");
     // A probe heartbeat before the request is answered, and the request still comes after.
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect(s.addr).unwrap();
     c.write_all(b"0000").unwrap();
     let mut pong = [0u8; 4];
     c.read_exact(&mut pong).unwrap();
@@ -402,8 +344,7 @@ fn empty_reply_is_refused_where_it_is_the_heartbeat() {
 #[test]
 fn sigterm_answers_requests_already_sent() {
     let s = Serve::start(&["--framing", "len:ascii:4", "--delay", "1s"]);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect(s.addr).unwrap();
     let (local, server) = (c.local_addr().unwrap(), s.addr);
     // The kernel's queues say where each request is, instead of a guess at how long it
     // takes: the first is read by the server (and held by --delay), the second acknowledged

@@ -6,14 +6,13 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{Serve, run, serve_command};
+use common::{Serve, connect, run, serve_command, temp_file};
 
 /// Either `serve` refuses `args` with exit 2 and a line naming `flag`, or it starts and
 /// answers a request. What it must not do is start and then drop every connection.
 fn refused_or_served(args: &[&str], flag: &str) {
     refused_or(args, flag, |addr| {
-        let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = connect(addr).map_err(|e| format!("connect: {e}"))?;
         s.write_all(b"0005hello")
             .map_err(|e| format!("write: {e}"))?;
         let mut got = [0u8; 9];
@@ -79,13 +78,9 @@ fn tcp_user_timeout_over_the_kernel_limit_is_not_a_silent_outage() {
 /// The same keys in a `--config` file.
 #[test]
 fn config_file_tcp_keepalive_over_the_kernel_limit_is_not_a_silent_outage() {
-    let dir = std::env::temp_dir().join(format!("keepwire-attack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("serve.toml");
-    std::fs::write(&path, "tcp-keepalive = \"10h,5s,3\"\n").unwrap();
-    let p = path.to_str().unwrap().to_string();
+    let p = temp_file("serve.toml", b"tcp-keepalive = \"10h,5s,3\"\n");
     refused_or_served(&["--config", &p], "tcp-keepalive");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&p);
 }
 
 /// docs/liveness.md: "Under fixed/eof, pinging needs payloads" (exit 2). Under `eof`, though,
@@ -106,8 +101,7 @@ fn eof_framing_with_pings_is_refused_or_harmless() {
         ],
         "heartbeat",
         |addr| {
-            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = connect(addr).map_err(|e| format!("connect: {e}"))?;
             // A request uploaded over ~1.5 s, well past interval x misses + timeout.
             for chunk in [b"slo", b"w u", b"plo", b"ad!", b"..."] {
                 s.write_all(chunk).map_err(|e| format!("write: {e}"))?;
@@ -141,8 +135,7 @@ fn unencodable_pong_is_refused_at_start() {
         ],
         "pong",
         |addr| {
-            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = connect(addr).map_err(|e| format!("connect: {e}"))?;
             s.write_all(b"PINGdata")
                 .map_err(|e| format!("write: {e}"))?;
             let mut got = Vec::new();

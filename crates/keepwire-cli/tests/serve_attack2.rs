@@ -4,12 +4,11 @@
 //! 127.0.0.1:0, bounded waits.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
 mod common;
-use common::{Serve, keepwire, run, serve_command, wait_exit};
+use common::{Serve, connect, keepwire, run, serve_command, wait_exit};
 
 /// `keepwire serve ARGS` on 127.0.0.1:0 with `envs` set: the serve, or its exit code and
 /// stderr when it refused to start.
@@ -37,8 +36,7 @@ fn serve_starts_under_delim_keep_without_heartbeat_flags() {
             )
         }
         Ok(server) => {
-            let mut s = TcpStream::connect(server.addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = connect(server.addr).unwrap();
             s.write_all(b"hello\x03").unwrap();
             let mut got = [0u8; 6];
             let r = s.read_exact(&mut got);

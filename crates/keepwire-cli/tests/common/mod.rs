@@ -7,7 +7,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -27,15 +28,20 @@ pub(crate) fn keepwire(args: &[&str]) -> Command {
     cmd
 }
 
-/// Runs `keepwire ARGS` with `stdin` as its input and collects its output, within
-/// [`RUN_LIMIT`].
-pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = keepwire(args)
+/// Spawns `keepwire ARGS` with stdin, stdout and stderr piped.
+pub(crate) fn spawn_piped(args: &[&str]) -> Child {
+    keepwire(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawning keepwire");
+        .expect("spawning keepwire")
+}
+
+/// Runs `keepwire ARGS` with `stdin` as its input and collects its output, within
+/// [`RUN_LIMIT`].
+pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn_piped(args);
     let mut input = child.stdin.take().expect("stdin is piped");
     let stdin = stdin.to_vec();
     // From a thread, so a child that writes a lot before reading cannot deadlock us. The
@@ -119,6 +125,30 @@ pub(crate) fn signal(pid: u32, sig: &str) {
         .args([sig, &pid.to_string()])
         .status()
         .expect("running kill");
+}
+
+/// A fresh path named after `name` (and this process) under cargo's per-target scratch
+/// directory.
+pub(crate) fn temp_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
+    std::fs::create_dir_all(&dir).expect("creating the test scratch dir");
+    dir.join(format!("{}-{name}", std::process::id()))
+}
+
+/// Writes `contents` to a fresh [`temp_path`] named after `name` and returns its path as
+/// text, for a `--config` or FILE argument.
+pub(crate) fn temp_file(name: &str, contents: &[u8]) -> String {
+    let path = temp_path(name);
+    std::fs::write(&path, contents).expect("writing the test file");
+    path.to_str().expect("utf-8 temp path").to_string()
+}
+
+/// Connects to `addr` with a 10 s read timeout, so that a silent server fails the test
+/// instead of hanging it.
+pub(crate) fn connect(addr: impl ToSocketAddrs) -> std::io::Result<TcpStream> {
+    let s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    Ok(s)
 }
 
 /// `keepwire serve --listen 127.0.0.1:0 ARGS`, not yet spawned.
