@@ -11,10 +11,13 @@
 //! idle, and reads the server's VmRSS from /proc before and after. Each process needs about N
 //! descriptors, so N is capped by RLIMIT_NOFILE's hard limit.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::Duration;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::Serve;
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -46,29 +49,18 @@ fn main() {
             println!("{n:>11}  skipped: RLIMIT_NOFILE hard limit is {hard}");
             continue;
         }
-        let mut server = Command::new(env!("CARGO_BIN_EXE_keepwire"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--framing", "len:be:2"])
-            .args([
-                "--max-conns",
-                &(n + 100).to_string(),
-                "--idle-timeout",
-                "off",
-                "--max-conns-per-ip",
-                "0",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(server.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr: SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .parse()
-            .unwrap();
+        let max_conns = (n + 100).to_string();
+        let server = Serve::start(&[
+            "--framing",
+            "len:be:2",
+            "--max-conns",
+            &max_conns,
+            "--idle-timeout",
+            "off",
+            "--max-conns-per-ip",
+            "0",
+        ]);
+        let addr = server.addr;
         // Warm up the runtime and allocator with a few connections first.
         for _ in 0..10 {
             let mut s = TcpStream::connect(addr).unwrap();
@@ -76,7 +68,7 @@ fn main() {
             s.read_exact(&mut [0u8; 3]).unwrap();
         }
         std::thread::sleep(Duration::from_millis(300));
-        let before = rss_kib(server.id());
+        let before = rss_kib(server.pid());
         let mut conns = Vec::with_capacity(n);
         for i in 0..n {
             let sock =
@@ -93,11 +85,10 @@ fn main() {
             s.read_exact(&mut [0u8; 3]).unwrap();
         }
         std::thread::sleep(Duration::from_millis(500));
-        let after = rss_kib(server.id());
+        let after = rss_kib(server.pid());
         let per = (after.saturating_sub(before) * 1024) as f64 / n as f64;
         println!("{n:>11}  {before:>14}  {after:>13}  {per:>14.0}");
         drop(conns);
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
     }
 }

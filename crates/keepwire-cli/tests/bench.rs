@@ -1,10 +1,10 @@
 //! `keepwire bench --json`, briefly, against the embedded server and a --target.
 
-use std::process::Command;
-
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+mod common;
+use common::{Serve, run_expect, temp_path};
+
 const KEYS: [&str; 10] = [
     "mode",
     "requests",
@@ -19,12 +19,7 @@ const KEYS: [&str; 10] = [
 ];
 
 fn bench(args: &[&str]) -> Vec<Value> {
-    let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_expect(&[&["bench"][..], args].concat(), b"", 0);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v.as_array().unwrap().clone()
 }
@@ -83,31 +78,10 @@ fn json_has_the_contract_keys_and_relations() {
 #[test]
 fn target_mode_measures_any_echo_server() {
     // A `keepwire serve` child as the target: every mode must work against a plain echo.
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "len:ascii:4",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let serve = Serve::start(&["--framing", "len:ascii:4"]);
     let rows = bench(&[
         "--target",
-        &addr,
+        &serve.to,
         "--framing",
         "len:ascii:4",
         "--modes",
@@ -118,8 +92,7 @@ fn target_mode_measures_any_echo_server() {
         "100",
         "--json",
     ]);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(serve);
     assert_eq!(rows.len(), 2);
     for r in &rows {
         assert!(r["requests"].as_u64().unwrap() > 0, "{r}");
@@ -129,11 +102,9 @@ fn target_mode_measures_any_echo_server() {
 
 #[test]
 fn table_and_chart() {
-    let dir = std::env::temp_dir().join(format!("kw-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let chart = dir.join("bench.svg");
-    let out = Command::new(BIN)
-        .args([
+    let chart = temp_path("bench.svg");
+    let out = run_expect(
+        &[
             "bench",
             "--duration",
             "200ms",
@@ -141,15 +112,11 @@ fn table_and_chart() {
             "2",
             "--modes",
             "short,long",
-        ])
-        .arg("--chart")
-        .arg(&chart)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "--chart",
+            chart.to_str().unwrap(),
+        ],
+        b"",
+        0,
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -180,18 +147,13 @@ fn bad_usage_exits_two() {
         &["--duration", "x"],
         &["--framing", "len:be:9"],
     ] {
-        let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        run_expect(&[&["bench"][..], args].concat(), b"", 2);
     }
 }
 
 #[test]
 fn help_ends_with_two_to_four_examples() {
-    let out = Command::new(BIN)
-        .args(["bench", "--help"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = run_expect(&["bench", "--help"], b"", 0);
     let help = String::from_utf8(out.stdout).unwrap();
     let examples = help
         .split_once("\nExamples:\n")
@@ -209,8 +171,8 @@ fn a_target_that_is_no_echo_server_exits_one() {
     // Accepts and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
-        .args([
+    let out = run_expect(
+        &[
             "bench",
             "--target",
             &addr,
@@ -218,10 +180,10 @@ fn a_target_that_is_no_echo_server_exits_one() {
             "long",
             "--duration",
             "200ms",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+        ],
+        b"",
+        1,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("long: no request answered by") && err.contains("echo server"),

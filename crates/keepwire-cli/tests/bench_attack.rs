@@ -3,14 +3,14 @@
 //! failed on the code they were written against; the others cover what no earlier test did.
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::Command;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use keepwire::bench::{self, BenchConfig, BenchError, Pattern};
 use keepwire::frame::FramingSpec;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+mod common;
+use common::{run_expect, stderr};
 
 /// Held by every test that runs a bench in this process: the thread check must see only
 /// its own bench's threads.
@@ -102,12 +102,7 @@ fn a_target_that_accepts_and_closes_is_not_hammered() {
 #[test]
 fn zero_duration_is_a_usage_error() {
     for d in ["0", "0s", "0ms"] {
-        let out = Command::new(BIN)
-            .args(["bench", "--duration", d])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "--duration {d}: {err}");
+        let err = stderr(&run_expect(&["bench", "--duration", d], b"", 2));
         assert!(err.contains("--duration: "), "{err}");
     }
     let mut cfg = quick(&[Pattern::Long]);
@@ -189,12 +184,12 @@ fn delimited_framings_measure_without_errors() {
 #[test]
 fn framings_that_cannot_carry_a_request_are_usage_errors() {
     for framing in ["fixed:100", "eof"] {
-        let out = Command::new(BIN)
-            .args(["bench", "--framing", framing, "--duration", "100ms"])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{framing}: {err}");
+        let out = run_expect(
+            &["bench", "--framing", framing, "--duration", "100ms"],
+            b"",
+            2,
+        );
+        let err = stderr(&out);
         assert!(err.contains("cannot be framed"), "{framing}: {err}");
     }
     let mut cfg = quick(&[Pattern::Long]);

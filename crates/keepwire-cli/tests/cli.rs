@@ -3,63 +3,14 @@
 //! data, 2 bad usage), and a closed stdout.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
 
-/// How long any one run of the binary may take before the test fails instead of hanging.
-const RUN_LIMIT: Duration = Duration::from_secs(60);
-
-fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keepwire"));
-    cmd.args(args);
-    cmd
-}
-
-/// Waits for `child` at most [`RUN_LIMIT`], collecting its output.
-fn wait_bounded(child: Child) -> Output {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(RUN_LIMIT)
-        .expect("keepwire did not finish in time")
-        .expect("waiting for keepwire")
-}
-
-/// Runs `keepwire ARGS` with `stdin` as its input.
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = command(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning keepwire");
-    let mut input = child.stdin.take().expect("stdin is piped");
-    let stdin = stdin.to_vec();
-    // From a thread, so a child that writes a lot before reading cannot deadlock us. The
-    // child may exit without reading everything (an error): ignore EPIPE.
-    thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    wait_bounded(child)
-}
-
-/// Runs and checks the exit code, with the output in the panic message if it differs.
-#[track_caller]
-fn run_expect(args: &[&str], stdin: &[u8], code: i32) -> Output {
-    let out = run(args, stdin);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "keepwire {args:?}: stdout {:?}, stderr {:?}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+mod common;
+use common::{
+    RUN_LIMIT, keepwire, run_expect, spawn_piped, stderr, temp_file, temp_path, wait_output,
+};
 
 #[track_caller]
 fn encode(spec: &str, hex: bool, messages: &[&str]) -> Vec<u8> {
@@ -90,17 +41,6 @@ fn decode(spec: &str, hex: bool, wire: &[u8]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("decode prints text")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A fresh path under cargo's per-target scratch directory.
-fn temp_path(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-tests");
-    std::fs::create_dir_all(&dir).expect("creating the test scratch dir");
-    dir.join(format!("{}-{name}", std::process::id()))
 }
 
 /// Every spec kind with messages in canonical escaped text and in lowercase hex that it can
@@ -150,22 +90,14 @@ const ROUND_TRIPS: &[(&str, &[&str], &[&str])] = &[
 ];
 
 #[test]
-fn text_messages_round_trip_under_every_spec_kind() {
-    for (spec, texts, _) in ROUND_TRIPS {
-        let wire = encode(spec, false, texts);
-        let printed = decode(spec, false, &wire);
-        let want: String = texts.iter().map(|t| format!("{t}\n")).collect();
-        assert_eq!(printed, want, "{spec}: wire {wire:?}");
-    }
-}
-
-#[test]
-fn hex_messages_round_trip_under_every_spec_kind() {
-    for (spec, _, hexes) in ROUND_TRIPS {
-        let wire = encode(spec, true, hexes);
-        let printed = decode(spec, true, &wire);
-        let want: String = hexes.iter().map(|h| format!("{h}\n")).collect();
-        assert_eq!(printed, want, "{spec}: wire {wire:?}");
+fn messages_round_trip_under_every_spec_kind_as_text_and_as_hex() {
+    for (spec, texts, hexes) in ROUND_TRIPS {
+        for (hex, messages) in [(false, texts), (true, hexes)] {
+            let wire = encode(spec, hex, messages);
+            let printed = decode(spec, hex, &wire);
+            let want: String = messages.iter().map(|m| format!("{m}\n")).collect();
+            assert_eq!(printed, want, "{spec} (hex {hex}): wire {wire:?}");
+        }
     }
 }
 
@@ -246,32 +178,43 @@ fn bcd_and_other_headers_exact_wire_bytes() {
     assert_eq!(encode("line", false, &["a", ""]), b"a\n\n");
 }
 
-#[test]
-fn decode_error_names_the_offset_after_printing_the_frames_before_it() {
-    let out = run_expect(
+/// A decode that fails part-way: (args, input, the frames printed before the error, the
+/// error line).
+type DecodeFailure = (
+    &'static [&'static str],
+    &'static [u8],
+    &'static [u8],
+    &'static str,
+);
+
+const DECODE_FAILURES: &[DecodeFailure] = &[
+    (
         &["decode", "--framing", "len:ascii:4"],
         b"0005hello0005abc",
-        1,
-    );
-    assert_eq!(out.stdout, b"hello\n");
-    assert_eq!(
-        stderr(&out),
-        "keepwire: offset 9: truncated frame, 3 of 5 body bytes\n"
-    );
+        b"hello\n",
+        "keepwire: offset 9: truncated frame, 3 of 5 body bytes\n",
+    ),
+    (
+        &["decode", "-f", "len:ascii:4"],
+        b"0003abc00x5",
+        b"abc\n",
+        "keepwire: offset 7: ascii length header byte 2 is 0x78 ('x'), expected a decimal digit\n",
+    ),
+    (
+        &["decode", "-f", "line", "--hex"],
+        b"ab\ncd",
+        b"6162\n",
+        "keepwire: offset 3: truncated frame, 2 bytes and no delimiter\n",
+    ),
+];
 
-    let out = run_expect(&["decode", "-f", "len:ascii:4"], b"0003abc00x5", 1);
-    assert_eq!(out.stdout, b"abc\n");
-    assert_eq!(
-        stderr(&out),
-        "keepwire: offset 7: ascii length header byte 2 is 0x78 ('x'), expected a decimal digit\n"
-    );
-
-    let out = run_expect(&["decode", "-f", "line", "--hex"], b"ab\ncd", 1);
-    assert_eq!(out.stdout, b"6162\n");
-    assert_eq!(
-        stderr(&out),
-        "keepwire: offset 3: truncated frame, 2 bytes and no delimiter\n"
-    );
+#[test]
+fn decode_error_names_the_offset_after_printing_the_frames_before_it() {
+    for &(args, input, printed, error) in DECODE_FAILURES {
+        let out = run_expect(args, input, 1);
+        assert_eq!(out.stdout, printed, "{args:?}");
+        assert_eq!(stderr(&out), error, "{args:?}");
+    }
 }
 
 #[test]
@@ -290,10 +233,8 @@ fn decode_refuses_an_oversized_header() {
 
 #[test]
 fn decode_reads_a_file_or_stdin() {
-    let path = temp_path("frames.bin");
-    std::fs::write(&path, b"\x00\x02hi\x00\x00").expect("writing the input file");
-    let p = path.to_str().expect("utf-8 temp path");
-    let out = run_expect(&["decode", "-f", "len:be:2", p], b"ignored", 0);
+    let p = temp_file("frames.bin", b"\x00\x02hi\x00\x00");
+    let out = run_expect(&["decode", "-f", "len:be:2", &p], b"ignored", 0);
     assert_eq!(out.stdout, b"hi\n\n");
     // `-` and no FILE both mean stdin.
     let out = run_expect(&["decode", "-f", "len:be:2", "-"], b"\x00\x01x", 0);
@@ -303,7 +244,7 @@ fn decode_reads_a_file_or_stdin() {
     // Empty input: no frames, success.
     let out = run_expect(&["decode", "-f", "len:be:2"], b"", 0);
     assert!(out.stdout.is_empty());
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&p);
 }
 
 #[test]
@@ -470,12 +411,7 @@ fn encode_reads_stdin_one_message_a_line() {
 
 #[test]
 fn encode_from_stdin_writes_each_message_as_its_line_arrives() {
-    let mut child = command(&["encode", "-f", "len:ascii:2", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning keepwire");
+    let mut child = spawn_piped(&["encode", "-f", "len:ascii:2", "-"]);
     let mut input = child.stdin.take().expect("stdin is piped");
     let mut output = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
@@ -507,7 +443,7 @@ fn encode_from_stdin_writes_each_message_as_its_line_arrives() {
         assert_eq!(got, wire);
     }
     drop(input);
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -519,7 +455,7 @@ fn closed_stdout_exits_quietly() {
     std::fs::write(&path, frame.repeat(200_000)).expect("writing the input file");
     let p = path.to_str().expect("utf-8 temp path");
 
-    let mut child = command(&["decode", "-f", "len:ascii:4", p])
+    let mut child = keepwire(&["decode", "-f", "len:ascii:4", p])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -530,14 +466,14 @@ fn closed_stdout_exits_quietly() {
         .expect("reading the first line");
     assert_eq!(first, "abcdefghij\n");
     // The reader is dropped here: like `| head -1`.
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
 
     // encode the same way, reading stdin from the file.
     let lines = "abcdefghij\n".repeat(200_000);
     std::fs::write(&path, lines).expect("writing the input file");
-    let mut child = command(&["encode", "-f", "len:ascii:4", "-"])
+    let mut child = keepwire(&["encode", "-f", "len:ascii:4", "-"])
         .stdin(std::fs::File::open(&path).expect("opening the input file"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -551,7 +487,7 @@ fn closed_stdout_exits_quietly() {
         .read_exact(&mut first)
         .expect("reading the first frame");
     assert_eq!(&first, frame);
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     let _ = std::fs::remove_file(&path);
@@ -559,12 +495,7 @@ fn closed_stdout_exits_quietly() {
 
 #[test]
 fn decode_prints_each_frame_before_waiting_for_more_input() {
-    let mut child = command(&["decode", "-f", "len:ascii:2"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning keepwire");
+    let mut child = spawn_piped(&["decode", "-f", "len:ascii:2"]);
     let mut input = child.stdin.take().expect("stdin is piped");
     let output = child.stdout.take().expect("stdout is piped");
     let (tx, rx) = mpsc::channel();
@@ -584,7 +515,7 @@ fn decode_prints_each_frame_before_waiting_for_more_input() {
     input.flush().expect("flushing stdin");
     assert_eq!(rx.recv_timeout(RUN_LIMIT).expect("no frame printed"), "bye");
     drop(input);
-    let out = wait_bounded(child);
+    let out = wait_output(child);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -1,99 +1,20 @@
 //! `keepwire send` against `keepwire serve`, both run for real: replies one per line, stdin,
 //! short and long mode, failover past refused and stopped (SIGSTOP) servers, exit codes.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long any one run of the binary may take before the test fails instead of hanging.
-const RUN_LIMIT: Duration = Duration::from_secs(30);
+mod common;
+use common::{RUN_LIMIT, Serve, run};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_keepwire"))
-}
-
-/// A `keepwire serve` child, continued (if stopped) and killed on drop, even when the test
-/// fails.
-struct Serve {
-    child: Child,
-    addr: String,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        let mut child = bin()
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawning keepwire serve");
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut serve = Serve {
-            child,
-            addr: String::new(),
-        };
-        let line = rx
-            .recv_timeout(RUN_LIMIT)
-            .expect("serve printed no address");
-        serve.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        serve
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = bin()
-        .arg("send")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning keepwire send");
-    let mut input = child.stdin.take().expect("piped");
-    let stdin = stdin.to_vec();
-    thread::spawn(move || {
-        let _ = input.write_all(&stdin);
-    });
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(RUN_LIMIT)
-        .expect("keepwire send did not finish in time")
-        .expect("waiting for keepwire send")
-}
-
+/// Runs `keepwire send ARGS` on `stdin`, checks the exit code and returns (stdout, stderr).
 #[track_caller]
 fn run_expect(args: &[&str], stdin: &[u8], code: i32) -> (String, String) {
-    let out = run(args, stdin);
+    let mut full = vec!["send"];
+    full.extend_from_slice(args);
+    let out = run(&full, stdin);
     let (so, se) = (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -118,7 +39,7 @@ fn long_mode_sends_several_messages_on_one_connection() {
     let (out, err) = run_expect(
         &[
             "--to",
-            &srv.addr,
+            &srv.to,
             "--framing",
             "len:ascii:4",
             "hello",
@@ -136,7 +57,7 @@ fn long_mode_sends_several_messages_on_one_connection() {
 fn short_mode_fails_over_past_a_refused_endpoint_and_says_so() {
     let srv = Serve::start(&["--framing", "len:be:2", "--mode", "short"]);
     let dead = refused();
-    let to = format!("{dead},{}", srv.addr);
+    let to = format!("{dead},{}", srv.to);
     let (out, err) = run_expect(
         &[
             "--to",
@@ -160,15 +81,11 @@ fn short_mode_fails_over_past_a_refused_endpoint_and_says_so() {
 #[test]
 fn stdin_messages_are_sent_one_per_line() {
     let srv = Serve::start(&["--framing", "line", "--reply", "text:ok"]);
-    let (out, _) = run_expect(
-        &["--to", &srv.addr, "--framing", "len:ascii:4", "-"],
-        b"",
-        0,
-    );
+    let (out, _) = run_expect(&["--to", &srv.to, "--framing", "len:ascii:4", "-"], b"", 0);
     assert_eq!(out, "");
     let srv2 = Serve::start(&["--framing", "len:ascii:4"]);
     let (out, _) = run_expect(
-        &["--to", &srv2.addr, "--framing", "len:ascii:4", "--hex", "-"],
+        &["--to", &srv2.to, "--framing", "len:ascii:4", "--hex", "-"],
         b"6869\r\n0a0b\n",
         0,
     );
@@ -188,56 +105,18 @@ fn all_endpoints_failing_exits_1_naming_each() {
 
 #[test]
 fn bad_usage_exits_2() {
-    run_expect(
-        &["--to", "127.0.0.1:1", "--framing", "len:zz:4", "x"],
-        b"",
-        2,
-    );
-    run_expect(&["--to", "127.0.0.1:1", "--framing", "line"], b"", 2);
-    run_expect(
-        &[
-            "--to",
-            "127.0.0.1:1",
-            "--framing",
-            "line",
-            "--timeout",
-            "soon",
-            "x",
-        ],
-        b"",
-        2,
-    );
-    run_expect(
-        &[
-            "--to",
-            "127.0.0.1:1",
-            "--framing",
-            "line",
-            "--heartbeat",
-            "bogus",
-            "x",
-        ],
-        b"",
-        2,
-    );
-    run_expect(
-        &[
-            "--to",
-            "127.0.0.1:1",
-            "--framing",
-            "line",
-            "--mode",
-            "medium",
-            "x",
-        ],
-        b"",
-        2,
-    );
-    run_expect(
-        &["--to", "127.0.0.1:1", "--framing", "line", "--hex", "zz"],
-        b"",
-        2,
-    );
+    let base = ["--to", "127.0.0.1:1", "--framing"];
+    for rest in [
+        &["len:zz:4", "x"][..],
+        &["line"],
+        &["line", "--timeout", "soon", "x"],
+        &["line", "--heartbeat", "bogus", "x"],
+        &["line", "--mode", "medium", "x"],
+        &["line", "--hex", "zz"],
+    ] {
+        let args = [&base[..], rest].concat();
+        run_expect(&args, b"", 2);
+    }
 }
 
 /// Hostile review: a heartbeat the framing cannot carry is a usage error at parse, as in
@@ -330,7 +209,7 @@ fn issue9_empty_message_is_the_heartbeat_exits_2() {
     let (out, err) = run_expect(
         &[
             "--to",
-            &srv.addr,
+            &srv.to,
             "--framing",
             "len:ascii:4",
             "--timeout",
@@ -359,25 +238,10 @@ fn issue9_empty_message_is_the_heartbeat_exits_2() {
 #[test]
 fn issue9_empty_message_with_heartbeat_off_is_one_exchange() {
     let srv = Serve::start(&["--framing", "len:ascii:4"]);
-    let (out, _) = run_expect(
-        &[
-            "--to",
-            &srv.addr,
-            "--framing",
-            "len:ascii:4",
-            "--heartbeat",
-            "off",
-            "",
-        ],
-        b"",
-        0,
-    );
-    assert_eq!(out, "\n");
-
     // Count the frames: a raw server answers every empty frame with one, as keepwire serve
     // does, and reports how many it read once the client closes.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
+    let raw = l.local_addr().unwrap().to_string();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         use std::io::Read;
@@ -393,20 +257,22 @@ fn issue9_empty_message_with_heartbeat_off_is_one_exchange() {
         }
         let _ = tx.send(frames);
     });
-    let (out, _) = run_expect(
-        &[
-            "--to",
-            &addr,
-            "--framing",
-            "len:ascii:4",
-            "--heartbeat",
-            "off",
-            "",
-        ],
-        b"",
-        0,
-    );
-    assert_eq!(out, "\n");
+    for to in [&srv.to, &raw] {
+        let (out, _) = run_expect(
+            &[
+                "--to",
+                to,
+                "--framing",
+                "len:ascii:4",
+                "--heartbeat",
+                "off",
+                "",
+            ],
+            b"",
+            0,
+        );
+        assert_eq!(out, "\n", "{to}");
+    }
     let frames = rx.recv_timeout(RUN_LIMIT).expect("raw server reports");
     assert_eq!(frames, 1, "frames the client sent");
 }
@@ -437,7 +303,7 @@ fn issue9_huge_timeout_exits_2_naming_the_limit() {
         let (out, _) = run_expect(
             &[
                 "--to",
-                &srv.addr,
+                &srv.to,
                 "--framing",
                 "len:ascii:4",
                 "--mode",

@@ -2,135 +2,44 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+mod common;
+use common::{
+    BIN, Serve, connect, keepwire, run, serve_command, stderr, temp_file, wait_exit, wait_until,
+};
 
 #[path = "../../keepwire/tests/common/queues.rs"]
 mod queues;
 
-/// Polls `cond` every 10 ms until it holds; panics after 10 s.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A running `keepwire serve`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(args: &[&str]) -> Serve {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve").args(args);
-    spawn_serve(cmd)
-}
-
-/// Starts `cmd` (a `keepwire serve`, possibly behind a shell) and reads its first line.
-fn spawn_serve(mut cmd: Command) -> Serve {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line is {line:?}"))
-        .trim()
-        .parse()
-        .unwrap();
-    Serve { child, addr }
-}
-
 fn roundtrip(addr: SocketAddr, send: &[u8], want_len: usize) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(addr).unwrap();
     s.write_all(send).unwrap();
     let mut got = vec![0u8; want_len];
     s.read_exact(&mut got).unwrap();
     got
 }
 
-/// Sends SIGTERM and waits (bounded) for the exit; returns (code, stderr).
-fn terminate(mut s: Serve) -> (Option<i32>, String) {
-    let pid = s.child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    s.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), err)
-}
-
 #[test]
 fn serve_echoes_and_exits_zero_on_sigterm() {
-    let s = serve(&["--listen", "127.0.0.1:0", "--framing", "len:ascii:4"]);
+    let s = Serve::start(&["--framing", "len:ascii:4"]);
     assert_eq!(roundtrip(s.addr, b"0005hello", 9), b"0005hello");
     // The ISO 8583 keep-alive is answered by the server itself.
     assert_eq!(roundtrip(s.addr, b"0000", 4), b"0000");
-    let (code, err) = terminate(s);
+    let (code, err) = s.terminate();
     assert_eq!(code, Some(0), "stderr: {err}");
     assert!(err.contains("shut down"), "{err}");
 }
 
 #[test]
 fn reply_kinds_and_delay() {
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--framing",
-        "len:be:2",
-        "--reply",
-        "text:OK\\n",
-    ]);
+    let s = Serve::start(&["--framing", "len:be:2", "--reply", "text:OK\\n"]);
     assert_eq!(roundtrip(s.addr, b"\x00\x01x", 5), b"\x00\x03OK\n");
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--framing",
-        "line",
-        "--reply",
-        "hex:414243",
-    ]);
+    let s = Serve::start(&["--framing", "line", "--reply", "hex:414243"]);
     assert_eq!(roundtrip(s.addr, b"hi\n", 4), b"ABC\n");
-    let dir = std::env::temp_dir().join(format!("kw-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("reply.bin");
-    std::fs::write(&file, b"0810").unwrap();
-    let arg = format!("file:{}", file.display());
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
+    let arg = format!("file:{}", temp_file("reply.bin", b"0810"));
+    let s = Serve::start(&[
         "--framing",
         "len:ascii:4",
         "--reply",
@@ -149,16 +58,8 @@ fn reply_kinds_and_delay() {
 
 #[test]
 fn short_mode_closes_after_one_reply() {
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--framing",
-        "len:be:2",
-        "--mode",
-        "short",
-    ]);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let s = Serve::start(&["--framing", "len:be:2", "--mode", "short"]);
+    let mut c = connect(s.addr).unwrap();
     c.write_all(b"\x00\x01a").unwrap();
     let mut r = [0u8; 3];
     c.read_exact(&mut r).unwrap();
@@ -170,33 +71,27 @@ fn short_mode_closes_after_one_reply() {
 
 #[test]
 fn config_file_and_flags_win() {
-    let dir = std::env::temp_dir().join(format!("kw-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("serve.toml");
-    std::fs::write(
-        &cfg,
-        "listen = \"127.0.0.1:0\"\nframing = \"len:ascii:4\"\nreply = \"text:FILE\"\nidle-timeout = \"300ms\"\nmax-conns = 50\n",
-    )
-    .unwrap();
-    let c = cfg.to_str().unwrap();
+    let cfg = temp_file(
+        "serve.toml",
+        b"listen = \"127.0.0.1:0\"\nframing = \"len:ascii:4\"\nreply = \"text:FILE\"\nidle-timeout = \"300ms\"\nmax-conns = 50\n",
+    );
+    let c = cfg.as_str();
     // From the file alone.
-    let s = serve(&["--config", c]);
+    let s = Serve::spawn(keepwire(&["serve", "--config", c]));
     assert_eq!(roundtrip(s.addr, b"0001x", 8), b"0004FILE");
     // The idle timeout from the file closes a silent connection.
-    let mut idle = TcpStream::connect(s.addr).unwrap();
-    idle.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut idle = connect(s.addr).unwrap();
     let t = Instant::now();
     assert_eq!(idle.read(&mut [0u8; 8]).unwrap_or(0), 0);
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     // A flag wins over the file.
-    let s = serve(&["--config", c, "--reply", "text:FLAG"]);
+    let s = Serve::spawn(keepwire(&["serve", "--config", c, "--reply", "text:FLAG"]));
     assert_eq!(roundtrip(s.addr, b"0001x", 8), b"0004FLAG");
 }
 
 fn usage_error(args: &[&str]) -> String {
-    let out = Command::new(BIN).arg("serve").args(args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let out = run(&[&["serve"][..], args].concat(), b"");
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
     assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -207,81 +102,31 @@ fn usage_error(args: &[&str]) -> String {
 fn bad_usage_exits_two_with_one_line() {
     assert!(usage_error(&["--framing", "len:ascii:4"]).contains("--listen"));
     assert!(usage_error(&["--listen", "127.0.0.1:0"]).contains("--framing"));
-    assert!(usage_error(&["--listen", "127.0.0.1:0", "--framing", "len:asci:4"]).contains("asci"));
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "line",
-            "--idle-timeout",
-            "soon"
-        ])
-        .contains("--idle-timeout")
+    // (the flags after `--listen 127.0.0.1:0 --framing`, what the error line names).
+    for (rest, named) in [
+        (&["len:asci:4"][..], "asci"),
+        (&["line", "--idle-timeout", "soon"], "--idle-timeout"),
+        (&["line", "--heartbeat", "every=1s"], "--heartbeat"),
+        (&["line", "--tcp-keepalive", "30s"], "TIME,INTERVAL,PROBES"),
+        (&["fixed:4", "--heartbeat", "interval=1s"], "ping="),
+        (&["fixed:4", "--reply", "text:TOOLONG"], "--reply"),
+    ] {
+        let args = [&["--listen", "127.0.0.1:0", "--framing"][..], rest].concat();
+        let err = usage_error(&args);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    let cfg = temp_file(
+        "bad.toml",
+        b"listen = \"127.0.0.1:0\"\nframing = \"line\"\nmax-conn = 5\n",
     );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "line",
-            "--heartbeat",
-            "every=1s"
-        ])
-        .contains("--heartbeat")
-    );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "line",
-            "--tcp-keepalive",
-            "30s"
-        ])
-        .contains("TIME,INTERVAL,PROBES")
-    );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "fixed:4",
-            "--heartbeat",
-            "interval=1s"
-        ])
-        .contains("ping=")
-    );
-    assert!(
-        usage_error(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--framing",
-            "fixed:4",
-            "--reply",
-            "text:TOOLONG"
-        ])
-        .contains("--reply")
-    );
-    let dir = std::env::temp_dir().join(format!("kw-badcfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = dir.join("bad.toml");
-    std::fs::write(
-        &cfg,
-        "listen = \"127.0.0.1:0\"\nframing = \"line\"\nmax-conn = 5\n",
-    )
-    .unwrap();
-    assert!(usage_error(&["--config", cfg.to_str().unwrap()]).contains("max-conn"));
+    assert!(usage_error(&["--config", &cfg]).contains("max-conn"));
 }
 
 #[test]
 fn address_in_use_is_a_runtime_failure() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let out = Command::new(BIN)
-        .args(["serve", "--listen", &addr, "--framing", "line"])
-        .output()
-        .unwrap();
+    let out = run(&["serve", "--listen", &addr, "--framing", "line"], b"");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr) && err.contains("in use"), "{err}");
@@ -290,14 +135,7 @@ fn address_in_use_is_a_runtime_failure() {
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
     // Port 0: the exporter binds its own listener and prints the port it got.
-    let mut s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--framing",
-        "len:ascii:4",
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+    let mut s = Serve::start(&["--framing", "len:ascii:4", "--metrics", "127.0.0.1:0"]);
     let mut line = String::new();
     BufReader::new(s.child.stderr.take().unwrap())
         .read_line(&mut line)
@@ -373,7 +211,7 @@ fn out_of_descriptors_backs_off_instead_of_spinning() {
         "-c",
         &format!("ulimit -n {FDS} && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
     ]);
-    let s = spawn_serve(cmd);
+    let s = Serve::spawn(cmd);
     let addr = s.addr;
     // More connections than the server has descriptors: the rest wait in the backlog and
     // accept() fails with EMFILE.
@@ -402,7 +240,7 @@ fn out_of_descriptors_backs_off_instead_of_spinning() {
     let mut r = [0u8; 4];
     last.read_exact(&mut r).unwrap();
     assert_eq!(&r, b"\x00\x02ok");
-    let (code, err) = terminate(s);
+    let (code, err) = s.terminate();
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("accept failed"), "EMFILE not logged: {err}");
     assert!(
@@ -442,9 +280,7 @@ fn absurd_durations_are_refused_naming_the_limit() {
     ]);
     assert!(err.contains("365d"), "{err}");
     // The largest accepted value works, and a connection under it is served.
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
+    let s = Serve::start(&[
         "--framing",
         "len:ascii:4",
         "--idle-timeout",
@@ -472,9 +308,7 @@ fn empty_reply_is_refused_where_it_is_the_heartbeat() {
         err.contains("--reply") && err.contains("heartbeat off"),
         "{err}"
     );
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
+    let s = Serve::start(&[
         "--framing",
         "len:ascii:4",
         "--reply",
@@ -484,9 +318,7 @@ fn empty_reply_is_refused_where_it_is_the_heartbeat() {
     ]);
     assert_eq!(roundtrip(s.addr, b"0002hi", 4), b"0000");
     // Short mode: nothing pings after the request, so an empty reply is unambiguous.
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
+    let s = Serve::start(&[
         "--framing",
         "len:ascii:4",
         "--mode",
@@ -496,8 +328,7 @@ fn empty_reply_is_refused_where_it_is_the_heartbeat() {
     ]);
     assert_eq!(roundtrip(s.addr, b"0002hi", 4), b"0000");
     // A probe heartbeat before the request is answered, and the request still comes after.
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = connect(s.addr).unwrap();
     c.write_all(b"0000").unwrap();
     let mut pong = [0u8; 4];
     c.read_exact(&mut pong).unwrap();
@@ -512,16 +343,8 @@ fn empty_reply_is_refused_where_it_is_the_heartbeat() {
 /// are answered, and the connection ends with a FIN (read returns 0), not a RST.
 #[test]
 fn sigterm_answers_requests_already_sent() {
-    let s = serve(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--framing",
-        "len:ascii:4",
-        "--delay",
-        "1s",
-    ]);
-    let mut c = TcpStream::connect(s.addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let s = Serve::start(&["--framing", "len:ascii:4", "--delay", "1s"]);
+    let mut c = connect(s.addr).unwrap();
     let (local, server) = (c.local_addr().unwrap(), s.addr);
     // The kernel's queues say where each request is, instead of a guess at how long it
     // takes: the first is read by the server (and held by --delay), the second acknowledged
@@ -536,7 +359,7 @@ fn sigterm_answers_requests_already_sent() {
         || queues::queues(local, server).is_some_and(|(unacked, _)| unacked == 0),
     );
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(terminate(s)));
+    std::thread::spawn(move || tx.send(s.terminate()));
     let mut got = [0u8; 14];
     c.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"0003one0003two");
@@ -553,27 +376,17 @@ fn sigterm_answers_requests_already_sent() {
 /// the server has logged that it is shutting down, so the two are not taken for one.
 #[test]
 fn second_signal_exits_one_without_waiting_for_the_drain() {
-    let mut cmd = Command::new(BIN);
-    cmd.args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--framing",
-        "len:ascii:4",
-        "--delay",
-        "10s",
-    ])
-    .env("RUST_LOG", "info");
-    let mut s = spawn_serve(cmd);
+    let mut cmd = serve_command(&["--framing", "len:ascii:4", "--delay", "10s"]);
+    cmd.env("RUST_LOG", "info");
+    let mut s = Serve::spawn(cmd);
     let mut c = TcpStream::connect(s.addr).unwrap();
     // On loopback the request is in the server's receive queue when write_all returns; a
     // request already sent is answered by the drain (`sigterm_answers_requests_already_sent`),
     // so the drain has 10 s of work to wait for.
     c.write_all(b"0003one").unwrap();
     let log_deadline = Instant::now() + Duration::from_secs(10);
-    let pid = s.child.id().to_string();
     let mut err = BufReader::new(s.child.stderr.take().unwrap());
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    s.signal("-TERM");
     let mut seen = String::new();
     loop {
         let mut line = String::new();
@@ -587,18 +400,12 @@ fn second_signal_exits_one_without_waiting_for_the_drain() {
         }
         assert!(Instant::now() < log_deadline, "no `shutting down`: {seen}");
     }
-    let t = Instant::now();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "serve still draining after a second SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    s.signal("-TERM");
+    let status = wait_exit(
+        &mut s.child,
+        Duration::from_secs(5),
+        "serve to stop draining after a second SIGTERM",
+    );
     let mut rest = String::new();
     err.read_to_string(&mut rest).unwrap();
     assert_eq!(status.code(), Some(1), "{seen}{rest}");

@@ -1,19 +1,18 @@
 //! Hostile review of `keepwire serve`: each test here failed on the code it was written
 //! against. A child process on 127.0.0.1:0, bounded waits.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+mod common;
+use common::{Serve, connect, run, serve_command, temp_file};
 
 /// Either `serve` refuses `args` with exit 2 and a line naming `flag`, or it starts and
 /// answers a request. What it must not do is start and then drop every connection.
 fn refused_or_served(args: &[&str], flag: &str) {
     refused_or(args, flag, |addr| {
-        let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = connect(addr).map_err(|e| format!("connect: {e}"))?;
         s.write_all(b"0005hello")
             .map_err(|e| format!("write: {e}"))?;
         let mut got = [0u8; 9];
@@ -28,53 +27,23 @@ fn refused_or_served(args: &[&str], flag: &str) {
 /// Either `serve ARGS` (framed `len:ascii:4` unless ARGS say otherwise) exits 2 with one line naming `flag`, or it
 /// starts and `served(addr)` succeeds.
 fn refused_or(args: &[&str], flag: &str, served: impl FnOnce(&str) -> Result<(), String>) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .args(if args.contains(&"--framing") {
-            &[][..]
-        } else {
-            &["--framing", "len:ascii:4"][..]
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let Some(addr) = line.strip_prefix("listening on ") else {
+    let mut cmd = serve_command(args);
+    if !args.contains(&"--framing") {
+        cmd.args(["--framing", "len:ascii:4"]);
+    }
+    let s = match Serve::try_spawn(cmd) {
+        Ok(s) => s,
         // Refused at start: must be a usage error naming the flag.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve {args:?} neither started nor exited"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        assert_eq!(status.code(), Some(2), "serve {args:?}: {err}");
-        assert!(err.contains(flag), "serve {args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "serve {args:?}: {err}");
-        return;
+        Err(refused) => {
+            let err = refused.stderr;
+            assert_eq!(refused.code, Some(2), "serve {args:?}: {err}");
+            assert!(err.contains(flag), "serve {args:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "serve {args:?}: {err}");
+            return;
+        }
     };
-    let addr = addr.trim().to_string();
-    let result = served(&addr);
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut err = String::new();
-    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let result = served(&s.to);
+    let err = s.kill();
     assert_eq!(
         result,
         Ok(()),
@@ -109,13 +78,9 @@ fn tcp_user_timeout_over_the_kernel_limit_is_not_a_silent_outage() {
 /// The same keys in a `--config` file.
 #[test]
 fn config_file_tcp_keepalive_over_the_kernel_limit_is_not_a_silent_outage() {
-    let dir = std::env::temp_dir().join(format!("keepwire-attack-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("serve.toml");
-    std::fs::write(&path, "tcp-keepalive = \"10h,5s,3\"\n").unwrap();
-    let p = path.to_str().unwrap().to_string();
+    let p = temp_file("serve.toml", b"tcp-keepalive = \"10h,5s,3\"\n");
     refused_or_served(&["--config", &p], "tcp-keepalive");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&p);
 }
 
 /// docs/liveness.md: "Under fixed/eof, pinging needs payloads" (exit 2). Under `eof`, though,
@@ -136,8 +101,7 @@ fn eof_framing_with_pings_is_refused_or_harmless() {
         ],
         "heartbeat",
         |addr| {
-            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = connect(addr).map_err(|e| format!("connect: {e}"))?;
             // A request uploaded over ~1.5 s, well past interval x misses + timeout.
             for chunk in [b"slo", b"w u", b"plo", b"ad!", b"..."] {
                 s.write_all(chunk).map_err(|e| format!("write: {e}"))?;
@@ -171,8 +135,7 @@ fn unencodable_pong_is_refused_at_start() {
         ],
         "pong",
         |addr| {
-            let mut s = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = connect(addr).map_err(|e| format!("connect: {e}"))?;
             s.write_all(b"PINGdata")
                 .map_err(|e| format!("write: {e}"))?;
             let mut got = Vec::new();
@@ -194,47 +157,13 @@ fn unencodable_pong_is_refused_at_start() {
 #[test]
 fn sigterm_right_after_listening_drains_and_exits_0() {
     for i in 0..50 {
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--framing",
-                "len:ascii:4",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("listening on "), "{line:?}");
-        let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "serve did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        // `start` returns as soon as the `listening on` line is read.
+        let s = Serve::start(&["--framing", "len:ascii:4"]);
+        let (code, err) = s.terminate();
         assert_eq!(
-            status.code(),
+            code,
             Some(0),
-            "try {i}: SIGTERM right after `listening on` ended serve with {status:?}, stderr {err:?}"
+            "try {i}: SIGTERM right after `listening on` ended serve with exit {code:?}, stderr {err:?}"
         );
         assert!(err.contains("shut down"), "try {i}: {err:?}");
     }
@@ -279,8 +208,8 @@ fn nanosecond_heartbeat_interval_is_refused_or_not_a_ping_storm() {
 /// typed is `--max-conns`.
 #[test]
 fn max_conns_zero_names_the_flag() {
-    let out = Command::new(BIN)
-        .args([
+    let out = run(
+        &[
             "serve",
             "--listen",
             "127.0.0.1:0",
@@ -288,9 +217,9 @@ fn max_conns_zero_names_the_flag() {
             "len:ascii:4",
             "--max-conns",
             "0",
-        ])
-        .output()
-        .unwrap();
+        ],
+        b"",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--max-conns"), "{err}");

@@ -3,68 +3,19 @@
 //! 50 ms": each test here failed on the code it was written against. Child processes on
 //! 127.0.0.1:0, bounded waits.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_keepwire");
+mod common;
+use common::{Serve, connect, keepwire, run, serve_command, wait_exit};
 
-/// `keepwire serve ARGS` on 127.0.0.1:0: the child and its address, or its exit code and
+/// `keepwire serve ARGS` on 127.0.0.1:0 with `envs` set: the serve, or its exit code and
 /// stderr when it refused to start.
-fn serve(args: &[&str], envs: &[(&str, &str)]) -> Result<(Child, String), (Option<i32>, String)> {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .envs(envs.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    match line.strip_prefix("listening on ") {
-        Some(addr) => Ok((child, addr.trim().to_string())),
-        None => {
-            let status = wait_bounded(&mut child, Duration::from_secs(10));
-            Err((status, stderr_of(&mut child)))
-        }
-    }
-}
-
-fn wait_bounded(child: &mut Child, bound: Duration) -> Option<i32> {
-    let deadline = Instant::now() + bound;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child did not exit within {bound:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
-    err
-}
-
-/// SIGTERM, then the exit code and stderr.
-fn terminate(mut child: Child) -> (Option<i32>, String) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let code = wait_bounded(&mut child, Duration::from_secs(20));
-    (code, stderr_of(&mut child))
+fn serve(args: &[&str], envs: &[(&str, &str)]) -> Result<Serve, common::Refused> {
+    let mut cmd = serve_command(args);
+    cmd.envs(envs.iter().copied());
+    Serve::try_spawn(cmd)
 }
 
 /// docs/framing.md documents `delim:0x03:keep` (the delimiter stays on the decoded frame).
@@ -78,16 +29,18 @@ fn terminate(mut child: Child) -> (Option<i32>, String) {
 #[test]
 fn serve_starts_under_delim_keep_without_heartbeat_flags() {
     match serve(&["--framing", "delim:0x03:keep"], &[]) {
-        Err((code, err)) => {
-            panic!("serve --framing delim:0x03:keep refused (exit {code:?}): {err}")
+        Err(refused) => {
+            panic!(
+                "serve --framing delim:0x03:keep refused (exit {:?}): {}",
+                refused.code, refused.stderr
+            )
         }
-        Ok((child, addr)) => {
-            let mut s = TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Ok(server) => {
+            let mut s = connect(server.addr).unwrap();
             s.write_all(b"hello\x03").unwrap();
             let mut got = [0u8; 6];
             let r = s.read_exact(&mut got);
-            let _ = terminate(child);
+            let _ = server.terminate();
             r.unwrap();
             assert_eq!(&got, b"hello\x03");
         }
@@ -104,13 +57,13 @@ fn serve_starts_under_delim_keep_without_heartbeat_flags() {
 /// (send.rs / `ClientBuilder`), as a usage error naming `--heartbeat`.
 #[test]
 fn send_refuses_heartbeats_under_eof_or_gets_its_reply() {
-    let (server, addr) = serve(&["--framing", "eof", "--mode", "short"], &[])
+    let server = serve(&["--framing", "eof", "--mode", "short"], &[])
         .unwrap_or_else(|e| panic!("serve refused: {e:?}"));
-    let out = Command::new(BIN)
-        .args([
+    let out = run(
+        &[
             "send",
             "--to",
-            &addr,
+            &server.to,
             "--framing",
             "eof",
             "--mode",
@@ -120,10 +73,10 @@ fn send_refuses_heartbeats_under_eof_or_gets_its_reply() {
             "--heartbeat",
             "interval=1s,timeout=500ms,misses=1",
             "hello",
-        ])
-        .output()
-        .unwrap();
-    let _ = terminate(server);
+        ],
+        b"",
+    );
+    let _ = server.terminate();
     let err = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if out.status.code() == Some(2) {
@@ -148,7 +101,7 @@ fn send_refuses_heartbeats_under_eof_or_gets_its_reply() {
 /// the reply, on a live, idle connection (`send` then reconnects quietly).
 #[test]
 fn both_sides_pinging_across_a_slow_request_keep_the_connection() {
-    let (server, addr) = serve(
+    let server = serve(
         &[
             "--framing",
             "len:ascii:4",
@@ -160,36 +113,35 @@ fn both_sides_pinging_across_a_slow_request_keep_the_connection() {
         &[("RUST_LOG", "info")],
     )
     .unwrap_or_else(|e| panic!("serve refused: {e:?}"));
-    let mut send = Command::new(BIN)
-        .args([
-            "send",
-            "--to",
-            &addr,
-            "--framing",
-            "len:ascii:4",
-            "--heartbeat",
-            "interval=400ms,timeout=100ms,misses=10",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut send = keepwire(&[
+        "send",
+        "--to",
+        &server.to,
+        "--framing",
+        "len:ascii:4",
+        "--heartbeat",
+        "interval=400ms,timeout=100ms,misses=10",
+        "-",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut stdin = send.stdin.take().unwrap();
     writeln!(stdin, "slow").unwrap();
     // The reply comes after 1.4 s; then 2 s of idle link with both sides pinging.
     std::thread::sleep(Duration::from_millis(3400));
     writeln!(stdin, "next").unwrap();
     drop(stdin);
-    let code = wait_bounded(&mut send, Duration::from_secs(20));
+    let code = wait_exit(&mut send, Duration::from_secs(20), "send to exit").code();
     let mut stdout = String::new();
     send.stdout
         .take()
         .unwrap()
         .read_to_string(&mut stdout)
         .unwrap();
-    let (_, serve_err) = terminate(server);
+    let (_, serve_err) = server.terminate();
     assert_eq!(code, Some(0), "send failed; stdout {stdout:?}");
     assert_eq!(stdout, "slow\nnext\n");
     assert!(

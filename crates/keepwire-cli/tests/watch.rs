@@ -2,18 +2,12 @@
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
+
+mod common;
+use common::{run_expect, wait_until};
 
 fn watch_once(port: u16) -> BTreeMap<String, usize> {
-    let out = Command::new(env!("CARGO_BIN_EXE_keepwire"))
-        .args(["watch", "--port", &port.to_string(), "--once"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_expect(&["watch", "--port", &port.to_string(), "--once"], b"", 0);
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
@@ -60,22 +54,17 @@ fn counts_each_state_on_both_sides() {
     drop((c2, s2));
 }
 
+/// Polls `watch --once` (bounded) until `cond` holds on its table; returns that table.
 fn wait_for(port: u16, cond: impl Fn(&BTreeMap<String, usize>) -> bool) -> BTreeMap<String, usize> {
-    for _ in 0..200 {
-        let t = watch_once(port);
-        if cond(&t) {
-            return t;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    panic!("state not reached: {:?}", watch_once(port));
+    let mut last = BTreeMap::new();
+    wait_until("the socket states to be reached", || {
+        last = watch_once(port);
+        cond(&last)
+    });
+    last
 }
 
 #[test]
 fn bad_usage_exits_two() {
-    let out = Command::new(env!("CARGO_BIN_EXE_keepwire"))
-        .args(["watch", "--port", "80", "--interval", "soon"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    run_expect(&["watch", "--port", "80", "--interval", "soon"], b"", 2);
 }
