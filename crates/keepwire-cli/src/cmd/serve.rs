@@ -1,6 +1,6 @@
 //! `keepwire serve`: a framed server with a canned reply (echo, fixed bytes or a file).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -121,22 +121,47 @@ impl Args {
     }
 }
 
-/// Reads `--config FILE.toml`.
+/// The largest `--config` file read, in bytes: a settings file is a few hundred bytes, and
+/// a path like `/dev/zero` must not be read until memory runs out.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads `--config FILE.toml` (at most [`MAX_CONFIG_BYTES`]).
 fn read_config(path: &Path) -> Result<ServerSettings, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Usage(format!("--config {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        // toml's Display draws a multi-line excerpt; errors here are one line.
-        let line = e
-            .span()
-            .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
-        let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
-        Failure::Usage(format!(
-            "--config {}:{at} {}",
-            path.display(),
-            e.message().trim()
-        ))
-    })
+    let fail = |what: String| Failure::Usage(format!("--config {}: {what}", path.display()));
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| fail(e.to_string()))?;
+    if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes; expected a small TOML file"
+        )));
+    }
+    toml::from_str(&text).map_err(|e| fail(toml_failure(&text, &e)))
+}
+
+/// A toml error as one line: `line N: KEY: message`. toml's Display draws a multi-line
+/// excerpt, and its message says what is wrong with a value but not which key holds it:
+/// the key is taken from the line the error points at.
+fn toml_failure(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    let Some(span) = e.span() else {
+        return msg.to_string();
+    };
+    let before = text.get(..span.start).unwrap_or("");
+    // Counting newlines, not `lines()`: a span at the start of a line is on that line.
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let key = text
+        .get(start..)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|k| !k.is_empty() && !msg.contains(&format!("`{k}`")));
+    match key {
+        Some(k) => format!("line {line}: {k}: {msg}"),
+        None => format!("line {line}: {msg}"),
+    }
 }
 
 /// A config error as one line naming the flag: `--idle-timeout: "soon" is not a duration ...`.

@@ -1,0 +1,98 @@
+//! Hostile review of `keepwire serve --config FILE.toml`: each test here failed on the code
+//! it was written against. Refusals are checked on the real binary: exit 2, one line on
+//! stderr naming what is wrong and where.
+
+mod common;
+use common::{run, stderr, temp_file};
+
+/// `serve --config FILE` with `toml` as the file refuses to start with exit 2 and one
+/// line; the line is returned.
+fn refused(name: &str, toml: &str) -> String {
+    let cfg = temp_file(name, toml.as_bytes());
+    let out = run(
+        &[
+            "serve",
+            "--config",
+            &cfg,
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "len:ascii:4",
+        ],
+        b"",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{toml:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{toml:?}: {err}");
+    err
+}
+
+/// toml's errors say what is wrong with a value but not which key holds it: `invalid type:
+/// integer `30`, expected a string` left the user to find the line. The key is named now.
+#[test]
+fn a_value_of_the_wrong_type_names_its_key() {
+    for (toml, key) in [
+        ("idle-timeout = 30\n", "idle-timeout"),
+        ("max-conns = -1\n", "max-conns"),
+        ("max-conns = 1.5\n", "max-conns"),
+        ("max-conns = 18446744073709551616\n", "max-conns"),
+        (
+            "framing = \"line\"\nproxy-protocol = \"yes\"\n",
+            "proxy-protocol",
+        ),
+    ] {
+        let err = refused("wrong-type.toml", toml);
+        assert!(err.contains(key), "{toml:?}: {err}");
+    }
+}
+
+/// An error on a key at the start of a line was reported one line early (`lines()` of the
+/// text before the key does not count the line the key starts), and a duplicate key was
+/// not named.
+#[test]
+fn errors_at_the_start_of_a_line_give_that_line_and_key() {
+    let err = refused("duplicate.toml", "max-conns = 1\nmax-conns = 2\n");
+    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("max-conns"), "{err}");
+    let err = refused("unknown.toml", "max-conns = 1\n\nnope = 3\n");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("nope"), "{err}");
+}
+
+/// `--config /dev/zero` (or any huge file) was read whole into memory before parsing:
+/// the process grew until the allocator failed. A config file is read up to a cap.
+#[test]
+fn a_config_file_without_end_is_refused_without_reading_it_all() {
+    let out = run(
+        &["serve", "--config", "/dev/zero", "--listen", "127.0.0.1:0"],
+        b"",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--config /dev/zero"), "{err}");
+    assert!(err.contains("larger than"), "{err}");
+}
+
+/// `--reply file:/dev/zero` was read whole into memory, then checked against the framing:
+/// a reply file is read only up to the largest frame the framing carries.
+#[test]
+fn a_reply_file_without_end_is_refused_without_reading_it_all() {
+    let out = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            "len:ascii:4",
+            "--reply",
+            "file:/dev/zero",
+        ],
+        b"",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("--reply"), "{err}");
+    assert!(err.contains("larger than"), "{err}");
+}
