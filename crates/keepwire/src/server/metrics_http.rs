@@ -4,7 +4,7 @@
 //! [`Server::export_prometheus`] binds the listener and installs the exporter's recorder as
 //! this process's `metrics` recorder; [`Server::serve`] runs the listener next to the
 //! connections, copies [`ServerStats`] into the recorder every [`PUBLISH_INTERVAL`], and stops
-//! it (and every scrape connection) at shutdown.
+//! it (and every scrape connection) once the shutdown has drained: scrapes watch the drain.
 //!
 //! A scrape is bounded here rather than by the exporter's own listener, which has no
 //! connection cap and no read timeout:
@@ -217,7 +217,7 @@ impl Server {
     /// answers `OK`) while [`serve`](Self::serve) runs. The address is bound now, so a bad one
     /// fails before the server is announced, and port 0 picks a free port: the bound address
     /// is returned. The listener and the publishing of the counters start with `serve` and
-    /// stop with its shutdown. Scrapes show the counters at most [`PUBLISH_INTERVAL`] old.
+    /// stop when its shutdown has drained (scrapes during the drain are answered). Scrapes show the counters at most [`PUBLISH_INTERVAL`] old.
     ///
     /// Scrapes are bounded: at most 16 connections at once (the next waits in the backlog),
     /// 5 s from accept to a complete request head, 10 s per connection in all, one request per
