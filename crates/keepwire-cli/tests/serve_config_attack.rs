@@ -96,3 +96,31 @@ fn a_reply_file_without_end_is_refused_without_reading_it_all() {
     assert!(err.contains("--reply"), "{err}");
     assert!(err.contains("larger than"), "{err}");
 }
+
+/// `--listen garbage` and `metrics = "127.0.0.1:99999"` were runtime failures (exit 1)
+/// that did not name the setting (`cannot listen on garbage: invalid socket address`): a
+/// value that is not `HOST:PORT` is a usage error naming its key.
+#[test]
+fn an_address_that_is_not_host_and_port_is_a_usage_error() {
+    for (toml, key) in [
+        ("listen = \"garbage\"\n", "--listen"),
+        ("listen = \"\"\n", "--listen"),
+        ("listen = \"127.0.0.1:99999\"\n", "--listen"),
+        ("metrics = \"garbage\"\n", "--metrics"),
+        ("metrics = \"127.0.0.1:99999\"\n", "--metrics"),
+    ] {
+        let cfg = temp_file(
+            "address.toml",
+            format!("framing = \"line\"\n{toml}").as_bytes(),
+        );
+        let mut args = vec!["serve", "--config", &cfg];
+        if key == "--metrics" {
+            args.extend(["--listen", "127.0.0.1:0"]);
+        }
+        let out = run(&args, b"");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{toml:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{toml:?}: {err}");
+        assert!(err.contains(key), "{toml:?}: {err}");
+    }
+}

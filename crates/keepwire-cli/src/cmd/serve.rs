@@ -179,6 +179,20 @@ fn config_failure(e: &ConfigError) -> Failure {
     Failure::Usage(msg)
 }
 
+/// `addr` has the `HOST:PORT` shape (a name is resolved later, at bind): a value that
+/// cannot be an address is a usage error naming `--key`, not a failure to listen.
+fn check_address(key: &str, addr: &str) -> Result<(), Failure> {
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if ok {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "--{key}: {addr:?} is not an address; expected HOST:PORT, e.g. 127.0.0.1:7000"
+    )))
+}
+
 /// An error and its sources, joined by `: `.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
@@ -205,6 +219,10 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         settings = settings.or(read_config(path)?);
     }
     let setup = settings.build().map_err(|e| config_failure(&e))?;
+    check_address("listen", &setup.listen)?;
+    if let Some(m) = &setup.metrics {
+        check_address("metrics", m)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
