@@ -124,3 +124,38 @@ fn an_address_that_is_not_host_and_port_is_a_usage_error() {
         assert!(err.contains(key), "{toml:?}: {err}");
     }
 }
+
+/// Flags win over the file, but `proxy-protocol = true` or `close-first = true` in a file
+/// could not be turned off from the command line: the switches only set. They now take
+/// an optional value, `--proxy-protocol=false`.
+#[test]
+fn a_switch_turns_off_what_the_file_turns_on() {
+    use std::io::{Read, Write};
+    let cfg = temp_file(
+        "switch.toml",
+        b"framing = \"len:ascii:4\"\nproxy-protocol = true\nclose-first = true\n",
+    );
+    let s = common::Serve::spawn(common::keepwire(&[
+        "serve",
+        "--config",
+        &cfg,
+        "--listen",
+        "127.0.0.1:0",
+        "--proxy-protocol=false",
+        "--close-first=false",
+    ]));
+    // Without a PROXY header: answered only if the flag won.
+    let mut c = common::connect(s.addr).unwrap();
+    c.write_all(b"0002hi").unwrap();
+    let mut got = [0u8; 6];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"0002hi");
+    // The bare switch still turns it on: `--proxy-from` needs it.
+    let _on = common::Serve::start(&[
+        "--framing",
+        "line",
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.1",
+    ]);
+}

@@ -73,16 +73,18 @@ pub(crate) struct Args {
     /// Hold each reply this long (a slow partner).
     #[arg(long, value_name = "DUR")]
     delay: Option<String>,
-    /// Expect a PROXY protocol v1/v2 header on every connection.
-    #[arg(long)]
-    proxy_protocol: bool,
+    /// Expect a PROXY protocol v1/v2 header on every connection (`=false` turns off what
+    /// a config file turns on).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    proxy_protocol: Option<bool>,
     /// With --proxy-protocol: accept connections only from these networks (e.g.
     /// 10.0.0.0/8,192.0.2.7/32), the balancer's addresses; others are closed at once.
     #[arg(long, value_name = "CIDR[,CIDR..]")]
     proxy_from: Option<String>,
-    /// Short mode: close right after the reply instead of waiting for the client's FIN.
-    #[arg(long)]
-    close_first: bool,
+    /// Short mode: close right after the reply instead of waiting for the client's FIN
+    /// (`=false` turns off what a config file turns on).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    close_first: Option<bool>,
     /// How long connections get to finish after SIGINT/SIGTERM (default 10s).
     #[arg(long, value_name = "DUR")]
     shutdown_grace: Option<String>,
@@ -112,9 +114,9 @@ impl Args {
         s.tcp_user_timeout.clone_from(&self.tcp_user_timeout);
         s.heartbeat.clone_from(&self.heartbeat);
         s.delay.clone_from(&self.delay);
-        s.proxy_protocol = self.proxy_protocol.then_some(true);
+        s.proxy_protocol = self.proxy_protocol;
         s.proxy_from.clone_from(&self.proxy_from);
-        s.close_first = self.close_first.then_some(true);
+        s.close_first = self.close_first;
         s.shutdown_grace.clone_from(&self.shutdown_grace);
         s.metrics.clone_from(&self.metrics);
         s
