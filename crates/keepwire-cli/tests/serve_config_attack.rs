@@ -159,3 +159,26 @@ fn a_switch_turns_off_what_the_file_turns_on() {
         "127.0.0.1",
     ]);
 }
+
+/// `metrics = "ADDR"` in a file could not be undone by a flag: `--metrics off` now
+/// serves no metrics.
+#[test]
+fn metrics_off_on_the_command_line_wins_over_the_file() {
+    let cfg = temp_file(
+        "metrics.toml",
+        b"framing = \"line\"\nmetrics = \"127.0.0.1:0\"\n",
+    );
+    let mut s = common::Serve::spawn(common::keepwire(&[
+        "serve",
+        "--config",
+        &cfg,
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics",
+        "off",
+    ]));
+    // `metrics on ...` is printed before `listening on`, so it would be there by now.
+    common::signal(s.child.id(), "-TERM");
+    let err = common::stderr_of(&mut s.child);
+    assert!(!err.contains("metrics on"), "{err}");
+}

@@ -88,8 +88,8 @@ pub(crate) struct Args {
     /// How long connections get to finish after SIGINT/SIGTERM (default 10s).
     #[arg(long, value_name = "DUR")]
     shutdown_grace: Option<String>,
-    /// Serve Prometheus metrics on this address.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics on this address (off: not at all, over a config file).
+    #[arg(long, value_name = "ADDR|off")]
     metrics: Option<String>,
     /// Read settings from this TOML file (keys as the flags, e.g. max-conns = 100).
     #[arg(long, value_name = "FILE.toml")]

@@ -375,7 +375,8 @@ pub struct ServerSettings {
     pub close_first: Option<bool>,
     /// Drain time after a shutdown signal (default 10s).
     pub shutdown_grace: Option<String>,
-    /// Serve Prometheus metrics on this address.
+    /// Serve Prometheus metrics on this address (`off`: not at all, so a flag can undo a
+    /// file's address).
     pub metrics: Option<String>,
 }
 
@@ -445,7 +446,7 @@ impl ServerSettings {
             listen,
             config,
             reply,
-            metrics: self.metrics.clone(),
+            metrics: self.metrics.clone().filter(|m| m != "off"),
         })
     }
 
