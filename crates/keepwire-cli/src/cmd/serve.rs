@@ -1,6 +1,6 @@
 //! `keepwire serve`: a framed server with a canned reply (echo, fixed bytes or a file).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,21 +73,23 @@ pub(crate) struct Args {
     /// Hold each reply this long (a slow partner).
     #[arg(long, value_name = "DUR")]
     delay: Option<String>,
-    /// Expect a PROXY protocol v1/v2 header on every connection.
-    #[arg(long)]
-    proxy_protocol: bool,
+    /// Expect a PROXY protocol v1/v2 header on every connection (`=false` turns off what
+    /// a config file turns on).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    proxy_protocol: Option<bool>,
     /// With --proxy-protocol: accept connections only from these networks (e.g.
     /// 10.0.0.0/8,192.0.2.7/32), the balancer's addresses; others are closed at once.
     #[arg(long, value_name = "CIDR[,CIDR..]")]
     proxy_from: Option<String>,
-    /// Short mode: close right after the reply instead of waiting for the client's FIN.
-    #[arg(long)]
-    close_first: bool,
+    /// Short mode: close right after the reply instead of waiting for the client's FIN
+    /// (`=false` turns off what a config file turns on).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    close_first: Option<bool>,
     /// How long connections get to finish after SIGINT/SIGTERM (default 10s).
     #[arg(long, value_name = "DUR")]
     shutdown_grace: Option<String>,
-    /// Serve Prometheus metrics on this address.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics on this address (off: not at all, over a config file).
+    #[arg(long, value_name = "ADDR|off")]
     metrics: Option<String>,
     /// Read settings from this TOML file (keys as the flags, e.g. max-conns = 100).
     #[arg(long, value_name = "FILE.toml")]
@@ -112,31 +114,56 @@ impl Args {
         s.tcp_user_timeout.clone_from(&self.tcp_user_timeout);
         s.heartbeat.clone_from(&self.heartbeat);
         s.delay.clone_from(&self.delay);
-        s.proxy_protocol = self.proxy_protocol.then_some(true);
+        s.proxy_protocol = self.proxy_protocol;
         s.proxy_from.clone_from(&self.proxy_from);
-        s.close_first = self.close_first.then_some(true);
+        s.close_first = self.close_first;
         s.shutdown_grace.clone_from(&self.shutdown_grace);
         s.metrics.clone_from(&self.metrics);
         s
     }
 }
 
-/// Reads `--config FILE.toml`.
+/// The largest `--config` file read, in bytes: a settings file is a few hundred bytes, and
+/// a path like `/dev/zero` must not be read until memory runs out.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Reads `--config FILE.toml` (at most [`MAX_CONFIG_BYTES`]).
 fn read_config(path: &Path) -> Result<ServerSettings, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Usage(format!("--config {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        // toml's Display draws a multi-line excerpt; errors here are one line.
-        let line = e
-            .span()
-            .map(|s| text.get(..s.start).unwrap_or("").lines().count().max(1));
-        let at = line.map(|l| format!(" line {l}:")).unwrap_or_default();
-        Failure::Usage(format!(
-            "--config {}:{at} {}",
-            path.display(),
-            e.message().trim()
-        ))
-    })
+    let fail = |what: String| Failure::Usage(format!("--config {}: {what}", path.display()));
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| fail(e.to_string()))?;
+    if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes; expected a small TOML file"
+        )));
+    }
+    toml::from_str(&text).map_err(|e| fail(toml_failure(&text, &e)))
+}
+
+/// A toml error as one line: `line N: KEY: message`. toml's Display draws a multi-line
+/// excerpt, and its message says what is wrong with a value but not which key holds it:
+/// the key is taken from the line the error points at.
+fn toml_failure(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim();
+    let Some(span) = e.span() else {
+        return msg.to_string();
+    };
+    let before = text.get(..span.start).unwrap_or("");
+    // Counting newlines, not `lines()`: a span at the start of a line is on that line.
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let key = text
+        .get(start..)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim().trim_matches(|c| c == '"' || c == '\''))
+        .filter(|k| !k.is_empty() && !msg.contains(&format!("`{k}`")));
+    match key {
+        Some(k) => format!("line {line}: {k}: {msg}"),
+        None => format!("line {line}: {msg}"),
+    }
 }
 
 /// A config error as one line naming the flag: `--idle-timeout: "soon" is not a duration ...`.
@@ -152,6 +179,20 @@ fn config_failure(e: &ConfigError) -> Failure {
         (None, _) => chain(e),
     };
     Failure::Usage(msg)
+}
+
+/// `addr` has the `HOST:PORT` shape (a name is resolved later, at bind): a value that
+/// cannot be an address is a usage error naming `--key`, not a failure to listen.
+fn check_address(key: &str, addr: &str) -> Result<(), Failure> {
+    let ok = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if ok {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "--{key}: {addr:?} is not an address; expected HOST:PORT, e.g. 127.0.0.1:7000"
+    )))
 }
 
 /// An error and its sources, joined by `: `.
@@ -180,6 +221,10 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         settings = settings.or(read_config(path)?);
     }
     let setup = settings.build().map_err(|e| config_failure(&e))?;
+    check_address("listen", &setup.listen)?;
+    if let Some(m) = &setup.metrics {
+        check_address("metrics", m)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

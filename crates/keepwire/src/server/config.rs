@@ -259,7 +259,9 @@ pub enum Reply {
 pub type ReplyFuture = Ready<Result<Option<Bytes>, Infallible>>;
 
 impl Reply {
-    /// Parses `echo`, `hex:..`, `text:..` (with escapes) or `file:PATH` (read now).
+    /// Parses `echo`, `hex:..`, `text:..` (with escapes) or `file:PATH` (read now, up to
+    /// [`MAX_LIMIT`](crate::frame::MAX_LIMIT) bytes, the largest frame any framing carries;
+    /// [`ServerSettings::build`] reads up to the largest frame of its framing).
     ///
     /// ```
     /// use keepwire::server::Reply;
@@ -269,14 +271,20 @@ impl Reply {
     /// ```
     ///
     /// # Errors
-    /// [`ConfigError::ReplyFile`] when the file cannot be read, [`ConfigError::Invalid`] for
-    /// a bad payload.
+    /// [`ConfigError::ReplyFile`] when the file cannot be read or is larger than that,
+    /// [`ConfigError::Invalid`] for a bad payload.
     pub fn parse(spec: &str) -> Result<Self, ConfigError> {
+        Self::parse_within(spec, crate::frame::MAX_LIMIT)
+    }
+
+    /// [`parse`](Self::parse), reading at most `max` bytes (plus one, to see that there is
+    /// more) of a `file:` reply: `file:/dev/zero` must not be read until memory runs out.
+    pub(crate) fn parse_within(spec: &str, max: usize) -> Result<Self, ConfigError> {
         if spec == "echo" {
             return Ok(Reply::Echo);
         }
         if let Some(path) = spec.strip_prefix("file:") {
-            return std::fs::read(path)
+            return read_capped(path, max)
                 .map(|b| Reply::Fixed(Bytes::from(b)))
                 .map_err(|source| ConfigError::ReplyFile {
                     path: path.to_string(),
@@ -367,7 +375,8 @@ pub struct ServerSettings {
     pub close_first: Option<bool>,
     /// Drain time after a shutdown signal (default 10s).
     pub shutdown_grace: Option<String>,
-    /// Serve Prometheus metrics on this address.
+    /// Serve Prometheus metrics on this address (`off`: not at all, so a flag can undo a
+    /// file's address).
     pub metrics: Option<String>,
 }
 
@@ -426,7 +435,10 @@ impl ServerSettings {
             example: "127.0.0.1:7000",
         })?;
         let config = self.config()?;
-        let reply = Reply::parse(self.reply.as_deref().unwrap_or("echo"))?;
+        let reply = Reply::parse_within(
+            self.reply.as_deref().unwrap_or("echo"),
+            config.framing.max_frame(),
+        )?;
         if let Reply::Fixed(r) = &reply {
             config.check_reply(r)?;
         }
@@ -434,7 +446,7 @@ impl ServerSettings {
             listen,
             config,
             reply,
-            metrics: self.metrics.clone(),
+            metrics: self.metrics.clone().filter(|m| m != "off"),
         })
     }
 
@@ -540,6 +552,21 @@ impl ServerSettings {
         }
         Ok(())
     }
+}
+
+/// The file at `path`, if it holds at most `max` bytes; only `max + 1` bytes are read.
+fn read_capped(path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let cap = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(cap).read_to_end(&mut buf)?;
+    if buf.len() > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes, the largest frame the framing carries"),
+        ));
+    }
+    Ok(buf)
 }
 
 /// A duration setting, when given.

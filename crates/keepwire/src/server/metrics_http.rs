@@ -4,7 +4,7 @@
 //! [`Server::export_prometheus`] binds the listener and installs the exporter's recorder as
 //! this process's `metrics` recorder; [`Server::serve`] runs the listener next to the
 //! connections, copies [`ServerStats`] into the recorder every [`PUBLISH_INTERVAL`], and stops
-//! it (and every scrape connection) at shutdown.
+//! it (and every scrape connection) once the shutdown has drained: scrapes watch the drain.
 //!
 //! A scrape is bounded here rather than by the exporter's own listener, which has no
 //! connection cap and no read timeout:
@@ -217,7 +217,7 @@ impl Server {
     /// answers `OK`) while [`serve`](Self::serve) runs. The address is bound now, so a bad one
     /// fails before the server is announced, and port 0 picks a free port: the bound address
     /// is returned. The listener and the publishing of the counters start with `serve` and
-    /// stop with its shutdown. Scrapes show the counters at most [`PUBLISH_INTERVAL`] old.
+    /// stop when its shutdown has drained (scrapes during the drain are answered). Scrapes show the counters at most [`PUBLISH_INTERVAL`] old.
     ///
     /// Scrapes are bounded: at most 16 connections at once (the next waits in the backlog),
     /// 5 s from accept to a complete request head, 10 s per connection in all, one request per
@@ -378,6 +378,57 @@ mod tests {
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         // Answered only after the silent ones made room: the cap held.
         assert!(t0.elapsed() >= HEADER_TIMEOUT - Duration::from_millis(50));
+        r.stop.cancel();
+        tokio::time::timeout(WAIT, r.task).await.unwrap().unwrap();
+    }
+
+    /// Slowloris: a head trickled a byte at a time does not renew the head timeout.
+    #[tokio::test]
+    async fn a_trickled_head_is_cut_at_the_header_timeout() {
+        let r = start(16).await;
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        let t0 = Instant::now();
+        let mut tick = tokio::time::interval(HEADER_TIMEOUT / 10);
+        let head =
+            b"GET /metrics HTTP/1.1\r\nX: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let mut cut = false;
+        for b in head.iter().cycle().take(1000) {
+            tick.tick().await;
+            if s.write_all(&[*b]).await.is_err() || t0.elapsed() > WAIT {
+                cut = true;
+                break;
+            }
+            let mut buf = [0u8; 64];
+            if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::ZERO, s.read(&mut buf)).await
+            {
+                cut = true;
+                break;
+            }
+        }
+        let took = t0.elapsed();
+        assert!(cut, "still open after {took:?}");
+        assert!(took < HEADER_TIMEOUT * 10, "{took:?}");
+        r.stop.cancel();
+        tokio::time::timeout(WAIT, r.task).await.unwrap().unwrap();
+    }
+
+    /// A head of megabytes is refused at hyper's buffer cap, and the next scrape is served.
+    #[tokio::test]
+    async fn a_huge_head_is_refused_and_the_next_scrape_served() {
+        let r = start(16).await;
+        let mut s = TcpStream::connect(r.addr).await.unwrap();
+        let mut head = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        head.resize(4 * 1024 * 1024, b'a');
+        // The server stops reading at its cap: the write may fail part way.
+        let _ = tokio::time::timeout(WAIT, s.write_all(&head)).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+            .await
+            .expect("answered or closed within the bounded wait");
+        let out = String::from_utf8_lossy(&out);
+        assert!(out.is_empty() || out.starts_with("HTTP/1.1 431"), "{out}");
+        let body = fetch(r.addr, &get("/health")).await;
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         r.stop.cancel();
         tokio::time::timeout(WAIT, r.task).await.unwrap().unwrap();
     }

@@ -267,11 +267,13 @@ impl Server {
             #[cfg(feature = "metrics")]
             exporter,
         } = self;
-        // Dropped with this future, which aborts the exporter too.
+        // Dropped with this future, which aborts the exporter too. The exporter has its own
+        // stop, cancelled after the drain: scrapes watch the drain.
         let mut side: JoinSet<()> = JoinSet::new();
+        let side_stop = CancellationToken::new();
         #[cfg(feature = "metrics")]
         if let Some(e) = exporter {
-            side.spawn(e.run(Arc::clone(&shared.stats), shared.shutdown.clone()));
+            side.spawn(e.run(Arc::clone(&shared.stats), side_stop.clone()));
         }
         // A JoinSet rather than a TaskTracker plus a per-connection "hard stop" future: that
         // future would sit in every idle connection's task; abort_all does the same job.
@@ -281,7 +283,7 @@ impl Server {
         take_backlog(listener, local, &shared, &svc, &mut tasks);
         let open_at_shutdown = shared.limits.active();
         let force_closed = drain(&shared, &mut tasks).await;
-        // The exporter stops at the cancelled token.
+        side_stop.cancel();
         while side.join_next().await.is_some() {}
         Ok(ShutdownReport {
             open_at_shutdown,
