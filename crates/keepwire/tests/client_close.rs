@@ -2,14 +2,16 @@
 //! returns once in-flight requests have ended and the server has read end of stream.
 //!
 //! The servers here are raw loopback sockets speaking `line` framing, so that each test
-//! controls when a reply is written and sees the client's FIN itself.
+//! controls when a reply is written and sees the client's FIN itself. The second half is
+//! the hostile review of `close`: races with many clones, two closes, a close dropped
+//! midway, a close while the write side is stalled or a connect hangs; no task outlives it.
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use keepwire::client::{ByteRange, ClientBuilder};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use keepwire::client::{ByteRange, ClientBuilder, LongClient};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
@@ -273,4 +275,338 @@ async fn simplex_close_closes_both_links() {
     assert!(r.buffer().is_empty());
     assert!(fin_already_read(r.into_inner()), "send link still open");
     assert!(fin_already_read(recv_side), "receive link still open");
+}
+
+// Hostile review of close.
+
+/// Echoes lines on one accepted connection until the client's FIN.
+async fn echo(s: TcpStream) {
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = Vec::new();
+    while r.read_until(b'\n', &mut line).await.unwrap_or(0) > 0 {
+        if w.write_all(&line).await.is_err() {
+            return;
+        }
+        line.clear();
+    }
+}
+
+/// Waits (bounded) until no more than `n` tasks are alive on this runtime.
+async fn alive_at_most(n: usize, what: &str) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    tokio::time::timeout(SOON, async {
+        while metrics.num_alive_tasks() > n {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: {} tasks alive", metrics.num_alive_tasks()));
+}
+
+/// 32 clones request in a loop while one closes: every request ends answered or with a
+/// typed shutdown error (never a timeout, never a hang), `close` returns, and no task of
+/// the client outlives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_racing_requests_from_many_clones() {
+    let (l, addr) = listener().await;
+    let client = builder(&addr).connect_long().await.unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    let server = tokio::spawn(echo(s));
+    let mut callers = Vec::new();
+    for i in 0..32 {
+        let c = client.clone();
+        callers.push(tokio::spawn(async move {
+            let mut answered = 0u32;
+            loop {
+                let frame = Bytes::from(format!("req {i} {answered}"));
+                match c.request(frame.clone()).await {
+                    Ok(reply) => {
+                        assert_eq!(reply, frame);
+                        answered += 1;
+                    }
+                    Err(e) => {
+                        assert!(e.is_shutdown(), "{e}");
+                        return answered;
+                    }
+                }
+            }
+        }));
+    }
+    // Let every caller get going, then close from yet another clone.
+    let closer = client.clone();
+    tokio::time::timeout(SOON, async {
+        while client.stats().connects == 0 {
+            tokio::task::yield_now().await;
+        }
+        let _ = client.request(Bytes::from_static(b"warm")).await;
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(SOON, closer.close())
+        .await
+        .expect("close returns");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for c in callers {
+        tokio::time::timeout(SOON, c).await.unwrap().unwrap();
+    }
+    let e = client
+        .request(Bytes::from_static(b"late"))
+        .await
+        .unwrap_err();
+    assert!(e.is_shutdown() && e.is_not_sent(), "{e}");
+    drop(client);
+    tokio::time::timeout(SOON, server).await.unwrap().unwrap();
+    // Only the test's own task is left.
+    alive_at_most(0, "after close").await;
+}
+
+/// Two clones close at once while a request is in flight that the server never answers:
+/// both closes return once it has timed out, and neither waits longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clones_close_at_once() {
+    let (l, addr) = listener().await;
+    let client = builder(&addr)
+        .request_timeout(Duration::from_millis(500))
+        .connect_long()
+        .await
+        .unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    let mut r = BufReader::new(s);
+    let req = tokio::spawn({
+        let c = client.clone();
+        async move { c.request(Bytes::from_static(b"never answered")).await }
+    });
+    let mut line = String::new();
+    tokio::time::timeout(SOON, r.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let a = tokio::spawn(client.clone().close());
+    let b = tokio::spawn(client.close());
+    tokio::time::timeout(SOON, a).await.unwrap().unwrap();
+    tokio::time::timeout(SOON, b).await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = req.await.unwrap().unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    // The server reads end of stream.
+    let mut rest = Vec::new();
+    tokio::time::timeout(SOON, r.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    alive_at_most(0, "after both closes").await;
+}
+
+/// A close future dropped after its first poll still closes: requests through other
+/// clones fail at once, the request in flight gets its reply, the server reads end of
+/// stream, and the connection task ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_dropped_midway_still_closes() {
+    let (l, addr) = listener().await;
+    let client = builder(&addr).connect_long().await.unwrap();
+    let other = client.clone();
+    let (s, _) = l.accept().await.unwrap();
+    let mut r = BufReader::new(s);
+    let req = tokio::spawn({
+        let c = client.clone();
+        async move { c.request(Bytes::from_static(b"held")).await }
+    });
+    let mut line = String::new();
+    tokio::time::timeout(SOON, r.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    // Polled (the close is decided), then dropped while it waits for the request.
+    let mut close = Box::pin(client.close());
+    assert!(futures_poll_once(close.as_mut()).await.is_pending());
+    drop(close);
+    let e = other
+        .request(Bytes::from_static(b"late"))
+        .await
+        .unwrap_err();
+    assert!(e.is_shutdown() && e.is_not_sent(), "{e}");
+    r.get_mut().write_all(b"held\n").await.unwrap();
+    let reply = tokio::time::timeout(SOON, req).await.unwrap().unwrap();
+    assert_eq!(reply.unwrap(), "held");
+    let mut rest = Vec::new();
+    tokio::time::timeout(SOON, r.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.is_empty());
+    drop(other);
+    alive_at_most(0, "after the dropped close").await;
+}
+
+/// Polls `f` once.
+async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut f).poll(cx))).await
+}
+
+/// The server never reads: the client's writes stall once the socket buffers are full.
+/// `close` is then bounded by the write timeout, not by the requests' (longer) deadlines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_while_the_write_is_stalled_is_bounded_by_the_write_timeout() {
+    let (l, addr) = listener().await;
+    let client: LongClient = builder(&addr)
+        .write_timeout(Duration::from_millis(300))
+        .request_timeout(Duration::from_secs(8))
+        .connect_long()
+        .await
+        .unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    // Far more than loopback socket buffers hold.
+    let big = Bytes::from(vec![b'x'; 4 * 1024 * 1024]);
+    let mut reqs = Vec::new();
+    for _ in 0..4 {
+        let c = client.clone();
+        let big = big.clone();
+        reqs.push(tokio::spawn(async move { c.request(big).await }));
+    }
+    tokio::time::timeout(SOON, async {
+        while client.stats().connects == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    let started = Instant::now();
+    tokio::time::timeout(SOON, client.close())
+        .await
+        .expect("close returns");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "close took {took:?}");
+    for r in reqs {
+        let e = tokio::time::timeout(SOON, r)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap_err();
+        assert!(!e.is_timeout() || took < Duration::from_secs(3), "{e}");
+    }
+    drop(s);
+    alive_at_most(0, "after close").await;
+}
+
+/// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to
+/// it hangs until the connector's own timeout.
+fn black_hole() -> (std::net::TcpListener, std::net::TcpStream, String) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&any.into()).unwrap();
+    sock.listen(0).unwrap();
+    let l: std::net::TcpListener = sock.into();
+    let addr = l.local_addr().unwrap();
+    // Fills the queue (never accepted).
+    let filler = std::net::TcpStream::connect(addr).unwrap();
+    (l, filler, addr.to_string())
+}
+
+/// The connection is lost and the only endpoint left drops SYNs: `close` during that
+/// connect returns at once, not after the connect timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_during_a_connect_to_a_black_hole_returns_at_once() {
+    let (l, good) = listener().await;
+    let (_hole, _filler, hole) = black_hole();
+    let client = ClientBuilder::new("line".parse().unwrap(), [good, hole.clone()])
+        .connect_timeout(Duration::from_secs(8))
+        .reconnect_backoff(Duration::from_millis(1), Duration::from_millis(1))
+        .connect_long()
+        .await
+        .unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    drop(l);
+    drop(s);
+    // Bounded: the good endpoint refuses and is marked down; the next try is the hole.
+    tokio::time::timeout(SOON, async {
+        while client.endpoints().iter().all(|e| e.up) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let other = client.clone();
+    let started = Instant::now();
+    tokio::time::timeout(SOON, client.close()).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = other.request(Bytes::from_static(b"x")).await.unwrap_err();
+    assert!(e.is_shutdown() && e.is_not_sent(), "{e}");
+    drop(other);
+    alive_at_most(0, "after close").await;
+}
+
+/// The peer floods frames that nobody reads (the receiver is held, its queue full) and
+/// keeps flooding during the close: `DuplexSender::close` still returns at once, and the
+/// receiver then ends after what it had queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplex_close_with_the_inbound_queue_full_and_the_peer_flooding() {
+    let (l, addr) = listener().await;
+    let (tx, mut rx) = builder(&addr)
+        .unsolicited_capacity(2)
+        .connect_duplex()
+        .await
+        .unwrap()
+        .split();
+    let (s, _) = l.accept().await.unwrap();
+    let (mut sr, mut sw) = s.into_split();
+    let flood = tokio::spawn(async move {
+        let line = Bytes::from(
+            vec![b'f'; 1023]
+                .into_iter()
+                .chain([b'\n'])
+                .collect::<Vec<u8>>(),
+        );
+        while sw.write_all(&line).await.is_ok() {}
+    });
+    tokio::time::timeout(SOON, async {
+        while tx.stats().unsolicited_dropped == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the inbound queue fills");
+    let started = Instant::now();
+    tokio::time::timeout(SOON, tx.close())
+        .await
+        .expect("close returns");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server reads end of stream.
+    let mut rest = Vec::new();
+    tokio::time::timeout(SOON, sr.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut queued = 0;
+    while tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .is_some()
+    {
+        queued += 1;
+    }
+    assert!(queued <= 2, "{queued}");
+    drop(rx);
+    flood.abort();
+    let _ = flood.await;
+    alive_at_most(0, "after close").await;
 }
