@@ -73,6 +73,29 @@ pub fn run(cfg: &BenchConfig, observer: &mut dyn Observer) -> Result<BenchReport
         .enable_all()
         .build()
         .map_err(BenchError::Runtime)?;
+    let patterns = run_patterns(cfg, observer, &client_rt, server_threads);
+    // Waited for (bounded), not just dropped: a caller that benches and goes on must not be
+    // left with `bench-client` threads still exiting when `run` returns.
+    client_rt.shutdown_timeout(CLIENT_RT_SHUTDOWN);
+    let patterns = patterns?;
+    Ok(BenchReport {
+        target: cfg.target,
+        patterns,
+        ephemeral_ports: ephemeral_ports(),
+    })
+}
+
+/// How long `run` waits for its client runtime's threads to end.
+const CLIENT_RT_SHUTDOWN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Every pattern of `cfg` in order, each against a fresh embedded server unless a target is
+/// given.
+fn run_patterns(
+    cfg: &BenchConfig,
+    observer: &mut dyn Observer,
+    client_rt: &tokio::runtime::Runtime,
+    server_threads: usize,
+) -> Result<Vec<PatternReport>, BenchError> {
     let mut patterns = Vec::with_capacity(cfg.patterns.len());
     for &pattern in &cfg.patterns {
         // A fresh embedded server per pattern, so each pattern's TIME_WAIT sockets are its own.
@@ -101,11 +124,7 @@ pub fn run(cfg: &BenchConfig, observer: &mut dyn Observer) -> Result<BenchReport
         }
         patterns.push(report);
     }
-    Ok(BenchReport {
-        target: cfg.target,
-        patterns,
-        ephemeral_ports: ephemeral_ports(),
-    })
+    Ok(patterns)
 }
 
 /// Whether `addr` is on this machine, so its server-side sockets show in our TCP table: a
