@@ -549,30 +549,6 @@ async fn attack_reset_mid_batch_mux_accounting() {
 
 // ----------------------------------------------------------------- fail-back
 
-/// A listener whose accept queue is full and never drained: further SYNs are dropped, so a
-/// connect to it hangs until its timeout (a dead host, seen from the client).
-fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    s.bind(&any.into()).unwrap();
-    s.listen(0).unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    let mut fill = Vec::new();
-    for _ in 0..4 {
-        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fill.push(c);
-        }
-    }
-    let t = Instant::now();
-    let probe = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300));
-    assert!(
-        probe.is_err() && t.elapsed() >= Duration::from_millis(250),
-        "the accept queue did not fill: cannot blackhole on this host"
-    );
-    (s, fill, addr)
-}
-
 /// Connected to a healthy backup, the idle client probes the preferred endpoint to fail
 /// back, inline in the connection task: a preferred endpoint that does not answer SYNs
 /// freezes the healthy connection for the whole connect timeout, and every request made

@@ -143,29 +143,6 @@ async fn attack2_mux_never_fails_back_under_overlapping_load() {
     );
 }
 
-/// A listener whose accept queue is full: SYNs to it go unanswered, a connect hangs.
-fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
-    use socket2::{Domain, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    s.bind(&any.into()).unwrap();
-    s.listen(0).unwrap();
-    let addr = s.local_addr().unwrap().as_socket().unwrap();
-    let mut fill = Vec::new();
-    for _ in 0..4 {
-        if let Ok(c) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            fill.push(c);
-        }
-    }
-    let t = Instant::now();
-    let probe = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300));
-    assert!(
-        probe.is_err() && t.elapsed() >= Duration::from_millis(250),
-        "the accept queue did not fill: cannot blackhole on this host"
-    );
-    (s, fill, addr)
-}
-
 /// A short client whose first endpoint drops SYNs, with a request timeout below the connect
 /// timeout: each request spends its whole deadline connecting to the dead endpoint, which
 /// is "cut short by the deadline" and so never marked down. The plan never changes and the

@@ -15,6 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+mod common;
+
 /// Generous upper bound for anything that should happen "soon".
 const SOON: Duration = Duration::from_secs(10);
 
@@ -500,26 +502,13 @@ async fn close_while_the_write_is_stalled_is_bounded_by_the_write_timeout() {
     alive_at_most(0, "after close").await;
 }
 
-/// A listener whose accept queue is full: the kernel drops further SYNs, so a connect to
-/// it hangs until the connector's own timeout.
-fn black_hole() -> (std::net::TcpListener, std::net::TcpStream, String) {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    sock.bind(&any.into()).unwrap();
-    sock.listen(0).unwrap();
-    let l: std::net::TcpListener = sock.into();
-    let addr = l.local_addr().unwrap();
-    // Fills the queue (never accepted).
-    let filler = std::net::TcpStream::connect(addr).unwrap();
-    (l, filler, addr.to_string())
-}
-
 /// The connection is lost and the only endpoint left drops SYNs: `close` during that
 /// connect returns at once, not after the connect timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_during_a_connect_to_a_black_hole_returns_at_once() {
     let (l, good) = listener().await;
-    let (_hole, _filler, hole) = black_hole();
+    let (_hole, _filler, hole) = common::blackhole();
+    let hole = hole.to_string();
     let client = ClientBuilder::new("line".parse().unwrap(), [good, hole.clone()])
         .connect_timeout(Duration::from_secs(8))
         .reconnect_backoff(Duration::from_millis(1), Duration::from_millis(1))
