@@ -376,3 +376,47 @@ async fn proxy_headers_only_from_trusted_sources() {
     .await;
     assert!(srv.seen.try_recv().is_err());
 }
+
+/// A handler answering with several frames and a close ([`Answer`]): the frames go out in
+/// order, the connection closes after them, and a request pipelined behind the closing one
+/// never reaches the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_with_several_frames_and_a_close() {
+    use keepwire::server::{Answer, Request, Server, service_fn};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let server = Server::bind("127.0.0.1:0", cfg("len:ascii:4"))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let stop = server.shutdown_token();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let task = tokio::spawn(server.serve(service_fn(move |req: Request| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        let answer = match &req.frame[..] {
+            b"bye" => Answer::one("ok").with("receipt").then_close(),
+            b"none" => Answer::none(),
+            other => Answer::one(bytes::Bytes::copy_from_slice(other)),
+        };
+        async move { Ok::<_, std::convert::Infallible>(answer) }
+    })));
+
+    let mut c = Client::connect(addr, "len:ascii:4").await;
+    c.send_raw(b"0004none0001a0003bye0005after").await.unwrap();
+    for want in [&b"a"[..], b"ok", b"receipt"] {
+        assert_eq!(c.recv().await.as_deref(), Some(want));
+    }
+    // The server closes (a FIN, not a reset) within its linger.
+    assert_eq!(c.recv().await, None);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "\"after\" must not reach the handler"
+    );
+    drop(c);
+    stop.cancel();
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(report.force_closed, 0);
+}

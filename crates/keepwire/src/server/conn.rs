@@ -37,7 +37,7 @@ use tower::{Service, ServiceExt};
 
 use super::limits::{GlobalSlot, Limits, LogLimiter};
 use super::proxy_protocol::{self, Parsed};
-use super::{BoxError, Mode, Request, ServerConfig, ServerStats};
+use super::{Answer, BoxError, Mode, Request, ServerConfig, ServerStats};
 use crate::frame::{FrameCodec, FrameError};
 use crate::liveness::{CloseReason, Liveness};
 use crate::pipeline::{self, Inbound, Step, Tick, WriteError};
@@ -106,6 +106,8 @@ enum ConnEnd {
     Io(io::Error),
     /// Short mode: the one exchange is done.
     ShortDone,
+    /// The handler's answer closed the connection ([`Answer::then_close`]).
+    HandlerClosed,
     /// Closed by the shutdown drain.
     Drained,
     /// Refused: per-IP limit, untrusted or bad PROXY header.
@@ -126,7 +128,11 @@ impl ConnEnd {
             ConnEnd::Frame(_) => &stats.errors_malformed,
             ConnEnd::Handler(_) => &stats.errors_handler,
             ConnEnd::Io(_) => &stats.errors_io,
-            ConnEnd::PeerClosed | ConnEnd::ShortDone | ConnEnd::Drained | ConnEnd::Rejected => {
+            ConnEnd::PeerClosed
+            | ConnEnd::ShortDone
+            | ConnEnd::HandlerClosed
+            | ConnEnd::Drained
+            | ConnEnd::Rejected => {
                 return;
             }
         };
@@ -185,7 +191,8 @@ pub(crate) fn new_conn(
 /// end. The task body the accept loop spawns.
 pub(crate) async fn run<S>(mut conn: Box<Connection>, svc: S, slot: GlobalSlot)
 where
-    S: Service<Request, Response = Option<Bytes>> + Send + 'static,
+    S: Service<Request> + Send + 'static,
+    S::Response: Into<Answer>,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {
@@ -227,7 +234,8 @@ impl Connection {
     /// (real) peer's per-IP slot, then serves frames until the connection ends.
     async fn serve<S>(&mut self, mut svc: S) -> ConnEnd
     where
-        S: Service<Request, Response = Option<Bytes>>,
+        S: Service<Request>,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
@@ -388,7 +396,8 @@ impl Connection {
     /// [`process`](Self::process), until the connection ends.
     async fn serve_frames<S>(&mut self, svc: &mut S) -> ConnEnd
     where
-        S: Service<Request, Response = Option<Bytes>>,
+        S: Service<Request>,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
@@ -463,6 +472,17 @@ impl Connection {
         }
     }
 
+    /// The end of a connection whose handler answered with a close: the answer is written;
+    /// then a FIN, and what the peer still sends is dropped until it closes too, for at most
+    /// [`DRAIN_LINGER`] (as [`close_drained`](Self::close_drained), and for the same reason).
+    async fn close_answered(&mut self) -> ConnEnd {
+        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+        self.rbuf = BytesMut::new();
+        match self.discard_until_eof(DRAIN_LINGER).await {
+            Ok(()) | Err(_) => ConnEnd::HandlerClosed,
+        }
+    }
+
     /// Reads and drops what the peer sends until its FIN, for at most `wait`. `Ok` at the
     /// FIN or when `wait` runs out. Reads go into the (empty) read buffer, not a stack
     /// array: stack arrays here would be part of every connection task's size.
@@ -516,7 +536,8 @@ impl Connection {
     /// `Some` when the connection is done.
     async fn process<S>(&mut self, svc: &mut S, fresh: bool) -> Option<ConnEnd>
     where
-        S: Service<Request, Response = Option<Bytes>>,
+        S: Service<Request>,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError>,
     {
         // Counted on every path out, errors included (and before every wait, in case the
@@ -544,7 +565,8 @@ impl Connection {
     /// `fresh`: the read buffer was empty before this read.
     async fn process_batch<S>(&mut self, svc: &mut S, fresh: bool) -> Option<ConnEnd>
     where
-        S: Service<Request, Response = Option<Bytes>>,
+        S: Service<Request>,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
@@ -553,6 +575,7 @@ impl Connection {
         let now = Instant::now();
         let mut consumed = false;
         let mut served = false;
+        let mut closing = false;
         loop {
             let frame = match pipeline::decode(&mut self.codec, &mut self.rbuf, self.eof) {
                 Ok(Some(f)) => f,
@@ -564,8 +587,15 @@ impl Connection {
             consumed = true;
             match self.step().inbound(frame, now, false) {
                 Ok(Inbound::Data(frame)) => {
-                    if let Err(end) = self.deliver(svc, frame, cfg).await {
-                        return Some(end);
+                    match self.deliver(svc, frame, cfg).await {
+                        Err(end) => return Some(end),
+                        // The handler closes the connection: frames after this request are
+                        // never handed to it.
+                        Ok(true) => {
+                            closing = true;
+                            break;
+                        }
+                        Ok(false) => {}
                     }
                     if cfg.mode == Mode::Short {
                         served = true;
@@ -584,6 +614,12 @@ impl Connection {
                     return Some(ConnEnd::Io(e));
                 }
             }
+        }
+        if closing {
+            if let Err(e) = self.flush_at(cfg.write_timeout, Some(now)).await {
+                return Some(ConnEnd::Io(e));
+            }
+            return Some(self.close_answered().await);
         }
         self.end_batch(now, served, consumed || fresh, cfg).await
     }
@@ -616,16 +652,18 @@ impl Connection {
         None
     }
 
-    /// Hands a data frame to the handler and encodes its reply, if any, into the write
-    /// buffer. An `Err` is the connection's end, replies before it already written.
+    /// Hands a data frame to the handler and encodes its answer's frames, if any, into the
+    /// write buffer. `Ok(true)`: the answer closes the connection. An `Err` is the
+    /// connection's end, replies before it already written.
     async fn deliver<S>(
         &mut self,
         svc: &mut S,
         frame: Bytes,
         cfg: &ServerConfig,
-    ) -> Result<(), ConnEnd>
+    ) -> Result<bool, ConnEnd>
     where
-        S: Service<Request, Response = Option<Bytes>>,
+        S: Service<Request>,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError>,
     {
         let req = Request {
@@ -634,27 +672,34 @@ impl Connection {
             local: self.local,
             conn_id: self.id,
         };
-        let reply = match self.call(svc, req, cfg).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
+        let answer = match self.call(svc, req, cfg).await {
+            Ok(a) => a,
             Err(end) => return Err(self.fail(end, cfg).await),
         };
+        for reply in answer.frames() {
+            self.encode_reply(reply, cfg).await?;
+        }
+        Ok(answer.closes())
+    }
+
+    /// Encodes one reply frame into the write buffer.
+    async fn encode_reply(&mut self, reply: &Bytes, cfg: &ServerConfig) -> Result<(), ConnEnd> {
         // A reply the client would take for a heartbeat is never sent as data (see
         // docs/liveness.md, "Heartbeats and data never mix").
         let heartbeat = cfg.heartbeat.as_deref();
-        if cfg.mode == Mode::Long && heartbeat.is_some_and(|h| h.classify(&reply).is_some()) {
+        if cfg.mode == Mode::Long && heartbeat.is_some_and(|h| h.classify(reply).is_some()) {
             tracing::warn!(
                 conn = self.id,
                 "handler reply is this link's heartbeat frame; closing the connection"
             );
             let why: BoxError = format!(
                 "handler reply {:?} is this link's heartbeat frame: clients would take it for a ping or pong, not a reply",
-                crate::text::escape(&reply)
+                crate::text::escape(reply)
             )
             .into();
             return Err(self.fail(ConnEnd::Handler(why), cfg).await);
         }
-        if let Err(e) = self.codec.encode_to(&reply, &mut self.wbuf) {
+        if let Err(e) = self.codec.encode_to(reply, &mut self.wbuf) {
             tracing::warn!(conn = self.id, error = %e, "handler reply cannot be framed");
             return Err(self.fail(ConnEnd::Frame(e), cfg).await);
         }
@@ -677,26 +722,28 @@ impl Connection {
         svc: &mut S,
         req: Request,
         cfg: &ServerConfig,
-    ) -> Result<Option<Bytes>, ConnEnd>
+    ) -> Result<Answer, ConnEnd>
     where
-        S: Service<Request, Response = Option<Bytes>>,
+        S: Service<Request>,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError>,
     {
         let delay = cfg.reply_delay;
         // Boxed: the handler's future lives only during a call; kept inline it would make
         // every idle connection's task as large as the largest handler future.
         let call = async move {
-            let reply = svc
+            let reply: Answer = svc
                 .ready()
                 .await
                 .map_err(Into::into)?
                 .call(req)
                 .await
-                .map_err(Into::into)?;
+                .map_err(Into::into)?
+                .into();
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
             }
-            Ok::<_, BoxError>(reply)
+            Ok::<Answer, BoxError>(reply)
         };
         // A handler that panics costs its connection (after the replies before it are
         // written), never the accounting of the server: the panic becomes a handler error.

@@ -50,6 +50,7 @@
 //! # Ok(()) }
 //! ```
 
+mod answer;
 mod config;
 mod conn;
 mod error;
@@ -72,6 +73,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
+pub use answer::Answer;
 pub use config::{Reply, ReplyFuture, ServeSetup, ServerConfig, ServerSettings};
 pub use error::{ConfigError, ServerError};
 #[cfg(feature = "metrics")]
@@ -243,6 +245,11 @@ impl Server {
 
     /// Accepts and serves connections until the shutdown token is cancelled, then drains.
     ///
+    /// `svc` is cloned for each connection, so state kept in a clone (a login, a sequence
+    /// number) is that connection's own. It answers each request with anything that converts
+    /// into an [`Answer`]: `Option<Bytes>` (one reply or none), or an [`Answer`] with several
+    /// frames or a close after them.
+    ///
     /// Every task it starts (one per connection, and the metrics exporter if
     /// [`export_prometheus`](Self::export_prometheus) was called) is tracked: when this returns
     /// they have all ended.
@@ -256,7 +263,8 @@ impl Server {
     /// task; cancel the shutdown token instead for a graceful stop.
     pub async fn serve<S>(self, svc: S) -> Result<ShutdownReport, ServerError>
     where
-        S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+        S: Service<Request> + Clone + Send + 'static,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError> + Send,
         S::Future: Send,
     {
@@ -301,7 +309,8 @@ async fn accept_until_shutdown<S>(
     svc: &S,
     tasks: &mut JoinSet<()>,
 ) where
-    S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+    S: Service<Request> + Clone + Send + 'static,
+    S::Response: Into<Answer>,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {
@@ -361,7 +370,8 @@ fn take_backlog<S>(
     svc: &S,
     tasks: &mut JoinSet<()>,
 ) where
-    S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+    S: Service<Request> + Clone + Send + 'static,
+    S::Response: Into<Answer>,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {

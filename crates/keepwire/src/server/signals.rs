@@ -1,10 +1,9 @@
 //! Shutdown on SIGINT and SIGTERM: the first signal drains, a second one gives up waiting.
 
-use bytes::Bytes;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tower::Service;
 
-use super::{BoxError, Request, Server, ServerError, ShutdownReport};
+use super::{Answer, BoxError, Request, Server, ServerError, ShutdownReport};
 
 /// SIGINT and SIGTERM handlers, installed when this is created.
 ///
@@ -72,7 +71,8 @@ impl Server {
         mut signals: ShutdownSignals,
     ) -> Result<ShutdownReport, ServerError>
     where
-        S: Service<Request, Response = Option<Bytes>> + Clone + Send + 'static,
+        S: Service<Request> + Clone + Send + 'static,
+        S::Response: Into<Answer>,
         S::Error: Into<BoxError> + Send,
         S::Future: Send,
     {
