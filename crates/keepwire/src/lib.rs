@@ -52,6 +52,8 @@ pub mod frame;
 pub mod liveness;
 #[cfg(any(feature = "server", feature = "client"))]
 mod pipeline;
+#[cfg(feature = "protocol")]
+pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod socket;
