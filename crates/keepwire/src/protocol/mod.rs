@@ -118,10 +118,10 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
     /// Whether a frame is a response (SMPP and CMPP: the command id's top bit).
     fn is_response(&self, frame: &[u8]) -> bool;
     /// A frame as text. Errors name the field and its offset.
-    fn to_text(&self, frame: &[u8]) -> Result<TextPdu, PduError>;
+    fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError>;
     /// A text line into a frame; `seq` is used when the line gives none; fields left out take
     /// defaults.
-    fn from_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError>;
+    fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError>;
     /// The login PDU (SMPP bind_*, CMPP CONNECT with its authenticator) with sequence `seq`.
     fn login(&self, account: &Account, bind: BindMode, seq: u32, now: SystemTime) -> Bytes;
     /// Checks the partner's answer to `login`: status 0, and for CMPP the ISMG authenticator.
