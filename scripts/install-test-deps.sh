@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond cargo: Debian packages (interop peers, network tools)
+# and Python packages (real client libraries). `.ci/run` calls it; run it yourself once
+# before `cargo test --workspace` to run every test instead of skipping some.
+#
+# Tests that need one of these, or root, print "skipped: <why>" and return when it is
+# missing, unless KEEPWIRE_REQUIRE_TOOLS=1 (CI sets it): then a missing tool fails the test.
+set -euo pipefail
+
+# Debian packages, one line per use.
+DEBIAN_PACKAGES=(
+)
+
+# Python packages from PyPI, pinned.
+PYTHON_PACKAGES=(
+)
+
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "install-test-deps: not root; cannot install: ${missing[*]}" >&2
+    else
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq || true
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+fi
+if ((${#PYTHON_PACKAGES[@]})); then
+    python3 -m pip install -q --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
+fi
