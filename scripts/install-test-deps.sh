@@ -9,6 +9,9 @@ set -euo pipefail
 
 # Debian packages, one line per use.
 DEBIAN_PACKAGES=(
+    iproute2 # fault suite: ip netns, veth pairs (crates/keepwire-cli/tests/faults.rs)
+    iptables # fault suite: a far host that drops everything
+    python3 # fault suite: a far peer that crashes without a FIN or half-closes on cue
 )
 
 # Python packages from PyPI, pinned.
