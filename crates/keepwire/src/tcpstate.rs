@@ -548,13 +548,12 @@ mod tests {
    2: 00000000000000000000000001000000:DB88 00000000000000000000000001000000:A909 01 00000000:00000000 02:000AFC60 00000000     0        0 4796425 2 000000008ad807d4 20 0 0 11 -1
 ";
 
-    /// Timers that need a dead link, written in the kernel's format (`get_tcp4_sock`'s
-    /// format string) rather than captured: a socket retransmitting behind a pulled cable
-    /// (5 bytes unacknowledged, 3 retransmits), one probing a silent peer with keepalive (2
-    /// probes unanswered), a zero-window probe. The live ones are checked by the watch tests
-    /// in a network namespace (`keepwire-cli/tests/watch_sockets.rs`).
-    const DEAD_LINK: &str = "   1: 010012C6:9C40 020012C6:1B58 01 00000005:00000000 01:0000002D 00000003     0        0 41002 2 0000000000000000 800 40 0 1 7
-   2: 010012C6:9C41 020012C6:1B58 01 00000000:00000000 02:00000064 00000000     0        2 41003 2 0000000000000000 200 40 0 10 -1
+    /// Timers that need a dead link, captured here behind a veth whose far end was set
+    /// down: a socket retransmitting 5 unacknowledged bytes (4 retransmits, next in
+    /// 1.39 s), and an idle one with keepalive 1s,1s,9 (3 probes unanswered). The last line,
+    /// a zero-window probe, is written in `get_tcp4_sock`'s format rather than captured.
+    const DEAD_LINK: &str = "  15: 01FB12C6:C366 02FB12C6:1B58 01 00000005:00000000 01:0000008B 00000004     0        0 4873892 2 0000000033e50d14 163 0 0 1 -1
+  16: 01FB12C6:C376 02FB12C6:1B58 01 00000000:00000000 02:00000035 00000000     0        3 4873894 2 00000000820a17a4 20 0 0 10 -1
    4: 0100007F:D432 0100007F:1F90 01 0001F000:00000000 04:000000C8 00000000     0        1 41004 2 0000000000000000 200 40 0 10 -1
 ";
 
@@ -584,13 +583,14 @@ mod tests {
         assert_eq!(s[6].timer, TcpTimer::Keepalive);
         assert_eq!(s[6].timer_left, Duration::from_millis(7_199_680));
         let d = parse_sockets(DEAD_LINK);
-        assert_eq!(d[0].entry.remote, "198.18.0.2:7000".parse().unwrap());
+        assert_eq!(d[0].entry.remote, "198.18.251.2:7000".parse().unwrap());
         assert_eq!(
             (d[0].timer, d[0].retransmits, d[0].send_queue),
-            (TcpTimer::Retransmit, 3, 5)
+            (TcpTimer::Retransmit, 4, 5)
         );
-        assert_eq!(d[0].timer_left, Duration::from_millis(450));
-        assert_eq!((d[1].timer, d[1].probes), (TcpTimer::Keepalive, 2));
+        assert_eq!(d[0].timer_left, Duration::from_millis(1390));
+        assert_eq!((d[1].timer, d[1].probes), (TcpTimer::Keepalive, 3));
+        assert_eq!(d[1].timer_left, Duration::from_millis(530));
         assert_eq!((d[2].timer, d[2].probes), (TcpTimer::ZeroWindowProbe, 1));
         assert_eq!(d[2].timer_left, Duration::from_secs(2));
     }
