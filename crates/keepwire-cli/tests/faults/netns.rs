@@ -71,6 +71,60 @@ pub(crate) fn must(prog: &str, args: &[&str]) -> Output {
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
+static SWEPT: std::sync::Once = std::sync::Once::new();
+
+/// Removes what an earlier run killed before its guards ran (SIGKILL, a timeout) left:
+/// namespaces `kwf<pid>-<n>` whose process is gone, and their near veths `kwn<pid>x<n>`.
+fn sweep_stale() {
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let out = Command::new("ip").args(["netns", "list"]).output();
+    let list = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some((pid, _)) = name.strip_prefix("kwf").and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        if pid.chars().all(|c| c.is_ascii_digit()) && !alive(pid) {
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+    }
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "type", "veth"])
+        .output();
+    let links = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for l in links.lines() {
+        // "12: kwn4242x0@if11: <...>"
+        let Some(name) = l.split_whitespace().nth(1) else {
+            continue;
+        };
+        let name = name
+            .trim_end_matches(':')
+            .split('@')
+            .next()
+            .unwrap_or_default();
+        let Some((pid, _)) = name.strip_prefix("kwn").and_then(|r| r.split_once('x')) else {
+            continue;
+        };
+        // The name holds pid % 100000: only a live process with that suffix could own it.
+        let owned = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.chars().all(|c| c.is_ascii_digit())
+                    && n.parse::<u32>()
+                        .is_ok_and(|p| (p % 100_000).to_string() == pid)
+            });
+        if !owned {
+            let _ = Command::new("ip").args(["link", "del", name]).status();
+        }
+    }
+}
 
 /// A namespace `kwf<pid>-<n>` with address `far`, reached from this namespace's `near`
 /// over a veth pair; a /30 of 198.18.0.0/15 (RFC 2544 benchmarking space) per link, picked
@@ -90,6 +144,7 @@ pub(crate) struct Link {
 impl Link {
     /// Creates the namespace and the link, both up.
     pub(crate) fn new() -> Link {
+        SWEPT.call_once(sweep_stale);
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let slot = ((pid % 400) * 80 + n) % 32768;
