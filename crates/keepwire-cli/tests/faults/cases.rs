@@ -296,7 +296,7 @@ async fn abuse_case(link: &Link, sc: Scenario, m: Mech) -> Row {
         let s = stats.snapshot();
         match sc {
             Scenario::Flood => s.rejected_per_ip >= 45,
-            _ => s.closed >= 1,
+            _ => s.frame_timeouts >= 1,
         }
     })
     .await;
@@ -310,8 +310,8 @@ async fn abuse_case(link: &Link, sc: Scenario, m: Mech) -> Row {
         expect: exp,
         detected,
         in_flight: format!(
-            "{} accepted, {} reset by the cap, {} closed",
-            s.accepted, s.rejected_per_ip, s.closed
+            "{} accepted, {} reset by the cap, {} closed ({} by the frame timeout)",
+            s.accepted, s.rejected_per_ip, s.closed, s.frame_timeouts
         ),
         failure: judge(exp, detected),
     }
