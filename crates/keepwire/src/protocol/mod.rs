@@ -22,6 +22,11 @@ use bytes::Bytes;
 use crate::frame::FramingSpec;
 use crate::liveness::Heartbeat;
 
+/// Driving a template with the server and the clients (the simulator service, the client
+/// session, the mux key).
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod drive;
+
 /// Which template: `smpp`, `cmpp3` or `cmpp2` (`FromStr`/`Display` use these names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
