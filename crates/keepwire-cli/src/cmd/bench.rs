@@ -65,14 +65,17 @@ pub(crate) struct Args {
     /// Also write a bar chart of requests/s and p99 per mode.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    #[command(flatten)]
+    proto: super::protocol::ProtocolFlag,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let cfg = config(&args)?;
+    let proto = super::protocol::bench_config(&args.proto, &cfg)?;
     let report = if std::io::stderr().is_terminal() && !args.json {
-        keepwire::bench::run(&cfg, &mut Bars::new(cfg.duration))
+        super::protocol::bench_run(proto.as_ref(), &cfg, &mut Bars::new(cfg.duration))
     } else {
-        keepwire::bench::run(&cfg, &mut ())
+        super::protocol::bench_run(proto.as_ref(), &cfg, &mut ())
     }
     .map_err(failure)?;
 

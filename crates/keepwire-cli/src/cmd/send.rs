@@ -38,8 +38,13 @@ pub(crate) struct Args {
     )]
     to: Vec<String>,
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
-    #[arg(long, short = 'f', value_name = "SPEC")]
-    framing: String,
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "SPEC",
+        required_unless_present = "protocol"
+    )]
+    framing: Option<String>,
     /// long (default): one connection for all messages; short: a connection per message.
     #[arg(long, value_name = "short|long", default_value = "long")]
     mode: String,
@@ -61,6 +66,8 @@ pub(crate) struct Args {
     /// message a line, each sent as it arrives.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
+    #[command(flatten)]
+    proto: super::protocol::SendFlags,
 }
 
 enum Client {
@@ -69,6 +76,20 @@ enum Client {
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+        return super::protocol::send(
+            p,
+            &args.proto,
+            &super::protocol::SendCommon {
+                to: &args.to,
+                framing: args.framing.as_deref(),
+                mode: &args.mode,
+                timeout: args.timeout.as_deref(),
+                heartbeat: args.heartbeat.as_deref(),
+                messages: &args.messages,
+            },
+        );
+    }
     // Flags are checked in the order they matter: where to, how, what, then heartbeats.
     let builder = base_builder(&args)?;
     let long = match args.mode.as_str() {
@@ -117,7 +138,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 
 /// The library's client configuration from `--framing`, `--to` and `--timeout`.
 fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
-    let framing = super::parse_spec(&args.framing)?;
+    let framing = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;
     let timeout = match &args.timeout {
         Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
         None => Duration::from_secs(10),
