@@ -31,6 +31,9 @@ Examples:
 
   # Check what encode writes
   keepwire encode --framing len:bcd:2 hello | keepwire decode --framing len:bcd:2
+
+  # SMPP PDUs captured off a link, as text (or --json)
+  keepwire decode --protocol smpp capture.bin
 ";
 
 /// Flags of `keepwire decode`.

@@ -35,6 +35,9 @@ Examples:
 
   # One message per stdin line, each ended by ETX
   printf 'one\\ntwo\\n' | keepwire encode --framing delim:0x03 - > wire.bin
+
+  # A CMPP 3.0 SUBMIT from its text form (Sequence_Id 1 assigned), as hex
+  keepwire encode --protocol cmpp3 'submit dest_terminal_id=13800138000 msg_content=hi' | xxd
 ";
 
 /// Flags of `keepwire encode`.

@@ -62,7 +62,8 @@ pub(crate) struct SendFlags {
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct ServeFlags {
     /// Run a partner simulator of this template (an SMSC for smpp, an ISMG for cmpp3 and
-    /// cmpp2): logins, heartbeats, a response to every request.
+    /// cmpp2): logins, heartbeats, a response to every request. E.g. `keepwire serve
+    /// --listen 127.0.0.1:2775 --protocol smpp --accounts accounts.txt --receipts`.
     #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
     pub(crate) protocol: Option<String>,
     /// With --protocol: accept only these logins, one ID:SECRET a line (# comments);

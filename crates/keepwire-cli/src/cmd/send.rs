@@ -23,6 +23,10 @@ Examples:
   # One message a line from stdin, the connection confirmed and kept alive by heartbeats
   printf 'ping\\nhello\\n' | keepwire send --to 127.0.0.1:7000 --framing line \\
       --heartbeat interval=5s,timeout=2s,misses=3 -
+
+  # Bind to an SMSC, submit, print the response and the receipt as text, unbind
+  keepwire send --protocol smpp --to 127.0.0.1:2775 --account smppclient:secret \\
+      'submit_sm source_addr=10086 destination_addr=13800138000 short_message=hello'
 ";
 
 /// Flags of `keepwire send`.
