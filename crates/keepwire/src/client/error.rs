@@ -340,7 +340,8 @@ impl fmt::Display for ClientError {
             return write!(f, "request not sent: {}", self.detail);
         }
         if self.kind == ClientErrorKind::Login {
-            return write!(f, "request not sent: {}", self.detail);
+            let at = self.endpoint.as_deref().unwrap_or("the partner");
+            return write!(f, "login to {at} refused, nothing sent: {}", self.detail);
         }
         if self.kind == ClientErrorKind::Config {
             return write!(f, "bad client config: {}", self.detail);
