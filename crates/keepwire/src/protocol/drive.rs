@@ -25,9 +25,11 @@ use std::time::SystemTime;
 #[cfg(feature = "client")]
 use bytes::Bytes;
 
+use super::Protocol;
 #[cfg(feature = "server")]
-use super::Simulator;
-use super::{Account, BindMode, Protocol, SimulatorConfig};
+use super::{Simulator, SimulatorConfig};
+#[cfg(feature = "client")]
+use super::{Account, BindMode};
 
 /// A server configuration for `protocol`: its framing and its heartbeat PDUs (answered by the
 /// connection itself, never reaching the handler). Pings to idle clients are off; set
@@ -171,6 +173,7 @@ impl Sequence {
 /// checked, logout on graceful close, the partner's requests answered. Hand it to
 /// [`ClientBuilder::session`](crate::client::ClientBuilder::session); number requests with
 /// [`next_sequence`](Self::next_sequence).
+#[cfg(feature = "client")]
 #[derive(Debug, Clone)]
 pub struct ClientSession {
     protocol: Arc<dyn Protocol>,
@@ -179,6 +182,7 @@ pub struct ClientSession {
     seq: Arc<Sequence>,
 }
 
+#[cfg(feature = "client")]
 impl ClientSession {
     /// A session of `protocol`, logging in as `account` (SMPP: as `bind`).
     pub fn new(protocol: Arc<dyn Protocol>, account: Account, bind: BindMode) -> Self {
