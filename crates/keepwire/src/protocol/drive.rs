@@ -26,10 +26,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::Protocol;
-#[cfg(feature = "server")]
-use super::{Simulator, SimulatorConfig};
 #[cfg(feature = "client")]
 use super::{Account, BindMode};
+#[cfg(feature = "server")]
+use super::{Simulator, SimulatorConfig};
 
 /// A server configuration for `protocol`: its framing and its heartbeat PDUs (answered by the
 /// connection itself, never reaching the handler). Pings to idle clients are off; set
