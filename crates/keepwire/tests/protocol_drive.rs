@@ -128,6 +128,7 @@ async fn short_clients_log_in_submit_and_log_out_per_request() {
             let reply = short.request(frame).await.unwrap();
             assert_eq!(p.sequence(&reply), Some(seq), "{t}");
         }
+        assert_eq!(short.stats().connects, 3, "{t}: a connection per request");
         stop.cancel();
     }
 }

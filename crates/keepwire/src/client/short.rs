@@ -106,6 +106,7 @@ impl ShortClient {
                     return Err(ClientError::connect(all));
                 }
             };
+            super::state::inc(&self.state.counters.connects);
             let ep = c.ep;
             let addr = c.addr.clone();
             match self.attempt(c, &frame, deadline).await {
