@@ -23,6 +23,7 @@
 //! | `bench` | `bench`: short vs long measured on an embedded server or a target | `server`, `client`, hdrhistogram |
 //! | `metrics` | server counters through the `metrics` facade and a Prometheus listener | `server`, metrics, metrics-exporter-prometheus, hyper, hyper-util |
 //! | `config` | `serde::Deserialize` for `server::ServerSettings` | `server`, serde |
+//! | `protocol` | `protocol`: SMPP 3.4 and CMPP 3.0/2.0 templates (PDUs as text, logins, simulators); no runtime | md-5 |
 //!
 //! ```toml
 //! # framing only: no tokio runtime, no network, no metrics

@@ -372,8 +372,16 @@ fn check_names<'a>(
         map: HashMap::new(),
         tlvs: Vec::new(),
     };
+    let mut seen_header: Vec<&str> = Vec::new();
     for (name, value) in fields {
         if header.contains(&name.as_str()) {
+            if seen_header.contains(&name.as_str()) {
+                return Err(PduError::new(
+                    PduErrorKind::UnknownField,
+                    format!("{command}: field {name} given twice"),
+                ));
+            }
+            seen_header.push(name);
             continue;
         }
         if has_tlvs && name.starts_with("tlv.") {
@@ -448,7 +456,7 @@ fn encode_field(
         }
         Kind::U32 => {
             let v = parse_number(name, value, u64::from(u32::MAX))?;
-            out.extend_from_slice(&v.to_be_bytes()[4..]);
+            out.extend_from_slice(&u32::try_from(v).unwrap_or(u32::MAX).to_be_bytes());
         }
         Kind::U64 => out.extend_from_slice(&parse_number(name, value, u64::MAX)?.to_be_bytes()),
         Kind::CStr(max) => encode_cstr(name, value, max, out)?,

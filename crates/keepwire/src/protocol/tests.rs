@@ -213,6 +213,12 @@ fn smpp_errors_name_field_and_offset() {
         .encode_text("submit_sm short_message=a short_message=b", 1)
         .unwrap_err();
     assert!(e.is_unknown_field());
+    assert!(
+        smpp()
+            .encode_text("submit_sm seq=1 seq=2", 0)
+            .unwrap_err()
+            .is_unknown_field()
+    );
     let long = "x".repeat(256);
     assert!(
         smpp()

@@ -78,9 +78,10 @@ fn utf16be(bytes: &[u8]) -> Option<String> {
     if bytes.len() % 2 != 0 {
         return None;
     }
-    let units = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+    let units = bytes.chunks_exact(2).map(|c| match c {
+        [hi, lo] => u16::from_be_bytes([*hi, *lo]),
+        _ => 0,
+    });
     char::decode_utf16(units)
         .collect::<Result<String, _>>()
         .ok()
