@@ -24,6 +24,9 @@
 //!  Timestamp           = the same MMDDHHMMSS as an integer (0102030405 -> 0x0614dc45)
 //! ```
 //!
+//! [`Protocol::login`] takes the timestamp from `now` in UTC (the ISMG recomputes the
+//! authenticator from the Timestamp field it receives, so the zone only shows in logs).
+//!
 //! CONNECT_RESP: Status (3.0: 4 bytes; 2.0: 1 byte), AuthenticatorISMG 16, Version 1, where
 //! AuthenticatorISMG = MD5(Status in its wire width + AuthenticatorSource + secret). Status: 0
 //! ok, 1 bad structure, 2 illegal source address, 3 authentication failed, 4 version too high.

@@ -606,6 +606,26 @@ fn cmpp_submit_both_versions() {
 }
 
 #[test]
+fn cmpp_submit_built_by_cmppy_decodes() {
+    // cmppy 0.3: SubmitReq('901234', '你好', src_id='10086',
+    // dest_terminal_id=['13800138000'], registered_delivery=1).message[4:] in hex: a 3.0
+    // SUBMIT with cmppy's defaults (service_id MI, fee_usertype 2, msg_fmt 8, FeeCode 103013).
+    check(
+        &*cmpp3(),
+        &hx(
+            "00000004000000020000000000000000010101004d49000000000000000002000000000000000000\
+             00000000000000000000000000000000000000000000000000000839303132333430313130333031\
+             33000000000000000000000000000000000000000000000000000000000000000000003130303836\
+             00000000000000000000000000000000013133383030313338303030000000000000000000000000\
+             00000000000000000000044f60597d0000000000000000000000000000000000000000",
+        ),
+        "submit seq=2 registered_delivery=1 service_id=MI fee_usertype=2 msg_fmt=8 \
+         msg_src=901234 fee_code=103013 src_id=10086 dest_terminal_id=13800138000 \
+         msg_content=你好",
+    );
+}
+
+#[test]
 fn cmpp_submit_resp_both_versions() {
     // Msg_Id of reference 2.7: 01-02 03:04:05, gateway 1001, sequence 7.
     check(
@@ -1041,4 +1061,34 @@ mod props {
             )
             .unwrap();
     }
+}
+
+#[test]
+fn smpp_frames_built_by_smpplib_decode() {
+    // smpplib 2.2.4: make_pdu('submit_sm', source_addr='10086',
+    // destination_addr='13800138000', short_message=b'hello', registered_delivery=1),
+    // make_pdu('bind_transceiver', system_id='test', password='secret') and
+    // make_pdu('deliver_sm_resp'), generate()[4:] in hex. (smpplib's parse_pdu reads the
+    // simulator's bind_transceiver_resp, submit_sm_resp, receipt deliver_sm and
+    // generic_nack back with the fields the tests above expect.)
+    let p = smpp();
+    check(
+        &*p,
+        &hx(
+            "00000004000000000000000100000031303038360000003133383030313338303030\
+             000000000000010000000568656c6c6f",
+        ),
+        "submit_sm seq=1 source_addr=10086 destination_addr=13800138000 \
+         registered_delivery=1 short_message=hello",
+    );
+    check(
+        &*p,
+        &hx("0000000900000000000000017465737400736563726574000034000000"),
+        "bind_transceiver seq=1 system_id=test password=secret",
+    );
+    check(
+        &*p,
+        &hx("80000005000000000000000100"),
+        "deliver_sm_resp seq=1 status=ESME_ROK message_id=",
+    );
 }
