@@ -262,3 +262,37 @@ fn bench_protocol_measures_every_mode_against_the_simulator() {
         assert!(m["requests"].as_u64().unwrap_or(0) > 0, "{m}");
     }
 }
+
+#[test]
+fn bench_protocol_logs_in_to_a_target_with_the_account_given() {
+    let accounts = common::temp_file("bench-accounts", b"loader:pw\n");
+    let serve = Serve::start(&["--protocol", "smpp", "--accounts", &accounts]);
+    let args = |account: &'static str| {
+        [
+            "bench",
+            "--protocol",
+            "smpp",
+            "--target",
+            &serve.to,
+            "--modes",
+            "long,mux",
+            "--duration",
+            "200ms",
+            "--connections",
+            "2",
+            "--json",
+            "--account",
+            account,
+        ]
+        .map(String::from)
+    };
+    let ok = args("loader:pw");
+    let ok: Vec<&str> = ok.iter().map(String::as_str).collect();
+    let out = run_expect(&ok, b"", 0);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v[0]["requests"].as_u64().unwrap_or(0) > 0, "{v}");
+    // Refused logins: no request answered, exit 1.
+    let bad = args("loader:nope");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    run_expect(&bad, b"", 1);
+}

@@ -67,7 +67,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
     #[command(flatten)]
-    proto: super::protocol::ProtocolFlag,
+    proto: super::protocol::BenchFlags,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {

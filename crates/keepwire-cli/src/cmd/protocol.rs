@@ -32,6 +32,19 @@ pub(crate) struct ProtocolFlag {
     pub(crate) protocol: Option<String>,
 }
 
+/// `--protocol` and `--account` (bench).
+#[derive(Debug, Default, clap::Args)]
+pub(crate) struct BenchFlags {
+    /// A protocol template: smpp, cmpp3 or cmpp2: submit round trips (short = log in, submit,
+    /// log out per message) against its embedded simulator or --target.
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    pub(crate) protocol: Option<String>,
+    /// With --protocol: the account every connection logs in with (default bench:bench,
+    /// which the embedded simulator accepts).
+    #[arg(long, value_name = "ID:SECRET", requires = "protocol")]
+    pub(crate) account: Option<String>,
+}
+
 /// `--protocol` and `--json` (decode).
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct DecodeFlags {
@@ -564,13 +577,18 @@ async fn recv(rx: &mut Option<mpsc::Receiver<Bytes>>) -> Option<Bytes> {
 
 /// `bench --protocol P`: the protocol bench over the other bench settings.
 pub(crate) fn bench_config(
-    flag: &ProtocolFlag,
+    flag: &BenchFlags,
     base: &keepwire::bench::BenchConfig,
 ) -> Result<Option<keepwire::bench::protocol::ProtocolBench>, Failure> {
     let Some(p) = template(flag.protocol.as_deref())? else {
         return Ok(None);
     };
     let mut b = keepwire::bench::protocol::ProtocolBench::new(p);
+    if let Some(a) = &flag.account {
+        b.account = a
+            .parse()
+            .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+    }
     let mut cfg = base.clone();
     cfg.framing = b.base.framing.clone();
     b.base = cfg;
