@@ -16,6 +16,8 @@ DEBIAN_PACKAGES=(
 
 # Python packages from PyPI, pinned.
 PYTHON_PACKAGES=(
+    smpplib==2.2.4   # SMPP 3.4 client: protocol_interop.rs against serve --protocol smpp
+    cmppy==0.3       # CMPP 3.0 short-link client: protocol_interop.rs against serve --protocol cmpp3
 )
 
 missing=()

@@ -94,6 +94,8 @@ pub(crate) struct Args {
     /// Read settings from this TOML file (keys as the flags, e.g. max-conns = 100).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    proto: super::protocol::ServeFlags,
 }
 
 impl Args {
@@ -219,6 +221,9 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     let mut settings = flags.settings();
     if let Some(path) = &flags.config {
         settings = settings.or(read_config(path)?);
+    }
+    if let Some(p) = super::protocol::template(flags.proto.protocol.as_deref())? {
+        return super::protocol::serve(p, &flags.proto, settings);
     }
     let setup = settings.build().map_err(|e| config_failure(&e))?;
     check_address("listen", &setup.listen)?;

@@ -52,6 +52,8 @@ mod body;
 mod embedded;
 mod engine;
 mod error;
+#[cfg(feature = "protocol")]
+pub mod protocol;
 mod report;
 mod run;
 

@@ -61,6 +61,8 @@ use crate::liveness::Heartbeat;
 
 pub mod cmpp;
 mod cmpp_sim;
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod drive;
 mod error;
 mod schema;
 pub mod smpp;
