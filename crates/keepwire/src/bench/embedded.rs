@@ -47,6 +47,7 @@ impl EmbeddedServer {
             .enable_all()
             .build()
             .map_err(BenchError::Runtime)?;
+        let http = matches!(framing, FramingSpec::Http(_));
         let mut cfg = ServerConfig::new(framing);
         // The bench opens as many connections as it can: no limit must cut it short.
         cfg.max_conns = 1_000_000;
@@ -57,9 +58,19 @@ impl EmbeddedServer {
             .map_err(BenchError::EmbeddedServer)?;
         let addr = server.local_addr();
         let stop = server.shutdown_token();
-        let task = rt.spawn(server.serve(service_fn(|r: Request| async move {
-            Ok::<_, std::convert::Infallible>(Some(r.frame))
-        })));
+        let task = if http {
+            // `--framing http`: a web server answering 200 with the request's body.
+            let svc = crate::http::HttpService::new(
+                crate::http::HttpReply::Echo,
+                "text/plain",
+                crate::http::KeepAlive::default(),
+            );
+            rt.spawn(server.serve(svc))
+        } else {
+            rt.spawn(server.serve(service_fn(|r: Request| async move {
+                Ok::<_, std::convert::Infallible>(Some(r.frame))
+            })))
+        };
         Ok(EmbeddedServer {
             addr,
             stop,
