@@ -9,6 +9,10 @@ set -euo pipefail
 
 # Debian packages, one line per use.
 DEBIAN_PACKAGES=(
+    apache2-utils # ab: HTTP/1.0 keep-alive and close (crates/keepwire-cli/tests/http.rs)
+    wrk           # HTTP/1.1 persistence under load (tests/http.rs, scripts/bench-http.sh)
+    curl          # HTTP/1.0 keep-alive connection reuse (tests/http.rs)
+    nginx-light   # the reference web server of scripts/bench-http.sh
 )
 
 # Python packages from PyPI, pinned.
