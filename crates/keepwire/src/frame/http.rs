@@ -62,6 +62,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::mem::MaybeUninit;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -705,15 +706,21 @@ impl HttpCodec {
 
 /// Parses a head with httparse and reads the framing fields out of it.
 fn parse_info(head: &[u8], response: bool, max_headers: usize) -> Result<HeadInfo, FrameErrorKind> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS_LIMIT];
-    let table = headers.get_mut(..max_headers).unwrap_or_default();
-    let (res, version, status, fields) = if response {
+    // Requests (a server's every request) parse into an uninitialised table: filling 256
+    // empty headers first would cost more than parsing a short head.
+    let mut uninit = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut resp_headers;
+    let (res, version, status, fields): (_, _, _, &[httparse::Header<'_>]) = if response {
+        resp_headers = [httparse::EMPTY_HEADER; MAX_HEADERS_LIMIT];
+        let table = resp_headers.get_mut(..max_headers).unwrap_or_default();
         let mut r = httparse::Response::new(table);
         let res = r.parse(head);
         (res, r.version, r.code.unwrap_or(0), r.headers)
     } else {
-        let mut r = httparse::Request::new(table);
-        let res = r.parse(head);
+        let table = uninit.get_mut(..max_headers).unwrap_or_default();
+        let mut r = httparse::Request::new(&mut headers);
+        let res = r.parse_with_uninit_headers(head, table);
         (res, r.version, 0, r.headers)
     };
     match res {
