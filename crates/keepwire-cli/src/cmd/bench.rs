@@ -25,8 +25,7 @@ Examples:
   keepwire bench                                    # embedded server, all four modes, 3s each
   keepwire bench --modes short,long --duration 10s --chart bench.svg
   keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
-  # Any web server: short = Connection: close, long = keep-alive, mux = pipelined
-  keepwire bench --framing http --target 127.0.0.1:8080 --connections 32";
+  keepwire bench --framing http --target 127.0.0.1:8080   # any web server; mux = pipelined";
 
 /// Flags of `keepwire bench`.
 #[derive(Debug, clap::Args)]

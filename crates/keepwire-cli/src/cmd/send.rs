@@ -21,10 +21,8 @@ Examples:
   keepwire send --to 127.0.0.1:7001,127.0.0.1:7000 --framing len:be:2 --mode short --hex 0800a0
 
   # HTTP: two requests on one kept-alive connection, status line and body printed
+  # (--raw: each message is a whole request, text with escapes)
   keepwire send --to 127.0.0.1:8080 --framing http 'GET /' 'GET /x Connection: close'
-
-  # HTTP: a raw request, as written (text with escapes)
-  keepwire send --to 127.0.0.1:8080 --framing http --raw 'GET / HTTP/1.0\r\n\r\n'
 
   # One message a line from stdin, the connection confirmed and kept alive by heartbeats
   printf 'ping\\nhello\\n' | keepwire send --to 127.0.0.1:7000 --framing line \\

@@ -15,9 +15,6 @@ Examples:
   # An ISO 8583 echo partner on a 4-digit ASCII length, answering heartbeats itself
   keepwire serve --listen 127.0.0.1:7000 --framing len:ascii:4
 
-  # A slow partner that answers every request with fixed bytes after 2s
-  keepwire serve --listen 127.0.0.1:7000 --framing len:be:2 --reply hex:0810 --delay 2s
-
   # Short connections behind HAProxy, metrics for Prometheus
   keepwire serve --listen 0.0.0.0:7000 --framing line --mode short --proxy-protocol \\
       --proxy-from 10.0.0.0/8 --metrics 127.0.0.1:9464
