@@ -38,7 +38,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Waits until something answers HTTP on $1 (at most 10 s).
 wait_http() {
     for _ in $(seq 100); do
-        if exec 3<>"/dev/tcp/127.0.0.1/$1" 2>/dev/null; then exec 3<&- 3>&-; return 0; fi
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
     echo "bench-http: nothing listens on port $1" >&2
