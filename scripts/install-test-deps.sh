@@ -12,6 +12,10 @@ DEBIAN_PACKAGES=(
     iproute2 # fault suite: ip netns, veth pairs (crates/keepwire-cli/tests/faults.rs)
     iptables # fault suite: a far host that drops everything
     python3 # fault suite: a far peer that crashes without a FIN or half-closes on cue
+    apache2-utils # ab: HTTP/1.0 keep-alive and close (crates/keepwire-cli/tests/http.rs)
+    wrk           # HTTP/1.1 persistence under load (tests/http.rs, scripts/bench-http.sh)
+    curl          # HTTP/1.0 keep-alive connection reuse (tests/http.rs)
+    nginx-light   # the reference web server of scripts/bench-http.sh
 )
 
 # Python packages from PyPI, pinned.

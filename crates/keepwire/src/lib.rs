@@ -50,6 +50,7 @@ pub mod blocking;
 pub mod client;
 pub mod deadline;
 pub mod frame;
+pub mod http;
 pub mod liveness;
 #[cfg(any(feature = "server", feature = "client"))]
 mod pipeline;

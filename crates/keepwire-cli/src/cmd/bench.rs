@@ -22,10 +22,10 @@ use super::Failure;
 
 const EXAMPLES: &str = "\
 Examples:
-  keepwire bench                                    # embedded server, all four modes, 3s each
-  keepwire bench --modes short,long --duration 10s --chart bench.svg
-  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
-  keepwire bench --protocol cmpp3 --duration 5s     # submit round trips on the ISMG simulator";
+  keepwire bench --chart bench.svg                  # embedded server, all four modes, 3s each
+  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
+  keepwire bench --protocol cmpp3 --duration 5s     # submit round trips on the ISMG simulator
+  keepwire bench --framing http --target 127.0.0.1:8080   # any web server; mux = pipelined";
 
 /// Flags of `keepwire bench`.
 #[derive(Debug, clap::Args)]

@@ -20,6 +20,10 @@ Examples:
   # Hex, a connection per message; 127.0.0.1:7001 first, 127.0.0.1:7000 if it fails
   keepwire send --to 127.0.0.1:7001,127.0.0.1:7000 --framing len:be:2 --mode short --hex 0800a0
 
+  # HTTP: two requests on one kept-alive connection, status line and body printed
+  # (--raw: each message is a whole request, text with escapes)
+  keepwire send --to 127.0.0.1:8080 --framing http 'GET /' 'GET /x Connection: close'
+
   # One message a line from stdin, the connection confirmed and kept alive by heartbeats
   printf 'ping\\nhello\\n' | keepwire send --to 127.0.0.1:7000 --framing line \\
       --heartbeat interval=5s,timeout=2s,misses=3 -
@@ -41,7 +45,7 @@ pub(crate) struct Args {
         required = true
     )]
     to: Vec<String>,
-    /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
+    /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof, http.
     #[arg(
         long,
         short = 'f',
@@ -66,6 +70,10 @@ pub(crate) struct Args {
     /// connection alive; or off.
     #[arg(long, value_name = "SPEC|off")]
     heartbeat: Option<String>,
+    /// --framing http: each MESSAGE is a whole request (text with escapes) instead of a
+    /// `METHOD PATH [Name: value]..` line.
+    #[arg(long)]
+    raw: bool,
     /// Messages to send (text with escapes, or hex with --hex); a lone - reads stdin, one
     /// message a line, each sent as it arrives.
     #[arg(value_name = "MESSAGE")]
@@ -95,6 +103,16 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         );
     }
     // Flags are checked in the order they matter: where to, how, what, then heartbeats.
+    let framing = args.framing.as_deref().unwrap_or_default();
+    if args.raw || framing.split(':').next() == Some("http") {
+        return super::http::send(&super::http::SendArgs {
+            to: &args.to,
+            framing,
+            timeout: timeout(&args)?,
+            raw: args.raw,
+            messages: &args.messages,
+        });
+    }
     let builder = base_builder(&args)?;
     let long = match args.mode.as_str() {
         "long" => true,
@@ -143,13 +161,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 /// The library's client configuration from `--framing`, `--to` and `--timeout`.
 fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
     let framing = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;
-    let timeout = match &args.timeout {
-        Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
-        None => Duration::from_secs(10),
-    };
-    if timeout.is_zero() {
-        return Err(Failure::Usage("--timeout must be more than 0".into()));
-    }
+    let timeout = timeout(args)?;
     let to: Vec<String> = args
         .to
         .iter()
@@ -164,6 +176,18 @@ fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
     Ok(ClientBuilder::new(framing, to)
         .connect_timeout(timeout)
         .request_timeout(timeout))
+}
+
+/// `--timeout`, 10s when not given; zero is a usage error.
+fn timeout(args: &Args) -> Result<Duration, Failure> {
+    let timeout = match &args.timeout {
+        Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
+        None => Duration::from_secs(10),
+    };
+    if timeout.is_zero() {
+        return Err(Failure::Usage("--timeout must be more than 0".into()));
+    }
+    Ok(timeout)
 }
 
 /// `--heartbeat` added to `builder`, checked by the library: its rules are usage errors

@@ -15,12 +15,14 @@ Examples:
   # An ISO 8583 echo partner on a 4-digit ASCII length, answering heartbeats itself
   keepwire serve --listen 127.0.0.1:7000 --framing len:ascii:4
 
-  # A slow partner that answers every request with fixed bytes after 2s
-  keepwire serve --listen 127.0.0.1:7000 --framing len:be:2 --reply hex:0810 --delay 2s
-
   # Short connections behind HAProxy, metrics for Prometheus
   keepwire serve --listen 0.0.0.0:7000 --framing line --mode short --proxy-protocol \\
       --proxy-from 10.0.0.0/8 --metrics 127.0.0.1:9464
+
+  # A web server: 200 with a fixed body; HTTP/1.1 persistent, 1.0 with keep-alive;
+  # 100 requests per connection, idle keep-alive connections closed after 15s
+  keepwire serve --listen 127.0.0.1:8080 --framing http --reply text:hello \
+      --content-type text/plain --keepalive-requests 100 --idle-timeout 15s
 
   # Everything from a file; flags given here win
   keepwire serve --config serve.toml --idle-timeout 30s
@@ -34,7 +36,7 @@ pub(crate) struct Args {
     /// Address to listen on; port 0 picks a free port (printed as `listening on ADDR`).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-    /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
+    /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof, http.
     #[arg(long, short = 'f', value_name = "SPEC")]
     framing: Option<String>,
     /// long (default): many requests per connection; short: one request, one reply.
@@ -91,6 +93,17 @@ pub(crate) struct Args {
     /// Serve Prometheus metrics on this address (off: not at all, over a config file).
     #[arg(long, value_name = "ADDR|off")]
     metrics: Option<String>,
+    /// --framing http: the Content-Type of responses (default text/plain).
+    #[arg(long, value_name = "TYPE")]
+    content_type: Option<String>,
+    /// --framing http: answer a connection's Nth request with `Connection: close` and close
+    /// it (nginx's keepalive_requests; default no limit).
+    #[arg(long, value_name = "N")]
+    keepalive_requests: Option<u64>,
+    /// --framing http: send `Keep-Alive: timeout=N[, max=M]` (the idle timeout, requests
+    /// left) on responses that keep the connection.
+    #[arg(long)]
+    keepalive_header: bool,
     /// Read settings from this TOML file (keys as the flags, e.g. max-conns = 100).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -226,6 +239,12 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         return super::protocol::serve(p, &flags.proto, settings);
     }
     let setup = settings.build().map_err(|e| config_failure(&e))?;
+    let http = super::http::service(
+        &setup,
+        flags.content_type.as_deref(),
+        flags.keepalive_requests,
+        flags.keepalive_header,
+    )?;
     check_address("listen", &setup.listen)?;
     if let Some(m) = &setup.metrics {
         check_address("metrics", m)?;
@@ -239,13 +258,16 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     // the accept loop then start on the same worker instead of waking another thread each.
     // The task is awaited here, so nothing outlives it.
     rt.block_on(async move {
-        tokio::spawn(serve(setup))
+        tokio::spawn(serve(setup, http))
             .await
             .map_err(|e| Failure::Runtime(format!("server task failed: {e}")))?
     })
 }
 
-async fn serve(setup: ServeSetup) -> Result<(), Failure> {
+async fn serve(
+    setup: ServeSetup,
+    http: Option<keepwire::http::HttpService>,
+) -> Result<(), Failure> {
     let mut server = Server::bind(setup.listen.as_str(), setup.config)
         .await
         .map_err(|e| server_failure(&e))?;
@@ -267,10 +289,15 @@ async fn serve(setup: ServeSetup) -> Result<(), Failure> {
         let _ = writeln!(out, "listening on {}", server.local_addr());
         let _ = out.flush();
     }
-    let report = server
-        .serve_until_signal(setup.reply.into_service(), signals)
-        .await
-        .map_err(|e| server_failure(&e))?;
+    let report = match http {
+        Some(svc) => server.serve_until_signal(svc, signals).await,
+        None => {
+            server
+                .serve_until_signal(setup.reply.into_service(), signals)
+                .await
+        }
+    }
+    .map_err(|e| server_failure(&e))?;
     // Whole milliseconds: the drain is not measured finer than that.
     let drained =
         Duration::from_millis(u64::try_from(report.drain_time.as_millis()).unwrap_or(u64::MAX));

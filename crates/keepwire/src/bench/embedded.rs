@@ -41,6 +41,15 @@ impl EmbeddedServer {
     /// [`BenchError::Runtime`] when the runtime cannot be built,
     /// [`BenchError::EmbeddedServer`] when the server cannot bind.
     pub(super) fn start(framing: FramingSpec, threads: usize) -> Result<Self, BenchError> {
+        if matches!(framing, FramingSpec::Http(_)) {
+            // `--framing http`: a web server answering 200 with the request's body.
+            let svc = crate::http::HttpService::new(
+                crate::http::HttpReply::Echo,
+                "text/plain",
+                crate::http::KeepAlive::default(),
+            );
+            return Self::start_with(ServerConfig::new(framing), svc, threads);
+        }
         let echo =
             service_fn(
                 |r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) },

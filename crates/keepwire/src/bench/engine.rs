@@ -243,7 +243,7 @@ fn builder(cfg: &BenchConfig, target: SocketAddr) -> ClientBuilder {
 
 /// Sockets in TIME_WAIT on `port`: on its local side (a server's) or its remote side (its
 /// clients'). `None` where the kernel's table cannot be read.
-fn time_wait(port: u16, local_side: bool) -> Option<u64> {
+pub(super) fn time_wait(port: u16, local_side: bool) -> Option<u64> {
     let ps = port_states_now(port).ok()?;
     let n = if local_side {
         ps.local_count(TcpState::TimeWait)

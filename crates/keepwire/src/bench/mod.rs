@@ -52,6 +52,7 @@ mod body;
 mod embedded;
 mod engine;
 mod error;
+mod http;
 #[cfg(feature = "protocol")]
 pub mod protocol;
 mod report;
@@ -208,7 +209,8 @@ impl BenchConfig {
         // `fixed:N` with another size, `eof`, `delim:..:keep`: every request would fail, and
         // the bench would blame the target.
         let sample = body::Bodies::new(&self.framing).body(self.size, 0, 1);
-        if !self.framing.carries(&sample) {
+        // (`http` sends its own GET requests, whatever the size.)
+        if !matches!(self.framing, FramingSpec::Http(_)) && !self.framing.carries(&sample) {
             return Err(BenchError::Unframeable {
                 size: self.size,
                 framing: self.framing.to_string(),

@@ -109,7 +109,13 @@ fn run_patterns(
         };
         let progress = Arc::new(Progress::default());
         observer.pattern_started(pattern, &progress);
-        let report = client_rt.block_on(run_pattern(addr, visible, cfg, pattern, progress));
+        let report = if matches!(cfg.framing, crate::frame::FramingSpec::Http(_)) {
+            client_rt.block_on(super::http::run_pattern(
+                addr, visible, cfg, pattern, progress,
+            ))
+        } else {
+            client_rt.block_on(run_pattern(addr, visible, cfg, pattern, progress))
+        };
         observer.pattern_finished(&report);
         if let Some(server) = embedded {
             server.shutdown();

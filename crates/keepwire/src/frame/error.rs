@@ -94,6 +94,33 @@ pub enum FrameErrorKind {
         /// Why, in words.
         reason: String,
     },
+    /// `http`: a head, a field or chunked framing that is not HTTP/1.x (answered 400).
+    HttpMalformed {
+        /// Which part: `request head`, `content-length`, `chunk size`, ...
+        what: &'static str,
+        /// What was seen (escaped, at most 40 bytes of it), or the parser's words.
+        found: String,
+        /// What was expected there.
+        expected: &'static str,
+    },
+    /// `http`: a message whose length two parties could read differently (RFC 9112 §6.3):
+    /// Content-Length with Transfer-Encoding, differing Content-Lengths, ... (answered 400).
+    HttpSmuggling {
+        /// The shape refused, in words.
+        reason: &'static str,
+    },
+    /// `http`: the head (or the trailer section) is larger than `max_head` (answered 431).
+    HeadTooLarge {
+        /// Bytes of head seen so far.
+        len: usize,
+        /// The configured `max_head`.
+        max: usize,
+    },
+    /// `http`: more header fields than `max_headers` (answered 431).
+    TooManyHeaders {
+        /// The configured `max_headers`.
+        max: usize,
+    },
     /// The decoder failed earlier and refuses to guess where the next frame starts.
     Poisoned,
     /// The underlying transport failed.
@@ -151,6 +178,23 @@ impl FrameError {
                 | FrameErrorKind::BadHexDigit { .. }
                 | FrameErrorKind::BadBcdNibble { .. }
                 | FrameErrorKind::LengthTooSmall { .. }
+                | FrameErrorKind::HttpMalformed { .. }
+                | FrameErrorKind::HttpSmuggling { .. }
+        )
+    }
+
+    /// `http`: a message whose length could be read two ways (request smuggling shapes,
+    /// RFC 9112 §6.3); also [`is_malformed`](Self::is_malformed).
+    pub fn is_smuggling(&self) -> bool {
+        matches!(self.kind, FrameErrorKind::HttpSmuggling { .. })
+    }
+
+    /// `http`: the head or trailer section exceeds `max_head`, or has more fields than
+    /// `max_headers`.
+    pub fn is_head_too_large(&self) -> bool {
+        matches!(
+            self.kind,
+            FrameErrorKind::HeadTooLarge { .. } | FrameErrorKind::TooManyHeaders { .. }
         )
     }
 
@@ -175,13 +219,19 @@ impl FrameError {
     }
 
     /// A short name for the kind, for metrics labels and logs (`"malformed"`, `"too_long"`,
-    /// `"truncated"`, `"unencodable"`, `"poisoned"`, `"io"`).
+    /// `"truncated"`, `"unencodable"`, `"poisoned"`, `"io"`; `http` adds `"smuggling"` and
+    /// `"head_too_large"`).
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             FrameErrorKind::BadAsciiDigit { .. }
             | FrameErrorKind::BadHexDigit { .. }
             | FrameErrorKind::BadBcdNibble { .. }
-            | FrameErrorKind::LengthTooSmall { .. } => "malformed",
+            | FrameErrorKind::LengthTooSmall { .. }
+            | FrameErrorKind::HttpMalformed { .. } => "malformed",
+            FrameErrorKind::HttpSmuggling { .. } => "smuggling",
+            FrameErrorKind::HeadTooLarge { .. } | FrameErrorKind::TooManyHeaders { .. } => {
+                "head_too_large"
+            }
             FrameErrorKind::TooLong { .. } => "too_long",
             FrameErrorKind::Truncated { .. } => "truncated",
             FrameErrorKind::Unencodable { .. } => "unencodable",
@@ -250,6 +300,22 @@ impl fmt::Display for FrameErrorKind {
                 }
             }
             FrameErrorKind::Unencodable { reason } => write!(f, "cannot encode: {reason}"),
+            FrameErrorKind::HttpMalformed {
+                what,
+                found,
+                expected,
+            } => write!(f, "http {what}: saw \"{found}\", expected {expected}"),
+            FrameErrorKind::HttpSmuggling { reason } => write!(
+                f,
+                "http message length is ambiguous: {reason} (refused, RFC 9112 section 6.3)"
+            ),
+            FrameErrorKind::HeadTooLarge { len, max } => write!(
+                f,
+                "http head of {len} bytes exceeds max_head={max} (raise max_head= in the framing spec if the peer is right)"
+            ),
+            FrameErrorKind::TooManyHeaders { max } => {
+                write!(f, "http head has more than max_headers={max} header fields")
+            }
             FrameErrorKind::Poisoned => {
                 f.write_str("decoder stopped after an earlier framing error")
             }

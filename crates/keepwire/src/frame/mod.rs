@@ -14,6 +14,7 @@
 //! | `line[:max=N]`                 | ends at `\n`, a `\r` before it is stripped          |
 //! | `fixed:<N>`                    | exactly `N` bytes each: [`fixed`]                   |
 //! | `eof[:max=N]`                  | everything until the peer half-closes: [`until_close`] |
+//! | `http[:max=N][:max_head=N][:max_headers=N]` | one HTTP/1.x message: [`http`]  |
 //!
 //! A decoded frame is the message without its length field or delimiter; bytes covered by
 //! `skip=N` stay at the frame's start, and encoding puts them back before the length field.
@@ -40,6 +41,7 @@
 pub mod delimited;
 mod error;
 pub mod fixed;
+pub mod http;
 pub mod length;
 pub mod until_close;
 
@@ -91,6 +93,8 @@ pub enum FramingSpec {
         /// The largest message buffered.
         max: usize,
     },
+    /// One HTTP/1.x message (`http`).
+    Http(http::HttpSpec),
 }
 
 impl FramingSpec {
@@ -101,6 +105,7 @@ impl FramingSpec {
             FramingSpec::Delimited(d) => d.max,
             FramingSpec::Fixed(n) => *n,
             FramingSpec::UntilClose { max } => *max,
+            FramingSpec::Http(h) => h.max_head.saturating_add(h.max_body),
         }
     }
 
@@ -155,6 +160,7 @@ impl fmt::Display for FramingSpec {
             FramingSpec::Fixed(n) => write!(f, "fixed:{n}"),
             FramingSpec::UntilClose { max } if *max == DEFAULT_MAX => f.write_str("eof"),
             FramingSpec::UntilClose { max } => write!(f, "eof:max={max}"),
+            FramingSpec::Http(h) => h.fmt(f),
         }
     }
 }
@@ -191,7 +197,7 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-const KINDS: &str = "expected len:<enc>:<width>, delim:<bytes>, line, fixed:<N> or eof";
+const KINDS: &str = "expected len:<enc>:<width>, delim:<bytes>, line, fixed:<N>, eof or http";
 
 fn err(msg: impl Into<String>) -> SpecError {
     SpecError {
@@ -387,7 +393,7 @@ fn parse_spec(s: &str) -> Result<FramingSpec, SpecError> {
                 let (max, _) = parse_max_keep(rest, false, "the valid option is max=N")?;
                 FramingSpec::UntilClose { max }
             }
-            "http" => return Err(err("http framing is not available in this version")),
+            "http" => FramingSpec::Http(http::parse_opts(rest)?),
             "" => return Err(err(format!("the spec is empty; {KINDS}"))),
             other => return Err(err(format!("unknown framing {other:?}; {KINDS}"))),
         };
@@ -411,6 +417,7 @@ enum Inner {
     Delimited(Box<delimited::DelimitedCodec>),
     Fixed(fixed::FixedCodec),
     UntilClose(until_close::UntilCloseCodec),
+    Http(Box<http::HttpCodec>),
 }
 
 /// Decodes and encodes frames under a [`FramingSpec`]: a tokio-util [`Decoder`] and
@@ -457,6 +464,7 @@ impl FrameCodec {
             FramingSpec::UntilClose { max } => {
                 Inner::UntilClose(until_close::UntilCloseCodec::new((*max).min(MAX_LIMIT)))
             }
+            FramingSpec::Http(h) => Inner::Http(Box::new(http::HttpCodec::new(*h))),
         };
         FrameCodec {
             spec,
@@ -488,6 +496,30 @@ impl FrameCodec {
             Inner::Delimited(c) => c.encode(frame, dst),
             Inner::Fixed(c) => c.encode(frame, dst),
             Inner::UntilClose(c) => c.encode(frame, dst),
+            Inner::Http(c) => c.encode(frame, dst),
+        }
+    }
+
+    /// The response a server writes before it closes on `err`, when its framing has one:
+    /// under `http`, 400 for a malformed request or a smuggling shape, 431 for a head too
+    /// large, 413 for a body too large, each with `Connection: close`. `None` for every
+    /// other framing, for errors of a response being read, and for truncation (the peer
+    /// already left).
+    ///
+    /// ```
+    /// use keepwire::frame::{FrameCodec, FramingSpec};
+    /// use tokio_util::codec::Decoder;
+    ///
+    /// let mut codec = FrameCodec::new("http".parse::<FramingSpec>().unwrap());
+    /// let mut buf = bytes::BytesMut::from(&b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"[..]);
+    /// let err = codec.decode(&mut buf).unwrap_err();
+    /// let reply = codec.error_reply(&err).unwrap();
+    /// assert!(reply.starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+    /// ```
+    pub fn error_reply(&self, err: &FrameError) -> Option<&'static [u8]> {
+        match &self.inner {
+            Inner::Http(c) => c.error_reply(err.kind()),
+            _ => None,
         }
     }
 
@@ -505,6 +537,8 @@ impl FrameCodec {
             (Inner::Fixed(c), true) => c.decode_eof(src),
             (Inner::UntilClose(c), false) => c.decode(src),
             (Inner::UntilClose(c), true) => c.decode_eof(src),
+            (Inner::Http(c), false) => c.decode(src),
+            (Inner::Http(c), true) => c.decode_eof(src),
         };
         match res {
             Ok(frame) => {
@@ -535,8 +569,17 @@ impl Decoder for FrameCodec {
 impl<T: AsRef<[u8]>> Encoder<T> for FrameCodec {
     type Error = FrameError;
 
+    /// Under `http`, a request encoded here is remembered until its response is decoded
+    /// (a response to `HEAD` has no body); see [`http`].
     fn encode(&mut self, frame: T, dst: &mut BytesMut) -> Result<(), FrameError> {
-        self.encode_to(frame.as_ref(), dst)
+        if let Inner::Http(c) = &self.inner {
+            c.check_pending()?;
+        }
+        self.encode_to(frame.as_ref(), dst)?;
+        if let Inner::Http(c) = &mut self.inner {
+            c.note_sent(frame.as_ref());
+        }
+        Ok(())
     }
 }
 

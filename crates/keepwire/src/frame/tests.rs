@@ -440,7 +440,7 @@ fn spec_errors_name_the_part_and_the_choices() {
         ("fixed", "missing size"),
         ("fixed:0", "size \"0\" is not valid"),
         ("fixed:4:max=2", "fixed takes no options"),
-        ("http", "http framing is not available"),
+        ("http:max_head=x", "max_head=x is not a size"),
     ];
     for (s, want) in cases {
         let e = s.parse::<FramingSpec>().unwrap_err().to_string();

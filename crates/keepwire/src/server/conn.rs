@@ -592,8 +592,9 @@ impl Connection {
             let frame = match pipeline::decode(&mut self.codec, &mut self.rbuf, self.eof) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                // Replies already due still go out before the close.
-                Err(e) => return Some(self.fail(ConnEnd::Frame(e), cfg).await),
+                // Replies already due still go out before the close, then the framing's
+                // own error response (HTTP: 400, 431 or 413), if it has one.
+                Err(e) => return Some(self.fail_frame(e, cfg).await),
             };
             self.counts.0 += 1;
             consumed = true;
@@ -683,6 +684,7 @@ impl Connection {
             peer: self.peer,
             local: self.local,
             conn_id: self.id,
+            draining: self.shared.shutdown.is_cancelled(),
         };
         let answer = match self.call(svc, req, cfg).await {
             Ok(a) => a,
@@ -725,6 +727,24 @@ impl Connection {
     async fn fail(&mut self, end: ConnEnd, cfg: &ServerConfig) -> ConnEnd {
         let _ = self.flush(cfg.write_timeout).await;
         end
+    }
+
+    /// A bad frame ends the connection: replies already due are written, then the framing's
+    /// own error response if it has one (HTTP: 400, 431 or 413 with `Connection: close`),
+    /// followed by a FIN and a linger for the peer's (as [`close_answered`](Self::close_answered):
+    /// closing on unread bytes would send a RST that can destroy that response).
+    async fn fail_frame(&mut self, e: FrameError, cfg: &ServerConfig) -> ConnEnd {
+        let Some(reply) = self.codec.error_reply(&e) else {
+            return self.fail(ConnEnd::Frame(e), cfg).await;
+        };
+        self.wbuf.extend_from_slice(reply);
+        self.counts.1 += 1;
+        if self.flush(cfg.write_timeout).await.is_ok() {
+            let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+            self.rbuf = BytesMut::new();
+            let _ = self.discard_until_eof(DRAIN_LINGER).await;
+        }
+        ConnEnd::Frame(e)
     }
 
     /// Calls the handler. If its answer is not ready at once, replies already buffered are

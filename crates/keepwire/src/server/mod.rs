@@ -160,6 +160,9 @@ pub struct Request {
     pub local: SocketAddr,
     /// A server-unique connection number, for logs and correlation.
     pub conn_id: u64,
+    /// The server is draining (shutting down): this request is answered, but a handler
+    /// that can tell its client to go elsewhere should (HTTP: `Connection: close`).
+    pub draining: bool,
 }
 
 /// How a server's shutdown went.

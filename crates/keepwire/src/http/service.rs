@@ -1,0 +1,197 @@
+//! [`HttpService`]: the handler `keepwire serve --framing http` runs, answering every
+//! request with 200 and a canned or echoed body, per the persistence rules of
+//! [`persist`](super::persist).
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tower::Service;
+
+use super::message;
+use super::persist::{KeepAlive, Persistence};
+use crate::server::{Answer, Request};
+
+/// The body a [`HttpService`] answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HttpReply {
+    /// The request's body (de-chunked).
+    Echo,
+    /// These bytes.
+    Fixed(Bytes),
+}
+
+/// A handler answering each request with `200 OK`, a `Content-Type` and the [`HttpReply`]
+/// body (none to `HEAD`), keeping or closing the connection as [`Persistence::decide`]
+/// says. A frame that is not a request (a response sent to a server) is answered 400 and
+/// the connection closes. Cloned per connection by the server: the clone counts that
+/// connection's requests for [`KeepAlive::max_requests`].
+///
+/// ```
+/// use keepwire::http::{HttpReply, HttpService, KeepAlive};
+/// use keepwire::server::{Server, ServerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = Server::bind("127.0.0.1:0", ServerConfig::new("http".parse()?)).await?;
+/// let addr = server.local_addr();
+/// let stop = server.shutdown_token();
+/// let svc = HttpService::new(HttpReply::Fixed("hi".into()), "text/plain", KeepAlive::default());
+/// let task = tokio::spawn(server.serve(svc));
+///
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// let mut c = tokio::net::TcpStream::connect(addr).await?;
+/// c.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+/// let mut resp = Vec::new();
+/// c.read_to_end(&mut resp).await?; // HTTP/1.0 without keep-alive: the server closes
+/// assert!(resp.starts_with(b"HTTP/1.1 200 OK\r\n"));
+/// assert!(resp.ends_with(b"Connection: close\r\n\r\nhi"));
+/// stop.cancel();
+/// task.await??;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct HttpService {
+    reply: HttpReply,
+    content_type: Bytes,
+    keep_alive: KeepAlive,
+    /// Requests this connection has carried.
+    served: u64,
+}
+
+impl HttpService {
+    /// A handler answering `reply` as `content_type`, under the `keep_alive` settings.
+    pub fn new(reply: HttpReply, content_type: &str, keep_alive: KeepAlive) -> Self {
+        HttpService {
+            reply,
+            content_type: Bytes::copy_from_slice(content_type.as_bytes()),
+            keep_alive,
+            served: 0,
+        }
+    }
+
+    /// The answer to one request frame; `draining`: the server is shutting down.
+    pub fn answer(&mut self, frame: &Bytes, draining: bool) -> Answer {
+        self.served = self.served.saturating_add(1);
+        let Ok(req) = message::Request::parse_bytes(frame) else {
+            let bad = Bytes::from_static(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return Answer::one(bad).then_close();
+        };
+        let p = Persistence::decide(
+            req.version,
+            req.connection,
+            self.served,
+            &self.keep_alive,
+            draining,
+        );
+        let body = match &self.reply {
+            HttpReply::Echo => req.body.clone(),
+            HttpReply::Fixed(b) => b.clone(),
+        };
+        let resp = response(200, "OK", &self.content_type, &body, &p, req.is_head());
+        let answer = Answer::one(resp);
+        if p.keep { answer } else { answer.then_close() }
+    }
+}
+
+/// An HTTP/1.1 response: status line, `Content-Type`, `Content-Length`, the persistence
+/// fields, and the body unless `head_only`.
+///
+/// ```
+/// use keepwire::http::{KeepAlive, Persistence};
+/// use keepwire::http::message::ConnectionOptions;
+/// let p = Persistence::decide(1, ConnectionOptions::default(), 1, &KeepAlive::default(), false);
+/// let r = keepwire::http::service_response(404, "Not Found", b"text/plain", b"no", &p, false);
+/// assert_eq!(&r[..], b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nno");
+/// ```
+pub fn response(
+    status: u16,
+    reason: &str,
+    content_type: &[u8],
+    body: &[u8],
+    p: &Persistence,
+    head_only: bool,
+) -> Bytes {
+    let mut out = BytesMut::with_capacity(128 + content_type.len() + body.len());
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    if !content_type.is_empty() {
+        out.put_slice(b"Content-Type: ");
+        out.put_slice(content_type);
+        out.put_slice(b"\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if let Some(c) = p.connection {
+        let _ = write!(out, "Connection: {c}\r\n");
+    }
+    match p.keep_alive {
+        Some((secs, Some(left))) => {
+            let _ = write!(out, "Keep-Alive: timeout={secs}, max={left}\r\n");
+        }
+        Some((secs, None)) => {
+            let _ = write!(out, "Keep-Alive: timeout={secs}\r\n");
+        }
+        None => {}
+    }
+    out.put_slice(b"\r\n");
+    if !head_only {
+        out.put_slice(body);
+    }
+    out.freeze()
+}
+
+impl Service<Request> for HttpService {
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = Ready<Result<Answer, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        ready(Ok(self.answer(&req.frame, req.draining)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(max: u64) -> HttpService {
+        let ka = KeepAlive {
+            max_requests: max,
+            ..KeepAlive::default()
+        };
+        HttpService::new(HttpReply::Echo, "text/plain", ka)
+    }
+
+    #[test]
+    fn echo_keeps_and_closes_per_request() {
+        let mut s = svc(2);
+        let a = s.answer(
+            &Bytes::from_static(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            false,
+        );
+        assert!(!a.closes());
+        assert!(a.frames()[0].ends_with(b"Content-Length: 2\r\n\r\nhi"));
+        let a = s.answer(&Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), false);
+        assert!(a.closes(), "the second of max 2 closes");
+        assert!(a.frames()[0].ends_with(b"Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn head_gets_no_body_and_responses_get_400() {
+        let mut s = HttpService::new(HttpReply::Fixed("abc".into()), "", KeepAlive::default());
+        let a = s.answer(&Bytes::from_static(b"HEAD / HTTP/1.1\r\n\r\n"), false);
+        assert!(a.frames()[0].ends_with(b"Content-Length: 3\r\n\r\n"));
+        let a = s.answer(&Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"), false);
+        assert!(a.closes() && a.frames()[0].starts_with(b"HTTP/1.1 400 "));
+        let a = s.answer(&Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), true);
+        assert!(a.closes(), "draining closes");
+    }
+}
