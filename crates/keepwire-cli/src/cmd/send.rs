@@ -14,11 +14,8 @@ use super::encode::parse_message;
 
 const EXAMPLES: &str = "\
 Examples:
-  # Two messages on one connection to a partner on a 4-digit ASCII length
-  keepwire send --to 127.0.0.1:7000 --framing len:ascii:4 0800 '0200\\x00'
-
-  # Hex, a connection per message; 127.0.0.1:7001 first, 127.0.0.1:7000 if it fails
-  keepwire send --to 127.0.0.1:7001,127.0.0.1:7000 --framing len:be:2 --mode short --hex 0800a0
+  # Two messages on one connection, 4-digit ASCII length; 7001 first, 7000 if it fails
+  keepwire send --to 127.0.0.1:7001,127.0.0.1:7000 --framing len:ascii:4 0800 '0200\\x00'
 
   # HTTP: two requests on one kept-alive connection, status line and body printed
   # (--raw: each message is a whole request, text with escapes)
