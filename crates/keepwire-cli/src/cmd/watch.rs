@@ -24,6 +24,15 @@ Examples:
   # One JSON object a socket (keys: time, local, remote, state, timer, timer_left_ms,
   # retransmits, probes, send_queue, recv_queue)
   keepwire watch --port 7000 --sockets --json --once
+
+JSON keys with --sockets: time (RFC 3339, when the table was read); local, remote
+(\"ADDR:PORT\", \"[V6]:PORT\"; a v4 client of a dual-stack listener is \"[::ffff:A.B.C.D]:PORT\");
+state (the kernel's name); timer (null, \"retransmit\" (also a SYN-ACK's), \"keepalive\"
+(also the FIN_WAIT2 timeout of an orphan), \"time_wait\", \"zero_window_probe\");
+timer_left_ms (0 without a timer or when due; 10 ms resolution); retransmits (of the
+unacknowledged head segment, or SYN-ACKs); probes (keepalive or zero-window probes
+unanswered); send_queue (bytes not yet acknowledged); recv_queue (bytes not yet read; for
+a listener, connections waiting to be accepted). Without --sockets: time, state, count.
 ";
 
 /// Flags of `keepwire watch`.
