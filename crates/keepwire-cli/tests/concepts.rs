@@ -94,11 +94,18 @@ fn shape(lines: &[String]) -> BTreeSet<String> {
 /// One bash session for a block, its stdout and stderr read by a thread, line by line.
 struct Session {
     bash: Child,
-    stdin: ChildStdin,
+    /// `None` once [`abandon`](Session::abandon)ed.
+    stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
 }
 
 impl Session {
+    /// What a killed test does to the session: its end of bash's stdin closes, and no
+    /// `kill` is written.
+    fn abandon(&mut self) {
+        self.stdin = None;
+    }
+
     fn start() -> Session {
         let bin = Path::new(env!("CARGO_BIN_EXE_keepwire"))
             .parent()
@@ -116,7 +123,14 @@ impl Session {
             .spawn()
             .unwrap();
         let mut stdin = bash.stdin.take().unwrap();
-        writeln!(stdin, "exec 2>&1; set -m").unwrap();
+        // The EXIT trap kills the block's jobs also when this test is killed: bash then
+        // reads EOF and exits, and without it a `serve ... &` (in its own process group
+        // under `set -m`) outlived the run, holding the page's fixed port.
+        writeln!(
+            stdin,
+            "exec 2>&1; set -m; trap 'kill -KILL $(jobs -p) 2>/dev/null' EXIT"
+        )
+        .unwrap();
         let out = BufReader::new(bash.stdout.take().unwrap());
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -126,20 +140,32 @@ impl Session {
                 }
             }
         });
-        Session { bash, stdin, lines }
+        Session {
+            bash,
+            stdin: Some(stdin),
+            lines,
+        }
     }
 
     /// Runs `cmd` and returns what it printed (and anything the background jobs printed
     /// meanwhile).
     fn run(&mut self, cmd: &str, at: &str) -> String {
+        self.run_status(cmd, at).0
+    }
+
+    /// [`run`](Self::run), and the command's exit status.
+    fn run_status(&mut self, cmd: &str, at: &str) -> (String, String) {
         let end = "__keepwire_concepts_end__";
-        writeln!(self.stdin, "{cmd}\necho {end}").unwrap();
+        let stdin = self.stdin.as_mut().expect("a live session");
+        writeln!(stdin, "{cmd}\necho {end} $?").unwrap();
         let deadline = Instant::now() + COMMAND_LIMIT;
         let mut got = String::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) if l == end => return got,
+                Ok(l) if l.starts_with(end) => {
+                    return (got, l.trim_start_matches(end).trim().to_string());
+                }
                 Ok(l) => {
                     got.push_str(&l);
                     got.push('\n');
@@ -153,7 +179,9 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         // Stopped jobs die of SIGKILL too.
-        let _ = writeln!(self.stdin, "kill -KILL $(jobs -p) 2>/dev/null; wait; exit");
+        if let Some(stdin) = &mut self.stdin {
+            let _ = writeln!(stdin, "kill -KILL $(jobs -p) 2>/dev/null; wait; exit");
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.bash.try_wait() {
@@ -191,11 +219,59 @@ fn wait_listening(addr: SocketAddr, what: &str) {
     }
 }
 
+/// Fails, saying what to do, when a port the block's servers will listen on is taken: a
+/// `serve` that cannot bind would leave the block talking to whatever holds the port.
+fn ports_free(b: &Block) {
+    for addr in b.steps.iter().filter_map(|s| listen_addr(&s.command)) {
+        let held = keepwire::tcpstate::port_sockets_now(addr.port())
+            .unwrap_or_default()
+            .into_iter()
+            .any(|s| s.entry.local.port() == addr.port() && s.entry.state == TcpState::Listen);
+        assert!(
+            !held,
+            "{}:{}: port {} is already taken by a listener (a server left by an earlier \
+             run?); stop it (`ss -ltnp 'sport = :{}'`) and rerun",
+            b.page,
+            b.line,
+            addr.port(),
+            addr.port()
+        );
+    }
+}
+
+/// Serialises runs of this test across processes (two worktrees' `cargo test` at once):
+/// the pages use fixed ports and names. The lock is a listener on [`LOCK_PORT`], which the
+/// kernel releases whenever the process ends, killed or not.
+fn lock() -> std::net::TcpListener {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", LOCK_PORT)) {
+            Ok(l) => return l,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "127.0.0.1:{LOCK_PORT}, this test's lock, still held after 300 s: {e}"
+            ),
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Not a port any page uses.
+const LOCK_PORT: u16 = 7100;
+
 fn run_block(b: &Block) {
+    ports_free(b);
     let mut session = Session::start();
     for (n, step) in b.steps.iter().enumerate() {
         let at = format!("{}:{} command {}", b.page, b.line, n + 1);
-        let mut got = session.run(&step.command, &at);
+        let (mut got, status) = session.run_status(&step.command, &at);
+        // A command the page shows as silent must also succeed: `ip netns add kwc` failing
+        // with "File exists" (left by a killed run) used to pass unnoticed.
+        assert!(
+            !step.expected.is_empty() || step.command.ends_with('&') || status == "0",
+            "{at}: `{}` exited {status}; it printed:\n{got}",
+            step.command
+        );
         if step.command.ends_with('&') {
             if let Some(addr) = listen_addr(&step.command) {
                 wait_listening(addr, &at);
@@ -226,6 +302,7 @@ fn pages() -> Vec<PathBuf> {
 
 #[test]
 fn every_concept_page_still_prints_what_it_shows() {
+    let _lock = lock();
     let all: Vec<Block> = pages().iter().flat_map(|p| blocks(p)).collect();
     assert!(all.len() >= 4, "expected command blocks in docs/concepts");
     let root_ok = !all.iter().any(|b| b.root) || netns::tools_ready();
@@ -254,4 +331,40 @@ fn the_shape_check_can_fail() {
         page.difference(&renamed).cloned().collect::<Vec<_>>(),
         ["requests/s"]
     );
+}
+
+/// A test killed mid-block (SIGKILL, a CI timeout) closes bash's stdin and nothing else:
+/// the block's background `serve` must die with the session all the same.
+#[test]
+fn a_killed_run_leaves_no_server_behind() {
+    let mut session = Session::start();
+    let pid = session
+        .run(
+            "keepwire serve --listen 127.0.0.1:0 --framing line >/dev/null & echo $!",
+            "kill",
+        )
+        .trim()
+        .to_string();
+    assert!(
+        pid.chars().all(|c| c.is_ascii_digit()) && !pid.is_empty(),
+        "{pid}"
+    );
+    let proc_dir = format!("/proc/{pid}");
+    assert!(Path::new(&proc_dir).exists(), "serve did not start");
+    session.abandon();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let gone = || {
+        std::fs::read_to_string(format!("{proc_dir}/stat"))
+            .map(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
+            .unwrap_or(true)
+    };
+    while !gone() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let alive = !gone();
+    if alive {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    }
+    drop(session);
+    assert!(!alive, "the block's serve (pid {pid}) outlived its session");
 }

@@ -46,14 +46,20 @@ const PING: PingConfig = PingConfig {
 /// `TCP_USER_TIMEOUT`: data unacknowledged this long kills the connection.
 const USER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Added to every bound: scheduling on a loaded 2-core CI machine, the kernel's timer
-/// granularity, the 10 ms polling.
-const SLACK: Duration = Duration::from_secs(3);
+/// granularity, the 10 ms polling (the worst seen under a load average of 12: 0.45 s).
+/// Smaller than the gap between mechanisms: with 3 s, a reboot or a half-close seen only
+/// when the heartbeats ran out (2.5 s) passed for one seen at once, and a keepalive sending
+/// twice its probes passed too (`the_windows_tell_the_mechanisms_apart`).
+const SLACK: Duration = Duration::from_secs(1);
 /// How long a case waits to confirm that a mechanism does not see a fault.
 const NEVER_WINDOW: Duration = Duration::from_secs(8);
 /// The timeout of a request caught in flight: longer than every bound and than
 /// [`NEVER_WINDOW`], so that its own timeout (which drops the connection too) is never
 /// taken for a detection.
 const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the "rebooted" peer stays off the network: longer than a delayed ACK.
+const REBOOT_DOWNTIME: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -221,19 +227,56 @@ fn inject(link: &Link, sc: Scenario, pid: u32) {
         Scenario::Cable => link.pull_cable(),
         Scenario::Silent => link.blackhole(),
         Scenario::Reboot => {
-            // Crash with every segment it sends dropped, then come back: the far kernel
-            // no longer knows the connection and answers the next segment with a RST.
-            link.mute();
+            // Crash with every segment it sends dropped, stay down a moment, then come
+            // back: the far kernel no longer knows the connection and answers the next
+            // segment with a RST. Down both ways for longer than a delayed ACK (at most
+            // 200 ms, TCP_DELACK_MAX): with only its output muted, the near end's delayed
+            // ACK of the warm-up reply could reach the rebooted host and draw the RST
+            // before the request in flight was written (seen under load).
+            link.blackhole();
             signal(pid, "KILL");
             wait_state(pid, |st| matches!(st, None | Some('Z')));
+            thread::sleep(REBOOT_DOWNTIME);
             link.unmute();
         }
         Scenario::Hung => {
             signal(pid, "STOP");
             wait_state(pid, |st| st == Some('T'));
         }
-        Scenario::HalfClosed => signal(pid, "USR1"),
+        Scenario::HalfClosed => {
+            // The peer half-closes in a signal handler, some time after the signal: a
+            // request written before its FIN left was still echoed ("answered across the
+            // fault", seen under load). Wait until the far kernel has sent the FIN.
+            signal(pid, "USR1");
+            wait_far_fin(link);
+        }
         Scenario::Backlog | Scenario::Flood | Scenario::Slowloris => {}
+    }
+}
+
+/// Waits (at most 5 s) until a socket of the far namespace has sent its FIN: in
+/// `FIN_WAIT1`, `FIN_WAIT2`, `CLOSING` or, once the near end closed too, `TIME_WAIT`.
+fn wait_far_fin(link: &Link) {
+    use keepwire::tcpstate::{TcpState, parse_sockets};
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = netns::must("ip", &["netns", "exec", &link.ns, "cat", "/proc/net/tcp"]);
+        let fin = parse_sockets(&String::from_utf8_lossy(&out.stdout))
+            .iter()
+            .any(|s| {
+                matches!(
+                    s.entry.state,
+                    TcpState::FinWait1
+                        | TcpState::FinWait2
+                        | TcpState::Closing
+                        | TcpState::TimeWait
+                )
+            });
+        if fin {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the far peer never sent its FIN");
+        thread::park_timeout(Duration::from_millis(5));
     }
 }
 
@@ -348,5 +391,93 @@ fn every_fault_is_detected_within_its_bound() {
         "{} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Each window must be able to fail: shorter than the time the next slower mechanism would
+/// take to see the same fault, so a detection by the wrong mechanism is a failure.
+#[test]
+fn the_windows_tell_the_mechanisms_apart() {
+    let late = |sc, m, t: Duration| {
+        assert!(
+            cases::judge(expect(sc, m), Some(t)).is_some(),
+            "{} / {}: a detection after {t:?} passes",
+            sc.label(),
+            m.label()
+        );
+    };
+    // Seen at once (EOF, RST) or at the first probe or ping: not when heartbeats run out,
+    // nor when keepalive gives up.
+    for sc in [Scenario::Reboot, Scenario::HalfClosed] {
+        late(sc, Mech::Heartbeat, HB_BOUND);
+        late(sc, Mech::Both, HB_BOUND);
+        late(sc, Mech::Keepalive, KA_BOUND);
+    }
+    // Keepalive: two probes more than configured; heartbeats: one miss more.
+    let ka_more = KEEPALIVE.time + KEEPALIVE.interval * (KEEPALIVE.probes + 2);
+    let hb_more = PING.interval * (PING.misses + 2) + PING.timeout;
+    for sc in [Scenario::Cable, Scenario::Silent] {
+        late(sc, Mech::Keepalive, ka_more);
+        late(sc, Mech::Heartbeat, hb_more);
+        late(sc, Mech::UserTimeout, USER_TIMEOUT * 2);
+    }
+    late(Scenario::Slowloris, Mech::FrameTimeout, FRAME_TIMEOUT * 3);
+    late(Scenario::Backlog, Mech::ConnectTimeout, CONNECT_TIMEOUT * 3);
+    // And on time passes.
+    assert!(cases::judge(expect(Scenario::Cable, Mech::Keepalive), Some(KA_BOUND)).is_none());
+}
+
+/// A run killed by SIGKILL leaves its namespaces and the processes in them (far servers,
+/// some stopped); the next run's sweep must kill those processes, not only drop the names.
+#[test]
+fn a_killed_runs_processes_are_swept() {
+    if !netns::tools_ready() {
+        return;
+    }
+    netns::swept_once();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let ns = format!("kwf{dead}-0");
+    netns::must("ip", &["netns", "add", &ns]);
+    let mut left = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    // `ip netns exec` enters the namespace, then execs `sleep` in place (same pid).
+    let inside = || {
+        let out = netns::must("ip", &["netns", "pids", &ns]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|p| p == left.id().to_string())
+    };
+    while !inside() && Instant::now() < deadline {
+        thread::park_timeout(Duration::from_millis(10));
+    }
+    signal(left.id(), "STOP");
+    netns::sweep_now();
+    let status = loop {
+        if let Some(st) = left.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        thread::park_timeout(Duration::from_millis(10));
+    };
+    if status.is_none() {
+        let _ = left.kill();
+        let _ = left.wait();
+        netns::kill_inside(&ns);
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &ns])
+            .status();
+    }
+    assert!(status.is_some(), "a process in {ns} outlived the sweep");
+    let list = netns::must("ip", &["netns", "list"]);
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&ns),
+        "{ns} outlived the sweep"
     );
 }

@@ -138,10 +138,19 @@ pub struct TcpEntry {
     pub state: TcpState,
 }
 
+/// Hex digits only, as the kernel prints them: `from_str_radix` alone also takes a leading
+/// `+`, so `+100007F:1F90` would pass for an address.
+fn hex_u32(s: &str) -> Option<u32> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
 fn parse_addr(s: &str) -> Option<SocketAddr> {
     let (ip, port) = s.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |h: &str| u32::from_str_radix(h, 16).ok().map(u32::to_ne_bytes);
+    let port = u16::try_from(hex_u32(port)?).ok()?;
+    let word = |h: &str| hex_u32(h).map(u32::to_ne_bytes);
     let ip = match ip.len() {
         8 => IpAddr::V4(Ipv4Addr::from(word(ip)?)),
         32 => {
@@ -165,7 +174,7 @@ pub fn parse_table(text: &str) -> Vec<TcpEntry> {
             let _sl = f.next()?;
             let local = parse_addr(f.next()?)?;
             let remote = parse_addr(f.next()?)?;
-            let state = TcpState::from_code(u8::from_str_radix(f.next()?, 16).ok()?)?;
+            let state = TcpState::from_code(u8::try_from(hex_u32(f.next()?)?).ok()?)?;
             Some(TcpEntry {
                 local,
                 remote,
@@ -381,8 +390,8 @@ fn hex_pair(s: &str, name: &'static str) -> Result<(u32, u32), TcpLineError> {
     const EXPECTED: &str = "two hex numbers joined by ':'";
     let bad = || TcpLineError::new(name, s, EXPECTED);
     let (a, b) = s.split_once(':').ok_or_else(bad)?;
-    let a = u32::from_str_radix(a, 16).map_err(|_| bad())?;
-    let b = u32::from_str_radix(b, 16).map_err(|_| bad())?;
+    let a = hex_u32(a).ok_or_else(bad)?;
+    let b = hex_u32(b).ok_or_else(bad)?;
     Ok((a, b))
 }
 
@@ -412,8 +421,8 @@ impl TcpSocket {
         )?;
         let remote = addr(field(&mut f, "rem_address", "an address")?, "rem_address")?;
         let st = field(&mut f, "st", "a state")?;
-        let state = u8::from_str_radix(st, 16)
-            .ok()
+        let state = hex_u32(st)
+            .and_then(|c| u8::try_from(c).ok())
             .and_then(TcpState::from_code)
             .ok_or_else(|| TcpLineError::new("st", st, "a state code 01..0C"))?;
         let q = field(&mut f, "tx_queue", "tx_queue:rx_queue")?;
@@ -425,13 +434,13 @@ impl TcpSocket {
             .and_then(TcpTimer::from_code)
             .ok_or_else(|| TcpLineError::new("tr", t, "a timer code 0..4"))?;
         let r = field(&mut f, "retrnsmt", "a hex count")?;
-        let retransmits =
-            u32::from_str_radix(r, 16).map_err(|_| TcpLineError::new("retrnsmt", r, "hex"))?;
+        let retransmits = hex_u32(r).ok_or_else(|| TcpLineError::new("retrnsmt", r, "hex"))?;
         field(&mut f, "uid", "a user id")?;
         let p = field(&mut f, "timeout", "a decimal count")?;
-        let probes = p
-            .parse::<u32>()
-            .map_err(|_| TcpLineError::new("timeout", p, "a decimal count"))?;
+        let probes = Some(p)
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u32>().ok())
+            .ok_or_else(|| TcpLineError::new("timeout", p, "a decimal count"))?;
         let ticks = u64::from(when);
         let timer_left = Duration::from_secs(ticks / USER_HZ)
             + Duration::from_millis((ticks % USER_HZ) * (1000 / USER_HZ));
@@ -644,6 +653,63 @@ mod tests {
         // Every prefix of a good line is an error or a socket, never a panic.
         for i in 0..good.len() {
             let _ = TcpSocket::parse_line(&good[..i]);
+        }
+    }
+
+    /// Garbage where the kernel prints hex: signs, huge numbers, non-ASCII, truncated and
+    /// empty fields. Each is an error naming its field (or a skipped line), never a panic
+    /// and never a socket made up from it.
+    #[test]
+    fn garbage_lines_are_refused_not_misread() {
+        let good = "   1: 0100007F:1F90 0100007F:D431 01 00000005:00000000 01:0000002D 00000003     0        2 41002";
+        assert!(TcpSocket::parse_line(good).is_ok());
+        let bad = [
+            (
+                good.replace("0100007F:1F90", "+100007F:1F90"),
+                "local_address",
+            ),
+            (
+                good.replace("0100007F:D431", "0100007F:+431"),
+                "rem_address",
+            ),
+            (
+                good.replace("0100007F:D431", "0100007F:1D431"),
+                "rem_address",
+            ),
+            (good.replace("0100007F:D431", "0100007F:"), "rem_address"),
+            (good.replace(" 01 ", " +1 "), "st"),
+            (good.replace(" 01 ", " 101 "), "st"),
+            (good.replace("00000005:", "+0000005:"), "tx_queue"),
+            (good.replace("00000005:", "1FFFFFFFF:"), "tx_queue"),
+            (good.replace("01:0000002D", "01:+000002D"), "tm->when"),
+            (
+                good.replace("01:0000002D", "01:FFFFFFFFFFFFFFFF"),
+                "tm->when",
+            ),
+            (good.replace("01:0000002D", "0é:0000002D"), "tm->when"),
+            (good.replace(" 00000003 ", " +0000003 "), "retrnsmt"),
+            (good.replace("        2 ", "        +2 "), "timeout"),
+            (
+                good.replace("        2 ", "        99999999999 "),
+                "timeout",
+            ),
+        ];
+        for (line, name) in &bad {
+            let e = TcpSocket::parse_line(line).unwrap_err();
+            assert_eq!(e.field, *name, "{line}: {e}");
+            assert!(parse_sockets(line).is_empty(), "{line}");
+        }
+        let v6 = format!(
+            "   0: {}:1F90 00000000000000000000000000000000:0000 0A",
+            "+0000000000000000000000001000000"
+        );
+        assert!(parse_table(&v6).is_empty(), "{v6}");
+        let long = "é".repeat(100);
+        let e = TcpSocket::parse_line(&good.replace("00000005:00000000", &long)).unwrap_err();
+        assert!(e.found.chars().count() <= 40, "{e}");
+        for junk in ["", " ", ":", "::::", "0: :", "\0\0\0", &"F".repeat(100_000)] {
+            assert!(TcpSocket::parse_line(junk).is_err(), "{junk:.20}");
+            assert!(parse_table(junk).is_empty());
         }
     }
 

@@ -24,6 +24,15 @@ Examples:
   # One JSON object a socket (keys: time, local, remote, state, timer, timer_left_ms,
   # retransmits, probes, send_queue, recv_queue)
   keepwire watch --port 7000 --sockets --json --once
+
+JSON keys with --sockets: time (RFC 3339, when the table was read); local, remote
+(\"ADDR:PORT\", \"[V6]:PORT\"; a v4 client of a dual-stack listener is \"[::ffff:A.B.C.D]:PORT\");
+state (the kernel's name); timer (null, \"retransmit\" (also a SYN-ACK's), \"keepalive\"
+(also the FIN_WAIT2 timeout of an orphan), \"time_wait\", \"zero_window_probe\");
+timer_left_ms (0 without a timer or when due; 10 ms resolution); retransmits (of the
+unacknowledged head segment, or SYN-ACKs); probes (keepalive or zero-window probes
+unanswered); send_queue (bytes not yet acknowledged); recv_queue (bytes not yet read; for
+a listener, connections waiting to be accepted). Without --sockets: time, state, count.
 ";
 
 /// Flags of `keepwire watch`.
@@ -156,12 +165,33 @@ fn render(args: &Args, stamp: &str) -> Result<String, Failure> {
     }
 }
 
+/// The kernel's timers tick in `USER_HZ` (10 ms): a shorter interval only redraws the same
+/// table in a busy loop.
+const MIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Flags clap cannot check: port 0 is no socket's port but every listener's remote port, so
+/// it would list every listener on the machine; an interval below the kernel's resolution.
+fn check(args: &Args, interval: Duration) -> Result<(), Failure> {
+    if args.port == 0 {
+        return Err(Failure::Usage(
+            "--port 0: port 0 is every listener's remote port, not a connection's; give the \
+             port a server listens on or a client connects to (1..65535)"
+                .into(),
+        ));
+    }
+    if interval < MIN_INTERVAL {
+        return Err(Failure::Usage(format!(
+            "--interval {}: below 10ms, the resolution of the kernel's timers; use 10ms or more",
+            args.interval.trim()
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let interval =
         parse_duration(&args.interval).map_err(|e| Failure::Usage(format!("--interval: {e}")))?;
-    if interval.is_zero() {
-        return Err(Failure::Usage("--interval must be more than 0".into()));
-    }
+    check(&args, interval)?;
     let mut stdout = std::io::stdout();
     let stamp = || humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     if args.once {
@@ -191,6 +221,33 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         {
             return Ok(()); // stdout closed (e.g. piped into head)
         }
-        std::thread::sleep(interval.min(Duration::from_secs(3600)));
+        if reader_gone_within(interval.min(Duration::from_secs(3600))) {
+            return Ok(());
+        }
     }
+}
+
+/// Waits `interval`, returning early (true) when stdout's reader has gone away. A refresh
+/// with nothing to print (`--json`, no socket on the port) writes nothing, so a write error
+/// alone never told a `watch ... --json | head -1` that `head` had exited: it polled /proc
+/// forever. poll(2) reports `POLLERR` on a pipe without readers (`POLLHUP` on a hung-up
+/// terminal) even when no event is asked for, and nothing for files and live pipes.
+fn reader_gone_within(interval: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::empty())];
+    let timeout = Timespec::try_from(interval).ok();
+    let started = std::time::Instant::now();
+    let gone = match poll(&mut fds, timeout.as_ref()) {
+        Ok(_) => fds.first().is_some_and(|f| {
+            f.revents()
+                .intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL)
+        }),
+        Err(_) => false,
+    };
+    if !gone {
+        // poll failed or returned early for another reason: sleep out the interval.
+        std::thread::sleep(interval.saturating_sub(started.elapsed()));
+    }
+    gone
 }

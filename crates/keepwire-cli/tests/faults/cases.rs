@@ -54,7 +54,7 @@ pub(super) fn joined((side, scenario, mech, h): (Side, Scenario, Mech, JoinHandl
     })
 }
 
-fn judge(e: Expect, detected: Option<Duration>) -> Option<String> {
+pub(super) fn judge(e: Expect, detected: Option<Duration>) -> Option<String> {
     match (e, detected) {
         (Expect::Within(b, _), Some(t)) if t <= b + SLACK => None,
         (Expect::Within(b, _), Some(t)) => {

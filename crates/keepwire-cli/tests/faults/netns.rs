@@ -86,6 +86,7 @@ fn sweep_stale() {
             continue;
         };
         if pid.chars().all(|c| c.is_ascii_digit()) && !alive(pid) {
+            kill_inside(name);
             let _ = Command::new("ip").args(["netns", "del", name]).status();
         }
     }
@@ -124,6 +125,34 @@ fn sweep_stale() {
             let _ = Command::new("ip").args(["link", "del", name]).status();
         }
     }
+}
+
+/// Kills what still runs in namespace `ns` (`ip netns pids`): the far servers and peers of
+/// a killed run, some of them stopped, would otherwise outlive it (reparented to init) and
+/// keep the namespace alive after `ip netns del`.
+pub(crate) fn kill_inside(ns: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        if pid.chars().all(|c| c.is_ascii_digit()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", pid])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs [`sweep_stale`] now (it also runs once, before the first [`Link`] of a process).
+pub(crate) fn sweep_now() {
+    sweep_stale();
+}
+
+/// Makes sure the once-per-process sweep has run (and will not run later, under a test's
+/// feet).
+pub(crate) fn swept_once() {
+    SWEPT.call_once(sweep_stale);
 }
 
 /// A namespace `kwf<pid>-<n>` with address `far`, reached from this namespace's `near`
@@ -185,7 +214,26 @@ impl Link {
         );
         must("ip", &["-n", ns, "link", "set", far_if, "up"]);
         must("ip", &["-n", ns, "link", "set", "lo", "up"]);
+        link.wait_carrier();
         link
+    }
+
+    /// Waits (at most 5 s) until the near end reports the link up: a SYN sent before that
+    /// was dropped, and the case's 1 s connect timeout failed its warm-up (seen under load).
+    fn wait_carrier(&self) {
+        let path = format!("/sys/class/net/{}/operstate", self.near_if);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::fs::read_to_string(&path)
+            .map(|s| s.trim() != "up")
+            .unwrap_or(true)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never came up",
+                self.near_if
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// `ip netns exec NS PROG ARGS`, not yet spawned (`ip` execs PROG in place, so the
