@@ -399,22 +399,27 @@ fn blocking_clients_mark_failed_endpoints_down() {
     assert!(!status[0].up && status[1].up, "{status:?}");
 }
 
-/// The kernel timer armed on the socket bound to `local` (`/proc/net/tcp`, column `tr`:
-/// 0 none, 1 retransmit, 2 keepalive, ...).
-fn kernel_timer(local: SocketAddr) -> Option<u8> {
-    let SocketAddr::V4(v4) = local else {
-        return None;
+/// The kernel timer armed on the established connection from `local` to `remote`
+/// (`/proc/net/tcp`, column `tr`: 0 none, 1 retransmit, 2 keepalive, ...). Both addresses and
+/// the state: a TIME_WAIT socket of an earlier test on the same local port has a timer too.
+fn kernel_timer(local: SocketAddr, remote: SocketAddr) -> Option<u8> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => Some(format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(v4.ip().octets()),
+            v4.port()
+        )),
+        SocketAddr::V6(_) => None,
     };
-    let want = format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(v4.ip().octets()),
-        v4.port()
-    );
+    let (local, remote) = (hex(local)?, hex(remote)?);
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&want.as_str()))
-            .then(|| f.get(5)?.split(':').next()?.parse().ok())
+        // State 01 is ESTABLISHED.
+        let ours = f.get(1) == Some(&local.as_str())
+            && f.get(2) == Some(&remote.as_str())
+            && f.get(3) == Some(&"01");
+        ours.then(|| f.get(5)?.split(':').next()?.parse().ok())
             .flatten()
     })
 }
@@ -441,7 +446,7 @@ fn blocking_clients_apply_socket_options() {
         let client_addr = addr_rx.recv_timeout(SOON).unwrap();
         let want = if keepalive { 2 } else { 0 };
         assert_eq!(
-            kernel_timer(client_addr),
+            kernel_timer(client_addr, live),
             Some(want),
             "keepalive {keepalive}"
         );
