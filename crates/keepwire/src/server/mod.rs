@@ -160,6 +160,9 @@ pub struct Request {
     pub local: SocketAddr,
     /// A server-unique connection number, for logs and correlation.
     pub conn_id: u64,
+    /// Mutual TLS: the client's verified certificate (its subject names the partner).
+    #[cfg(feature = "tls")]
+    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 /// How a server's shutdown went.
