@@ -9,6 +9,10 @@ set -euo pipefail
 
 # Debian packages, one line per use.
 DEBIAN_PACKAGES=(
+    openssl    # tls tests: `openssl s_client` talks to `keepwire serve --tls-*`
+    haproxy    # tls tests: TLS + PROXY v2 behind HAProxy in TCP mode
+    microsocks # socks tests: the SOCKS5 proxy between the client and the far server
+    iproute2   # socks tests: `ip netns`, veth pairs, pulling a link
 )
 
 # Python packages from PyPI, pinned.

@@ -24,7 +24,8 @@ const EXAMPLES: &str = "\
 Examples:
   keepwire bench                                    # embedded server, all four modes, 3s each
   keepwire bench --modes short,long --duration 10s --chart bench.svg
-  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json";
+  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
+  keepwire bench --target 127.0.0.1:7443 --modes short,long --tls --tls-ca ca.pem";
 
 /// Flags of `keepwire bench`.
 #[derive(Debug, clap::Args)]
@@ -65,6 +66,8 @@ pub(crate) struct Args {
     /// Also write a bar chart of requests/s and p99 per mode.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    #[command(flatten)]
+    link: super::tls_args::ClientTlsArgs,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
@@ -113,6 +116,7 @@ fn config(args: &Args) -> Result<BenchConfig, Failure> {
     cfg.size = args.size;
     cfg.pool_size = args.pool_size;
     cfg.mux_connections = args.mux_connections;
+    args.link.apply_to_bench(&mut cfg)?;
     Ok(cfg)
 }
 

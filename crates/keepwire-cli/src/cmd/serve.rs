@@ -22,6 +22,10 @@ Examples:
   keepwire serve --listen 0.0.0.0:7000 --framing line --mode short --proxy-protocol \\
       --proxy-from 10.0.0.0/8 --metrics 127.0.0.1:9464
 
+  # TLS, with client certificates from the partners' CA required (mutual TLS)
+  keepwire serve --listen 0.0.0.0:7443 --framing len:ascii:4 --tls-cert chain.pem \\
+      --tls-key key.pem --tls-client-ca partners-ca.pem
+
   # Everything from a file; flags given here win
   keepwire serve --config serve.toml --idle-timeout 30s
 ";
@@ -94,6 +98,8 @@ pub(crate) struct Args {
     /// Read settings from this TOML file (keys as the flags, e.g. max-conns = 100).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: super::tls_args::ServerTlsArgs,
 }
 
 impl Args {
@@ -220,7 +226,8 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     if let Some(path) = &flags.config {
         settings = settings.or(read_config(path)?);
     }
-    let setup = settings.build().map_err(|e| config_failure(&e))?;
+    let mut setup = settings.build().map_err(|e| config_failure(&e))?;
+    setup.config.tls = flags.tls.server_tls()?;
     check_address("listen", &setup.listen)?;
     if let Some(m) = &setup.metrics {
         check_address("metrics", m)?;
