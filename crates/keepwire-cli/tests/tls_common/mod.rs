@@ -142,3 +142,18 @@ impl Drop for PkiFiles {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Waits for `child` to exit, at most `bound`; kills it past that.
+pub(crate) fn wait_child(child: &mut Child, bound: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
