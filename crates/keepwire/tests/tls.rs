@@ -301,3 +301,17 @@ async fn short_mode_over_tls_with_resumption() {
     }
     assert!(resumed >= 3, "only {resumed} of 4 handshakes resumed");
 }
+
+#[tokio::test]
+async fn drain_answers_then_closes_with_close_notify() {
+    let pki = Pki::new();
+    let srv = echo_server(tls_config(&pki, false)).await;
+    let mut c = connect(&pki.client_tls(false), srv.addr).await.unwrap();
+    c.send(b"before").await.unwrap();
+    assert_eq!(c.recv().await.unwrap().as_deref(), Some(&b"before"[..]));
+    srv.stop.cancel();
+    // A clean end: close_notify, then EOF (an error here would be a truncation).
+    assert_eq!(c.recv().await.unwrap(), None);
+    let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
+    assert_eq!(report.force_closed, 0);
+}
