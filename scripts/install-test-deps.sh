@@ -9,14 +9,18 @@ set -euo pipefail
 
 # Debian packages, one line per use.
 DEBIAN_PACKAGES=(
+    iproute2 # fault suite, socks tests: ip netns, veth pairs (tests/faults.rs, tests/socks.rs)
+    iptables # fault suite: a far host that drops everything
+    python3 # fault suite: a far peer that crashes without a FIN or half-closes on cue
     openssl    # tls tests: `openssl s_client` talks to `keepwire serve --tls-*`
     haproxy    # tls tests: TLS + PROXY v2 behind HAProxy in TCP mode
     microsocks # socks tests: the SOCKS5 proxy between the client and the far server
-    iproute2   # socks tests: `ip netns`, veth pairs, pulling a link
 )
 
 # Python packages from PyPI, pinned.
 PYTHON_PACKAGES=(
+    smpplib==2.2.4   # SMPP 3.4 client: protocol_interop.rs against serve --protocol smpp
+    cmppy==0.3       # CMPP 3.0 short-link client: protocol_interop.rs against serve --protocol cmpp3
 )
 
 missing=()

@@ -23,6 +23,7 @@
 //! | `bench` | `bench`: short vs long measured on an embedded server or a target | `server`, `client`, hdrhistogram |
 //! | `metrics` | server counters through the `metrics` facade and a Prometheus listener | `server`, metrics, metrics-exporter-prometheus, hyper, hyper-util |
 //! | `config` | `serde::Deserialize` for `server::ServerSettings` | `server`, serde |
+//! | `protocol` | `protocol`: SMPP 3.4 and CMPP 3.0/2.0 templates (PDUs as text, logins, simulators); no runtime | md-5 |
 //! | `tls` | `tls`: TLS and mutual TLS on the server and the clients | rustls (ring), tokio-rustls, rustls-pki-types, rustls-native-certs |
 //! | `socks` | `socks`: SOCKS5 connects for the clients | tokio-socks |
 //!

@@ -420,3 +420,47 @@ async fn answer_with_several_frames_and_a_close() {
     let report = task.await.unwrap().unwrap();
     assert_eq!(report.force_closed, 0);
 }
+
+/// [`Answer::then_await_close`]: the server writes the answer and waits for the client to
+/// close first, so the TIME_WAIT socket ends up on the client (an SMPP `unbind_resp`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answer_awaiting_the_peers_close_leaves_time_wait_on_the_client() {
+    use keepwire::server::{Answer, Request, Server, service_fn};
+
+    let server = Server::bind("127.0.0.1:0", cfg("len:ascii:4"))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let stop = server.shutdown_token();
+    let task = tokio::spawn(server.serve(service_fn(|req: Request| async move {
+        let a = if &req.frame[..] == b"unbind" {
+            Answer::one("unbind_resp").then_await_close()
+        } else {
+            Answer::one(req.frame)
+        };
+        Ok::<_, std::convert::Infallible>(a)
+    })));
+
+    let mut c = Client::connect(addr, "len:ascii:4").await;
+    let ours = c.stream.local_addr().unwrap();
+    // A frame after the unbind is dropped, not answered.
+    c.send_raw(b"0006unbind0005after").await.unwrap();
+    assert_eq!(c.recv().await.as_deref(), Some(&b"unbind_resp"[..]));
+    // The server does not close first: nothing more arrives while we wait a little.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), c.recv()).await;
+    assert!(
+        quiet.is_err(),
+        "the server closed first or answered: {quiet:?}"
+    );
+    drop(c);
+    eventually("client-side TIME_WAIT", || {
+        keepwire::tcpstate::sockets()
+            .unwrap()
+            .iter()
+            .any(|e| e.local == ours && e.remote == addr && e.state == TcpState::TimeWait)
+    })
+    .await;
+    stop.cancel();
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(report.force_closed, 0);
+}

@@ -25,7 +25,8 @@ Examples:
   keepwire bench                                    # embedded server, all four modes, 3s each
   keepwire bench --modes short,long --duration 10s --chart bench.svg
   keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
-  keepwire bench --target 127.0.0.1:7443 --modes short,long --tls --tls-ca ca.pem";
+  keepwire bench --target 127.0.0.1:7443 --modes short,long --tls --tls-ca ca.pem
+  keepwire bench --protocol cmpp3 --duration 5s     # submit round trips on the ISMG simulator";
 
 /// Flags of `keepwire bench`.
 #[derive(Debug, clap::Args)]
@@ -68,14 +69,17 @@ pub(crate) struct Args {
     chart: Option<PathBuf>,
     #[command(flatten)]
     link: super::tls_args::ClientTlsArgs,
+    #[command(flatten)]
+    proto: super::protocol::BenchFlags,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let cfg = config(&args)?;
+    let proto = super::protocol::bench_config(&args.proto, &cfg)?;
     let report = if std::io::stderr().is_terminal() && !args.json {
-        keepwire::bench::run(&cfg, &mut Bars::new(cfg.duration))
+        super::protocol::bench_run(proto.as_ref(), &cfg, &mut Bars::new(cfg.duration))
     } else {
-        keepwire::bench::run(&cfg, &mut ())
+        super::protocol::bench_run(proto.as_ref(), &cfg, &mut ())
     }
     .map_err(failure)?;
 

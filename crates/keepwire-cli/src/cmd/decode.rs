@@ -31,6 +31,9 @@ Examples:
 
   # Check what encode writes
   keepwire encode --framing len:bcd:2 hello | keepwire decode --framing len:bcd:2
+
+  # SMPP PDUs captured off a link, as text (or --json)
+  keepwire decode --protocol smpp capture.bin
 ";
 
 /// Flags of `keepwire decode`.
@@ -38,18 +41,29 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
-    #[arg(long, short = 'f', value_name = "SPEC")]
-    framing: String,
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "SPEC",
+        required_unless_present = "protocol"
+    )]
+    framing: Option<String>,
     /// Print frames as lowercase hex instead of text with escapes.
     #[arg(long)]
     hex: bool,
     /// File to read, or - (the default) for stdin.
     #[arg(value_name = "FILE", default_value = "-")]
     input: String,
+    #[command(flatten)]
+    proto: super::protocol::DecodeFlags,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
-    let spec = super::parse_spec(&args.framing)?;
+    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+        let framing = args.framing.as_deref();
+        return super::protocol::decode(&*p, framing, &args.input, args.proto.json);
+    }
+    let spec = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;
     if args.input == "-" {
         decode(io::stdin().lock(), "stdin", spec, args.hex)
     } else {

@@ -35,6 +35,9 @@ Examples:
 
   # One message per stdin line, each ended by ETX
   printf 'one\\ntwo\\n' | keepwire encode --framing delim:0x03 - > wire.bin
+
+  # A CMPP 3.0 SUBMIT from its text form (Sequence_Id 1 assigned), as hex
+  keepwire encode --protocol cmpp3 'submit dest_terminal_id=13800138000 msg_content=hi' | xxd
 ";
 
 /// Flags of `keepwire encode`.
@@ -42,8 +45,13 @@ Examples:
 #[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
-    #[arg(long, short = 'f', value_name = "SPEC")]
-    framing: String,
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "SPEC",
+        required_unless_present = "protocol"
+    )]
+    framing: Option<String>,
     /// Messages are hex (either case; spaces and colons are ignored) instead of text with
     /// escapes.
     #[arg(long)]
@@ -52,6 +60,8 @@ pub(crate) struct Args {
     /// reads stdin, one message a line.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
+    #[command(flatten)]
+    proto: super::protocol::ProtocolFlag,
 }
 
 /// Reads one message as given by the user: hex with `--hex`, else text with escapes.
@@ -68,7 +78,10 @@ pub(crate) fn parse_message(s: &str, hex: bool, what: &str) -> Result<Vec<u8>, F
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
-    let spec = super::parse_spec(&args.framing)?;
+    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+        return super::protocol::encode(&*p, args.framing.as_deref(), &args.messages);
+    }
+    let spec = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;
     let mut enc = Encoder::new(spec);
     let result = match args.messages.as_slice() {
         [] => Err(Failure::Usage(

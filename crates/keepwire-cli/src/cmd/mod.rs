@@ -4,6 +4,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_chart;
 pub(crate) mod decode;
 pub(crate) mod encode;
+pub(crate) mod protocol;
 pub(crate) mod send;
 pub(crate) mod serve;
 pub(crate) mod tls_args;

@@ -23,6 +23,10 @@ Examples:
   # One message a line from stdin, the connection confirmed and kept alive by heartbeats
   printf 'ping\\nhello\\n' | keepwire send --to 127.0.0.1:7000 --framing line \\
       --heartbeat interval=5s,timeout=2s,misses=3 -
+
+  # Bind to an SMSC, submit, print the response and the receipt as text, unbind
+  keepwire send --protocol smpp --to 127.0.0.1:2775 --account smppclient:secret \\
+      'submit_sm source_addr=10086 destination_addr=13800138000 short_message=hello'
 ";
 
 /// Flags of `keepwire send`.
@@ -38,8 +42,13 @@ pub(crate) struct Args {
     )]
     to: Vec<String>,
     /// Framing spec, e.g. len:ascii:4, len:be:4:incl, delim:0x03, line, fixed:16, eof.
-    #[arg(long, short = 'f', value_name = "SPEC")]
-    framing: String,
+    #[arg(
+        long,
+        short = 'f',
+        value_name = "SPEC",
+        required_unless_present = "protocol"
+    )]
+    framing: Option<String>,
     /// long (default): one connection for all messages; short: a connection per message.
     #[arg(long, value_name = "short|long", default_value = "long")]
     mode: String,
@@ -61,6 +70,8 @@ pub(crate) struct Args {
     /// message a line, each sent as it arrives.
     #[arg(value_name = "MESSAGE")]
     messages: Vec<String>,
+    #[command(flatten)]
+    proto: super::protocol::SendFlags,
 }
 
 enum Client {
@@ -69,6 +80,20 @@ enum Client {
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+        return super::protocol::send(
+            p,
+            &args.proto,
+            &super::protocol::SendCommon {
+                to: &args.to,
+                framing: args.framing.as_deref(),
+                mode: &args.mode,
+                timeout: args.timeout.as_deref(),
+                heartbeat: args.heartbeat.as_deref(),
+                messages: &args.messages,
+            },
+        );
+    }
     // Flags are checked in the order they matter: where to, how, what, then heartbeats.
     let builder = base_builder(&args)?;
     let long = match args.mode.as_str() {
@@ -117,7 +142,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 
 /// The library's client configuration from `--framing`, `--to` and `--timeout`.
 fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
-    let framing = super::parse_spec(&args.framing)?;
+    let framing = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;
     let timeout = match &args.timeout {
         Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
         None => Duration::from_secs(10),

@@ -100,6 +100,8 @@ pub(crate) struct Args {
     config: Option<PathBuf>,
     #[command(flatten)]
     tls: super::tls_args::ServerTlsArgs,
+    #[command(flatten)]
+    proto: super::protocol::ServeFlags,
 }
 
 impl Args {
@@ -225,6 +227,9 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     let mut settings = flags.settings();
     if let Some(path) = &flags.config {
         settings = settings.or(read_config(path)?);
+    }
+    if let Some(p) = super::protocol::template(flags.proto.protocol.as_deref())? {
+        return super::protocol::serve(p, &flags.proto, settings);
     }
     let mut setup = settings.build().map_err(|e| config_failure(&e))?;
     setup.config.tls = flags.tls.server_tls()?;

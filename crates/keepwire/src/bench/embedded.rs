@@ -41,13 +41,32 @@ impl EmbeddedServer {
     /// [`BenchError::Runtime`] when the runtime cannot be built,
     /// [`BenchError::EmbeddedServer`] when the server cannot bind.
     pub(super) fn start(framing: FramingSpec, threads: usize) -> Result<Self, BenchError> {
+        let echo =
+            service_fn(
+                |r: Request| async move { Ok::<_, std::convert::Infallible>(Some(r.frame)) },
+            );
+        Self::start_with(ServerConfig::new(framing), echo, threads)
+    }
+
+    /// Starts a server of `cfg` answering with `svc` (a protocol simulator) on `threads`
+    /// worker threads; errors as [`start`](Self::start).
+    pub(super) fn start_with<S>(
+        mut cfg: ServerConfig,
+        svc: S,
+        threads: usize,
+    ) -> Result<Self, BenchError>
+    where
+        S: tower::Service<Request> + Clone + Send + Sync + 'static,
+        S::Response: Into<crate::server::Answer>,
+        S::Error: Into<crate::server::BoxError> + Send,
+        S::Future: Send,
+    {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("bench-server")
             .enable_all()
             .build()
             .map_err(BenchError::Runtime)?;
-        let mut cfg = ServerConfig::new(framing);
         // The bench opens as many connections as it can: no limit must cut it short.
         cfg.max_conns = 1_000_000;
         cfg.max_conns_per_ip = None;
@@ -57,9 +76,7 @@ impl EmbeddedServer {
             .map_err(BenchError::EmbeddedServer)?;
         let addr = server.local_addr();
         let stop = server.shutdown_token();
-        let task = rt.spawn(server.serve(service_fn(|r: Request| async move {
-            Ok::<_, std::convert::Infallible>(Some(r.frame))
-        })));
+        let task = rt.spawn(server.serve(svc));
         Ok(EmbeddedServer {
             addr,
             stop,

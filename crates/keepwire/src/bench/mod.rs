@@ -53,6 +53,8 @@ mod embedded;
 mod engine;
 mod error;
 mod link;
+#[cfg(feature = "protocol")]
+pub mod protocol;
 mod report;
 mod run;
 

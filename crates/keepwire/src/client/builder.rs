@@ -202,6 +202,22 @@ impl ClientBuilder {
         self
     }
 
+    /// A session on every connection (`None`, the default: none): the hook's login is
+    /// written and its answer checked on each new connection before any request (a refusal
+    /// fails with [`ClientError::is_login`]), its logout written before a graceful close,
+    /// and its answers to the partner's own requests written as they come. See
+    /// [`SessionHook`](super::SessionHook).
+    pub fn session(mut self, hook: Option<Arc<dyn super::SessionHook>>) -> Self {
+        self.cfg.session = hook;
+        self
+    }
+
+    /// How long the answer to a login (or a logout) may take (default 5 s).
+    pub fn login_timeout(mut self, d: Duration) -> Self {
+        self.cfg.login_timeout = d;
+        self
+    }
+
     /// Checks that the connect timeout is above zero and that the heartbeat settings can
     /// work on this framing; a [`ShortClient`] calls
     /// it before each request, and every `connect_*` and [`pool`](Self::pool) call

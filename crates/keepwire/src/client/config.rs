@@ -54,6 +54,10 @@ pub(crate) struct ClientConfig {
     pub(crate) checkout_timeout: Duration,
     pub(crate) max_idle: Option<Duration>,
     pub(crate) max_lifetime: Option<Duration>,
+    /// No session: no login, no logout.
+    pub(crate) session: Option<Arc<dyn super::SessionHook>>,
+    /// 5 s for a login's (and a logout's) answer.
+    pub(crate) login_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -82,6 +86,8 @@ impl ClientConfig {
             checkout_timeout: Duration::from_secs(5),
             max_idle: None,
             max_lifetime: None,
+            session: None,
+            login_timeout: Duration::from_secs(5),
         }
     }
 

@@ -12,6 +12,14 @@ use super::error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
 use super::state::ClientState;
 use crate::frame::FrameCodec;
 
+/// Why one endpoint did not give a connection.
+enum ConnectFailure {
+    /// The partner refused the session's login (its status named).
+    Refused(String),
+    /// Anything else (connect, probe, a login unanswered), as a reason.
+    Other(String),
+}
+
 /// A fresh TCP connection to endpoint `ep`, with bytes read during the probe.
 #[derive(Debug)]
 pub(crate) struct Connected {
@@ -45,10 +53,10 @@ impl ClientState {
                 continue;
             };
             let attempt = match by {
-                None => self.connect_one(ep, &addr).await,
+                None => self.connect_login(ep, &addr).await,
                 Some((deadline, budget)) => {
                     let given = deadline.saturating_duration_since(Instant::now());
-                    match tokio::time::timeout_at(deadline.into(), self.connect_one(ep, &addr))
+                    match tokio::time::timeout_at(deadline.into(), self.connect_login(ep, &addr))
                         .await
                     {
                         Ok(r) => r,
@@ -83,6 +91,25 @@ impl ClientState {
                 }
             };
             match attempt {
+                Err(ConnectFailure::Refused(reason)) => {
+                    // The partner answered and said no: the same credentials would be
+                    // refused by it again, so it is marked down like any failure (its
+                    // backoff spaces the retries), and the error names its status.
+                    self.mark_down(ep, &reason);
+                    return Err(ClientError::new(
+                        ClientErrorKind::Login,
+                        Delivery::NotSent,
+                        reason,
+                    )
+                    .with_endpoint(Some(addr)));
+                }
+                Err(ConnectFailure::Other(reason)) => {
+                    self.mark_down(ep, &reason);
+                    failures.push(EndpointFailure {
+                        endpoint: addr,
+                        reason,
+                    });
+                }
                 Ok(c) => {
                     self.eps().mark_connected(ep);
                     for f in &failures {
@@ -90,21 +117,36 @@ impl ClientState {
                     }
                     return Ok(c);
                 }
-                Err(reason) => {
-                    self.mark_down(ep, &reason);
-                    failures.push(EndpointFailure {
-                        endpoint: addr,
-                        reason,
-                    });
-                }
             }
         }
         Err(ClientError::connect(failures))
     }
 
-    /// One endpoint: TCP connect within `connect_timeout`, socket options, and the probe
-    /// heartbeat when configured. The error is a reason for logs and [`ClientError`].
+    /// One endpoint: TCP connect within `connect_timeout`, socket options, the probe
+    /// heartbeat when configured, and the session's login. The error is a reason for logs
+    /// and [`ClientError`].
     pub(crate) async fn connect_one(&self, ep: usize, addr: &str) -> Result<Connected, String> {
+        self.connect_login(ep, addr).await.map_err(|f| match f {
+            ConnectFailure::Refused(r) | ConnectFailure::Other(r) => r,
+        })
+    }
+
+    /// [`connect_one`](Self::connect_one), telling a refused login apart.
+    async fn connect_login(&self, ep: usize, addr: &str) -> Result<Connected, ConnectFailure> {
+        let mut c = self
+            .connect_tcp(ep, addr)
+            .await
+            .map_err(ConnectFailure::Other)?;
+        match super::login::log_in(&self.cfg, &c.stream, &mut c.leftover).await {
+            Ok(()) => Ok(c),
+            Err(super::login::LoginFailure::Refused(r)) => Err(ConnectFailure::Refused(r)),
+            Err(super::login::LoginFailure::Other(r)) => Err(ConnectFailure::Other(r)),
+        }
+    }
+
+    /// TCP connect within `connect_timeout`, socket options, and the probe heartbeat when
+    /// configured.
+    async fn connect_tcp(&self, ep: usize, addr: &str) -> Result<Connected, String> {
         let cfg = &self.cfg;
         let stream = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await
         {

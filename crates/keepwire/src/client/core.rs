@@ -188,7 +188,7 @@ impl<W> Session<W> {
         if !op.reply {
             return Ok(None);
         }
-        let Some(k) = op.key.or_else(|| c.key(op.frame)) else {
+        let Some(k) = op.key.or_else(|| c.request_key(op.frame)) else {
             return Err(Refusal::NoKey);
         };
         if self.keyed.contains_key(&k) {

@@ -40,6 +40,13 @@ impl From<u32> for Key {
 pub trait Correlate: Send + Sync + 'static {
     /// The key of `frame`, `None` when it has none (too short, or not a reply).
     fn key(&self, frame: &[u8]) -> Option<Key>;
+
+    /// The key of a request this side sends; by default [`key`](Self::key). A protocol whose
+    /// partner sends requests numbered in its own series (SMPP deliver_sm) keys only
+    /// responses in [`key`](Self::key), and every request of ours here.
+    fn request_key(&self, frame: &[u8]) -> Option<Key> {
+        self.key(frame)
+    }
 }
 
 /// The key is `len` bytes at `offset` in the frame.

@@ -65,6 +65,9 @@ pub enum ClientErrorKind {
     /// framing cannot carry): refused when the client is built or connected, before any
     /// connection is made.
     Config,
+    /// The partner refused the login of the client's [`SessionHook`](super::SessionHook)
+    /// (its status named): not sent.
+    Login,
 }
 
 /// An error from one of the [clients](super): what went wrong, which endpoint, and whether
@@ -302,6 +305,11 @@ impl ClientError {
         self.kind == ClientErrorKind::Config
     }
 
+    /// The partner refused the session's login (the status it answered is in the message).
+    pub fn is_login(&self) -> bool {
+        self.kind == ClientErrorKind::Login
+    }
+
     /// A configuration that cannot work, `detail` saying why and what to change.
     pub(crate) fn config(detail: impl Into<String>) -> Self {
         ClientError::new(ClientErrorKind::Config, Delivery::NotSent, detail)
@@ -330,6 +338,10 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.kind == ClientErrorKind::Connect {
             return write!(f, "request not sent: {}", self.detail);
+        }
+        if self.kind == ClientErrorKind::Login {
+            let at = self.endpoint.as_deref().unwrap_or("the partner");
+            return write!(f, "login to {at} refused, nothing sent: {}", self.detail);
         }
         if self.kind == ClientErrorKind::Config {
             return write!(f, "bad client config: {}", self.detail);

@@ -120,6 +120,7 @@ mod correlate;
 mod duplex;
 mod endpoint;
 mod error;
+mod login;
 mod long;
 mod mux;
 mod pool;
@@ -137,6 +138,7 @@ pub use correlate::{ByteRange, ByteRangeError, ByteRangeErrorKind, Correlate, Ke
 pub use duplex::{Duplex, DuplexReceiver, DuplexSender};
 pub use endpoint::{Backoff, EndpointSet, EndpointStatus};
 pub use error::{ClientError, ClientErrorKind, Delivery, EndpointFailure};
+pub use login::{LoginRefused, SessionHook};
 pub use long::LongClient;
 pub use mux::MuxClient;
 pub use pool::Pool;

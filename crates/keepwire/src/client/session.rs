@@ -165,6 +165,7 @@ impl Task {
             SessionEnd::Lost { err, .. } => conn.fail_all(err),
             SessionEnd::Shutdown | SessionEnd::FailBack(_) => {
                 conn.fail_all(&shutdown(Delivery::SentNoReply));
+                super::login::log_out(&self.state.cfg, &conn.c.stream, &mut conn.rbuf).await;
                 let timeout = self.state.cfg.write_timeout;
                 let _ = tokio::time::timeout(timeout, conn.c.stream.shutdown()).await;
             }
@@ -423,6 +424,15 @@ impl Task {
             },
             Reply::Unmatched { late } => (late, frame),
         };
+        // The partner's own request (SMPP deliver_sm): the session's answer goes out with
+        // the next write, as pongs do.
+        if let Some(hook) = self.state.cfg.session.as_deref() {
+            if let Some(answer) = hook.answer(&frame) {
+                if let Err(e) = conn.codec.encode_to(&answer, &mut conn.wbuf) {
+                    tracing::debug!("session answer not encodable: {e}");
+                }
+            }
+        }
         let counters = &self.state.counters;
         if late {
             inc(&counters.late_replies);

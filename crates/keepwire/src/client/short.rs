@@ -106,6 +106,7 @@ impl ShortClient {
                     return Err(ClientError::connect(all));
                 }
             };
+            super::state::inc(&self.state.counters.connects);
             let ep = c.ep;
             let addr = c.addr.clone();
             match self.attempt(c, &frame, deadline).await {
@@ -151,6 +152,10 @@ impl ShortClient {
             let _ = c.stream.shutdown().await;
         }
         let read = tokio::time::timeout_at(deadline.into(), read_reply(&mut c, &mut codec)).await;
+        if matches!(read, Ok(Ok(_))) && !half_close {
+            // The session's logout, answered, before our FIN.
+            super::login::log_out(cfg, &c.stream, &mut c.leftover).await;
+        }
         // We close first: our FIN, and TIME_WAIT on this side.
         if !half_close {
             let _ = tokio::time::timeout(Duration::from_millis(100), c.stream.shutdown()).await;
@@ -239,7 +244,11 @@ async fn read_reply(c: &mut Connected, codec: &mut FrameCodec) -> Result<Bytes, 
     let mut eof = false;
     loop {
         match crate::pipeline::decode(codec, &mut rbuf, eof) {
-            Ok(Some(f)) => return Ok(f),
+            Ok(Some(f)) => {
+                // What follows the reply is kept for the logout.
+                c.leftover = rbuf;
+                return Ok(f);
+            }
             Ok(None) if eof => {
                 return Err(ClientError::new(
                     ClientErrorKind::Closed,

@@ -7,20 +7,73 @@
 //! module never touches either.
 //!
 //! Frames are what the framing's codec yields: for SMPP and CMPP (`len:be:4:incl`) the PDU
-//! without its 4-byte length field, i.e. starting at the command id.
+//! without its 4-byte length field, i.e. starting at the command id. The wire formats, byte
+//! by byte, are in the module docs of [`smpp`] and [`cmpp`].
 //!
-//! INTERFACE NOTE (removed when the implementations land): this file fixes the interface
-//! between the template implementations (`smpp`, `cmpp`, text form) and the code that drives
-//! them (server simulator glue, client login, CLI). Implementations fill it in.
+//! ```
+//! use keepwire::protocol::Template;
+//! let smpp: Template = "smpp".parse().unwrap();
+//! let p = smpp.protocol();
+//! let frame = p
+//!     .encode_text("submit_sm seq=2 source_addr=10086 destination_addr=13800138000 short_message=hello", 1)
+//!     .unwrap();
+//! assert_eq!(&frame[..12], b"\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x02");
+//! let text = p.decode_text(&frame).unwrap();
+//! assert_eq!(
+//!     text.to_string(),
+//!     "submit_sm seq=2 source_addr=10086 destination_addr=13800138000 short_message=hello"
+//! );
+//! ```
+//!
+//! # Text form
+//!
+//! One line: the command name as the specification spells it in lower case (`submit_sm`,
+//! `active_test_resp`), then `field=value` pairs in wire order, `seq` first. Fields with
+//! their default value (0, empty, or the one the template documents) are left out when
+//! printing and take that default when encoding; numbers print in decimal and are read in
+//! decimal or `0x` hex. Values are one token each, with these escapes:
+//!
+//! | in the value | text |
+//! |---|---|
+//! | printable ASCII `!`..`~` except `\` | itself |
+//! | `\`, newline, carriage return, tab | `\\`, `\n`, `\r`, `\t` |
+//! | a space, any other byte | `\xNN` (`hello world` is `hello\x20world`) |
+//! | in a UCS-2 body (SMPP `data_coding=8`, CMPP `msg_fmt=8`): a character | itself, or `\u{XXXX}` for whitespace and controls |
+//! | raw bytes (e.g. a UCS-2 body that is not valid UTF-16) | `hex:` then hex digits |
+//!
+//! On input, characters outside ASCII stand for their UTF-8 bytes (in a UCS-2 body, their
+//! UTF-16), so `short_message=你好 data_coding=8` works as typed. `encode_text(decode_text(f))
+//! == f` for every frame that decodes, TLVs included. Commands a template does not model
+//! print as `0xNNNNNNNN seq=.. body=<hex>` and encode back from that form: decoding does not
+//! fail on them.
+//!
+//! [`TextPdu::to_json`] renders the same pairs as one JSON object.
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::frame::FramingSpec;
+use crate::frame::{DEFAULT_MAX, FramingSpec, LengthEncoding, LengthSpec};
 use crate::liveness::Heartbeat;
+
+pub mod cmpp;
+mod cmpp_sim;
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod drive;
+mod error;
+mod schema;
+pub mod smpp;
+mod smpp_sim;
+#[cfg(test)]
+mod tests;
+mod text;
+mod time;
+mod value;
+
+pub use error::{LoginError, LoginErrorKind, PduError, PduErrorKind};
 
 /// Which template: `smpp`, `cmpp3` or `cmpp2` (`FromStr`/`Display` use these names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,7 +177,21 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
     fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError>;
     /// The login PDU (SMPP bind_*, CMPP CONNECT with its authenticator) with sequence `seq`.
     fn login(&self, account: &Account, bind: BindMode, seq: u32, now: SystemTime) -> Bytes;
+    /// Whether `account` fits the login PDU's fields (SMPP system_id at most 15 bytes,
+    /// password 8; CMPP Source_Addr 6). [`login`](Protocol::login) cuts what does not fit, so
+    /// call this first to refuse such an account with a message.
+    ///
+    /// # Errors
+    /// [`LoginError::is_bad_account`], naming the field (never the secret).
+    fn check_account(&self, account: &Account) -> Result<(), LoginError> {
+        let _ = account;
+        Ok(())
+    }
     /// Checks the partner's answer to `login`: status 0, and for CMPP the ISMG authenticator.
+    ///
+    /// # Errors
+    /// [`LoginError`]: refused with the partner's status named, a wrong AuthenticatorISMG, or
+    /// an answer that is not the login's response.
     fn check_login(
         &self,
         account: &Account,
@@ -140,34 +207,150 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
     fn simulator(&self, config: &SimulatorConfig) -> Box<dyn Simulator>;
 }
 
-/// A PDU that does not decode, or a text line that does not encode.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PduError {
-    /// One lowercase line naming the field and its offset, or the text token.
-    pub message: String,
+/// `len:be:4:incl`: SMPP's command_length and CMPP's Total_Length count themselves.
+pub(crate) fn length_framing() -> FramingSpec {
+    FramingSpec::Length(LengthSpec {
+        encoding: LengthEncoding::BigEndian,
+        width: 4,
+        incl: true,
+        skip: 0,
+        adj: 0,
+        max: DEFAULT_MAX,
+    })
 }
 
-/// The partner refused a login, or answered it wrongly.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct LoginError {
-    /// One lowercase line naming the partner's status (`bind refused: ESME_RINVPASWD (0x0e)`).
-    pub message: String,
+impl Template {
+    /// Every template, in the order the CLI lists them.
+    pub const ALL: [Template; 3] = [Template::Smpp, Template::Cmpp3, Template::Cmpp2];
+
+    /// The template's implementation.
+    ///
+    /// ```
+    /// use keepwire::protocol::Template;
+    /// let p = Template::Cmpp3.protocol();
+    /// assert_eq!(p.template(), Template::Cmpp3);
+    /// assert_eq!(p.framing().to_string(), "len:be:4:incl");
+    /// ```
+    pub fn protocol(self) -> Arc<dyn Protocol> {
+        match self {
+            Template::Smpp => Arc::new(smpp::Smpp),
+            Template::Cmpp3 => Arc::new(cmpp::Cmpp::new(cmpp::Version::V3)),
+            Template::Cmpp2 => Arc::new(cmpp::Cmpp::new(cmpp::Version::V2)),
+        }
+    }
+
+    /// The name `FromStr` reads: `smpp`, `cmpp3`, `cmpp2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Template::Smpp => "smpp",
+            Template::Cmpp3 => "cmpp3",
+            Template::Cmpp2 => "cmpp2",
+        }
+    }
 }
 
-impl fmt::Display for PduError {
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name, account or bind mode that does not parse; `Display` says what would be valid.
+///
+/// ```
+/// use keepwire::protocol::{Account, Template};
+/// let e = "cmpp4".parse::<Template>().unwrap_err();
+/// assert_eq!(e.to_string(), "unknown protocol \"cmpp4\"; expected smpp, cmpp3 or cmpp2");
+/// let e = "901234".parse::<Account>().unwrap_err();
+/// assert_eq!(e.to_string(), "account has no ':'; expected ID:SECRET");
+/// // The secret is never printed.
+/// let e = ":hunter2".parse::<Account>().unwrap_err();
+/// assert!(!e.to_string().contains("hunter2"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    message: String,
+}
+
+impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for PduError {}
+impl std::error::Error for ParseError {}
 
-impl fmt::Display for LoginError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+impl FromStr for Template {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        Template::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| ParseError {
+                message: format!("unknown protocol {s:?}; expected smpp, cmpp3 or cmpp2"),
+            })
     }
 }
 
-impl std::error::Error for LoginError {}
+impl FromStr for Account {
+    type Err = ParseError;
+
+    /// `ID:SECRET`, split at the first `:` (a secret may hold more). The id must not be empty.
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        match s.split_once(':') {
+            Some(("", _)) => Err(ParseError {
+                message: "account has an empty id; expected ID:SECRET".to_owned(),
+            }),
+            Some((id, secret)) => Ok(Account {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+            }),
+            // Not printed: the text may be a secret typed alone.
+            None => Err(ParseError {
+                message: "account has no ':'; expected ID:SECRET".to_owned(),
+            }),
+        }
+    }
+}
+
+impl BindMode {
+    /// The name `FromStr` reads: `trx`, `tx`, `rx`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BindMode::Transceiver => "trx",
+            BindMode::Transmitter => "tx",
+            BindMode::Receiver => "rx",
+        }
+    }
+}
+
+impl fmt::Display for BindMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BindMode {
+    type Err = ParseError;
+
+    /// `trx`, `tx` or `rx`.
+    ///
+    /// ```
+    /// use keepwire::protocol::BindMode;
+    /// assert_eq!("tx".parse::<BindMode>().unwrap(), BindMode::Transmitter);
+    /// assert!("txrx".parse::<BindMode>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        [
+            BindMode::Transceiver,
+            BindMode::Transmitter,
+            BindMode::Receiver,
+        ]
+        .into_iter()
+        .find(|b| b.name() == s)
+        .ok_or_else(|| ParseError {
+            message: format!("unknown bind mode {s:?}; expected trx, tx or rx"),
+        })
+    }
+}

@@ -7,12 +7,19 @@
 //!   its delivery report (SMPP `submit_sm_resp` then `deliver_sm`);
 //! - **close after the answer**: HTTP's `Connection: close` (RFC 9112 §9.6: "a server that
 //!   sends a "close" connection option MUST initiate closure of the connection after it sends
-//!   the response containing the close"), a refused login, an SMPP `unbind_resp`.
+//!   the response containing the close"), a refused login.
+//! - **the peer closes next**: an SMPP `unbind_resp` or a CMPP `TERMINATE_RESP`, after which
+//!   the client is the one to close. Waiting for its FIN leaves the TIME_WAIT socket on the
+//!   client (RFC 9293 §3.6: the side that closes first waits 2×MSL), not one per short link
+//!   on the server.
 //!
 //! When an answer closes the connection, frames that arrived after the request are not
-//! handed to the handler: the connection writes the answer, sends its FIN, and reads and drops
-//! what the peer still sends until the peer closes too (for at most a second), so unread bytes
-//! do not turn the close into a reset that could destroy the answer in flight.
+//! handed to the handler. [`then_close`](Answer::then_close): the connection writes the
+//! answer, sends its FIN, and reads and drops what the peer still sends until the peer closes
+//! too (for at most a second), so unread bytes do not turn the close into a reset that could
+//! destroy the answer in flight. [`then_await_close`](Answer::then_await_close): it writes the
+//! answer and drops what the peer sends until the peer's FIN, for at most the server's
+//! `short_close_wait`, then closes.
 
 use bytes::Bytes;
 
@@ -36,7 +43,19 @@ use bytes::Bytes;
 #[derive(Debug, Clone, Default)]
 pub struct Answer {
     frames: Frames,
-    close: bool,
+    close: Close,
+}
+
+/// Whether and how a connection closes after an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Close {
+    /// It stays open.
+    #[default]
+    No,
+    /// We close first.
+    Now,
+    /// The peer is expected to close; we wait for its FIN (bounded), then close.
+    AfterPeer,
 }
 
 /// The frames of an answer. One frame, by far the usual answer, costs no allocation.
@@ -58,7 +77,7 @@ impl Answer {
     pub fn one(frame: impl Into<Bytes>) -> Self {
         Answer {
             frames: Frames::One(frame.into()),
-            close: false,
+            close: Close::No,
         }
     }
 
@@ -90,7 +109,22 @@ impl Answer {
     /// This answer, after which the connection closes.
     #[must_use]
     pub fn then_close(mut self) -> Self {
-        self.close = true;
+        self.close = Close::Now;
+        self
+    }
+
+    /// This answer, after which the peer is expected to close: the connection waits for the
+    /// peer's FIN (for at most the server's `short_close_wait`), dropping anything else it
+    /// sends, then closes. The peer then holds the TIME_WAIT socket.
+    ///
+    /// ```
+    /// use keepwire::server::Answer;
+    /// let a = Answer::one("unbind_resp").then_await_close();
+    /// assert!(a.closes());
+    /// ```
+    #[must_use]
+    pub fn then_await_close(mut self) -> Self {
+        self.close = Close::AfterPeer;
         self
     }
 
@@ -105,6 +139,11 @@ impl Answer {
 
     /// Whether the connection closes after this answer.
     pub fn closes(&self) -> bool {
+        self.close != Close::No
+    }
+
+    /// How the connection closes after this answer.
+    pub(crate) fn close(&self) -> Close {
         self.close
     }
 }
@@ -140,7 +179,7 @@ impl From<Vec<Bytes>> for Answer {
         };
         Answer {
             frames,
-            close: false,
+            close: Close::No,
         }
     }
 }

@@ -35,6 +35,7 @@ use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
+use super::answer::Close;
 use super::limits::{GlobalSlot, Limits, LogLimiter};
 use super::proxy_protocol::{self, Parsed};
 use super::{Answer, BoxError, Mode, Request, ServerConfig, ServerStats};
@@ -530,14 +531,25 @@ impl Connection {
         }
     }
 
-    /// The end of a connection whose handler answered with a close: the answer is written;
-    /// then a FIN, and what the peer still sends is dropped until it closes too, for at most
-    /// [`DRAIN_LINGER`] (as [`close_drained`](Self::close_drained), and for the same reason).
-    async fn close_answered(&mut self) -> ConnEnd {
-        self.close_notify();
-        let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+    /// The end of a connection whose handler answered with a close, the answer written.
+    /// [`Close::Now`]: a FIN, and what the peer still sends is dropped until it closes too,
+    /// for at most [`DRAIN_LINGER`] (as [`close_drained`](Self::close_drained), and for the
+    /// same reason). [`Close::AfterPeer`]: what the peer sends is dropped until its FIN, for
+    /// at most `short_close_wait`, so that the peer, closing first, holds the TIME_WAIT.
+    async fn close_answered(&mut self, close: Close, cfg: &ServerConfig) -> ConnEnd {
+        let wait = match close {
+            Close::AfterPeer => cfg.short_close_wait,
+            Close::Now | Close::No => {
+                self.close_notify();
+                let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
+                DRAIN_LINGER
+            }
+        };
         self.rbuf = BytesMut::new();
-        match self.discard_until_eof(DRAIN_LINGER).await {
+        if self.eof {
+            return ConnEnd::HandlerClosed;
+        }
+        match self.discard_until_eof(wait).await {
             Ok(()) | Err(_) => ConnEnd::HandlerClosed,
         }
     }
@@ -634,7 +646,7 @@ impl Connection {
         let now = Instant::now();
         let mut consumed = false;
         let mut served = false;
-        let mut closing = false;
+        let mut closing = None;
         loop {
             let frame = match pipeline::decode(&mut self.codec, &mut self.rbuf, self.eof) {
                 Ok(Some(f)) => f,
@@ -650,11 +662,11 @@ impl Connection {
                         Err(end) => return Some(end),
                         // The handler closes the connection: frames after this request are
                         // never handed to it.
-                        Ok(true) => {
-                            closing = true;
+                        Ok(Close::No) => {}
+                        Ok(close) => {
+                            closing = Some(close);
                             break;
                         }
-                        Ok(false) => {}
                     }
                     if cfg.mode == Mode::Short {
                         served = true;
@@ -674,11 +686,11 @@ impl Connection {
                 }
             }
         }
-        if closing {
+        if let Some(close) = closing {
             if let Err(e) = self.flush_at(cfg.write_timeout, Some(now)).await {
                 return Some(ConnEnd::Io(e));
             }
-            return Some(self.close_answered().await);
+            return Some(self.close_answered(close, cfg).await);
         }
         self.end_batch(now, served, consumed || fresh, cfg).await
     }
@@ -712,14 +724,14 @@ impl Connection {
     }
 
     /// Hands a data frame to the handler and encodes its answer's frames, if any, into the
-    /// write buffer. `Ok(true)`: the answer closes the connection. An `Err` is the
+    /// write buffer, and says whether the answer closes the connection. An `Err` is the
     /// connection's end, replies before it already written.
     async fn deliver<S>(
         &mut self,
         svc: &mut S,
         frame: Bytes,
         cfg: &ServerConfig,
-    ) -> Result<bool, ConnEnd>
+    ) -> Result<Close, ConnEnd>
     where
         S: Service<Request>,
         S::Response: Into<Answer>,
@@ -740,7 +752,7 @@ impl Connection {
         for reply in answer.frames() {
             self.encode_reply(reply, cfg).await?;
         }
-        Ok(answer.closes())
+        Ok(answer.close())
     }
 
     /// Encodes one reply frame into the write buffer.
