@@ -315,3 +315,100 @@ async fn drain_answers_then_closes_with_close_notify() {
     let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
     assert_eq!(report.force_closed, 0);
 }
+
+fn tls_builder(pki: &Pki, addr: std::net::SocketAddr, id: bool) -> keepwire::client::ClientBuilder {
+    common::builder("len:be:2", &[addr])
+        .tls(pki.client_tls(id))
+        .connect_timeout(SOON)
+        .request_timeout(SOON)
+}
+
+#[tokio::test]
+async fn every_client_type_speaks_tls() {
+    use bytes::Bytes;
+    let pki = Pki::new();
+    let mut srv = echo_server(tls_config(&pki, true)).await;
+    let long = tls_builder(&pki, srv.addr, true)
+        .connect_long()
+        .await
+        .unwrap();
+    for i in 0..3u8 {
+        assert_eq!(
+            long.request(Bytes::from(vec![i; 40_000])).await.unwrap(),
+            vec![i; 40_000]
+        );
+    }
+    let short = tls_builder(&pki, srv.addr, true).build_short();
+    assert_eq!(
+        &short.request(Bytes::from_static(b"short")).await.unwrap()[..],
+        b"short"
+    );
+    assert_eq!(
+        &short.request(Bytes::from_static(b"again")).await.unwrap()[..],
+        b"again"
+    );
+    let mux = tls_builder(&pki, srv.addr, true)
+        .connect_mux(keepwire::client::ByteRange::new(0, 4))
+        .await
+        .unwrap();
+    let replies = futures_util::future::join_all(
+        (0..50u32).map(|i| mux.request(Bytes::from(i.to_be_bytes().repeat(3)))),
+    )
+    .await;
+    for (i, r) in (0..50u32).zip(replies) {
+        assert_eq!(r.unwrap(), Bytes::from(i.to_be_bytes().repeat(3)));
+    }
+    let pool = tls_builder(&pki, srv.addr, true).pool(2).await.unwrap();
+    assert_eq!(
+        &pool.request(Bytes::from_static(b"pooled")).await.unwrap()[..],
+        b"pooled"
+    );
+    let req = srv.seen.recv().await.unwrap();
+    assert_eq!(req.peer_cert.unwrap().subject(), "CN=atm-17");
+}
+
+#[tokio::test]
+async fn client_handshake_failures_name_the_cause_and_fail_over() {
+    use bytes::Bytes;
+    let pki = Pki::new();
+    let srv = echo_server(tls_config(&pki, false)).await;
+    let other = Ca::new("someone else");
+    let e = common::builder("len:be:2", &[srv.addr])
+        .tls(
+            ClientTls::builder()
+                .ca_certs(vec![other.der()])
+                .build()
+                .unwrap(),
+        )
+        .connect_long()
+        .await
+        .unwrap_err();
+    assert!(
+        e.is_connect() && e.to_string().contains("unknown CA"),
+        "{e}"
+    );
+    // A server with the wrong certificate first, a good one second: the client moves on.
+    let mut bad = tls_config(&pki, false);
+    let stranger = other.leaf(&["127.0.0.1"], "stranger", false);
+    bad.tls =
+        Some(keepwire::tls::ServerTls::new(stranger.chain(), stranger.key_der(), None).unwrap());
+    let bad = echo_server(bad).await;
+    let c = common::builder("len:be:2", &[bad.addr, srv.addr])
+        .tls(pki.client_tls(false))
+        .connect_long()
+        .await
+        .unwrap();
+    assert_eq!(
+        &c.request(Bytes::from_static(b"hi")).await.unwrap()[..],
+        b"hi"
+    );
+    let down = &c.endpoints()[0];
+    assert!(!down.up);
+    assert!(
+        down.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown CA"),
+        "{down:?}"
+    );
+}

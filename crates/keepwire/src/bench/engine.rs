@@ -231,9 +231,20 @@ async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> T
 }
 
 fn builder(cfg: &BenchConfig, target: SocketAddr) -> ClientBuilder {
-    ClientBuilder::new(cfg.framing.clone(), [target.to_string()])
+    let b = ClientBuilder::new(cfg.framing.clone(), [target.to_string()])
         .request_timeout(cfg.request_timeout)
-        .connect_timeout(cfg.request_timeout)
+        .connect_timeout(cfg.request_timeout);
+    #[cfg(feature = "tls")]
+    let b = match &cfg.tls {
+        Some(tls) => b.tls(tls.clone()),
+        None => b,
+    };
+    #[cfg(feature = "socks")]
+    let b = match &cfg.socks5 {
+        Some(s) => b.socks5(s.clone()),
+        None => b,
+    };
+    b
 }
 
 /// Sockets in TIME_WAIT on `port`: on its local side (a server's) or its remote side (its

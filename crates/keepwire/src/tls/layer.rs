@@ -36,6 +36,10 @@ pub(crate) struct TlsLayer {
 
 impl TlsLayer {
     /// The server side of a new connection.
+    #[cfg_attr(
+        not(feature = "server"),
+        allow(dead_code, reason = "only the server uses it")
+    )]
     pub(crate) fn server(tls: &ServerTls) -> Result<Self, TlsError> {
         let conn = rustls::ServerConnection::new(Arc::clone(tls.config()))
             .map_err(|e| TlsError::handshake("server", e))?;
@@ -44,7 +48,10 @@ impl TlsLayer {
 
     /// The client side of a new connection to `addr` (its host is the server name unless
     /// one is configured).
-    #[allow(dead_code, reason = "the async clients' connect path takes it up")]
+    #[cfg_attr(
+        not(feature = "client"),
+        allow(dead_code, reason = "only the clients use it")
+    )]
     pub(crate) fn client(tls: &ClientTls, addr: &str) -> Result<Self, TlsError> {
         let name = tls.server_name_for(addr)?;
         let conn = rustls::ClientConnection::new(Arc::clone(tls.config()), name)
@@ -63,11 +70,19 @@ impl TlsLayer {
     }
 
     /// The peer's verified certificate (the leaf), once the handshake is done.
+    #[cfg_attr(
+        not(feature = "server"),
+        allow(dead_code, reason = "only the server uses it")
+    )]
     pub(crate) fn peer_cert(&self) -> Option<&Arc<PeerCert>> {
         self.peer_cert.as_ref()
     }
 
     /// The peer sent its close_notify: no more plaintext will come.
+    #[cfg_attr(
+        not(feature = "server"),
+        allow(dead_code, reason = "only the server uses it")
+    )]
     pub(crate) fn peer_closed(&self) -> bool {
         self.peer_closed
     }
