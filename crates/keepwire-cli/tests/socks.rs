@@ -200,6 +200,13 @@ fn scenario(tag: &str, mode: &str, tls: bool) -> String {
     );
     assert!(seen.contains("passed"), "client said:\n{seen}\n{err}");
     drop(servers);
+    // The client's findings (with --nocapture): the figures docs/tls.md quotes.
+    for line in seen
+        .lines()
+        .filter(|l| l.contains("keepalive:") || l.contains("heartbeat:"))
+    {
+        println!("{line}");
+    }
     seen
 }
 
@@ -226,6 +233,7 @@ fn socks_child() {
     rt.block_on(async {
         match mode.as_str() {
             "keepalive" => child_keepalive().await,
+            "heartbeat" => child_heartbeat().await,
             other => panic!("unknown child mode {other}"),
         }
     });
@@ -294,4 +302,89 @@ async fn child_keepalive() {
     // Yet far1 is gone: a request now gets no answer.
     let late = tokio::time::timeout(Duration::from_secs(2), exchange(&mut s, b"anyone?")).await;
     assert!(late.is_err(), "far1 answered: the link was not pulled");
+}
+
+#[test]
+fn heartbeats_see_through_socks_and_fail_over() {
+    if !can_run() {
+        return;
+    }
+    let out = scenario("hb", "heartbeat", false);
+    assert!(out.contains("failed over to far2"), "{out}");
+}
+
+#[test]
+fn heartbeats_see_through_tls_over_socks() {
+    if !can_run() {
+        return;
+    }
+    let out = scenario("hbtls", "heartbeat", true);
+    assert!(out.contains("failed over to far2"), "{out}");
+}
+
+/// keepwire heartbeats (interval 1s, timeout 500ms, misses 2) on a long client through the
+/// proxy to [far1, far2], over TLS when the parent says so: after far1's link is pulled, the
+/// client declares it dead within interval * misses + timeout = 2.5 s (plus 1 s for
+/// scheduling) and the next request is answered by far2.
+async fn child_heartbeat() {
+    use keepwire::client::ClientBuilder;
+    use keepwire::liveness::PingConfig;
+    let mut b = ClientBuilder::new("len:be:2".parse().unwrap(), [FAR1, FAR2])
+        .socks5(keepwire::socks::Socks5::new(PROXY))
+        .ping(Some(PingConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            misses: 2,
+        }))
+        .socket_options(keepwire::socket::SocketOptions {
+            keepalive: Some("1s,1s,3".parse().unwrap()),
+            ..Default::default()
+        })
+        .connect_timeout(Duration::from_secs(3))
+        .request_timeout(Duration::from_secs(5));
+    if std::env::var("KW_SOCKS_TLS").as_deref() == Ok("1") {
+        let ca = std::env::var("KW_SOCKS_CA").unwrap();
+        // The far servers' certificate names localhost, as a partner's names its DNS name.
+        let tls = keepwire::tls::ClientTls::builder()
+            .ca_file(ca)
+            .server_name("localhost")
+            .build()
+            .unwrap();
+        b = b.tls(tls);
+    }
+    let client = b.connect_long().await.unwrap();
+    let reply = client
+        .request(bytes::Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
+    assert_eq!(&reply[..], b"far1");
+    wait_pulled();
+    let t = Instant::now();
+    while client.endpoints()[0].up {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "far1 never declared dead"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let detected = t.elapsed();
+    let why = client.endpoints()[0].last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("heartbeats"),
+        "far1 down for another reason: {why}"
+    );
+    assert!(
+        detected <= Duration::from_millis(3500),
+        "declared dead after {detected:?}"
+    );
+    let reply = client
+        .request(bytes::Bytes::from_static(b"after"))
+        .await
+        .unwrap();
+    assert_eq!(&reply[..], b"far2");
+    println!(
+        "heartbeat: far1 declared dead after {detected:?} ({why}); failed over to far2, \
+         answered {:?} after the pull",
+        t.elapsed()
+    );
 }

@@ -198,3 +198,128 @@ fn tls_with_proxy_v2_behind_haproxy() {
     // Straight to the server, without the header, TLS alone is refused.
     assert_eq!(s_client(&serve.to, &pki, &[], "direct"), None);
 }
+
+/// `keepwire send --tls ARGS MESSAGE` against `serve_to`, expecting exit `code`.
+fn send(serve_to: &str, extra: &[&str], code: i32) -> std::process::Output {
+    let mut args = vec![
+        "send",
+        "--to",
+        serve_to,
+        "--framing",
+        "line",
+        "--timeout",
+        "5s",
+        "--tls",
+    ];
+    args.extend_from_slice(extra);
+    args.push("ping me");
+    run_expect(&args, b"", code)
+}
+
+#[test]
+fn send_over_tls_and_its_failures_in_words() {
+    let pki = PkiFiles::new("send");
+    let serve = Serve::start(&[
+        "--framing",
+        "line",
+        "--tls-cert",
+        &pki.path("server.crt"),
+        "--tls-key",
+        &pki.path("server.key"),
+        "--tls-client-ca",
+        &pki.path("client-ca.crt"),
+    ]);
+    let (ca, other) = (pki.path("ca.crt"), pki.path("other-ca.crt"));
+    let (cert, key) = (pki.path("client.crt"), pki.path("client.key"));
+    let id = ["--tls-cert", cert.as_str(), "--tls-key", key.as_str()];
+    let ok = send(&serve.to, &[&["--tls-ca", &ca][..], &id].concat(), 0);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ping me");
+    // Short connections too, each a handshake (resumed after the first).
+    let ok = send(
+        &serve.to,
+        &[&["--tls-ca", &ca, "--mode", "short"][..], &id].concat(),
+        0,
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ping me");
+    let bad = send(&serve.to, &[&["--tls-ca", &other][..], &id].concat(), 1);
+    assert!(stderr(&bad).contains("unknown CA"), "{}", stderr(&bad));
+    let bad = send(
+        &serve.to,
+        &[
+            &["--tls-ca", &ca, "--tls-server-name", "bank.example"][..],
+            &id,
+        ]
+        .concat(),
+        1,
+    );
+    assert!(stderr(&bad).contains("name mismatch"), "{}", stderr(&bad));
+    let bad = send(&serve.to, &["--tls-ca", &ca], 1);
+    assert!(
+        stderr(&bad).contains("no client certificate"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = send(&serve.to, &["--tls-ca", "/nonexistent/ca.pem"], 2);
+    assert!(
+        stderr(&bad).contains("/nonexistent/ca.pem"),
+        "{}",
+        stderr(&bad)
+    );
+}
+
+#[test]
+fn send_through_microsocks_on_loopback() {
+    if !require(
+        has_tool("microsocks"),
+        "microsocks not installed (scripts/install-test-deps.sh)",
+    ) {
+        return;
+    }
+    let pki = PkiFiles::new("socks-lo");
+    let serve = Serve::start(&[
+        "--framing",
+        "line",
+        "--tls-cert",
+        &pki.path("server.crt"),
+        "--tls-key",
+        &pki.path("server.key"),
+    ]);
+    let port = free_port().to_string();
+    let _socks = Killed(
+        Command::new("microsocks")
+            .args(["-i", "127.0.0.1", "-p", &port, "-u", "kw", "-P", "s3cret"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let proxy = format!("127.0.0.1:{port}");
+    wait_listening(&proxy);
+    let ca = pki.path("ca.crt");
+    let ok = send(
+        &serve.to,
+        &[
+            "--tls-ca",
+            &ca,
+            "--socks5",
+            &proxy,
+            "--socks5-auth",
+            "kw:s3cret",
+        ],
+        0,
+    );
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "ping me");
+    let bad = send(
+        &serve.to,
+        &[
+            "--tls-ca",
+            &ca,
+            "--socks5",
+            &proxy,
+            "--socks5-auth",
+            "kw:wrong",
+        ],
+        1,
+    );
+    assert!(stderr(&bad).contains("socks5"), "{}", stderr(&bad));
+}

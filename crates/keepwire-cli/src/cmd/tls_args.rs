@@ -103,6 +103,20 @@ impl ClientTlsArgs {
         Ok(())
     }
 
+    /// Sets a client builder's TLS and SOCKS5 settings (`send`).
+    pub(crate) fn apply_to_client(
+        &self,
+        mut b: keepwire::client::ClientBuilder,
+    ) -> Result<keepwire::client::ClientBuilder, Failure> {
+        if let Some(tls) = self.client_tls()? {
+            b = b.tls(tls);
+        }
+        if let Some(s) = self.socks5()? {
+            b = b.socks5(s);
+        }
+        Ok(b)
+    }
+
     /// The SOCKS5 proxy, `None` without `--socks5`.
     pub(crate) fn socks5(&self) -> Result<Option<Socks5>, Failure> {
         let Some(proxy) = &self.socks5 else {
