@@ -24,8 +24,7 @@ const EXAMPLES: &str = "\
 Examples:
   keepwire bench                                    # embedded server, all four modes, 3s each
   keepwire bench --modes short,long --duration 10s --chart bench.svg
-  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
-  keepwire bench --target 127.0.0.1:7443 --modes short,long --tls --tls-ca ca.pem
+  keepwire bench --target 10.0.0.7:7443 --framing len:ascii:4 --tls --tls-ca ca.pem --json
   keepwire bench --protocol cmpp3 --duration 5s     # submit round trips on the ISMG simulator";
 
 /// Flags of `keepwire bench`.

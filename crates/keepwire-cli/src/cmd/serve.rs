@@ -22,10 +22,6 @@ Examples:
   keepwire serve --listen 0.0.0.0:7000 --framing line --mode short --proxy-protocol \\
       --proxy-from 10.0.0.0/8 --metrics 127.0.0.1:9464
 
-  # TLS, with client certificates from the partners' CA required (mutual TLS)
-  keepwire serve --listen 0.0.0.0:7443 --framing len:ascii:4 --tls-cert chain.pem \\
-      --tls-key key.pem --tls-client-ca partners-ca.pem
-
   # Everything from a file; flags given here win
   keepwire serve --config serve.toml --idle-timeout 30s
 ";
