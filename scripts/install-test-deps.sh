@@ -9,13 +9,16 @@ set -euo pipefail
 
 # Debian packages, one line per use.
 DEBIAN_PACKAGES=(
-    iproute2 # fault suite: ip netns, veth pairs (crates/keepwire-cli/tests/faults.rs)
+    iproute2 # fault suite, socks tests: ip netns, veth pairs (tests/faults.rs, tests/socks.rs)
     iptables # fault suite: a far host that drops everything
     python3 # fault suite: a far peer that crashes without a FIN or half-closes on cue
     apache2-utils # ab: HTTP/1.0 keep-alive and close (crates/keepwire-cli/tests/http.rs)
     wrk           # HTTP/1.1 persistence under load (tests/http.rs, scripts/bench-http.sh)
     curl          # HTTP/1.0 keep-alive connection reuse (tests/http.rs)
     nginx-light   # the reference web server of scripts/bench-http.sh
+    openssl    # tls tests: `openssl s_client` talks to `keepwire serve --tls-*`
+    haproxy    # tls tests: TLS + PROXY v2 behind HAProxy in TCP mode
+    microsocks # socks tests: the SOCKS5 proxy between the client and the far server
 )
 
 # Python packages from PyPI, pinned.

@@ -24,6 +24,8 @@
 //! | `metrics` | server counters through the `metrics` facade and a Prometheus listener | `server`, metrics, metrics-exporter-prometheus, hyper, hyper-util |
 //! | `config` | `serde::Deserialize` for `server::ServerSettings` | `server`, serde |
 //! | `protocol` | `protocol`: SMPP 3.4 and CMPP 3.0/2.0 templates (PDUs as text, logins, simulators); no runtime | md-5 |
+//! | `tls` | `tls`: TLS and mutual TLS on the server and the clients | rustls (ring), tokio-rustls, rustls-pki-types, rustls-native-certs |
+//! | `socks` | `socks`: SOCKS5 connects for the clients | tokio-socks |
 //!
 //! ```toml
 //! # framing only: no tokio runtime, no network, no metrics
@@ -59,5 +61,13 @@ pub mod protocol;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod socket;
+#[cfg(feature = "socks")]
+pub mod socks;
 pub mod tcpstate;
 pub mod text;
+#[cfg(feature = "tls")]
+#[cfg_attr(
+    not(any(feature = "server", feature = "client")),
+    allow(dead_code, reason = "the layer serves the server and the clients")
+)]
+pub mod tls;

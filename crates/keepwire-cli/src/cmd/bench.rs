@@ -23,7 +23,7 @@ use super::Failure;
 const EXAMPLES: &str = "\
 Examples:
   keepwire bench --chart bench.svg                  # embedded server, all four modes, 3s each
-  keepwire bench --target 10.0.0.7:7000 --framing len:ascii:4 --json > result.json
+  keepwire bench --target 10.0.0.7:7443 --framing len:ascii:4 --tls --tls-ca ca.pem --json
   keepwire bench --protocol cmpp3 --duration 5s     # submit round trips on the ISMG simulator
   keepwire bench --framing http --target 127.0.0.1:8080   # any web server; mux = pipelined";
 
@@ -66,6 +66,8 @@ pub(crate) struct Args {
     /// Also write a bar chart of requests/s and p99 per mode.
     #[arg(long, value_name = "FILE.svg")]
     chart: Option<PathBuf>,
+    #[command(flatten)]
+    link: super::tls_args::ClientTlsArgs,
     #[command(flatten)]
     proto: super::protocol::BenchFlags,
 }
@@ -117,6 +119,7 @@ fn config(args: &Args) -> Result<BenchConfig, Failure> {
     cfg.size = args.size;
     cfg.pool_size = args.pool_size;
     cfg.mux_connections = args.mux_connections;
+    args.link.apply_to_bench(&mut cfg)?;
     Ok(cfg)
 }
 

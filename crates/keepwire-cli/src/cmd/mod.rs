@@ -8,6 +8,7 @@ pub(crate) mod http;
 pub(crate) mod protocol;
 pub(crate) mod send;
 pub(crate) mod serve;
+pub(crate) mod tls_args;
 pub(crate) mod watch;
 
 use std::process::ExitCode;

@@ -77,6 +77,8 @@ pub(crate) struct Args {
     messages: Vec<String>,
     #[command(flatten)]
     proto: super::protocol::SendFlags,
+    #[command(flatten)]
+    link: super::tls_args::ClientTlsArgs,
 }
 
 enum Client {
@@ -110,7 +112,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             messages: &args.messages,
         });
     }
-    let builder = base_builder(&args)?;
+    let builder = args.link.apply_to_client(base_builder(&args)?)?;
     let long = match args.mode.as_str() {
         "long" => true,
         "short" => false,

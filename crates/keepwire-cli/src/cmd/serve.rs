@@ -108,6 +108,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
     #[command(flatten)]
+    tls: super::tls_args::ServerTlsArgs,
+    #[command(flatten)]
     proto: super::protocol::ServeFlags,
 }
 
@@ -238,7 +240,8 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     if let Some(p) = super::protocol::template(flags.proto.protocol.as_deref())? {
         return super::protocol::serve(p, &flags.proto, settings);
     }
-    let setup = settings.build().map_err(|e| config_failure(&e))?;
+    let mut setup = settings.build().map_err(|e| config_failure(&e))?;
+    setup.config.tls = flags.tls.server_tls()?;
     let http = super::http::service(
         &setup,
         flags.content_type.as_deref(),

@@ -8,8 +8,6 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use hdrhistogram::Histogram;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
@@ -73,7 +71,7 @@ impl Tally {
 /// A framed TCP stream that carries one request at a time and checks that the reply echoes
 /// it: the `short` and `long` workers' connection.
 struct EchoStream {
-    stream: TcpStream,
+    stream: super::link::Link,
     codec: FrameCodec,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -81,10 +79,7 @@ struct EchoStream {
 
 impl EchoStream {
     async fn connect(run: &Run) -> io::Result<EchoStream> {
-        let stream = tokio::time::timeout(run.cfg.request_timeout, TcpStream::connect(run.target))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-        stream.set_nodelay(true)?;
+        let stream = super::link::Link::connect(&run.cfg, run.target).await?;
         run.opened.fetch_add(1, Ordering::Relaxed);
         Ok(EchoStream {
             stream,
@@ -236,9 +231,20 @@ async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> T
 }
 
 fn builder(cfg: &BenchConfig, target: SocketAddr) -> ClientBuilder {
-    ClientBuilder::new(cfg.framing.clone(), [target.to_string()])
+    let b = ClientBuilder::new(cfg.framing.clone(), [target.to_string()])
         .request_timeout(cfg.request_timeout)
-        .connect_timeout(cfg.request_timeout)
+        .connect_timeout(cfg.request_timeout);
+    #[cfg(feature = "tls")]
+    let b = match &cfg.tls {
+        Some(tls) => b.tls(tls.clone()),
+        None => b,
+    };
+    #[cfg(feature = "socks")]
+    let b = match &cfg.socks5 {
+        Some(s) => b.socks5(s.clone()),
+        None => b,
+    };
+    b
 }
 
 /// Sockets in TIME_WAIT on `port`: on its local side (a server's) or its remote side (its

@@ -53,6 +53,7 @@ mod embedded;
 mod engine;
 mod error;
 mod http;
+mod link;
 #[cfg(feature = "protocol")]
 pub mod protocol;
 mod report;
@@ -150,6 +151,14 @@ pub struct BenchConfig {
     pub mux_connections: usize,
     /// Time allowed for one request before it counts as an error (default 5 s).
     pub request_timeout: Duration,
+    /// TLS to the [`target`](Self::target) (default none; the embedded server is plain
+    /// TCP). The `short` and `long` patterns handshake per connection, resuming sessions
+    /// when the config has resumption on.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ClientTls>,
+    /// Reach the target through a SOCKS5 proxy (default none).
+    #[cfg(feature = "socks")]
+    pub socks5: Option<crate::socks::Socks5>,
 }
 
 /// The smallest request: the 8-byte request id every reply is matched on.
@@ -169,6 +178,10 @@ impl BenchConfig {
             pool_size: None,
             mux_connections: 2,
             request_timeout: Duration::from_secs(5),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "socks")]
+            socks5: None,
         }
     }
 

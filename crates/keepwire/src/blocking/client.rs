@@ -62,6 +62,7 @@ pub(super) struct Connected {
 /// Tries the endpoints in the order [`EndpointSet::plan`](crate::client::EndpointSet::plan)
 /// gives; the first that connects wins, and every failure marks its endpoint down.
 pub(super) fn connect(state: &ClientState) -> Result<Connected, ClientError> {
+    refuse_async_only(&state.cfg)?;
     let plan = state.eps().plan(Instant::now());
     let mut failures = Vec::new();
     for ep in plan {
@@ -83,6 +84,26 @@ pub(super) fn connect(state: &ClientState) -> Result<Connected, ClientError> {
         }
     }
     Err(ClientError::connect(failures))
+}
+
+/// TLS and SOCKS5 are settings of the async clients; a blocking client given them says so
+/// rather than connecting without them.
+fn refuse_async_only(cfg: &ClientConfig) -> Result<(), ClientError> {
+    #[cfg(feature = "tls")]
+    if cfg.tls.is_some() {
+        return Err(ClientError::config(
+            "the blocking clients do not speak TLS: use blocking::tls_connect with \
+             FrameReader/FrameWriter, or an async client",
+        ));
+    }
+    #[cfg(feature = "socks")]
+    if cfg.socks5.is_some() {
+        return Err(ClientError::config(
+            "the blocking clients do not connect through SOCKS5: use an async client",
+        ));
+    }
+    let _ = cfg;
+    Ok(())
 }
 
 /// One endpoint: every address it resolves to, each within the connect timeout, then the

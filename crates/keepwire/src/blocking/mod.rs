@@ -10,11 +10,17 @@
 //!
 //! [`ShortClient`] and [`LongClient`] are `std::net` clients built on them, configured with
 //! the async clients' [`ClientBuilder`](crate::client::ClientBuilder) ([`ClientOptions`]).
+//! With the `tls` feature, [`tls_connect`] runs a client handshake on a `std::net` socket
+//! and gives rustls' own blocking stream, which the reader and writer take like any other.
 
 mod client;
 mod long;
 mod reader;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use client::{ClientOptions, ShortClient};
 pub use long::LongClient;
 pub use reader::{FrameReader, FrameWriter};
+#[cfg(feature = "tls")]
+pub use tls::{TlsStream, tls_connect};

@@ -218,6 +218,28 @@ impl ClientBuilder {
         self
     }
 
+    /// TLS on every connection (default none): the handshake runs right after the connect,
+    /// within the connect timeout, before the probe and the login; every endpoint's
+    /// certificate is checked against the name in its address unless `tls` names one. A
+    /// failed handshake marks the endpoint down like a refused connect, its cause named
+    /// (unknown CA, name mismatch, expired, no client certificate). The async clients
+    /// only: the blocking ones refuse a config with TLS (see `blocking::tls_connect`).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.cfg.tls = Some(tls);
+        self
+    }
+
+    /// Connect to every endpoint through this SOCKS5 proxy (default none). The endpoint
+    /// list, failover and heartbeats work as without it; heartbeats are what notices a dead
+    /// far end behind the proxy, which TCP keepalive cannot (docs/tls.md). The async
+    /// clients only.
+    #[cfg(feature = "socks")]
+    pub fn socks5(mut self, proxy: crate::socks::Socks5) -> Self {
+        self.cfg.socks5 = Some(proxy);
+        self
+    }
+
     /// Checks that the connect timeout is above zero and that the heartbeat settings can
     /// work on this framing; a [`ShortClient`] calls
     /// it before each request, and every `connect_*` and [`pool`](Self::pool) call

@@ -58,6 +58,12 @@ pub(crate) struct ClientConfig {
     pub(crate) session: Option<Arc<dyn super::SessionHook>>,
     /// 5 s for a login's (and a logout's) answer.
     pub(crate) login_timeout: Duration,
+    /// No TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::ClientTls>,
+    /// No proxy.
+    #[cfg(feature = "socks")]
+    pub(crate) socks5: Option<crate::socks::Socks5>,
 }
 
 impl ClientConfig {
@@ -88,6 +94,10 @@ impl ClientConfig {
             max_lifetime: None,
             session: None,
             login_timeout: Duration::from_secs(5),
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "socks")]
+            socks5: None,
         }
     }
 

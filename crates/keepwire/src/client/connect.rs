@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
@@ -27,6 +26,8 @@ pub(crate) struct Connected {
     pub(crate) ep: usize,
     pub(crate) addr: String,
     pub(crate) leftover: BytesMut,
+    /// TLS, when configured: rustls between the socket and the buffers (`link.rs`).
+    pub(crate) tls: super::link::TlsSlot,
 }
 
 impl ClientState {
@@ -137,7 +138,7 @@ impl ClientState {
             .connect_tcp(ep, addr)
             .await
             .map_err(ConnectFailure::Other)?;
-        match super::login::log_in(&self.cfg, &c.stream, &mut c.leftover).await {
+        match super::login::log_in(&self.cfg, &mut c).await {
             Ok(()) => Ok(c),
             Err(super::login::LoginFailure::Refused(r)) => Err(ConnectFailure::Refused(r)),
             Err(super::login::LoginFailure::Other(r)) => Err(ConnectFailure::Other(r)),
@@ -148,17 +149,8 @@ impl ClientState {
     /// configured.
     async fn connect_tcp(&self, ep: usize, addr: &str) -> Result<Connected, String> {
         let cfg = &self.cfg;
-        let stream = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(addr)).await
-        {
-            Err(_) => {
-                return Err(format!(
-                    "connect timed out after {}",
-                    humantime::format_duration(cfg.connect_timeout)
-                ));
-            }
-            Ok(Err(e)) => return Err(format!("connect failed: {e}")),
-            Ok(Ok(s)) => s,
-        };
+        // Direct, or through the SOCKS5 proxy (client/link.rs).
+        let stream = super::link::open(cfg, addr).await?;
         cfg.socket
             .apply(&stream)
             .map_err(|e| format!("socket options: {e}"))?;
@@ -167,7 +159,10 @@ impl ClientState {
             ep,
             addr: addr.to_owned(),
             leftover: BytesMut::new(),
+            tls: Default::default(),
         };
+        // TLS before anything else is said on the link: the probe and the login go over it.
+        c.start_tls(cfg).await?;
         if cfg.probe_on_connect {
             self.probe(&mut c).await?;
         }
@@ -190,10 +185,10 @@ impl ClientState {
             .encode_to(&hb.ping(0), &mut out)
             .map_err(|e| format!("probe heartbeat: {e}"))?;
         let res = tokio::time::timeout(wait, async {
-            c.stream
-                .write_all(&out)
-                .await
-                .map_err(|e| format!("probe heartbeat: write failed: {e}"))?;
+            let (_, res) = c
+                .write_with(crate::pipeline::WriteAll::new(self.cfg.write_timeout), &out)
+                .await;
+            res.map_err(|e| format!("probe heartbeat: write failed: {e}"))?;
             loop {
                 while let Some(frame) = codec
                     .decode(&mut c.leftover)
@@ -207,7 +202,10 @@ impl ClientState {
                     tracing::debug!(len = frame.len(), "frame before probe pong, dropped");
                 }
                 c.leftover.reserve(4096);
-                match c.stream.read_buf(&mut c.leftover).await {
+                let mut buf = std::mem::take(&mut c.leftover);
+                let read = c.read(&mut buf).await;
+                c.leftover = buf;
+                match read {
                     Ok(0) => return Err("probe heartbeat: peer closed".to_string()),
                     Ok(_) => {}
                     Err(e) => return Err(format!("probe heartbeat: read failed: {e}")),

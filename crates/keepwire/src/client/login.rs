@@ -16,8 +16,8 @@
 use std::fmt;
 use std::time::Instant;
 
+use super::connect::Connected;
 use bytes::{Bytes, BytesMut};
-use tokio::net::TcpStream;
 
 use super::config::ClientConfig;
 use crate::frame::FrameCodec;
@@ -108,11 +108,7 @@ pub(crate) enum LoginFailure {
 
 /// Logs in on a fresh connection: writes the hook's login frame and waits, within the
 /// login timeout, for its answer. Frames read after the answer stay in `leftover`.
-pub(crate) async fn log_in(
-    cfg: &ClientConfig,
-    stream: &TcpStream,
-    leftover: &mut BytesMut,
-) -> Result<(), LoginFailure> {
+pub(crate) async fn log_in(cfg: &ClientConfig, c: &mut Connected) -> Result<(), LoginFailure> {
     let Some(hook) = cfg.session.as_deref() else {
         return Ok(());
     };
@@ -120,9 +116,10 @@ pub(crate) async fn log_in(
         return Ok(());
     };
     let deadline = crate::deadline::std_in(cfg.login_timeout);
-    let answer = exchange(cfg, hook, stream, leftover, &login, deadline)
-        .await
-        .map_err(|e| LoginFailure::Other(format!("login: {e}")))?;
+    let mut leftover = std::mem::take(&mut c.leftover);
+    let answer = exchange(cfg, hook, c, &mut leftover, &login, deadline).await;
+    c.leftover = leftover;
+    let answer = answer.map_err(|e| LoginFailure::Other(format!("login: {e}")))?;
     hook.check_login(&login, &answer)
         .map_err(|r| LoginFailure::Refused(r.to_string()))
 }
@@ -130,7 +127,7 @@ pub(crate) async fn log_in(
 /// Logs out before a graceful close: writes the hook's logout frame and waits, within the
 /// login timeout, for its answer. Best effort: a partner that does not answer is closed on
 /// anyway; what went wrong is logged.
-pub(crate) async fn log_out(cfg: &ClientConfig, stream: &TcpStream, rbuf: &mut BytesMut) {
+pub(crate) async fn log_out(cfg: &ClientConfig, c: &mut Connected, rbuf: &mut BytesMut) {
     let Some(hook) = cfg.session.as_deref() else {
         return;
     };
@@ -138,7 +135,7 @@ pub(crate) async fn log_out(cfg: &ClientConfig, stream: &TcpStream, rbuf: &mut B
         return;
     };
     let deadline = crate::deadline::std_in(cfg.login_timeout);
-    if let Err(e) = exchange(cfg, hook, stream, rbuf, &logout, deadline).await {
+    if let Err(e) = exchange(cfg, hook, c, rbuf, &logout, deadline).await {
         tracing::debug!("logout: {e}");
     }
 }
@@ -148,13 +145,13 @@ pub(crate) async fn log_out(cfg: &ClientConfig, stream: &TcpStream, rbuf: &mut B
 async fn exchange(
     cfg: &ClientConfig,
     hook: &dyn SessionHook,
-    stream: &TcpStream,
+    c: &mut Connected,
     rbuf: &mut BytesMut,
     request: &[u8],
     deadline: Instant,
 ) -> Result<Bytes, String> {
     let mut codec = FrameCodec::new(cfg.framing.clone());
-    write_frame(cfg, stream, &mut codec, request, deadline).await?;
+    write_frame(cfg, c, &mut codec, request, deadline).await?;
     let mut eof = false;
     loop {
         while let Some(frame) = decode(&mut codec, rbuf, eof).map_err(|e| e.to_string())? {
@@ -162,14 +159,14 @@ async fn exchange(
                 return Ok(frame);
             }
             if let Some(reply) = owed(cfg, hook, &frame) {
-                write_frame(cfg, stream, &mut codec, &reply, deadline).await?;
+                write_frame(cfg, c, &mut codec, &reply, deadline).await?;
             }
         }
         if eof {
             return Err("peer closed the connection before answering".into());
         }
         rbuf.reserve(4096);
-        let read = tokio::time::timeout_at(deadline.into(), read_some(stream, rbuf)).await;
+        let read = tokio::time::timeout_at(deadline.into(), c.read(rbuf)).await;
         match read {
             Err(_) => {
                 return Err(format!(
@@ -180,17 +177,6 @@ async fn exchange(
             Ok(Ok(0)) => eof = true,
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(format!("read failed: {e}")),
-        }
-    }
-}
-
-/// One read into `rbuf` through a shared reference (the session's socket is borrowed).
-async fn read_some(stream: &TcpStream, rbuf: &mut BytesMut) -> std::io::Result<usize> {
-    loop {
-        stream.readable().await?;
-        match stream.try_read_buf(rbuf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            r => return r,
         }
     }
 }
@@ -211,7 +197,7 @@ fn owed(cfg: &ClientConfig, hook: &dyn SessionHook, frame: &[u8]) -> Option<Byte
 /// Encodes and writes one frame by `deadline` (and the write timeout).
 async fn write_frame(
     cfg: &ClientConfig,
-    stream: &TcpStream,
+    c: &mut Connected,
     codec: &mut FrameCodec,
     frame: &[u8],
     deadline: Instant,
@@ -220,9 +206,11 @@ async fn write_frame(
     codec
         .encode_to(frame, &mut out)
         .map_err(|e| e.to_string())?;
-    let (_, res) = WriteAll::new(cfg.write_timeout)
-        .with_deadline(deadline)
-        .finish(stream, &out)
+    let (_, res) = c
+        .write_with(
+            WriteAll::new(cfg.write_timeout).with_deadline(deadline),
+            &out,
+        )
         .await;
     res.map_err(|e| format!("write failed: {e}"))
 }

@@ -120,6 +120,7 @@ mod correlate;
 mod duplex;
 mod endpoint;
 mod error;
+mod link;
 mod login;
 mod long;
 mod mux;

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -147,7 +147,7 @@ async fn next_event(
     conn.rbuf.reserve(4096);
     let open = !rx.is_closed();
     tokio::select! {
-        r = conn.c.stream.read_buf(&mut conn.rbuf) => Event::Read(r),
+        r = conn.c.read(&mut conn.rbuf) => Event::Read(r),
         op = rx.recv(), if accepting => Event::Op(op),
         () = sleep => Event::Timer,
         (ep, r) = probe, if probing => Event::Probe(ep, r),
@@ -165,7 +165,8 @@ impl Task {
             SessionEnd::Lost { err, .. } => conn.fail_all(err),
             SessionEnd::Shutdown | SessionEnd::FailBack(_) => {
                 conn.fail_all(&shutdown(Delivery::SentNoReply));
-                super::login::log_out(&self.state.cfg, &conn.c.stream, &mut conn.rbuf).await;
+                super::login::log_out(&self.state.cfg, &mut conn.c, &mut conn.rbuf).await;
+                conn.c.close_notify();
                 let timeout = self.state.cfg.write_timeout;
                 let _ = tokio::time::timeout(timeout, conn.c.stream.shutdown()).await;
             }
@@ -449,7 +450,10 @@ impl Task {
 /// close (or an error) says no; bytes it finds are kept for the session.
 fn still_open(c: &mut Connected) -> Result<(), &'static str> {
     c.leftover.reserve(4096);
-    match c.stream.try_read_buf(&mut c.leftover) {
+    let mut buf = std::mem::take(&mut c.leftover);
+    let read = c.try_read(&mut buf);
+    c.leftover = buf;
+    match read {
         Ok(0) => Err("closed"),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::connect::Connected;
 use super::core::ShortRetry;
@@ -143,7 +143,10 @@ impl ShortClient {
         let cfg = &self.state.cfg;
         let ep = Some(c.addr.clone());
         let mut codec = FrameCodec::new(cfg.framing.clone());
-        if let Err(err) = self.write_request(&c, &mut codec, frame, deadline).await {
+        if let Err(err) = self
+            .write_request(&mut c, &mut codec, frame, deadline)
+            .await
+        {
             return err;
         }
         let half_close = cfg.half_closes();
@@ -154,10 +157,12 @@ impl ShortClient {
         let read = tokio::time::timeout_at(deadline.into(), read_reply(&mut c, &mut codec)).await;
         if matches!(read, Ok(Ok(_))) && !half_close {
             // The session's logout, answered, before our FIN.
-            super::login::log_out(cfg, &c.stream, &mut c.leftover).await;
+            let mut buf = std::mem::take(&mut c.leftover);
+            super::login::log_out(cfg, &mut c, &mut buf).await;
         }
         // We close first: our FIN, and TIME_WAIT on this side.
         if !half_close {
+            c.close_notify();
             let _ = tokio::time::timeout(Duration::from_millis(100), c.stream.shutdown()).await;
         }
         drop(c.stream);
@@ -179,7 +184,7 @@ impl ShortClient {
     /// to the next endpoint (not a byte of it left).
     async fn write_request(
         &self,
-        c: &Connected,
+        c: &mut Connected,
         codec: &mut FrameCodec,
         frame: &[u8],
         deadline: Instant,
@@ -193,9 +198,11 @@ impl ShortClient {
                 next: false,
             });
         }
-        let (written, res) = WriteAll::new(cfg.write_timeout)
-            .with_deadline(deadline)
-            .finish(&c.stream, &out)
+        let (written, res) = c
+            .write_with(
+                WriteAll::new(cfg.write_timeout).with_deadline(deadline),
+                &out,
+            )
             .await;
         let Err(end) = res else {
             return Ok(());
@@ -260,7 +267,7 @@ async fn read_reply(c: &mut Connected, codec: &mut FrameCodec) -> Result<Bytes, 
             Err(e) => return Err(ClientError::frame(Delivery::SentNoReply, None, e)),
         }
         rbuf.reserve(4096);
-        match c.stream.read_buf(&mut rbuf).await {
+        match c.read(&mut rbuf).await {
             Ok(0) => eof = true,
             Ok(_) => {}
             Err(e) => {

@@ -103,11 +103,27 @@ impl Task {
     /// appended to `wbuf`, and reading pauses while more than [`MAX_PENDING_CONTROL`] of
     /// them wait behind the batch.
     async fn flush(&mut self, conn: &mut ClientConnection) -> (usize, Result<(), ClientError>) {
+        let (wire, res) = self.flush_wire(conn).await;
+        // With TLS, what left is ciphertext: see `link::sealed_written`.
+        let plain = super::link::sealed_written(&mut conn.c.tls, conn.wbuf.len(), wire);
+        (plain, res)
+    }
+
+    /// [`flush`](Self::flush) on the wire: with TLS, `wbuf` is sealed as it grows and the
+    /// count returned is of ciphertext bytes.
+    async fn flush_wire(
+        &mut self,
+        conn: &mut ClientConnection,
+    ) -> (usize, Result<(), ClientError>) {
         let mut w = WriteAll::new(self.state.cfg.write_timeout);
+        let mut sealed = 0;
         let control_cap = conn.wbuf.len().saturating_add(MAX_PENDING_CONTROL);
         loop {
             let before = w.written();
-            let done = w.try_write(&conn.c.stream, &conn.wbuf);
+            let done = match super::link::seal(&mut conn.c.tls, &conn.wbuf, &mut sealed) {
+                Ok(wire) => w.try_write(&conn.c.stream, wire),
+                Err(e) => Err(crate::pipeline::WriteError::Io(e)),
+            };
             if w.written() > before {
                 conn.core.live.on_write(Instant::now());
             }
@@ -137,7 +153,7 @@ impl Task {
     /// One read while a write waits, and the frames it completes.
     fn read_while_writing(&mut self, conn: &mut ClientConnection) -> Result<(), ClientError> {
         conn.rbuf.reserve(4096);
-        match conn.c.stream.try_read_buf(&mut conn.rbuf) {
+        match conn.c.try_read(&mut conn.rbuf) {
             // End of stream: stop reading; the main loop reports it once the write is done
             // (or fails).
             Ok(0) => {

@@ -73,8 +73,12 @@ pub struct ServerConfig {
     /// directly cannot claim an address. Empty (the default) trusts every source: then only
     /// the balancer may be able to reach the port.
     pub proxy_from: Vec<ipnet::IpNet>,
-    /// How long the PROXY header may take to arrive (default 5 s).
+    /// How long the PROXY header may take to arrive, and then the TLS handshake to finish
+    /// (each; default 5 s). A stalled handshake is cut at it.
     pub handshake_timeout: Duration,
+    /// TLS on every connection, after the PROXY header (default none: plain TCP).
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ServerTls>,
     /// How long a reply may wait for a client that does not read (default 30 s).
     pub write_timeout: Duration,
     /// Hold each reply this long before sending it (default none): a slow partner, for tests.
@@ -109,6 +113,8 @@ impl ServerConfig {
             proxy_protocol: false,
             proxy_from: Vec::new(),
             handshake_timeout: Duration::from_secs(5),
+            #[cfg(feature = "tls")]
+            tls: None,
             write_timeout: Duration::from_secs(30),
             reply_delay: None,
             short_close_wait: Duration::from_secs(5),

@@ -184,6 +184,8 @@ pub(crate) fn new_conn(
         codec: FrameCodec::new(shared.config.framing.clone()),
         live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
         eof: false,
+        #[cfg(feature = "tls")]
+        tls: None,
         counts: (0, 0),
     })
 }
@@ -199,6 +201,9 @@ where
 {
     let id = conn.id;
     let end = conn.serve(svc).await;
+    // TLS: every close we make ends with our close_notify, so the peer can tell it from a
+    // truncation (RFC 8446 §6.1).
+    conn.close_notify();
     // (A task aborted at the end of the shutdown grace never gets here: the accept loop
     // counts those as closed and force-closed; the slot is released when the task drops.)
     drop(slot);
@@ -226,6 +231,10 @@ pub(crate) struct Connection {
     live: Liveness,
     /// The peer closed its side.
     eof: bool,
+    /// TLS, when the server has it: rustls between the socket and the buffers (see
+    /// `tls/layer.rs`). Boxed: a plain connection pays one pointer.
+    #[cfg(feature = "tls")]
+    tls: Option<Box<crate::tls::layer::TlsLayer>>,
     /// Frames in and out not yet added to the server's counters.
     counts: (u64, u64),
 }
@@ -274,7 +283,47 @@ impl Connection {
                 None => return ConnEnd::Rejected,
             }
         };
+        // PROXY header first (above), then TLS.
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &cfg.tls {
+            // Boxed, like the PROXY read: it runs once.
+            if let Err(end) = Box::pin(self.tls_accept(tls, cfg.handshake_timeout)).await {
+                return end;
+            }
+        }
         self.serve_frames(&mut svc).await
+    }
+
+    /// The TLS handshake, within `timeout`. Bytes read with the PROXY header are its
+    /// first bytes; plaintext that came with its last flight is left in the read buffer.
+    #[cfg(feature = "tls")]
+    async fn tls_accept(
+        &mut self,
+        tls: &crate::tls::ServerTls,
+        timeout: Duration,
+    ) -> Result<(), ConnEnd> {
+        let mut layer =
+            Box::new(crate::tls::layer::TlsLayer::server(tls).map_err(|e| ConnEnd::Io(e.into()))?);
+        let early = std::mem::take(&mut self.rbuf);
+        let res = layer
+            .handshake(&self.stream, &early, &mut self.rbuf, timeout)
+            .await;
+        if let Err(e) = res {
+            tracing::info!(conn = self.id, peer = %self.peer, error = %e, "closing connection: tls handshake failed");
+            return Err(ConnEnd::Io(e.into()));
+        }
+        self.eof = layer.peer_closed();
+        self.tls = Some(layer);
+        Ok(())
+    }
+
+    /// TLS: our close_notify before the FIN, offered to the socket without waiting.
+    fn close_notify(&mut self) {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let _ = self.stream.try_write(tls.close_notify());
+            tls.written();
+        }
     }
 
     /// A per-IP slot for the (real) peer, or `None` after rejecting the connection.
@@ -355,6 +404,14 @@ impl Connection {
     /// Reads once into the read buffer, growing it as needed; `Ok(0)` (and `eof` set) at end
     /// of stream.
     fn try_read(&mut self) -> io::Result<usize> {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            let got = tls.read(&self.stream, &mut self.rbuf)?;
+            if got == 0 {
+                self.eof = true;
+            }
+            return Ok(got);
+        }
         if self.rbuf.capacity() - self.rbuf.len() < READ_SIZE / 4 {
             // A buffer that is already in use grows by what it holds (a burst of pipelined
             // frames reads in fewer, larger reads); an empty one starts small.
@@ -466,6 +523,7 @@ impl Connection {
     /// Closing a socket with unread bytes would send a RST instead, which can destroy
     /// replies the peer has not read yet.
     async fn close_drained(&mut self) -> ConnEnd {
+        self.close_notify();
         let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
         self.rbuf = BytesMut::new();
         match self.discard_until_eof(DRAIN_LINGER).await {
@@ -482,6 +540,7 @@ impl Connection {
         let wait = match close {
             Close::AfterPeer => cfg.short_close_wait,
             Close::Now | Close::No => {
+                self.close_notify();
                 let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
                 DRAIN_LINGER
             }
@@ -685,6 +744,8 @@ impl Connection {
             local: self.local,
             conn_id: self.id,
             draining: self.shared.shutdown.is_cancelled(),
+            #[cfg(feature = "tls")]
+            peer_cert: self.tls.as_ref().and_then(|t| t.peer_cert().cloned()),
         };
         let answer = match self.call(svc, req, cfg).await {
             Ok(a) => a,
@@ -816,7 +877,18 @@ impl Connection {
         // Published before the write may wait: the task can be aborted there at the end of a
         // shutdown grace, and frames it handled must still count.
         self.publish_counts();
-        let (written, res) = pipeline::write_all(&self.stream, &self.wbuf, timeout).await;
+        #[cfg(feature = "tls")]
+        let out: &[u8] = match self.tls.as_deref_mut() {
+            Some(tls) => tls.encrypt(&self.wbuf).map_err(io::Error::from)?,
+            None => &self.wbuf,
+        };
+        #[cfg(not(feature = "tls"))]
+        let out: &[u8] = &self.wbuf;
+        let (written, res) = pipeline::write_all(&self.stream, out, timeout).await;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref_mut() {
+            tls.written();
+        }
         if let Err(e) = res {
             self.wbuf = BytesMut::new();
             return Err(match e {
@@ -841,6 +913,7 @@ impl Connection {
     /// unless configured to close first.
     async fn short_close(&mut self, cfg: &ServerConfig) -> ConnEnd {
         if cfg.short_server_closes_first || self.eof {
+            self.close_notify();
             return ConnEnd::ShortDone;
         }
         // Anything sent after the one request is discarded: short means one exchange.

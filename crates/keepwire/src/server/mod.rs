@@ -163,6 +163,9 @@ pub struct Request {
     /// The server is draining (shutting down): this request is answered, but a handler
     /// that can tell its client to go elsewhere should (HTTP: `Connection: close`).
     pub draining: bool,
+    /// Mutual TLS: the client's verified certificate (its subject names the partner).
+    #[cfg(feature = "tls")]
+    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 /// How a server's shutdown went.
