@@ -376,6 +376,35 @@ fn smsc_binds_submits_and_sends_receipts() {
 }
 
 #[test]
+fn smsc_receipt_text_is_the_first_20_characters_of_the_message() {
+    // Defect: the receipt's text was built from the submit's text form, so spaces showed as
+    // `x20` (`text:hellox20fromx20smppl`).
+    let p = smpp();
+    let text_of = |submit: &str| {
+        let mut sim = p.simulator(&config(None, true));
+        let login = p.login(&"a:b".parse().unwrap(), BindMode::Transceiver, 1, jan2());
+        assert!(!sim.answer(&login, jan2()).close);
+        let a = sim.answer(&p.encode_text(submit, 2).unwrap(), jan2());
+        let pdu = p.decode_text(&a.frames[1]).unwrap();
+        let body = pdu.get("short_message").unwrap().to_owned();
+        let raw = super::value::unescape_bytes("short_message", &body).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        raw.split_once(" text:").unwrap().1.to_owned()
+    };
+    assert_eq!(
+        text_of("submit_sm short_message=hello\\x20from\\x20smpplib\\x20and\\x20more"),
+        "hello from smpplib a"
+    );
+    assert_eq!(text_of("submit_sm short_message=a\\\\b"), "a\\b");
+    assert_eq!(text_of("submit_sm"), "");
+    // UCS-2: characters, not bytes; outside ASCII as '?'.
+    assert_eq!(
+        text_of("submit_sm data_coding=8 short_message=你好abcdefghijklmnopqrstuvwxyz"),
+        "??abcdefghijklmnopqr"
+    );
+}
+
+#[test]
 fn smsc_refuses() {
     let p = smpp();
     let cfg = config(Some("test:secret"), false);
