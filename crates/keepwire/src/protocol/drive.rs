@@ -100,9 +100,11 @@ impl tower::Service<crate::server::Request> for SimulatorService {
             Err(poisoned) => poisoned.into_inner().answer(&req.frame, now),
         };
         let mut answer = crate::server::Answer::many(sim.frames);
-        if sim.close {
-            answer = answer.then_close();
-        }
+        answer = match sim.close {
+            super::SimClose::No => answer,
+            super::SimClose::Now => answer.then_close(),
+            super::SimClose::AfterPeer => answer.then_await_close(),
+        };
         std::future::ready(Ok(answer))
     }
 }

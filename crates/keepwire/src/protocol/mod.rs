@@ -135,9 +135,31 @@ pub struct TextPdu {
 pub struct SimAnswer {
     /// Frames to send, in order (a response, then perhaps a delivery report).
     pub frames: Vec<Bytes>,
-    /// Close the connection after them (a refused login, a logout answered, a request
-    /// before login).
-    pub close: bool,
+    /// Whether and how the connection closes after them.
+    pub close: SimClose,
+}
+
+impl SimAnswer {
+    /// Whether the connection closes after this answer, either way.
+    pub fn closes(&self) -> bool {
+        self.close != SimClose::No
+    }
+}
+
+/// Whether and how a simulator's connection closes after an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SimClose {
+    /// It stays open.
+    #[default]
+    No,
+    /// The simulator closes first: a refused login, a request before login, a PDU that does
+    /// not decode.
+    Now,
+    /// The partner is expected to close first: a logout answered (SMPP `unbind_resp`, CMPP
+    /// `TERMINATE_RESP`). The simulator waits (bounded) for the partner's FIN, so the
+    /// partner, not the simulator, holds the TIME_WAIT socket of each short link.
+    AfterPeer,
 }
 
 /// How a partner simulator behaves.

@@ -9,7 +9,7 @@
 //! | bound | bind_* | bind_*_resp ESME_RALYBND |
 //! | bound tx, trx | submit_sm | submit_sm_resp ESME_ROK with a new message_id; with receipts and a trx bind, then a deliver_sm receipt |
 //! | bound rx | submit_sm | submit_sm_resp ESME_RINVBNDSTS |
-//! | bound | unbind | unbind_resp, close |
+//! | bound | unbind | unbind_resp, then wait (bounded by `short_close_wait`) for the ESME to close first |
 //! | bound | enquire_link | enquire_link_resp (the pipeline answers these first) |
 //! | any | a response (deliver_sm_resp, generic_nack, ...) | nothing |
 //! | any | an unknown command_id | generic_nack ESME_RINVCMDID |
@@ -31,7 +31,7 @@ use super::smpp::{
     Header, RESPONSE, SUBMIT_SM, UNBIND, bare, command_name, decode, encode, status,
 };
 use super::time::Civil;
-use super::{BindMode, SimAnswer, Simulator, SimulatorConfig, TextPdu};
+use super::{BindMode, SimAnswer, SimClose, Simulator, SimulatorConfig, TextPdu};
 
 /// One connection of the SMSC simulator.
 #[derive(Debug)]
@@ -43,7 +43,16 @@ pub(crate) struct SmscSim {
 }
 
 fn answer(frames: Vec<Bytes>, close: bool) -> SimAnswer {
+    let close = if close { SimClose::Now } else { SimClose::No };
     SimAnswer { frames, close }
+}
+
+/// A logout's answer: the partner closes first.
+fn logout_answer(frame: Bytes) -> SimAnswer {
+    SimAnswer {
+        frames: vec![frame],
+        close: SimClose::AfterPeer,
+    }
 }
 
 impl SmscSim {
@@ -203,7 +212,7 @@ impl Simulator for SmscSim {
         match h.command_id {
             BIND_RECEIVER | BIND_TRANSMITTER | BIND_TRANSCEIVER => self.bind(h, &pdu),
             SUBMIT_SM => self.submit(h, &pdu, now),
-            UNBIND => answer(vec![bare(UNBIND | RESPONSE, 0, seq)], true),
+            UNBIND => logout_answer(bare(UNBIND | RESPONSE, 0, seq)),
             ENQUIRE_LINK => answer(vec![bare(ENQUIRE_LINK | RESPONSE, 0, seq)], false),
             // deliver_sm goes from the SMSC to the ESME, not the other way.
             DELIVER_SM => answer(
