@@ -404,6 +404,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         } else {
             Link::Short(builder.build_short())
         };
+        let watch = session.clone();
         let next = move || match &session {
             Some(s) => s.next_sequence(),
             None => seq.next(),
@@ -412,6 +413,8 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
             p,
             link,
             next: Box::new(next),
+            session: watch,
+            warned: false,
         };
         s.run(stdin, c.messages).await
     })
@@ -455,10 +458,14 @@ struct Sender {
     p: Arc<dyn Protocol>,
     link: Link,
     next: Box<dyn Fn() -> u32 + Send>,
+    /// The session, to warn once when the partner did not authenticate itself.
+    session: Option<ClientSession>,
+    warned: bool,
 }
 
 impl Sender {
     async fn run(&mut self, stdin: bool, messages: &[String]) -> Result<(), Failure> {
+        self.warn_unauthenticated();
         let mut unsolicited = match &self.link {
             Link::Mux(m) => m.unsolicited(),
             Link::Short(_) => None,
@@ -515,9 +522,26 @@ impl Sender {
                 }
             }
         };
+        self.warn_unauthenticated();
         let reply = reply.map_err(|e| Failure::Runtime(e.to_string()))?;
         self.print(&reply);
         Ok(())
+    }
+
+    /// One stderr line, once, when a login was accepted by a partner that did not
+    /// authenticate itself (CMPP: AuthenticatorISMG all zero; docs/protocols.md).
+    fn warn_unauthenticated(&mut self) {
+        let unauthenticated = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.unauthenticated_logins() > 0);
+        if unauthenticated && !self.warned {
+            self.warned = true;
+            eprintln!(
+                "keepwire: warning: the partner accepted the login without authenticating \
+                 itself (AuthenticatorISMG all zero): it may not be the gateway you meant"
+            );
+        }
     }
 
     async fn stdin(

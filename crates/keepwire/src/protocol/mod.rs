@@ -162,6 +162,36 @@ pub enum SimClose {
     AfterPeer,
 }
 
+/// How the partner of an accepted login proved who it is.
+///
+/// CMPP's CONNECT_RESP carries AuthenticatorISMG = MD5(Status + AuthenticatorSource +
+/// secret): an ISMG that knows the account's secret proves it. A wrong non-zero value is a
+/// login error ([`LoginError::is_bad_authenticator`]); sixteen zero bytes, which some
+/// gateways and test simulators send (keepwire's own when it accepts every login, as it
+/// knows no secret), are accepted as [`Missing`](PartnerAuth::Missing) so the caller can
+/// warn: the link works, but nothing shows that the partner is the ISMG meant.
+///
+/// ```
+/// use keepwire::protocol::{BindMode, PartnerAuth, SimulatorConfig, Template};
+/// let p = Template::Cmpp3.protocol();
+/// let account = "901234:s3cret".parse().unwrap();
+/// let now = std::time::SystemTime::now();
+/// let login = p.login(&account, BindMode::default(), 1, now);
+/// // A simulator that accepts every login knows no secret: it cannot authenticate itself.
+/// let answer = p.simulator(&SimulatorConfig::default()).answer(&login, now);
+/// assert_eq!(p.check_login(&account, &login, &answer.frames[0]).unwrap(), PartnerAuth::Missing);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PartnerAuth {
+    /// The partner proved it knows the account's secret (CMPP AuthenticatorISMG matched).
+    Verified,
+    /// The protocol has no such proof (SMPP).
+    NotInProtocol,
+    /// The protocol has one and the partner left it out (CMPP AuthenticatorISMG all zero).
+    Missing,
+}
+
 /// How a partner simulator behaves.
 #[derive(Debug, Clone, Default)]
 pub struct SimulatorConfig {
@@ -210,6 +240,7 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
     /// Checks the partner's answer to `login`: status 0, and for CMPP the ISMG authenticator.
+    /// Accepted, it says whether the partner authenticated itself ([`PartnerAuth`]).
     ///
     /// # Errors
     /// [`LoginError`]: refused with the partner's status named, a wrong AuthenticatorISMG, or
@@ -219,7 +250,7 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         account: &Account,
         login: &[u8],
         response: &[u8],
-    ) -> Result<(), LoginError>;
+    ) -> Result<PartnerAuth, LoginError>;
     /// The logout PDU (SMPP unbind, CMPP TERMINATE) with sequence `seq`.
     fn logout(&self, seq: u32) -> Bytes;
     /// What a client owes the partner for a frame the partner sent unasked (deliver_sm →

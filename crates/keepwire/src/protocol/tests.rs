@@ -510,7 +510,12 @@ fn cmpp_connect_resp_and_check_login() {
             &format!("connect_resp seq=1 status=0 authenticator_ismg={ismg}"),
         );
         assert!(p.check_login(&acct, &login, &resp).is_ok());
-        // A wrong authenticator is its own error; sixteen zeros are accepted.
+        assert_eq!(
+            p.check_login(&acct, &login, &resp).unwrap(),
+            PartnerAuth::Verified
+        );
+        // A wrong authenticator is its own error; sixteen zeros are accepted as Missing: the
+        // ISMG did not authenticate itself.
         let mut bad = resp.clone();
         bad[status.len() / 2 + 8] ^= 1;
         assert!(
@@ -522,7 +527,10 @@ fn cmpp_connect_resp_and_check_login() {
             "80000001 00000001 {status} {} {version}",
             "00".repeat(16)
         ));
-        assert!(p.check_login(&acct, &login, &zeros).is_ok());
+        assert_eq!(
+            p.check_login(&acct, &login, &zeros).unwrap(),
+            PartnerAuth::Missing
+        );
         // Another secret: the ISMG's authenticator does not match ours.
         let other: Account = "901234:other".parse().unwrap();
         assert!(
@@ -823,10 +831,14 @@ fn ismg_logins() {
         let a = p.simulator(&cfg).answer(&submit, jan2());
         assert_eq!(&a.frames[0][..4], &hx("00000002")[..]);
         assert!(a.closes());
-        // Accept-all: status 0 with a zero authenticator, which check_login accepts.
+        // Accept-all: status 0 with a zero authenticator, which check_login accepts as
+        // Missing.
         let mut any = p.simulator(&config(None, false));
         let a = any.answer(&login, jan2());
-        assert!(p.check_login(&acct, &login, &a.frames[0]).is_ok());
+        assert_eq!(
+            p.check_login(&acct, &login, &a.frames[0]).unwrap(),
+            PartnerAuth::Missing
+        );
     }
     // A 3.0 client against a 2.0 ISMG: version too high.
     let login = cmpp3().login(&"901234:s".parse().unwrap(), BindMode::default(), 1, jan2());
