@@ -38,3 +38,125 @@ fn an_unauthenticated_ismg_is_a_one_line_warning() {
         assert!(!stderr(&out).contains(WARNING), "{p}: {}", stderr(&out));
     }
 }
+
+/// An account that does not fit the login PDU was cut silently (SMPP system_id 15 bytes,
+/// password 8; CMPP Source_Addr 6): the client logged in as someone else. Now a usage error.
+#[test]
+fn an_account_too_long_for_the_login_is_a_usage_error_not_cut() {
+    let serve = Serve::start(&["--protocol", "smpp"]);
+    for (p, account, said) in [
+        ("smpp", "aaaaaaaaaaaaaaaaaaaaaaaa:x", "at most 15"),
+        ("smpp", "id:123456789", "at most 8"),
+        ("cmpp3", "9012345:x", "at most 6"),
+    ] {
+        let out = run_expect(
+            &[
+                "send",
+                "--protocol",
+                p,
+                "--to",
+                &serve.to,
+                "--account",
+                account,
+                "x",
+            ],
+            b"",
+            2,
+        );
+        let err = stderr(&out);
+        assert!(err.contains(said) && err.lines().count() == 1, "{p}: {err}");
+        assert!(
+            !err.contains("123456789"),
+            "{p}: the secret is never printed: {err}"
+        );
+        let out = run_expect(
+            &[
+                "bench",
+                "--protocol",
+                p,
+                "--account",
+                account,
+                "--duration",
+                "1ms",
+            ],
+            b"",
+            2,
+        );
+        assert!(stderr(&out).contains(said), "{p}: {}", stderr(&out));
+    }
+    let file = common::temp_file("long-accounts", b"901234:right\n9012345:x\n");
+    let out = run_expect(
+        &[
+            "serve",
+            "--protocol",
+            "cmpp3",
+            "--listen",
+            "127.0.0.1:0",
+            "--accounts",
+            &file,
+        ],
+        b"",
+        2,
+    );
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+}
+
+/// `--accounts FILE`: a `#` inside a secret cut the secret there (the whole rest of the line
+/// was taken as a comment), and a file over 1 MiB was cut silently. Comments are whole lines;
+/// CRLF lines work; an oversized file is refused.
+#[test]
+fn accounts_file_keeps_a_hash_in_a_secret_and_refuses_a_huge_file() {
+    let file = common::temp_file(
+        "hash-accounts",
+        b"# partners\r\n  # indented comment\r\n901234:pa#ss\r\n\r\n",
+    );
+    for p in ["cmpp3", "smpp"] {
+        let serve = Serve::start(&["--protocol", p, "--accounts", &file]);
+        let submit = if p == "smpp" { "submit_sm" } else { "submit" };
+        let out = run_expect(
+            &[
+                "send",
+                "--protocol",
+                p,
+                "--to",
+                &serve.to,
+                "--account",
+                "901234:pa#ss",
+                submit,
+            ],
+            b"",
+            0,
+        );
+        assert!(!stderr(&out).contains("warning"), "{p}: {}", stderr(&out));
+        run_expect(
+            &[
+                "send",
+                "--protocol",
+                p,
+                "--to",
+                &serve.to,
+                "--account",
+                "901234:pa",
+                submit,
+            ],
+            b"",
+            1,
+        );
+    }
+    let huge = vec![b'#'; 1024 * 1024 + 10];
+    let file = common::temp_file("huge-accounts", &huge);
+    let out = run_expect(
+        &[
+            "serve",
+            "--protocol",
+            "smpp",
+            "--listen",
+            "127.0.0.1:0",
+            "--accounts",
+            &file,
+        ],
+        b"",
+        2,
+    );
+    assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
+}

@@ -233,25 +233,46 @@ pub(crate) fn decode(
 
 // ---------------------------------------------------------------- serve
 
-/// Reads `--accounts FILE`: one `ID:SECRET` a line, `#` comments and blank lines skipped.
-fn read_accounts(path: &std::path::Path) -> Result<Vec<Account>, Failure> {
+/// Largest `--accounts FILE` read, bytes.
+const MAX_ACCOUNTS_FILE: u64 = 1024 * 1024;
+
+/// Reads `--accounts FILE`: one `ID:SECRET` a line; blank lines and lines starting with `#`
+/// skipped (a `#` later in a line belongs to the secret). Each account must fit `p`'s login.
+fn read_accounts(p: &dyn Protocol, path: &std::path::Path) -> Result<Vec<Account>, Failure> {
     let fail = |what: String| Failure::Usage(format!("--accounts {}: {what}", path.display()));
     let mut text = String::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(1024 * 1024).read_to_string(&mut text))
+        .and_then(|f| f.take(MAX_ACCOUNTS_FILE + 1).read_to_string(&mut text))
         .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_ACCOUNTS_FILE {
+        return Err(fail(format!(
+            "larger than {MAX_ACCOUNTS_FILE} bytes; expected one ID:SECRET a line"
+        )));
+    }
     let mut accounts = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let a: Account = line
             .parse()
             .map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
+        p.check_account(&a)
+            .map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
         accounts.push(a);
     }
     Ok(accounts)
+}
+
+/// `--account ID:SECRET` for `p`: parsed, and checked to fit its login (never cut).
+fn parse_account(p: &dyn Protocol, text: &str) -> Result<Account, Failure> {
+    let a: Account = text
+        .parse()
+        .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+    p.check_account(&a)
+        .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+    Ok(a)
 }
 
 /// `serve --protocol P`: the template's framing and heartbeats under the other settings
@@ -282,7 +303,7 @@ pub(crate) fn serve(
         .validate()
         .map_err(|e| Failure::Usage(format!("{e}")))?;
     let accounts = match &flags.accounts {
-        Some(path) => Some(read_accounts(path)?),
+        Some(path) => Some(read_accounts(&*p, path)?),
         None => None,
     };
     let sim = SimulatorConfig {
@@ -368,10 +389,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         _ => false,
     };
     let account = match &flags.account {
-        Some(a) => Some(
-            a.parse::<Account>()
-                .map_err(|e| Failure::Usage(format!("--account: {e}")))?,
-        ),
+        Some(a) => Some(parse_account(&*p, a)?),
         None => None,
     };
     let bind = match &flags.bind {
@@ -609,9 +627,7 @@ pub(crate) fn bench_config(
     };
     let mut b = keepwire::bench::protocol::ProtocolBench::new(p);
     if let Some(a) = &flag.account {
-        b.account = a
-            .parse()
-            .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+        b.account = parse_account(&*b.protocol, a)?;
     }
     let mut cfg = base.clone();
     cfg.framing = b.base.framing.clone();
