@@ -160,3 +160,87 @@ fn accounts_file_keeps_a_hash_in_a_secret_and_refuses_a_huge_file() {
     );
     assert!(stderr(&out).contains("larger than"), "{}", stderr(&out));
 }
+
+/// A minimal SMPP partner on 127.0.0.1:0 for one connection: answers bind, submit_sm and
+/// unbind, and reports each command id it reads.
+fn recording_smsc() -> (String, std::sync::mpsc::Receiver<u32>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        // Bounded: a session of a few PDUs.
+        for _ in 0..100 {
+            let mut head = [0u8; 16];
+            if s.read_exact(&mut head).is_err() {
+                return;
+            }
+            let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+            let mut body = vec![0u8; len.saturating_sub(16).min(4096)];
+            if s.read_exact(&mut body).is_err() {
+                return;
+            }
+            let id = u32::from_be_bytes(head[4..8].try_into().unwrap());
+            let _ = tx.send(id);
+            let resp_body: &[u8] = match id {
+                0x09 => b"smsc\0",
+                0x04 => b"7\0",
+                _ => b"",
+            };
+            let mut out = ((16 + resp_body.len()) as u32).to_be_bytes().to_vec();
+            out.extend((id | 0x8000_0000).to_be_bytes());
+            out.extend([0; 4]);
+            out.extend(&head[12..16]);
+            out.extend(resp_body);
+            if s.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    (to, rx)
+}
+
+/// SIGTERM or SIGINT to `send -` mid-session killed it at once: no unbind, killed by the
+/// signal. Now the signal ends the session like the end of stdin (logout, close) and exits
+/// 1 with one line saying so.
+#[test]
+fn a_signal_to_send_stdin_logs_out_then_exits_1() {
+    use std::io::{BufRead, Write};
+    use std::time::Duration;
+    for sig in ["-TERM", "-INT"] {
+        let (to, seen) = recording_smsc();
+        let mut child = common::spawn_piped(&[
+            "send",
+            "--protocol",
+            "smpp",
+            "--to",
+            &to,
+            "--account",
+            "a:b",
+            "-",
+        ]);
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"submit_sm short_message=hi\n").unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.starts_with("submit_sm_resp"), "{sig}: {line}");
+        let next = || seen.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!((next(), next()), (0x09, 0x04), "{sig}: bind, submit_sm");
+        common::signal(child.id(), sig);
+        assert_eq!(next(), 0x06, "{sig}: unbind after the signal");
+        let st = common::wait_exit(&mut child, Duration::from_secs(10), "send to exit");
+        let err = common::stderr_of(&mut child);
+        assert_eq!(st.code(), Some(1), "{sig}: {err}");
+        assert!(
+            err.contains("interrupted") && err.lines().count() == 1,
+            "{sig}: {err}"
+        );
+        drop(stdin);
+    }
+}

@@ -410,7 +410,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let link = if long {
             let key = SequenceKey::new(Arc::clone(&p));
             Link::Mux(
@@ -435,7 +435,11 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
             warned: false,
         };
         s.run(stdin, c.messages).await
-    })
+    });
+    // Not a plain drop: that would wait for the blocking read of a stdin still open (a
+    // session ended by a signal at a terminal). Everything else has been awaited.
+    rt.shutdown_background();
+    result
 }
 
 /// The client builder of `send --protocol`: endpoints, timeouts, framing and heartbeats.
@@ -562,14 +566,24 @@ impl Sender {
         }
     }
 
+    /// PDUs from stdin, one a line, until its end or SIGINT/SIGTERM: either ends the session
+    /// the same way (the caller logs out and closes); a signal then exits 1.
     async fn stdin(
         &mut self,
         unsolicited: &mut Option<mpsc::Receiver<Bytes>>,
     ) -> Result<(), Failure> {
+        let mut signals = keepwire::server::ShutdownSignals::install()
+            .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let mut n = 0usize;
         loop {
             let line = tokio::select! {
+                () = signals.recv() => {
+                    return Err(Failure::Runtime(
+                        "interrupted by a signal: logged out and closed before the end of stdin"
+                            .into(),
+                    ));
+                }
                 l = lines.next_line() => l.map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?,
                 Some(f) = recv(unsolicited) => {
                     self.print(&f);
