@@ -194,12 +194,13 @@ async fn a_login_answered_by_generic_nack_is_refused_naming_it() {
     .await;
     let (p, s) = smpp_session();
     let started = Instant::now();
-    let e = builder(&*p, addr, &s)
+    let Err(e) = builder(&*p, addr, &s)
         .login_timeout(Duration::from_secs(3))
         .connect_mux(keepwire::protocol::drive::SequenceKey::new(Arc::clone(&p)))
         .await
-        .err()
-        .expect("a generic_nack is no bind_resp");
+    else {
+        panic!("a generic_nack is no bind_resp");
+    };
     assert!(e.to_string().contains("ESME_RINVCMDID"), "{e}");
     assert!(
         started.elapsed() < Duration::from_secs(2),
