@@ -273,3 +273,59 @@ async fn a_deliver_sm_with_our_sequence_and_a_flood_are_not_our_response() {
     assert_eq!(stats.unsolicited, u64::from(FLOOD + 1));
     mux.close().await;
 }
+
+/// Raw length headers the simulators must refuse by closing (shorter than the length
+/// field, an empty PDU, over the maximum, 0xFFFFFFFF), never a panic; the server lives on.
+#[tokio::test]
+async fn absurd_command_lengths_close_the_link_and_the_server_lives_on() {
+    for t in [Template::Smpp, Template::Cmpp3] {
+        let (addr, stop) = simulator_on("127.0.0.1:0", t, None, false).await;
+        for head in [
+            &b"\x00\x00\x00\x00"[..],
+            b"\x00\x00\x00\x03",
+            b"\x00\x00\x00\x04",
+            b"\x00\x00\x00\x08\x00\x00\x00\x04",
+            b"\x7f\xff\xff\xff\x00\x00\x00\x04",
+            b"\xff\xff\xff\xff\x00\x00\x00\x04",
+        ] {
+            let mut c = common::Client::connect(addr, "len:be:4:incl").await;
+            c.send_raw(head).await.unwrap();
+            // Whatever it answers first (a generic_nack), it closes.
+            c.closed_within(BOUND).await;
+        }
+        // Still serving: a login split into one-byte segments at every offset is answered.
+        let p = t.protocol();
+        let login = p.login(
+            &account(),
+            BindMode::Transceiver,
+            7,
+            std::time::SystemTime::now(),
+        );
+        let mut wire = u32::try_from(login.len() + 4)
+            .unwrap()
+            .to_be_bytes()
+            .to_vec();
+        wire.extend_from_slice(&login);
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let mut c = common::Client::from_stream(stream, "len:be:4:incl");
+        for b in &wire {
+            c.send_raw(std::slice::from_ref(b)).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let answer = c.recv().await.expect("the login's answer");
+        assert_eq!(p.sequence(&answer), Some(7), "{t}");
+        assert!(p.check_login(&account(), &login, &answer).is_ok(), "{t}");
+        // Sequence numbers at the edges are echoed, the heartbeat range included.
+        for seq in [0, 0x7FFF_0001, 0x7FFF_FFFF, 0xFFFF_FFFF] {
+            let submit = p
+                .encode_text(keepwire::bench::protocol::submit_line(&*p), seq)
+                .unwrap();
+            c.send(&submit).await;
+            let resp = c.recv().await.expect("a response");
+            assert!(p.is_response(&resp), "{t}");
+            assert_eq!(p.sequence(&resp), Some(seq), "{t}");
+        }
+        stop.cancel();
+    }
+}
