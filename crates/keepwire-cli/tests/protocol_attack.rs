@@ -244,3 +244,29 @@ fn a_signal_to_send_stdin_logs_out_then_exits_1() {
         drop(stdin);
     }
 }
+
+/// `bench --protocol P --connections 100000000` hung: the long patterns log in every
+/// connection before the clock starts, one after the other. Now a usage error.
+#[test]
+fn bench_protocol_refuses_absurd_connection_counts() {
+    for n in ["100000000", "65537"] {
+        let out = run_expect(
+            &[
+                "bench",
+                "--protocol",
+                "smpp",
+                "--connections",
+                n,
+                "--duration",
+                "100ms",
+            ],
+            b"",
+            2,
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("--connections") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+}

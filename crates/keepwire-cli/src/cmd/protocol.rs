@@ -643,6 +643,14 @@ pub(crate) fn bench_config(
     if let Some(a) = &flag.account {
         b.account = parse_account(&*b.protocol, a)?;
     }
+    let max = keepwire::bench::protocol::MAX_CONNECTIONS;
+    if base.connections > max {
+        return Err(Failure::Usage(format!(
+            "--connections {}: at most {max} with --protocol (each is a logged-in socket to \
+             one port)",
+            base.connections
+        )));
+    }
     let mut cfg = base.clone();
     cfg.framing = b.base.framing.clone();
     b.base = cfg;
