@@ -233,25 +233,46 @@ pub(crate) fn decode(
 
 // ---------------------------------------------------------------- serve
 
-/// Reads `--accounts FILE`: one `ID:SECRET` a line, `#` comments and blank lines skipped.
-fn read_accounts(path: &std::path::Path) -> Result<Vec<Account>, Failure> {
+/// Largest `--accounts FILE` read, bytes.
+const MAX_ACCOUNTS_FILE: u64 = 1024 * 1024;
+
+/// Reads `--accounts FILE`: one `ID:SECRET` a line; blank lines and lines starting with `#`
+/// skipped (a `#` later in a line belongs to the secret). Each account must fit `p`'s login.
+fn read_accounts(p: &dyn Protocol, path: &std::path::Path) -> Result<Vec<Account>, Failure> {
     let fail = |what: String| Failure::Usage(format!("--accounts {}: {what}", path.display()));
     let mut text = String::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(1024 * 1024).read_to_string(&mut text))
+        .and_then(|f| f.take(MAX_ACCOUNTS_FILE + 1).read_to_string(&mut text))
         .map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_ACCOUNTS_FILE {
+        return Err(fail(format!(
+            "larger than {MAX_ACCOUNTS_FILE} bytes; expected one ID:SECRET a line"
+        )));
+    }
     let mut accounts = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        if line.is_empty() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let a: Account = line
             .parse()
             .map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
+        p.check_account(&a)
+            .map_err(|e| fail(format!("line {}: {e}", i + 1)))?;
         accounts.push(a);
     }
     Ok(accounts)
+}
+
+/// `--account ID:SECRET` for `p`: parsed, and checked to fit its login (never cut).
+fn parse_account(p: &dyn Protocol, text: &str) -> Result<Account, Failure> {
+    let a: Account = text
+        .parse()
+        .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+    p.check_account(&a)
+        .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+    Ok(a)
 }
 
 /// `serve --protocol P`: the template's framing and heartbeats under the other settings
@@ -282,7 +303,7 @@ pub(crate) fn serve(
         .validate()
         .map_err(|e| Failure::Usage(format!("{e}")))?;
     let accounts = match &flags.accounts {
-        Some(path) => Some(read_accounts(path)?),
+        Some(path) => Some(read_accounts(&*p, path)?),
         None => None,
     };
     let sim = SimulatorConfig {
@@ -368,10 +389,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         _ => false,
     };
     let account = match &flags.account {
-        Some(a) => Some(
-            a.parse::<Account>()
-                .map_err(|e| Failure::Usage(format!("--account: {e}")))?,
-        ),
+        Some(a) => Some(parse_account(&*p, a)?),
         None => None,
     };
     let bind = match &flags.bind {
@@ -392,7 +410,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         .enable_all()
         .build()
         .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let link = if long {
             let key = SequenceKey::new(Arc::clone(&p));
             Link::Mux(
@@ -404,6 +422,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         } else {
             Link::Short(builder.build_short())
         };
+        let watch = session.clone();
         let next = move || match &session {
             Some(s) => s.next_sequence(),
             None => seq.next(),
@@ -412,9 +431,15 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
             p,
             link,
             next: Box::new(next),
+            session: watch,
+            warned: false,
         };
         s.run(stdin, c.messages).await
-    })
+    });
+    // Not a plain drop: that would wait for the blocking read of a stdin still open (a
+    // session ended by a signal at a terminal). Everything else has been awaited.
+    rt.shutdown_background();
+    result
 }
 
 /// The client builder of `send --protocol`: endpoints, timeouts, framing and heartbeats.
@@ -455,10 +480,14 @@ struct Sender {
     p: Arc<dyn Protocol>,
     link: Link,
     next: Box<dyn Fn() -> u32 + Send>,
+    /// The session, to warn once when the partner did not authenticate itself.
+    session: Option<ClientSession>,
+    warned: bool,
 }
 
 impl Sender {
     async fn run(&mut self, stdin: bool, messages: &[String]) -> Result<(), Failure> {
+        self.warn_unauthenticated();
         let mut unsolicited = match &self.link {
             Link::Mux(m) => m.unsolicited(),
             Link::Short(_) => None,
@@ -515,19 +544,46 @@ impl Sender {
                 }
             }
         };
+        self.warn_unauthenticated();
         let reply = reply.map_err(|e| Failure::Runtime(e.to_string()))?;
         self.print(&reply);
         Ok(())
     }
 
+    /// One stderr line, once, when a login was accepted by a partner that did not
+    /// authenticate itself (CMPP: AuthenticatorISMG all zero; docs/protocols.md).
+    fn warn_unauthenticated(&mut self) {
+        let unauthenticated = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.unauthenticated_logins() > 0);
+        if unauthenticated && !self.warned {
+            self.warned = true;
+            eprintln!(
+                "keepwire: warning: the partner accepted the login without authenticating \
+                 itself (AuthenticatorISMG all zero): it may not be the gateway you meant"
+            );
+        }
+    }
+
+    /// PDUs from stdin, one a line, until its end or SIGINT/SIGTERM: either ends the session
+    /// the same way (the caller logs out and closes); a signal then exits 1.
     async fn stdin(
         &mut self,
         unsolicited: &mut Option<mpsc::Receiver<Bytes>>,
     ) -> Result<(), Failure> {
+        let mut signals = keepwire::server::ShutdownSignals::install()
+            .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
         let mut n = 0usize;
         loop {
             let line = tokio::select! {
+                () = signals.recv() => {
+                    return Err(Failure::Runtime(
+                        "interrupted by a signal: logged out and closed before the end of stdin"
+                            .into(),
+                    ));
+                }
                 l = lines.next_line() => l.map_err(|e| Failure::Runtime(format!("reading stdin: {e}")))?,
                 Some(f) = recv(unsolicited) => {
                     self.print(&f);
@@ -585,9 +641,15 @@ pub(crate) fn bench_config(
     };
     let mut b = keepwire::bench::protocol::ProtocolBench::new(p);
     if let Some(a) = &flag.account {
-        b.account = a
-            .parse()
-            .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
+        b.account = parse_account(&*b.protocol, a)?;
+    }
+    let max = keepwire::bench::protocol::MAX_CONNECTIONS;
+    if base.connections > max {
+        return Err(Failure::Usage(format!(
+            "--connections {}: at most {max} with --protocol (each is a logged-in socket to \
+             one port)",
+            base.connections
+        )));
     }
     let mut cfg = base.clone();
     cfg.framing = b.base.framing.clone();

@@ -126,6 +126,12 @@ pub fn run_protocol(
     })
 }
 
+/// The most clients a protocol bench runs (`connections`): each long, pool or mux pattern
+/// logs in its connections before the clock starts, and each is a socket from one address
+/// to one port, so more than the ephemeral port range cannot be connected anyway.
+/// `keepwire bench --protocol` refuses more.
+pub const MAX_CONNECTIONS: usize = 65_536;
+
 /// One pattern against a fresh simulator (or the target).
 fn one_pattern(
     cfg: &ProtocolBench,

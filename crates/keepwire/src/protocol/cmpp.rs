@@ -74,7 +74,9 @@ use super::error::{LoginError, LoginErrorKind, PduError, PduErrorKind};
 use super::schema::{Field, Kind, Schema, decode_body, encode_body, f};
 use super::time::Civil;
 use super::value::{bad, parse_number};
-use super::{Account, BindMode, Protocol, Simulator, SimulatorConfig, Template, TextPdu};
+use super::{
+    Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu,
+};
 use crate::frame::FramingSpec;
 use crate::liveness::{Beat, Heartbeat};
 use crate::text::{from_hex, to_hex};
@@ -601,7 +603,7 @@ impl Protocol for Cmpp {
         account: &Account,
         login: &[u8],
         response: &[u8],
-    ) -> Result<(), LoginError> {
+    ) -> Result<PartnerAuth, LoginError> {
         check_connect(self.version, account, login, response)
     }
 
@@ -634,7 +636,7 @@ fn check_connect(
     account: &Account,
     login: &[u8],
     response: &[u8],
-) -> Result<(), LoginError> {
+) -> Result<PartnerAuth, LoginError> {
     let not = |why: String| LoginError::new(LoginErrorKind::NotAResponse, why);
     let (_, login_seq) = header(login).map_err(|e| not(format!("login message: {e}")))?;
     let (id, seq) =
@@ -676,7 +678,11 @@ fn check_connect(
     }
     let source = login.get(HEADER + 6..HEADER + 22).unwrap_or_default();
     let want = authenticator_ismg(version, 0, source, account.secret.as_bytes());
-    if ismg != want && ismg.iter().any(|&b| b != 0) {
+    if ismg.iter().all(|&b| b == 0) {
+        // Not a wrong proof but none: accepted, and said so, for the caller to warn.
+        return Ok(PartnerAuth::Missing);
+    }
+    if ismg != want {
         return Err(LoginError::new(
             LoginErrorKind::BadAuthenticator,
             format!(
@@ -687,5 +693,5 @@ fn check_connect(
             ),
         ));
     }
-    Ok(())
+    Ok(PartnerAuth::Verified)
 }

@@ -12,7 +12,7 @@
 //! | logged in | SUBMIT that does not decode | SUBMIT_RESP Result 1 (bad structure), close |
 //! | logged in | DELIVER (ISMG to SP only) | DELIVER_RESP Result 2 (bad command word) |
 //! | any | ACTIVE_TEST | ACTIVE_TEST_RESP (the pipeline answers these first) |
-//! | any | TERMINATE | TERMINATE_RESP, close |
+//! | any | TERMINATE | TERMINATE_RESP, then wait (bounded by `short_close_wait`) for the SP to close first |
 //! | any | a response (DELIVER_RESP, ...) | nothing |
 //! | any | an unknown Command_Id, or shorter than the header | nothing, close (CMPP has no negative acknowledgement) |
 //!
@@ -30,7 +30,7 @@ use super::cmpp::{
     authenticator_source, decode, encode, frame, header, source_addr,
 };
 use super::time::Civil;
-use super::{SimAnswer, Simulator, SimulatorConfig, TextPdu};
+use super::{SimAnswer, SimClose, Simulator, SimulatorConfig, TextPdu};
 
 /// One connection of the ISMG simulator.
 #[derive(Debug)]
@@ -43,7 +43,16 @@ pub(crate) struct IsmgSim {
 }
 
 fn answer(frames: Vec<Bytes>, close: bool) -> SimAnswer {
+    let close = if close { SimClose::Now } else { SimClose::No };
     SimAnswer { frames, close }
+}
+
+/// A logout's answer: the partner closes first.
+fn logout_answer(frame: Bytes) -> SimAnswer {
+    SimAnswer {
+        frames: vec![frame],
+        close: SimClose::AfterPeer,
+    }
 }
 
 /// A Msg_Id (CMPP 3.0 §7.4.5 layout) for counter value `n` at `now`.
@@ -197,7 +206,7 @@ impl Simulator for IsmgSim {
         let body = frame_in.get(super::cmpp::HEADER..).unwrap_or_default();
         match id {
             CONNECT => self.connect(seq, body),
-            TERMINATE => answer(vec![frame(TERMINATE | RESPONSE, seq, &[])], true),
+            TERMINATE => logout_answer(frame(TERMINATE | RESPONSE, seq, &[])),
             ACTIVE_TEST => answer(vec![frame(ACTIVE_TEST | RESPONSE, seq, &[0])], false),
             SUBMIT | DELIVER if !self.logged_in => {
                 let own = self.own_seq();

@@ -100,9 +100,11 @@ impl tower::Service<crate::server::Request> for SimulatorService {
             Err(poisoned) => poisoned.into_inner().answer(&req.frame, now),
         };
         let mut answer = crate::server::Answer::many(sim.frames);
-        if sim.close {
-            answer = answer.then_close();
-        }
+        answer = match sim.close {
+            super::SimClose::No => answer,
+            super::SimClose::Now => answer.then_close(),
+            super::SimClose::AfterPeer => answer.then_await_close(),
+        };
         std::future::ready(Ok(answer))
     }
 }
@@ -180,6 +182,8 @@ pub struct ClientSession {
     account: Account,
     bind: BindMode,
     seq: Arc<Sequence>,
+    /// Logins the partner accepted without authenticating itself ([`PartnerAuth::Missing`]).
+    unauthenticated: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[cfg(feature = "client")]
@@ -191,12 +195,20 @@ impl ClientSession {
             account,
             bind,
             seq: Arc::new(Sequence::default()),
+            unauthenticated: Arc::default(),
         }
     }
 
     /// The next sequence number of this link (shared with the login and logout).
     pub fn next_sequence(&self) -> u32 {
         self.seq.next()
+    }
+
+    /// How many logins of this session (and its clones) the partner accepted without
+    /// authenticating itself (CMPP: an all-zero AuthenticatorISMG, see [`PartnerAuth`]). A
+    /// caller warns its user when this is not 0.
+    pub fn unauthenticated_logins(&self) -> u64 {
+        self.unauthenticated.load(Ordering::Relaxed)
     }
 
     /// The template.
@@ -222,9 +234,15 @@ impl crate::client::SessionHook for ClientSession {
     }
 
     fn check_login(&self, login: &[u8], answer: &[u8]) -> Result<(), crate::client::LoginRefused> {
-        self.protocol
+        let auth = self
+            .protocol
             .check_login(&self.account, login, answer)
-            .map_err(|e| crate::client::LoginRefused::new(e.to_string()))
+            .map_err(|e| crate::client::LoginRefused::new(e.to_string()))?;
+        if auth == super::PartnerAuth::Missing {
+            self.unauthenticated.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("the partner accepted the login without authenticating itself");
+        }
+        Ok(())
     }
 
     fn logout(&self) -> Option<Bytes> {

@@ -135,9 +135,61 @@ pub struct TextPdu {
 pub struct SimAnswer {
     /// Frames to send, in order (a response, then perhaps a delivery report).
     pub frames: Vec<Bytes>,
-    /// Close the connection after them (a refused login, a logout answered, a request
-    /// before login).
-    pub close: bool,
+    /// Whether and how the connection closes after them.
+    pub close: SimClose,
+}
+
+impl SimAnswer {
+    /// Whether the connection closes after this answer, either way.
+    pub fn closes(&self) -> bool {
+        self.close != SimClose::No
+    }
+}
+
+/// Whether and how a simulator's connection closes after an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SimClose {
+    /// It stays open.
+    #[default]
+    No,
+    /// The simulator closes first: a refused login, a request before login, a PDU that does
+    /// not decode.
+    Now,
+    /// The partner is expected to close first: a logout answered (SMPP `unbind_resp`, CMPP
+    /// `TERMINATE_RESP`). The simulator waits (bounded) for the partner's FIN, so the
+    /// partner, not the simulator, holds the TIME_WAIT socket of each short link.
+    AfterPeer,
+}
+
+/// How the partner of an accepted login proved who it is.
+///
+/// CMPP's CONNECT_RESP carries AuthenticatorISMG = MD5(Status + AuthenticatorSource +
+/// secret): an ISMG that knows the account's secret proves it. A wrong non-zero value is a
+/// login error ([`LoginError::is_bad_authenticator`]); sixteen zero bytes, which some
+/// gateways and test simulators send (keepwire's own when it accepts every login, as it
+/// knows no secret), are accepted as [`Missing`](PartnerAuth::Missing) so the caller can
+/// warn: the link works, but nothing shows that the partner is the ISMG meant.
+///
+/// ```
+/// use keepwire::protocol::{BindMode, PartnerAuth, SimulatorConfig, Template};
+/// let p = Template::Cmpp3.protocol();
+/// let account = "901234:s3cret".parse().unwrap();
+/// let now = std::time::SystemTime::now();
+/// let login = p.login(&account, BindMode::default(), 1, now);
+/// // A simulator that accepts every login knows no secret: it cannot authenticate itself.
+/// let answer = p.simulator(&SimulatorConfig::default()).answer(&login, now);
+/// assert_eq!(p.check_login(&account, &login, &answer.frames[0]).unwrap(), PartnerAuth::Missing);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PartnerAuth {
+    /// The partner proved it knows the account's secret (CMPP AuthenticatorISMG matched).
+    Verified,
+    /// The protocol has no such proof (SMPP).
+    NotInProtocol,
+    /// The protocol has one and the partner left it out (CMPP AuthenticatorISMG all zero).
+    Missing,
 }
 
 /// How a partner simulator behaves.
@@ -188,6 +240,7 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
     /// Checks the partner's answer to `login`: status 0, and for CMPP the ISMG authenticator.
+    /// Accepted, it says whether the partner authenticated itself ([`PartnerAuth`]).
     ///
     /// # Errors
     /// [`LoginError`]: refused with the partner's status named, a wrong AuthenticatorISMG, or
@@ -197,7 +250,7 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         account: &Account,
         login: &[u8],
         response: &[u8],
-    ) -> Result<(), LoginError>;
+    ) -> Result<PartnerAuth, LoginError>;
     /// The logout PDU (SMPP unbind, CMPP TERMINATE) with sequence `seq`.
     fn logout(&self, seq: u32) -> Bytes;
     /// What a client owes the partner for a frame the partner sent unasked (deliver_sm →

@@ -52,7 +52,9 @@ use bytes::Bytes;
 use super::error::{LoginError, LoginErrorKind, PduError, PduErrorKind};
 use super::schema::{Field, Kind, Schema, decode_body, encode_body, f};
 use super::value::{bad, parse_number};
-use super::{Account, BindMode, Protocol, Simulator, SimulatorConfig, Template, TextPdu};
+use super::{
+    Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu,
+};
 use crate::frame::FramingSpec;
 use crate::liveness::{Beat, Heartbeat};
 use crate::text::{from_hex, to_hex};
@@ -574,8 +576,8 @@ impl Protocol for Smpp {
         _account: &Account,
         login: &[u8],
         response: &[u8],
-    ) -> Result<(), LoginError> {
-        check_bind(login, response)
+    ) -> Result<PartnerAuth, LoginError> {
+        check_bind(login, response).map(|()| PartnerAuth::NotInProtocol)
     }
 
     fn logout(&self, seq: u32) -> Bytes {

@@ -9,7 +9,7 @@
 //! | bound | bind_* | bind_*_resp ESME_RALYBND |
 //! | bound tx, trx | submit_sm | submit_sm_resp ESME_ROK with a new message_id; with receipts and a trx bind, then a deliver_sm receipt |
 //! | bound rx | submit_sm | submit_sm_resp ESME_RINVBNDSTS |
-//! | bound | unbind | unbind_resp, close |
+//! | bound | unbind | unbind_resp, then wait (bounded by `short_close_wait`) for the ESME to close first |
 //! | bound | enquire_link | enquire_link_resp (the pipeline answers these first) |
 //! | any | a response (deliver_sm_resp, generic_nack, ...) | nothing |
 //! | any | an unknown command_id | generic_nack ESME_RINVCMDID |
@@ -31,7 +31,7 @@ use super::smpp::{
     Header, RESPONSE, SUBMIT_SM, UNBIND, bare, command_name, decode, encode, status,
 };
 use super::time::Civil;
-use super::{BindMode, SimAnswer, Simulator, SimulatorConfig, TextPdu};
+use super::{BindMode, SimAnswer, SimClose, Simulator, SimulatorConfig, TextPdu};
 
 /// One connection of the SMSC simulator.
 #[derive(Debug)]
@@ -43,7 +43,16 @@ pub(crate) struct SmscSim {
 }
 
 fn answer(frames: Vec<Bytes>, close: bool) -> SimAnswer {
+    let close = if close { SimClose::Now } else { SimClose::No };
     SimAnswer { frames, close }
+}
+
+/// A logout's answer: the partner closes first.
+fn logout_answer(frame: Bytes) -> SimAnswer {
+    SimAnswer {
+        frames: vec![frame],
+        close: SimClose::AfterPeer,
+    }
 }
 
 impl SmscSim {
@@ -115,21 +124,48 @@ impl SmscSim {
     }
 }
 
+/// The first 20 characters of a submit's message, for the receipt's `text:` (SMPP 3.4
+/// Appendix B: "text: The first 20 characters of the short message"). Taken from the
+/// message's bytes, not its text form (`hello\x20world` is `hello world`); a UCS-2 body
+/// (`data_coding=8`) counts characters, and those outside ASCII become `?`, as the receipt
+/// itself is in the default alphabet.
+fn receipt_text(submit: &TextPdu) -> Vec<u8> {
+    const TEXT_CHARS: usize = 20;
+    let value = submit.get("short_message").unwrap_or_default();
+    let ucs2 = submit
+        .get("data_coding")
+        .and_then(|v| super::value::parse_number("data_coding", v, 0xff).ok())
+        == Some(8);
+    if ucs2 {
+        let bytes = super::value::unescape_ucs2("short_message", value).unwrap_or_default();
+        let units = bytes.chunks_exact(2).map(|p| {
+            u16::from_be_bytes([
+                p.first().copied().unwrap_or(0),
+                p.get(1).copied().unwrap_or(0),
+            ])
+        });
+        return char::decode_utf16(units)
+            .take(TEXT_CHARS)
+            .map(|c| match c {
+                Ok(c) if c.is_ascii() => u8::try_from(u32::from(c)).unwrap_or(b'?'),
+                _ => b'?',
+            })
+            .collect();
+    }
+    let mut bytes = super::value::unescape_bytes("short_message", value).unwrap_or_default();
+    bytes.truncate(TEXT_CHARS);
+    bytes
+}
+
 /// The deliver_sm receipt for a submit.
 fn receipt(submit: &TextPdu, id: &str, seq: u32, now: SystemTime) -> Option<Bytes> {
     let date = Civil::utc(now).yymmddhhmm();
-    let original = submit.get("short_message").unwrap_or_default();
-    // The first 20 characters of the original, as it reads in text form; keep it one token
-    // of printable ASCII: the receipt is itself a short_message.
-    let text: String = original
-        .chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '\\')
-        .take(20)
-        .collect();
-    let body = format!(
-        "id:{id}\\x20sub:001\\x20dlvrd:001\\x20submit\\x20date:{date}\\x20done\\x20date:{date}\
-         \\x20stat:DELIVRD\\x20err:000\\x20text:{text}"
-    );
+    let mut raw = format!(
+        "id:{id} sub:001 dlvrd:001 submit date:{date} done date:{date} stat:DELIVRD err:000 text:"
+    )
+    .into_bytes();
+    raw.extend(receipt_text(submit));
+    let body = super::value::escape_bytes(&raw);
     let mut pdu = TextPdu {
         command: "deliver_sm".to_owned(),
         fields: vec![("seq".to_owned(), seq.to_string())],
@@ -176,7 +212,7 @@ impl Simulator for SmscSim {
         match h.command_id {
             BIND_RECEIVER | BIND_TRANSMITTER | BIND_TRANSCEIVER => self.bind(h, &pdu),
             SUBMIT_SM => self.submit(h, &pdu, now),
-            UNBIND => answer(vec![bare(UNBIND | RESPONSE, 0, seq)], true),
+            UNBIND => logout_answer(bare(UNBIND | RESPONSE, 0, seq)),
             ENQUIRE_LINK => answer(vec![bare(ENQUIRE_LINK | RESPONSE, 0, seq)], false),
             // deliver_sm goes from the SMSC to the ESME, not the other way.
             DELIVER_SM => answer(

@@ -329,7 +329,7 @@ fn smsc_binds_submits_and_sends_receipts() {
     let acct: Account = "test:secret".parse().unwrap();
     let login = p.login(&acct, BindMode::Transceiver, 1, jan2());
     let a = sim.answer(&login, jan2());
-    assert!(!a.close);
+    assert!(!a.closes());
     assert!(p.check_login(&acct, &login, &a.frames[0]).is_ok());
     let submit = p
         .encode_text(
@@ -365,14 +365,43 @@ fn smsc_binds_submits_and_sends_receipts() {
     // Unknown command: generic_nack, stays open.
     let a = sim.answer(&hx("00000103 00000000 00000009"), jan2());
     assert_eq!(&a.frames[0][..], &hx("80000000 00000003 00000009")[..]);
-    assert!(!a.close);
+    assert!(!a.closes());
     // Bind again: already bound.
     let a = sim.answer(&login, jan2());
     assert_eq!(&a.frames[0][..8], &hx("80000009 00000005")[..]);
     // unbind: answered, then closed.
     let a = sim.answer(&p.logout(3), jan2());
     assert_eq!(&a.frames[0][..], &hx("80000006 00000000 00000003")[..]);
-    assert!(a.close);
+    assert!(a.closes());
+}
+
+#[test]
+fn smsc_receipt_text_is_the_first_20_characters_of_the_message() {
+    // Defect: the receipt's text was built from the submit's text form, so spaces showed as
+    // `x20` (`text:hellox20fromx20smppl`).
+    let p = smpp();
+    let text_of = |submit: &str| {
+        let mut sim = p.simulator(&config(None, true));
+        let login = p.login(&"a:b".parse().unwrap(), BindMode::Transceiver, 1, jan2());
+        assert!(!sim.answer(&login, jan2()).closes());
+        let a = sim.answer(&p.encode_text(submit, 2).unwrap(), jan2());
+        let pdu = p.decode_text(&a.frames[1]).unwrap();
+        let body = pdu.get("short_message").unwrap().to_owned();
+        let raw = super::value::unescape_bytes("short_message", &body).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        raw.split_once(" text:").unwrap().1.to_owned()
+    };
+    assert_eq!(
+        text_of("submit_sm short_message=hello\\x20from\\x20smpplib\\x20and\\x20more"),
+        "hello from smpplib a"
+    );
+    assert_eq!(text_of("submit_sm short_message=a\\\\b"), "a\\b");
+    assert_eq!(text_of("submit_sm"), "");
+    // UCS-2: characters, not bytes; outside ASCII as '?'.
+    assert_eq!(
+        text_of("submit_sm data_coding=8 short_message=你好abcdefghijklmnopqrstuvwxyz"),
+        "??abcdefghijklmnopqr"
+    );
 }
 
 #[test]
@@ -383,7 +412,7 @@ fn smsc_refuses() {
         let mut sim = p.simulator(&cfg);
         let login = p.login(&acct.parse().unwrap(), BindMode::Transmitter, 1, jan2());
         let a = sim.answer(&login, jan2());
-        assert!(a.close);
+        assert!(a.closes());
         u32::from_be_bytes(a.frames[0][4..8].try_into().unwrap())
     };
     assert_eq!(refused("test:wrong"), smpp::status::ESME_RINVPASWD);
@@ -392,17 +421,17 @@ fn smsc_refuses() {
     let mut sim = p.simulator(&cfg);
     let a = sim.answer(&submit_sm_frame(), jan2());
     assert_eq!(&a.frames[0][..], &hx("80000000 00000004 00000002")[..]);
-    assert!(a.close);
+    assert!(a.closes());
     // Shorter than the header; a body that does not decode.
     let a = p.simulator(&cfg).answer(b"\0\0\0\x04", jan2());
     assert_eq!(&a.frames[0][..8], &hx("80000000 00000002")[..]);
-    assert!(a.close);
+    assert!(a.closes());
     let mut sim = p.simulator(&config(None, false));
     let login = p.login(&"x:y".parse().unwrap(), BindMode::Transmitter, 1, jan2());
-    assert!(!sim.answer(&login, jan2()).close);
+    assert!(!sim.answer(&login, jan2()).closes());
     let a = sim.answer(&hx("00000004 00000000 00000002 414243"), jan2());
     assert_eq!(&a.frames[0][..], &hx("80000000 00000002 00000002")[..]);
-    assert!(a.close);
+    assert!(a.closes());
 }
 
 #[test]
@@ -481,7 +510,12 @@ fn cmpp_connect_resp_and_check_login() {
             &format!("connect_resp seq=1 status=0 authenticator_ismg={ismg}"),
         );
         assert!(p.check_login(&acct, &login, &resp).is_ok());
-        // A wrong authenticator is its own error; sixteen zeros are accepted.
+        assert_eq!(
+            p.check_login(&acct, &login, &resp).unwrap(),
+            PartnerAuth::Verified
+        );
+        // A wrong authenticator is its own error; sixteen zeros are accepted as Missing: the
+        // ISMG did not authenticate itself.
         let mut bad = resp.clone();
         bad[status.len() / 2 + 8] ^= 1;
         assert!(
@@ -493,7 +527,10 @@ fn cmpp_connect_resp_and_check_login() {
             "80000001 00000001 {status} {} {version}",
             "00".repeat(16)
         ));
-        assert!(p.check_login(&acct, &login, &zeros).is_ok());
+        assert_eq!(
+            p.check_login(&acct, &login, &zeros).unwrap(),
+            PartnerAuth::Missing
+        );
         // Another secret: the ISMG's authenticator does not match ours.
         let other: Account = "901234:other".parse().unwrap();
         assert!(
@@ -775,7 +812,7 @@ fn ismg_logins() {
         let mut sim = p.simulator(&cfg);
         let a = sim.answer(&login, jan2());
         assert_eq!(status(&a), 0);
-        assert!(!a.close);
+        assert!(!a.closes());
         assert!(p.check_login(&acct, &login, &a.frames[0]).is_ok());
         // Wrong secret: 3; unknown Source_Addr: 2; both close.
         for (who, want) in [("901234:wrong", 3), ("901235:secret", 2)] {
@@ -783,7 +820,7 @@ fn ismg_logins() {
             let login = p.login(&who.parse().unwrap(), BindMode::default(), 1, jan2());
             let a = sim.answer(&login, jan2());
             assert_eq!(status(&a), want);
-            assert!(a.close);
+            assert!(a.closes());
             let e = p
                 .check_login(&who.parse().unwrap(), &login, &a.frames[0])
                 .unwrap_err();
@@ -793,11 +830,15 @@ fn ismg_logins() {
         let submit = p.encode_text(SUBMIT_TEXT, 0).unwrap();
         let a = p.simulator(&cfg).answer(&submit, jan2());
         assert_eq!(&a.frames[0][..4], &hx("00000002")[..]);
-        assert!(a.close);
-        // Accept-all: status 0 with a zero authenticator, which check_login accepts.
+        assert!(a.closes());
+        // Accept-all: status 0 with a zero authenticator, which check_login accepts as
+        // Missing.
         let mut any = p.simulator(&config(None, false));
         let a = any.answer(&login, jan2());
-        assert!(p.check_login(&acct, &login, &a.frames[0]).is_ok());
+        assert_eq!(
+            p.check_login(&acct, &login, &a.frames[0]).unwrap(),
+            PartnerAuth::Missing
+        );
     }
     // A 3.0 client against a 2.0 ISMG: version too high.
     let login = cmpp3().login(&"901234:s".parse().unwrap(), BindMode::default(), 1, jan2());
@@ -805,7 +846,7 @@ fn ismg_logins() {
         .simulator(&config(None, false))
         .answer(&login, jan2());
     assert_eq!(a.frames[0][8], 4);
-    assert!(a.close);
+    assert!(a.closes());
 }
 
 #[test]
@@ -847,16 +888,16 @@ fn ismg_submits_and_reports() {
         assert_eq!(&a.frames[0][..], &hx("80000008 00000010 00")[..]);
         // A SUBMIT that does not decode: Result 1, close.
         let a = sim.answer(&hx("00000004 00000011 00"), jan2());
-        assert!(a.close);
+        assert!(a.closes());
         assert_eq!(*a.frames[0].last().unwrap(), 1);
         let a = sim.answer(&p.logout(12), jan2());
         assert_eq!(&a.frames[0][..], &hx("80000002 0000000c")[..]);
-        assert!(a.close);
+        assert!(a.closes());
         // Unknown commands and short frames: closed without an answer.
         let a = sim.answer(&hx("00000006 00000001"), jan2());
-        assert!(a.close && a.frames.is_empty());
+        assert!(a.closes() && a.frames.is_empty());
         let a = sim.answer(b"\0\0", jan2());
-        assert!(a.close && a.frames.is_empty());
+        assert!(a.closes() && a.frames.is_empty());
     }
 }
 
