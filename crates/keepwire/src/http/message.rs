@@ -44,6 +44,8 @@ pub struct Request {
     pub version: u8,
     /// The `Connection` options.
     pub connection: ConnectionOptions,
+    /// How many `Host` field lines the head has (RFC 9112 §3.2: exactly one in HTTP/1.1).
+    pub host_fields: usize,
     /// The body, de-chunked.
     pub body: Bytes,
 }
@@ -68,14 +70,17 @@ pub struct Response {
 struct Fields {
     connection: ConnectionOptions,
     chunked: bool,
+    hosts: usize,
 }
 
 fn fields(headers: &[httparse::Header<'_>]) -> Fields {
     let mut out = Fields {
         connection: ConnectionOptions::default(),
         chunked: false,
+        hosts: 0,
     };
     for h in headers {
+        out.hosts += usize::from(h.name.eq_ignore_ascii_case("host"));
         if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -139,8 +144,23 @@ impl Request {
             path,
             version: req.version.unwrap_or(1),
             connection: f.connection,
+            host_fields: f.hosts,
             body: body(frame, head, f.chunked)?,
         })
+    }
+
+    /// Whether the head breaks RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
+    /// Request) status code to any HTTP/1.1 request message that lacks a Host header field
+    /// and to any request message that contains more than one Host header field line".
+    ///
+    /// ```
+    /// use keepwire::http::message::Request;
+    /// assert!(Request::parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().bad_host());
+    /// assert!(!Request::parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().bad_host());
+    /// assert!(!Request::parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().bad_host());
+    /// ```
+    pub fn bad_host(&self) -> bool {
+        self.host_fields > 1 || (self.version >= 1 && self.host_fields == 0)
     }
 
     /// Whether this is a `HEAD` request (its response carries no body).

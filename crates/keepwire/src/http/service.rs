@@ -76,7 +76,9 @@ impl HttpService {
     /// The answer to one request frame; `draining`: the server is shutting down.
     pub fn answer(&mut self, frame: &Bytes, draining: bool) -> Answer {
         self.served = self.served.saturating_add(1);
-        let Ok(req) = message::Request::parse_bytes(frame) else {
+        // A request without exactly one Host (HTTP/1.1), or with two: 400 (RFC 9112 §3.2).
+        let parsed = message::Request::parse_bytes(frame).ok();
+        let Some(req) = parsed.filter(|r| !r.bad_host()) else {
             let bad = Bytes::from_static(
                 b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );
@@ -174,12 +176,15 @@ mod tests {
     fn echo_keeps_and_closes_per_request() {
         let mut s = svc(2);
         let a = s.answer(
-            &Bytes::from_static(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            &Bytes::from_static(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"),
             false,
         );
         assert!(!a.closes());
         assert!(a.frames()[0].ends_with(b"Content-Length: 2\r\n\r\nhi"));
-        let a = s.answer(&Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), false);
+        let a = s.answer(
+            &Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            false,
+        );
         assert!(a.closes(), "the second of max 2 closes");
         assert!(a.frames()[0].ends_with(b"Connection: close\r\n\r\n"));
     }
@@ -187,11 +192,17 @@ mod tests {
     #[test]
     fn head_gets_no_body_and_responses_get_400() {
         let mut s = HttpService::new(HttpReply::Fixed("abc".into()), "", KeepAlive::default());
-        let a = s.answer(&Bytes::from_static(b"HEAD / HTTP/1.1\r\n\r\n"), false);
+        let a = s.answer(
+            &Bytes::from_static(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            false,
+        );
         assert!(a.frames()[0].ends_with(b"Content-Length: 3\r\n\r\n"));
         let a = s.answer(&Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"), false);
         assert!(a.closes() && a.frames()[0].starts_with(b"HTTP/1.1 400 "));
-        let a = s.answer(&Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), true);
+        let a = s.answer(
+            &Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            true,
+        );
         assert!(a.closes(), "draining closes");
     }
 }
