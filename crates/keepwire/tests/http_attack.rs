@@ -108,3 +108,56 @@ async fn expect_100_continue_is_answered_before_the_body() {
     stop.cancel();
     task.await.unwrap();
 }
+
+/// A raw listener answering each request head on a connection with the next of `replies`
+/// (the last one repeats), as bytes, whatever they say.
+async fn raw_server(replies: Vec<&'static [u8]>) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            let replies = replies.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut i = 0;
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = c.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(chunk.get(..n).unwrap());
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let r = replies[i.min(replies.len() - 1)];
+                        i += 1;
+                        if c.write_all(r).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// RFC 9112 §6.3: a 204 "is always terminated by the first empty line after the header
+/// fields". A server that sends a body anyway leaves bytes no request asked for; before,
+/// the client read them as the next response and failed the next request with a framing
+/// error. Now the spoiled connection is not reused (as curl's "excess found").
+#[tokio::test]
+async fn a_body_after_204_does_not_fail_the_next_request() {
+    let addr = raw_server(vec![
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello",
+    ])
+    .await;
+    let mut client = keepwire::http::HttpClient::new(addr, LIMIT);
+    let post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+    for _ in 0..3 {
+        let r = client.request(post).await.unwrap();
+        assert_eq!(r.head.status, 204);
+        // The excess came in the same write as the head, so in the same read.
+        assert!(r.head.body.is_empty());
+    }
+    assert_eq!(client.connections_opened(), 3);
+}

@@ -137,7 +137,9 @@ impl HttpClient {
     /// # Cancel safety
     /// As [`request`](Self::request).
     pub async fn pipeline(&mut self, reqs: &[&[u8]]) -> Result<Vec<Response>, HttpError> {
-        let mut conn = match self.conn.take() {
+        // A kept connection that already has bytes or an EOF waiting was spoiled by the
+        // server (a body after a 204 or 304, a close it did not announce): not reused.
+        let mut conn = match self.conn.take().filter(|c| !c.spoiled()) {
             Some(c) => c,
             None => self.connect().await?,
         };
@@ -186,6 +188,20 @@ impl HttpClient {
 }
 
 impl Conn {
+    /// Whether the server sent anything between our exchanges: bytes no request asked for
+    /// (curl's "excess found"), an EOF, or an error. Reading them as the next response
+    /// would hand one request another's leftovers.
+    fn spoiled(&self) -> bool {
+        if !self.rbuf.is_empty() || self.eof {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        match self.stream.try_read(&mut probe) {
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        }
+    }
+
     /// The next final (non-1xx) response.
     async fn read_final(
         &mut self,
