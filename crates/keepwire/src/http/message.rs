@@ -259,6 +259,34 @@ pub fn request_from_line(line: &str, host: &str) -> Result<Bytes, HttpError> {
     Ok(bytes)
 }
 
+/// Checks that `wire` is exactly one whole HTTP/1.x request as the `http` framing reads
+/// it: a head ending in an empty line, then all of its body, nothing after. A request cut
+/// short would otherwise be sent and wait for an answer that cannot come.
+///
+/// ```
+/// use keepwire::http::message::whole_request;
+/// assert!(whole_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+/// assert!(whole_request(b"GET / HTTP/1.1").unwrap_err().is_parse());
+/// assert!(whole_request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nhi").is_err());
+/// ```
+///
+/// # Errors
+/// [`HttpError::is_parse`] when `wire` is cut short, malformed, a response, or more than
+/// one request.
+pub fn whole_request(wire: &[u8]) -> Result<(), HttpError> {
+    use crate::frame::{FrameCodec, FramingSpec};
+    use tokio_util::codec::Decoder;
+    let expected = "one whole http/1.x request: a head ending in an empty line (\\r\\n\\r\\n), \
+                    then its body, nothing after";
+    let mut codec = FrameCodec::new(FramingSpec::Http(Default::default()));
+    let mut buf = BytesMut::from(wire);
+    let frame = match codec.decode_eof(&mut buf) {
+        Ok(Some(frame)) if buf.is_empty() => frame,
+        _ => return Err(HttpError::parse("request", wire, expected)),
+    };
+    Request::parse_bytes(&frame).map(|_| ())
+}
+
 /// The body after a head of `head` bytes: the rest of the frame, or its chunks joined.
 fn body(frame: &Bytes, head: usize, chunked: bool) -> Result<Bytes, HttpError> {
     let rest = frame.slice(head.min(frame.len())..);
