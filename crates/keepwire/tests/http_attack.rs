@@ -161,3 +161,51 @@ async fn a_body_after_204_does_not_fail_the_next_request() {
     }
     assert_eq!(client.connections_opened(), 3);
 }
+
+/// A server that resets a kept connection when the next request comes (it had stopped
+/// keeping it: a keep-alive limit, a restart): before, the client's read failed with
+/// "connection reset" and the GET was not retried, because only a clean close was (and the
+/// bench counted an error each time); RFC 9112 §9.3.1 lets an idempotent request go again
+/// on a new connection.
+#[tokio::test]
+async fn a_reset_kept_connection_retries_an_idempotent_request() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let mut heads = 0;
+                while let Ok(n) = c.read(&mut chunk).await {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(chunk.get(..n).unwrap());
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        heads += 1;
+                        if heads == 2 {
+                            // The second request on a connection: reset it, unanswered.
+                            c.set_linger(Some(Duration::ZERO)).unwrap();
+                            return;
+                        }
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        c.write_all(ok).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let mut client = keepwire::http::HttpClient::new(addr, LIMIT);
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    for i in 0..3 {
+        let r = client.request(get).await;
+        assert_eq!(r.map(|r| r.head.status).ok(), Some(200), "request {i}");
+    }
+    assert_eq!(client.connections_opened(), 3);
+    // A POST is not sent twice: the reset is the caller's to handle.
+    let post = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n";
+    let err = client.request(post).await.unwrap_err();
+    assert!(err.is_io(), "{err}");
+}

@@ -101,9 +101,9 @@ impl HttpClient {
     }
 
     /// Sends one request (a whole HTTP/1.x message) and reads its response. A request on a
-    /// reused connection that the server had closed meanwhile (no byte of a response came)
-    /// is sent again once on a new connection when its method is idempotent (RFC 9110
-    /// §9.2.2; RFC 9112 §9.3.1 allows the retry).
+    /// reused connection that the server had closed or reset meanwhile is sent again once
+    /// on a new connection when its method is idempotent (RFC 9110 §9.2.2; RFC 9112 §9.3.1
+    /// allows the retry).
     ///
     /// # Errors
     /// [`HttpError`]: connect or socket failure, no response in time, the server closed
@@ -115,7 +115,7 @@ impl HttpClient {
     pub async fn request(&mut self, req: &[u8]) -> Result<Response, HttpError> {
         let reused = self.conn.is_some();
         match self.pipeline(&[req]).await {
-            Err(e) if reused && e.is_closed() && idempotent(req) => {
+            Err(e) if reused && lost_connection(&e) && idempotent(req) => {
                 let mut all = self.pipeline(&[req]).await?;
                 all.pop()
                     .ok_or_else(|| HttpError::new(HttpErrorKind::Closed))
@@ -243,6 +243,22 @@ impl Conn {
                 Ok(Err(e)) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Whether a kept connection was lost under the request: closed, or reset (a peer that
+/// had closed resets our write; the read then fails with "reset" or, in CLOSE_WAIT, "broken
+/// pipe"). RFC 9112 §9.3.1: "When an inbound connection is closed prematurely, a client MAY
+/// open a new connection and automatically retransmit an aborted sequence of requests if
+/// all of those requests have idempotent methods".
+fn lost_connection(e: &HttpError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match e.kind() {
+        HttpErrorKind::Closed => true,
+        HttpErrorKind::Io(io) => {
+            matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset)
+        }
+        _ => false,
     }
 }
 
