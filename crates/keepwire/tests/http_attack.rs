@@ -187,7 +187,8 @@ async fn a_reset_kept_connection_retries_an_idempotent_request() {
                         heads += 1;
                         if heads == 2 {
                             // The second request on a connection: reset it, unanswered.
-                            c.set_linger(Some(Duration::ZERO)).unwrap();
+                            let sock = socket2::SockRef::from(&c);
+                            sock.set_linger(Some(Duration::ZERO)).unwrap();
                             return;
                         }
                         let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
