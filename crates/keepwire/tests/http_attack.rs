@@ -73,6 +73,28 @@ async fn a_missing_or_repeated_host_gets_400_and_a_close() {
     task.await.unwrap();
 }
 
+/// RFC 9112 §6.1: "A server that receives a request message with a transfer coding it does
+/// not understand SHOULD respond with 501 (Not Implemented)", as nginx does. Before: 200,
+/// the body echoed still gzip-coded under a plain Content-Length, the connection kept.
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_gets_501() {
+    let (addr, stop, task) = web().await;
+    let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+    let resp = exchange(addr, raw).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 501 Not Implemented\r\n") && resp.contains("Connection: close"),
+        "{resp:?}"
+    );
+    let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+    let resp = exchange(addr, raw).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 200 OK\r\n") && resp.ends_with("hi"),
+        "{resp:?}"
+    );
+    stop.cancel();
+    task.await.unwrap();
+}
+
 /// RFC 9110 §10.1.1: a server that receives `Expect: 100-continue` "ought to" send 100
 /// (Continue) before it reads the content; curl waits a second for it before sending a
 /// body over 1 KiB. Before: nothing came until the body did.

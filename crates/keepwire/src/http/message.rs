@@ -46,6 +46,9 @@ pub struct Request {
     pub connection: ConnectionOptions,
     /// How many `Host` field lines the head has (RFC 9112 §3.2: exactly one in HTTP/1.1).
     pub host_fields: usize,
+    /// `Transfer-Encoding` names a coding other than `chunked` (`gzip, chunked`): the body
+    /// is still in that coding, which this module does not undo.
+    pub other_coding: bool,
     /// The body, de-chunked.
     pub body: Bytes,
 }
@@ -71,6 +74,7 @@ struct Fields {
     connection: ConnectionOptions,
     chunked: bool,
     hosts: usize,
+    other_coding: bool,
 }
 
 fn fields(headers: &[httparse::Header<'_>]) -> Fields {
@@ -78,6 +82,7 @@ fn fields(headers: &[httparse::Header<'_>]) -> Fields {
         connection: ConnectionOptions::default(),
         chunked: false,
         hosts: 0,
+        other_coding: false,
     };
     for h in headers {
         out.hosts += usize::from(h.name.eq_ignore_ascii_case("host"));
@@ -88,6 +93,10 @@ fn fields(headers: &[httparse::Header<'_>]) -> Fields {
                 out.connection.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            out.other_coding |= h.value.split(|&b| b == b',').any(|c| {
+                let c = c.trim_ascii();
+                !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked")
+            });
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             out.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
         }
@@ -145,6 +154,7 @@ impl Request {
             version: req.version.unwrap_or(1),
             connection: f.connection,
             host_fields: f.hosts,
+            other_coding: f.other_coding,
             body: body(frame, head, f.chunked)?,
         })
     }

@@ -26,7 +26,8 @@ pub enum HttpReply {
 
 /// A handler answering each request with `200 OK`, a `Content-Type` and the [`HttpReply`]
 /// body (none to `HEAD`), keeping or closing the connection as [`Persistence::decide`]
-/// says. A frame that is not a request (a response sent to a server) is answered 400 and
+/// says; 400 to a request without exactly one `Host` (one at most in HTTP/1.0) and 501 to
+/// a transfer coding other than `chunked`, each with a close. A frame that is not a request (a response sent to a server) is answered 400 and
 /// the connection closes. Cloned per connection by the server: the clone counts that
 /// connection's requests for [`KeepAlive::max_requests`].
 ///
@@ -84,6 +85,14 @@ impl HttpService {
             );
             return Answer::one(bad).then_close();
         };
+        // RFC 9112 §6.1: "A server that receives a request message with a transfer coding
+        // it does not understand SHOULD respond with 501 (Not Implemented)" (nginx does);
+        // echoed, a gzip body would go back still gzipped under a plain Content-Length.
+        if req.other_coding {
+            let no =
+                b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            return Answer::one(Bytes::from_static(no)).then_close();
+        }
         let p = Persistence::decide(
             req.version,
             req.connection,
