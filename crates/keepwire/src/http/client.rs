@@ -195,8 +195,10 @@ impl Conn {
         if !self.rbuf.is_empty() || self.eof {
             return true;
         }
-        let mut probe = [0u8; 1];
-        match self.stream.try_read(&mut probe) {
+        // A peek on the (non-blocking) socket itself: tokio's `try_read` would answer
+        // from its cached readiness without asking the kernel.
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self.stream).peek(&mut probe) {
             Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
             Ok(_) => true,
         }
