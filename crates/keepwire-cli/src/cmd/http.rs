@@ -89,6 +89,11 @@ pub(crate) fn send(args: &SendArgs<'_>) -> Result<(), Failure> {
         let req = if args.raw {
             keepwire::text::unescape(m)
                 .map(bytes::Bytes::from)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    let check = keepwire::http::message::whole_request(&r);
+                    check.map(|()| r).map_err(|e| e.to_string())
+                })
                 .map_err(|e| Failure::Usage(format!("request {}: {e}", i + 1)))?
         } else {
             keepwire::http::message::request_from_line(m, to)

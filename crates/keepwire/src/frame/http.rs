@@ -223,6 +223,8 @@ pub(crate) struct HttpCodec {
     pending_head: VecDeque<bool>,
     /// The message being read (or the last one) is a response.
     response: bool,
+    /// A request head asked `Expect: 100-continue` and its body has not come yet.
+    continue_due: bool,
 }
 
 /// What the head says about the body.
@@ -233,6 +235,8 @@ struct HeadInfo {
     content_length: Option<u64>,
     /// `Transfer-Encoding` seen; whether its last coding is `chunked`; `chunked` count.
     te: Option<(bool, usize)>,
+    /// `Expect: 100-continue`.
+    expect_continue: bool,
 }
 
 fn malformed(what: &'static str, found: &[u8], expected: &'static str) -> FrameErrorKind {
@@ -260,6 +264,7 @@ impl HttpCodec {
             state: State::Head { scanned: 0 },
             pending_head: VecDeque::new(),
             response: false,
+            continue_due: false,
         }
     }
 
@@ -310,6 +315,7 @@ impl HttpCodec {
     /// The frame's `len` bytes, and the state reset for the next message.
     fn take(&mut self, src: &mut BytesMut, len: usize) -> Bytes {
         self.state = State::Head { scanned: 0 };
+        self.continue_due = false;
         src.split_to(len.min(src.len())).freeze()
     }
 
@@ -386,7 +392,20 @@ impl HttpCodec {
         if no_body {
             return Ok(Body::Length(0));
         }
-        self.body_rule(&info)
+        let body = self.body_rule(&info)?;
+        // RFC 9110 §10.1.1: "A server that receives a 100-continue expectation in an
+        // HTTP/1.0 request MUST ignore that expectation"; one MAY omit the 100 when the
+        // content has already arrived, so it is due only while the body is awaited.
+        self.continue_due =
+            !info.response && info.version >= 1 && info.expect_continue && body != Body::Length(0);
+        Ok(body)
+    }
+
+    /// `HTTP/1.1 100 Continue` once, when a request head with `Expect: 100-continue` has
+    /// been decoded and its body is still awaited (RFC 9110 §10.1.1: a client waiting for
+    /// it, curl for one second, sends the body only then).
+    pub(crate) fn interim_reply(&mut self) -> Option<&'static [u8]> {
+        std::mem::take(&mut self.continue_due).then_some(b"HTTP/1.1 100 Continue\r\n\r\n")
     }
 
     fn body_rule(&self, info: &HeadInfo) -> Result<Body, FrameErrorKind> {
@@ -754,6 +773,7 @@ fn parse_info(head: &[u8], response: bool, max_headers: usize) -> Result<HeadInf
         version: version.unwrap_or(1),
         content_length: None,
         te: None,
+        expect_continue: false,
     };
     for h in fields.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -769,6 +789,8 @@ fn parse_info(head: &[u8], response: bool, max_headers: usize) -> Result<HeadInf
                 count += usize::from(last);
             }
             info.te = Some((last, count));
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            info.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
     Ok(info)

@@ -523,6 +523,29 @@ impl FrameCodec {
         }
     }
 
+    /// An interim reply a server owes the peer now, before the frame being read is whole:
+    /// `HTTP/1.1 100 Continue` after a request head with `Expect: 100-continue` whose body
+    /// has not come (at most once per request). `None` otherwise and for other framings.
+    ///
+    /// ```
+    /// use keepwire::frame::{FrameCodec, FramingSpec};
+    /// use tokio_util::codec::Decoder;
+    ///
+    /// let mut codec = FrameCodec::new("http".parse::<FramingSpec>().unwrap());
+    /// let mut buf = bytes::BytesMut::from(
+    ///     &b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"[..],
+    /// );
+    /// assert!(codec.decode(&mut buf).unwrap().is_none());
+    /// assert_eq!(codec.interim_reply(), Some(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]));
+    /// assert_eq!(codec.interim_reply(), None);
+    /// ```
+    pub fn interim_reply(&mut self) -> Option<&'static [u8]> {
+        match &mut self.inner {
+            Inner::Http(c) => c.interim_reply(),
+            _ => None,
+        }
+    }
+
     fn run(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Bytes>, FrameError> {
         if self.poisoned {
             return Err(FrameError::at(self.offset, FrameErrorKind::Poisoned));

@@ -101,9 +101,9 @@ impl HttpClient {
     }
 
     /// Sends one request (a whole HTTP/1.x message) and reads its response. A request on a
-    /// reused connection that the server had closed meanwhile (no byte of a response came)
-    /// is sent again once on a new connection when its method is idempotent (RFC 9110
-    /// §9.2.2; RFC 9112 §9.3.1 allows the retry).
+    /// reused connection that the server had closed or reset meanwhile is sent again once
+    /// on a new connection when its method is idempotent (RFC 9110 §9.2.2; RFC 9112 §9.3.1
+    /// allows the retry).
     ///
     /// # Errors
     /// [`HttpError`]: connect or socket failure, no response in time, the server closed
@@ -115,7 +115,7 @@ impl HttpClient {
     pub async fn request(&mut self, req: &[u8]) -> Result<Response, HttpError> {
         let reused = self.conn.is_some();
         match self.pipeline(&[req]).await {
-            Err(e) if reused && e.is_closed() && idempotent(req) => {
+            Err(e) if reused && lost_connection(&e) && idempotent(req) => {
                 let mut all = self.pipeline(&[req]).await?;
                 all.pop()
                     .ok_or_else(|| HttpError::new(HttpErrorKind::Closed))
@@ -137,7 +137,9 @@ impl HttpClient {
     /// # Cancel safety
     /// As [`request`](Self::request).
     pub async fn pipeline(&mut self, reqs: &[&[u8]]) -> Result<Vec<Response>, HttpError> {
-        let mut conn = match self.conn.take() {
+        // A kept connection that already has bytes or an EOF waiting was spoiled by the
+        // server (a body after a 204 or 304, a close it did not announce): not reused.
+        let mut conn = match self.conn.take().filter(|c| !c.spoiled()) {
             Some(c) => c,
             None => self.connect().await?,
         };
@@ -186,6 +188,22 @@ impl HttpClient {
 }
 
 impl Conn {
+    /// Whether the server sent anything between our exchanges: bytes no request asked for
+    /// (curl's "excess found"), an EOF, or an error. Reading them as the next response
+    /// would hand one request another's leftovers.
+    fn spoiled(&self) -> bool {
+        if !self.rbuf.is_empty() || self.eof {
+            return true;
+        }
+        // A peek on the (non-blocking) socket itself: tokio's `try_read` would answer
+        // from its cached readiness without asking the kernel.
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        match socket2::SockRef::from(&self.stream).peek(&mut probe) {
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        }
+    }
+
     /// The next final (non-1xx) response.
     async fn read_final(
         &mut self,
@@ -227,6 +245,22 @@ impl Conn {
                 Ok(Err(e)) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Whether a kept connection was lost under the request: closed, or reset (a peer that
+/// had closed resets our write; the read then fails with "reset" or, in CLOSE_WAIT, "broken
+/// pipe"). RFC 9112 §9.3.1: "When an inbound connection is closed prematurely, a client MAY
+/// open a new connection and automatically retransmit an aborted sequence of requests if
+/// all of those requests have idempotent methods".
+fn lost_connection(e: &HttpError) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    match e.kind() {
+        HttpErrorKind::Closed => true,
+        HttpErrorKind::Io(io) => {
+            matches!(io.kind(), BrokenPipe | ConnectionAborted | ConnectionReset)
+        }
+        _ => false,
     }
 }
 

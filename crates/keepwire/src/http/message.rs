@@ -44,6 +44,11 @@ pub struct Request {
     pub version: u8,
     /// The `Connection` options.
     pub connection: ConnectionOptions,
+    /// How many `Host` field lines the head has (RFC 9112 §3.2: exactly one in HTTP/1.1).
+    pub host_fields: usize,
+    /// `Transfer-Encoding` names a coding other than `chunked` (`gzip, chunked`): the body
+    /// is still in that coding, which this module does not undo.
+    pub other_coding: bool,
     /// The body, de-chunked.
     pub body: Bytes,
 }
@@ -68,14 +73,19 @@ pub struct Response {
 struct Fields {
     connection: ConnectionOptions,
     chunked: bool,
+    hosts: usize,
+    other_coding: bool,
 }
 
 fn fields(headers: &[httparse::Header<'_>]) -> Fields {
     let mut out = Fields {
         connection: ConnectionOptions::default(),
         chunked: false,
+        hosts: 0,
+        other_coding: false,
     };
     for h in headers {
+        out.hosts += usize::from(h.name.eq_ignore_ascii_case("host"));
         if h.name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -83,6 +93,10 @@ fn fields(headers: &[httparse::Header<'_>]) -> Fields {
                 out.connection.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            out.other_coding |= h.value.split(|&b| b == b',').any(|c| {
+                let c = c.trim_ascii();
+                !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked")
+            });
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
             out.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
         }
@@ -139,8 +153,24 @@ impl Request {
             path,
             version: req.version.unwrap_or(1),
             connection: f.connection,
+            host_fields: f.hosts,
+            other_coding: f.other_coding,
             body: body(frame, head, f.chunked)?,
         })
+    }
+
+    /// Whether the head breaks RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
+    /// Request) status code to any HTTP/1.1 request message that lacks a Host header field
+    /// and to any request message that contains more than one Host header field line".
+    ///
+    /// ```
+    /// use keepwire::http::message::Request;
+    /// assert!(Request::parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().bad_host());
+    /// assert!(!Request::parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().bad_host());
+    /// assert!(!Request::parse(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().bad_host());
+    /// ```
+    pub fn bad_host(&self) -> bool {
+        self.host_fields > 1 || (self.version >= 1 && self.host_fields == 0)
     }
 
     /// Whether this is a `HEAD` request (its response carries no body).
@@ -237,6 +267,34 @@ pub fn request_from_line(line: &str, host: &str) -> Result<Bytes, HttpError> {
     let bytes = Bytes::from(out);
     Request::parse_bytes(&bytes)?;
     Ok(bytes)
+}
+
+/// Checks that `wire` is exactly one whole HTTP/1.x request as the `http` framing reads
+/// it: a head ending in an empty line, then all of its body, nothing after. A request cut
+/// short would otherwise be sent and wait for an answer that cannot come.
+///
+/// ```
+/// use keepwire::http::message::whole_request;
+/// assert!(whole_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+/// assert!(whole_request(b"GET / HTTP/1.1").unwrap_err().is_parse());
+/// assert!(whole_request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nhi").is_err());
+/// ```
+///
+/// # Errors
+/// [`HttpError::is_parse`] when `wire` is cut short, malformed, a response, or more than
+/// one request.
+pub fn whole_request(wire: &[u8]) -> Result<(), HttpError> {
+    use crate::frame::{FrameCodec, FramingSpec};
+    use tokio_util::codec::Decoder;
+    let expected = "one whole http/1.x request: a head ending in an empty line (\\r\\n\\r\\n), \
+                    then its body, nothing after";
+    let mut codec = FrameCodec::new(FramingSpec::Http(Default::default()));
+    let mut buf = BytesMut::from(wire);
+    let frame = match codec.decode_eof(&mut buf) {
+        Ok(Some(frame)) if buf.is_empty() => frame,
+        _ => return Err(HttpError::parse("request", wire, expected)),
+    };
+    Request::parse_bytes(&frame).map(|_| ())
 }
 
 /// The body after a head of `head` bytes: the rest of the frame, or its chunks joined.

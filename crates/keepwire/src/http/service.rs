@@ -26,7 +26,8 @@ pub enum HttpReply {
 
 /// A handler answering each request with `200 OK`, a `Content-Type` and the [`HttpReply`]
 /// body (none to `HEAD`), keeping or closing the connection as [`Persistence::decide`]
-/// says. A frame that is not a request (a response sent to a server) is answered 400 and
+/// says; 400 to a request without exactly one `Host` (one at most in HTTP/1.0) and 501 to
+/// a transfer coding other than `chunked`, each with a close. A frame that is not a request (a response sent to a server) is answered 400 and
 /// the connection closes. Cloned per connection by the server: the clone counts that
 /// connection's requests for [`KeepAlive::max_requests`].
 ///
@@ -76,12 +77,22 @@ impl HttpService {
     /// The answer to one request frame; `draining`: the server is shutting down.
     pub fn answer(&mut self, frame: &Bytes, draining: bool) -> Answer {
         self.served = self.served.saturating_add(1);
-        let Ok(req) = message::Request::parse_bytes(frame) else {
+        // A request without exactly one Host (HTTP/1.1), or with two: 400 (RFC 9112 §3.2).
+        let parsed = message::Request::parse_bytes(frame).ok();
+        let Some(req) = parsed.filter(|r| !r.bad_host()) else {
             let bad = Bytes::from_static(
                 b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             );
             return Answer::one(bad).then_close();
         };
+        // RFC 9112 §6.1: "A server that receives a request message with a transfer coding
+        // it does not understand SHOULD respond with 501 (Not Implemented)" (nginx does);
+        // echoed, a gzip body would go back still gzipped under a plain Content-Length.
+        if req.other_coding {
+            let no =
+                b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            return Answer::one(Bytes::from_static(no)).then_close();
+        }
         let p = Persistence::decide(
             req.version,
             req.connection,
@@ -174,12 +185,15 @@ mod tests {
     fn echo_keeps_and_closes_per_request() {
         let mut s = svc(2);
         let a = s.answer(
-            &Bytes::from_static(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"),
+            &Bytes::from_static(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi"),
             false,
         );
         assert!(!a.closes());
         assert!(a.frames()[0].ends_with(b"Content-Length: 2\r\n\r\nhi"));
-        let a = s.answer(&Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), false);
+        let a = s.answer(
+            &Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            false,
+        );
         assert!(a.closes(), "the second of max 2 closes");
         assert!(a.frames()[0].ends_with(b"Connection: close\r\n\r\n"));
     }
@@ -187,11 +201,17 @@ mod tests {
     #[test]
     fn head_gets_no_body_and_responses_get_400() {
         let mut s = HttpService::new(HttpReply::Fixed("abc".into()), "", KeepAlive::default());
-        let a = s.answer(&Bytes::from_static(b"HEAD / HTTP/1.1\r\n\r\n"), false);
+        let a = s.answer(
+            &Bytes::from_static(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            false,
+        );
         assert!(a.frames()[0].ends_with(b"Content-Length: 3\r\n\r\n"));
         let a = s.answer(&Bytes::from_static(b"HTTP/1.1 200 OK\r\n\r\n"), false);
         assert!(a.closes() && a.frames()[0].starts_with(b"HTTP/1.1 400 "));
-        let a = s.answer(&Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"), true);
+        let a = s.answer(
+            &Bytes::from_static(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+            true,
+        );
         assert!(a.closes(), "draining closes");
     }
 }

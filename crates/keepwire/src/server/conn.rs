@@ -650,7 +650,13 @@ impl Connection {
         loop {
             let frame = match pipeline::decode(&mut self.codec, &mut self.rbuf, self.eof) {
                 Ok(Some(f)) => f,
-                Ok(None) => break,
+                Ok(None) => {
+                    // HTTP's `100 Continue`, owed before the body comes (frame/http.rs).
+                    if let Some(interim) = self.codec.interim_reply() {
+                        self.wbuf.extend_from_slice(interim);
+                    }
+                    break;
+                }
                 // Replies already due still go out before the close, then the framing's
                 // own error response (HTTP: 400, 431 or 413), if it has one.
                 Err(e) => return Some(self.fail_frame(e, cfg).await),
