@@ -259,6 +259,39 @@ pub(super) fn time_wait(port: u16, local_side: bool) -> Option<u64> {
     u64::try_from(n).ok()
 }
 
+/// TIME_WAIT sockets on both sides of a port before a pattern runs, so that what the pattern
+/// itself left can be told apart from what earlier ones did.
+pub(super) struct TimeWaitBaseline {
+    port: u16,
+    client: Option<u64>,
+    server: Option<u64>,
+}
+
+impl TimeWaitBaseline {
+    /// Counts both sides of `port` now.
+    pub(super) fn take(port: u16) -> Self {
+        TimeWaitBaseline {
+            port,
+            client: time_wait(port, false),
+            server: time_wait(port, true),
+        }
+    }
+
+    /// The TIME_WAIT sockets added since, client side and server side (`None` where a side
+    /// cannot be read, and for the server side unless `server_visible`).
+    pub(super) fn added(&self, server_visible: bool) -> (Option<u64>, Option<u64>) {
+        let delta = |after: Option<u64>, before: Option<u64>| {
+            after.zip(before).map(|(a, b)| a.saturating_sub(b))
+        };
+        let server = if server_visible {
+            delta(time_wait(self.port, true), self.server)
+        } else {
+            None
+        };
+        (delta(time_wait(self.port, false), self.client), server)
+    }
+}
+
 /// The workers of one pattern, and what to ask its library clients after the run.
 struct Workers {
     tasks: JoinSet<Tally>,
@@ -355,10 +388,7 @@ pub(super) async fn run_pattern(
     pattern: Pattern,
     progress: Arc<Progress>,
 ) -> PatternReport {
-    let (cw0, sw0) = (
-        time_wait(target.port(), false),
-        time_wait(target.port(), true),
-    );
+    let baseline = TimeWaitBaseline::take(target.port());
     let shared = connect_shared(cfg, target, pattern).await;
     let started = Instant::now();
     let run = Arc::new(Run {
@@ -388,24 +418,12 @@ pub(super) async fn run_pattern(
     let opened = run.opened.load(Ordering::Relaxed) + clients.iter().map(|f| f()).sum::<u64>();
     drop((run, clients));
     tokio::task::yield_now().await;
-    let delta = |after: Option<u64>, before: Option<u64>| {
-        after.zip(before).map(|(a, b)| a.saturating_sub(b))
-    };
-    PatternReport {
+    PatternReport::from_run(
         pattern,
-        requests: ok,
-        errors,
-        rps: ok as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50_us: hist.value_at_quantile(0.50),
-        p99_us: hist.value_at_quantile(0.99),
-        max_us: hist.max(),
-        connections_opened: opened,
+        (ok, errors),
+        &hist,
         elapsed,
-        time_wait_client: delta(time_wait(target.port(), false), cw0),
-        time_wait_server: if server_visible {
-            delta(time_wait(target.port(), true), sw0)
-        } else {
-            None
-        },
-    }
+        opened,
+        baseline.added(server_visible),
+    )
 }

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use super::engine::{Progress, time_wait};
+use super::engine::{Progress, TimeWaitBaseline};
 use super::{BenchConfig, Pattern, PatternReport};
 use crate::http::HttpClient;
 
@@ -99,10 +99,7 @@ pub(super) async fn run_pattern(
     pattern: Pattern,
     progress: Arc<Progress>,
 ) -> PatternReport {
-    let (cw0, sw0) = (
-        time_wait(target.port(), false),
-        time_wait(target.port(), true),
-    );
+    let baseline = TimeWaitBaseline::take(target.port());
     let started = Instant::now();
     let shared = Arc::new(Shared {
         target,
@@ -143,24 +140,14 @@ pub(super) async fn run_pattern(
     let opened = shared.opened.load(Ordering::Relaxed);
     drop(shared);
     tokio::task::yield_now().await;
-    let delta = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| a.saturating_sub(b));
-    PatternReport {
+    PatternReport::from_run(
         pattern,
-        requests: ok,
-        errors,
-        rps: ok as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50_us: hist.value_at_quantile(0.50),
-        p99_us: hist.value_at_quantile(0.99),
-        max_us: hist.max(),
-        connections_opened: opened,
+        (ok, errors),
+        &hist,
         elapsed,
-        time_wait_client: delta(time_wait(target.port(), false), cw0),
-        time_wait_server: if server_visible {
-            delta(time_wait(target.port(), true), sw0)
-        } else {
-            None
-        },
-    }
+        opened,
+        baseline.added(server_visible),
+    )
 }
 
 /// One closed-loop client until the pattern's end.

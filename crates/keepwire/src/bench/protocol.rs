@@ -384,18 +384,12 @@ fn report(
     started: Instant,
     opened: u64,
 ) -> PatternReport {
-    let elapsed = started.elapsed();
-    PatternReport {
+    PatternReport::from_run(
         pattern,
-        requests: ok,
-        errors,
-        rps: ok as f64 / elapsed.as_secs_f64().max(1e-9),
-        p50_us: hist.value_at_quantile(0.50),
-        p99_us: hist.value_at_quantile(0.99),
-        max_us: hist.max(),
-        connections_opened: opened,
-        elapsed,
-        time_wait_client: None,
-        time_wait_server: None,
-    }
+        (ok, errors),
+        &hist,
+        started.elapsed(),
+        opened,
+        (None, None),
+    )
 }

@@ -35,6 +35,34 @@ pub struct PatternReport {
     pub time_wait_server: Option<u64>,
 }
 
+impl PatternReport {
+    /// The report of a pattern that answered `ok` requests and failed `errors` in `elapsed`,
+    /// with latencies in `hist` (µs), `opened` connections, and the TIME_WAIT sockets it left
+    /// (client side, server side; see [`TimeWaitBaseline`](super::engine::TimeWaitBaseline)).
+    pub(super) fn from_run(
+        pattern: Pattern,
+        (ok, errors): (u64, u64),
+        hist: &hdrhistogram::Histogram<u64>,
+        elapsed: Duration,
+        opened: u64,
+        (time_wait_client, time_wait_server): (Option<u64>, Option<u64>),
+    ) -> Self {
+        PatternReport {
+            pattern,
+            requests: ok,
+            errors,
+            rps: ok as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_us: hist.value_at_quantile(0.50),
+            p99_us: hist.value_at_quantile(0.99),
+            max_us: hist.max(),
+            connections_opened: opened,
+            elapsed,
+            time_wait_client,
+            time_wait_server,
+        }
+    }
+}
+
 /// A whole bench: every pattern's report, in the order run.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
