@@ -1,0 +1,284 @@
+//! Hostile review of TLS on the server (issue 15): record and segment boundaries driven by
+//! a sans-IO rustls client, so every way bytes can arrive is tried against the server's
+//! readiness loop; half-closes; garbage before the handshake.
+
+mod common;
+mod tls_common;
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{SOON, echo_server, spec};
+use keepwire::server::ServerConfig;
+use tls_common::Pki;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn server_cfg(pki: &Pki) -> ServerConfig {
+    let mut cfg = ServerConfig::new(spec("len:be:2"));
+    cfg.tls = Some(pki.server_tls(false));
+    cfg
+}
+
+/// A rustls client driven by hand: the test decides where records and segments end.
+struct Raw {
+    tcp: TcpStream,
+    tls: rustls::ClientConnection,
+    plain: Vec<u8>,
+}
+
+impl Raw {
+    async fn connect(pki: &Pki, addr: std::net::SocketAddr) -> Raw {
+        let cfg = Arc::clone(pki.client_tls(false).config());
+        let name = "localhost".try_into().unwrap();
+        let tls = rustls::ClientConnection::new(cfg, name).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let mut r = Raw {
+            tcp,
+            tls,
+            plain: Vec::new(),
+        };
+        tokio::time::timeout(SOON, async {
+            while r.tls.is_handshaking() {
+                r.flush().await;
+                if r.tls.is_handshaking() {
+                    r.pump().await.expect("eof during the handshake");
+                }
+            }
+            r.flush().await;
+        })
+        .await
+        .expect("handshake within 10 s");
+        r
+    }
+
+    fn take_out(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while self.tls.wants_write() {
+            self.tls.write_tls(&mut out).unwrap();
+        }
+        out
+    }
+
+    async fn flush(&mut self) {
+        let out = self.take_out();
+        self.tcp.write_all(&out).await.unwrap();
+    }
+
+    /// One socket read fed to rustls; `None` at EOF.
+    async fn pump(&mut self) -> Option<()> {
+        let mut buf = vec![0u8; 32 * 1024];
+        let n = self.tcp.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        let mut s = &buf[..n];
+        while !s.is_empty() {
+            self.tls.read_tls(&mut s).unwrap();
+            self.tls.process_new_packets().unwrap();
+        }
+        let mut tmp = [0u8; 4096];
+        loop {
+            match self.tls.reader().read(&mut tmp) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => self.plain.extend_from_slice(&tmp[..k]),
+            }
+        }
+        Some(())
+    }
+
+    /// Ciphertext of `plain` as one record per `record` bytes of plaintext.
+    fn seal(&mut self, plain: &[u8], record: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for chunk in plain.chunks(record) {
+            self.tls.writer().write_all(chunk).unwrap();
+            out.extend(self.take_out());
+        }
+        out
+    }
+
+    /// Waits until `n` plaintext bytes have arrived (bounded), or EOF.
+    async fn expect(&mut self, n: usize) -> Vec<u8> {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while self.plain.len() < n {
+                if self.pump().await.is_none() {
+                    break;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("only {} of {n} bytes within 5 s", self.plain.len()));
+        std::mem::take(&mut self.plain)
+    }
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+#[tokio::test]
+async fn several_frames_in_one_record_all_answered() {
+    let pki = Pki::new();
+    let srv = echo_server(server_cfg(&pki)).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let mut all = Vec::new();
+    for i in 0..50u8 {
+        all.extend(frame(&[i; 7]));
+    }
+    let wire = c.seal(&all, usize::MAX);
+    c.tcp.write_all(&wire).await.unwrap();
+    assert_eq!(c.expect(all.len()).await, all);
+}
+
+#[tokio::test]
+async fn one_frame_across_many_records_answered() {
+    let pki = Pki::new();
+    let srv = echo_server(server_cfg(&pki)).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let f = frame(&[9u8; 300]);
+    // One record per byte, all in one write; then one record per byte, one write each.
+    let wire = c.seal(&f, 1);
+    c.tcp.write_all(&wire).await.unwrap();
+    assert_eq!(c.expect(f.len()).await, f);
+    for b in f.chunks(1) {
+        let w = c.seal(b, 1);
+        c.tcp.write_all(&w).await.unwrap();
+    }
+    assert_eq!(c.expect(f.len()).await, f);
+}
+
+#[tokio::test]
+async fn a_record_split_at_every_offset_is_answered() {
+    let pki = Pki::new();
+    let srv = echo_server(server_cfg(&pki)).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let f = frame(b"split me");
+    let len = c.seal(&f, usize::MAX).len();
+    // The sealing above was sent nowhere: reconnect so sequence numbers line up.
+    drop(c);
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    for cut in 1..len {
+        let wire = c.seal(&f, usize::MAX);
+        c.tcp.write_all(&wire[..cut]).await.unwrap();
+        // A gap so the two parts leave as separate segments (the scenario, not a wait).
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        c.tcp.write_all(&wire[cut..]).await.unwrap();
+        assert_eq!(c.expect(f.len()).await, f, "cut at {cut}");
+    }
+}
+
+#[tokio::test]
+async fn last_record_alone_and_pipelined_requests() {
+    let pki = Pki::new();
+    let srv = echo_server(server_cfg(&pki)).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let mut all = Vec::new();
+    for i in 0..20u8 {
+        all.extend(frame(&[i; 100]));
+    }
+    let wire = c.seal(&all, 64);
+    // All but the last record, then the last one alone after a gap.
+    let last = c.seal(b"", 1);
+    assert!(last.is_empty());
+    let cut = wire.len() - (64 + 22);
+    c.tcp.write_all(&wire[..cut]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    c.tcp.write_all(&wire[cut..]).await.unwrap();
+    assert_eq!(c.expect(all.len()).await, all);
+}
+
+#[tokio::test]
+async fn request_then_close_notify_and_fin_is_answered() {
+    let pki = Pki::new();
+    let srv = echo_server(server_cfg(&pki)).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let f = frame(b"last words");
+    let mut wire = c.seal(&f, usize::MAX);
+    c.tls.send_close_notify();
+    wire.extend(c.take_out());
+    c.tcp.write_all(&wire).await.unwrap();
+    c.tcp.shutdown().await.unwrap();
+    assert_eq!(c.expect(f.len()).await, f);
+}
+
+#[tokio::test]
+async fn request_then_bare_fin_is_answered_or_closed() {
+    let pki = Pki::new();
+    let srv = echo_server(server_cfg(&pki)).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let f = frame(b"no notify");
+    let wire = c.seal(&f, usize::MAX);
+    c.tcp.write_all(&wire).await.unwrap();
+    c.tcp.shutdown().await.unwrap();
+    assert_eq!(c.expect(f.len()).await, f);
+}
+
+#[tokio::test]
+async fn reply_larger_than_the_socket_buffer_to_a_slow_reader() {
+    let pki = Pki::new();
+    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    cfg.tls = Some(pki.server_tls(false));
+    let srv = echo_server(cfg).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let body = vec![0x5au8; 3 * 1024 * 1024];
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(&body);
+    let wire = c.seal(&f, 16 * 1024);
+    let (mut rd, mut wr) = c.tcp.split();
+    let mut got = Vec::new();
+    let write = async { wr.write_all(&wire).await.unwrap() };
+    let read = async {
+        let mut buf = vec![0u8; 4096];
+        // Slow: small reads only.
+        loop {
+            let n = rd.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.len() >= wire.len() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(write, read) })
+        .await
+        .expect("echo of 3 MiB within 10 s");
+    let mut s = &got[..];
+    let mut plain = Vec::new();
+    while !s.is_empty() {
+        c.tls.read_tls(&mut s).unwrap();
+        c.tls.process_new_packets().unwrap();
+        let _ = c.tls.reader().read_to_end(&mut plain);
+    }
+    assert_eq!(plain.len(), f.len());
+    assert!(plain == f);
+}
+
+#[tokio::test]
+async fn garbage_instead_of_a_client_hello_is_closed() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.handshake_timeout = Duration::from_secs(5);
+    let mut srv = echo_server(cfg).await;
+    let inputs: [&[u8]; 4] = [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n",
+        b"\r\n\r\n\0\r\nQUIT\n\0\0\0\0\0\0\0\0\0\0",
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0, 0, 0],
+    ];
+    for input in inputs {
+        let mut c = common::Client::connect(srv.addr, "len:be:2").await;
+        c.send_raw(input).await.unwrap();
+        let took = c.closed_within(SOON).await;
+        assert!(
+            took < Duration::from_secs(3),
+            "{input:?} closed after {took:?}"
+        );
+    }
+    assert!(srv.seen.try_recv().is_err());
+}
