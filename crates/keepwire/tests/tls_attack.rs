@@ -282,3 +282,33 @@ async fn garbage_instead_of_a_client_hello_is_closed() {
     }
     assert!(srv.seen.try_recv().is_err());
 }
+
+/// A client that completed TCP and sent nothing (or half a ClientHello) has sent no request:
+/// a drain closes it at once, as it does a connection still waiting for its PROXY header,
+/// instead of waiting out the handshake timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_closes_a_silent_handshake_at_once() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.handshake_timeout = Duration::from_secs(8);
+    cfg.shutdown_grace = Duration::from_secs(8);
+    let srv = common::start(cfg, "127.0.0.1:0", None).await;
+    let mut silent = common::Client::connect(srv.addr, "len:be:2").await;
+    let mut half = common::Client::connect(srv.addr, "len:be:2").await;
+    half.send_raw(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    // Both accepted and in their handshake: a completed one proves the accept loop ran.
+    let _done = Raw::connect(&pki, srv.addr).await;
+    srv.stop.cancel();
+    let took = silent.closed_within(SOON).await;
+    assert!(
+        took < Duration::from_secs(3),
+        "silent closed after {took:?}"
+    );
+    let took = half.closed_within(SOON).await;
+    assert!(took < Duration::from_secs(3), "half closed after {took:?}");
+    let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
+    assert!(report.drain_time < Duration::from_secs(3), "{report:?}");
+    assert_eq!(report.force_closed, 0, "{report:?}");
+}

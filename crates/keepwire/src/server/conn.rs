@@ -305,9 +305,13 @@ impl Connection {
         let mut layer =
             Box::new(crate::tls::layer::TlsLayer::server(tls).map_err(|e| ConnEnd::Io(e.into()))?);
         let early = std::mem::take(&mut self.rbuf);
-        let res = layer
-            .handshake(&self.stream, &early, &mut self.rbuf, timeout)
-            .await;
+        // Draining: a connection still in its handshake has sent no request, so it closes
+        // at once, as one waiting for its PROXY header does (not after the timeout).
+        let shutdown = self.shared.shutdown.clone();
+        let res = tokio::select! {
+            r = layer.handshake(&self.stream, &early, &mut self.rbuf, timeout) => r,
+            () = shutdown.cancelled() => return Err(ConnEnd::Drained),
+        };
         if let Err(e) = res {
             tracing::info!(conn = self.id, peer = %self.peer, error = %e, "closing connection: tls handshake failed");
             return Err(ConnEnd::Io(e.into()));
