@@ -312,3 +312,112 @@ async fn drain_closes_a_silent_handshake_at_once() {
     assert!(report.drain_time < Duration::from_secs(3), "{report:?}");
     assert_eq!(report.force_closed, 0, "{report:?}");
 }
+
+/// Requests that arrived in one record are all decrypted by one read; a drain that starts
+/// while the first is being handled still answers every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_answers_requests_already_decrypted() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.shutdown_grace = Duration::from_secs(8);
+    let mut srv = common::start(cfg, "127.0.0.1:0", Some(Duration::from_millis(100))).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let mut all = Vec::new();
+    for i in 0..5u8 {
+        all.extend(frame(&[i; 10]));
+    }
+    let wire = c.seal(&all, usize::MAX);
+    c.tcp.write_all(&wire).await.unwrap();
+    tokio::time::timeout(SOON, srv.seen.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    srv.stop.cancel();
+    assert_eq!(c.expect(all.len()).await, all);
+    let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
+    assert_eq!(report.force_closed, 0, "{report:?}");
+}
+
+/// A raw listener that accepts and, per connection, reads what comes and then closes
+/// (`close`) or keeps the connection open in silence.
+async fn hostile_listener(close: bool) -> std::net::SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            if close {
+                let mut b = [0u8; 64];
+                let _ = s.read(&mut b).await;
+                drop(s);
+            } else {
+                held.push(s);
+            }
+        }
+    });
+    addr
+}
+
+/// The client's handshake against a server that closes mid-handshake, and one that never
+/// answers: each fails within the connect timeout and the client moves to the next endpoint.
+#[tokio::test]
+async fn client_fails_over_past_a_closing_and_a_silent_tls_server() {
+    use bytes::Bytes;
+    let pki = Pki::new();
+    let good = echo_server(server_cfg(&pki)).await;
+    let closing = hostile_listener(true).await;
+    let silent = hostile_listener(false).await;
+    let t = std::time::Instant::now();
+    let c = common::builder("len:be:2", &[closing, silent, good.addr])
+        .tls(pki.client_tls(false))
+        .connect_timeout(Duration::from_millis(300))
+        .request_timeout(SOON)
+        .connect_long()
+        .await
+        .unwrap();
+    assert_eq!(
+        &c.request(Bytes::from_static(b"hi")).await.unwrap()[..],
+        b"hi"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let eps = c.endpoints();
+    // (`up` may already be back: the down backoff is 200 ms.) Each names its failure.
+    let why = |i: usize| eps[i].last_error.clone().unwrap_or_default();
+    assert!(why(0).contains("tls handshake"), "{:?}", eps[0]);
+    assert!(why(1).contains("tls handshake"), "{:?}", eps[1]);
+    assert!(eps[2].up && eps[2].last_error.is_none(), "{:?}", eps[2]);
+}
+
+/// A SOCKS5 proxy that stalls, one that answers garbage, one that refuses: each connect
+/// ends within the connect timeout with an error naming the proxy.
+#[tokio::test]
+async fn socks5_proxy_that_stalls_or_lies_is_bounded() {
+    let silent = hostile_listener(false).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let liar = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut b = [0u8; 64];
+            let _ = s.read(&mut b).await;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        }
+    });
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    for proxy in [silent, liar, refused] {
+        let socks: keepwire::socks::Socks5 = proxy.to_string().parse().unwrap();
+        let t = std::time::Instant::now();
+        let e = socks
+            .connect("127.0.0.1:9", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{proxy}: {:?}",
+            t.elapsed()
+        );
+        assert!(e.to_string().contains(&proxy.to_string()), "{e}");
+    }
+}
