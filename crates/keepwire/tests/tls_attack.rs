@@ -421,3 +421,75 @@ async fn socks5_proxy_that_stalls_or_lies_is_bounded() {
         assert!(e.to_string().contains(&proxy.to_string()), "{e}");
     }
 }
+
+/// A ClientHello trickled a byte at a time is cut at the handshake timeout: the timeout
+/// bounds the whole handshake, not each read.
+#[tokio::test]
+async fn trickled_client_hello_is_cut_at_the_handshake_timeout() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.handshake_timeout = Duration::from_millis(400);
+    let srv = echo_server(cfg).await;
+    // A real ClientHello, from a rustls client that never sends it itself.
+    let name = "localhost".try_into().unwrap();
+    let mut tls =
+        rustls::ClientConnection::new(Arc::clone(pki.client_tls(false).config()), name).unwrap();
+    let mut hello = Vec::new();
+    tls.write_tls(&mut hello).unwrap();
+    let mut tcp = TcpStream::connect(srv.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let t = tokio::time::Instant::now();
+    let mut closed = false;
+    // The scenario is a slow peer: one byte per 20 ms, for at most 5 s.
+    for b in hello.iter().cycle().take(250) {
+        if tcp.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut x = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(20), tcp.read(&mut x)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let took = t.elapsed();
+    assert!(closed, "still open after {took:?}");
+    assert!(took >= Duration::from_millis(350), "cut after {took:?}");
+    assert!(took < Duration::from_secs(3), "cut after {took:?}");
+}
+
+/// Stalled handshakes hold connection slots: the cap still applies, and a slot comes back
+/// when a stalled one is cut.
+#[tokio::test]
+async fn stalled_handshakes_count_against_the_connection_cap() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.max_conns = 3;
+    cfg.handshake_timeout = Duration::from_millis(500);
+    let srv = echo_server(cfg).await;
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(common::Client::connect(srv.addr, "len:be:2").await);
+    }
+    // The fourth is refused (reset) while the three stall.
+    let t = std::time::Instant::now();
+    if let Ok(mut extra) = TcpStream::connect(srv.addr).await {
+        let mut x = [0u8; 16];
+        let r = tokio::time::timeout(SOON, extra.read(&mut x)).await;
+        assert!(matches!(r, Ok(Ok(0) | Err(_))), "{r:?}");
+    }
+    let took = t.elapsed();
+    assert!(took < Duration::from_millis(400), "refused after {took:?}");
+    // The stalled ones are cut at the timeout; then a real client gets in.
+    for s in &mut stalled {
+        s.closed_within(SOON).await;
+    }
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let f = frame(b"after");
+    let wire = c.seal(&f, usize::MAX);
+    c.tcp.write_all(&wire).await.unwrap();
+    assert_eq!(c.expect(f.len()).await, f);
+}
