@@ -493,3 +493,76 @@ async fn stalled_handshakes_count_against_the_connection_cap() {
     c.tcp.write_all(&wire).await.unwrap();
     assert_eq!(c.expect(f.len()).await, f);
 }
+
+/// Mutual TLS with an expired client certificate from the trusted CA: refused, the cause
+/// named, no request reaches the handler.
+#[tokio::test]
+async fn expired_client_certificate_is_refused() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.tls = Some(pki.server_tls(true));
+    let mut srv = echo_server(cfg).await;
+    let old = pki.client_ca.leaf(&[], "atm-old", true);
+    let tls = keepwire::tls::ClientTls::builder()
+        .ca_certs(vec![pki.ca.der()])
+        .identity(old.chain(), old.key_der())
+        .build()
+        .unwrap();
+    let tcp = TcpStream::connect(srv.addr).await.unwrap();
+    let err = match tls.connect(tcp, &srv.addr.to_string(), SOON).await {
+        Err(e) => e,
+        Ok(s) => {
+            let mut c = tls_common::Framed::new(s, "len:be:2");
+            let _ = c.send(b"hello").await;
+            keepwire::tls::TlsError::from_io("client", c.recv().await.expect_err("refused"))
+        }
+    };
+    assert!(
+        err.is_expired() && err.to_string().contains("expired"),
+        "{err}"
+    );
+    assert!(
+        srv.seen.try_recv().is_err(),
+        "no request reached the handler"
+    );
+}
+
+/// `PeerCert` on hostile DER: truncations of a real certificate at every offset, indefinite
+/// and over-long lengths, deep nesting, a huge subject. No panic; the subject stays short.
+#[test]
+fn peer_cert_parser_survives_hostile_der() {
+    use keepwire::tls::PeerCert;
+    let pki = Pki::new();
+    let real = pki.client.chain()[0].to_vec();
+    let subject = |der: Vec<u8>| PeerCert::from_der(der.into()).subject().len();
+    for cut in 0..real.len() {
+        assert!(subject(real[..cut].to_vec()) <= 1024);
+    }
+    for i in 0..real.len() {
+        for b in [0x00, 0x80, 0x84, 0x85, 0xff] {
+            let mut d = real.clone();
+            d[i] = b;
+            assert!(subject(d) <= 1024);
+        }
+    }
+    let mut nested = Vec::new();
+    for _ in 0..10_000 {
+        nested.extend([0x30, 0x80]);
+    }
+    assert!(subject(nested) <= 1024);
+    assert!(subject(vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff]) <= 1024);
+    // A name of 2 000 RDNs of 30 bytes each: formatted, then cut.
+    let mut params = rcgen::CertificateParams::new(vec!["x".into()]).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    for i in 0..2000 {
+        dn.push(
+            rcgen::DnType::CustomDnType(vec![2, 5, 4, 1000 + i]),
+            "y".repeat(30),
+        );
+    }
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let huge = params.self_signed(&key).unwrap().der().to_vec();
+    let n = subject(huge);
+    assert!(n > 0 && n <= 1024, "{n}");
+}
