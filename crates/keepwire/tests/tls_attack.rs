@@ -566,3 +566,32 @@ fn peer_cert_parser_survives_hostile_der() {
     let n = subject(huge);
     assert!(n > 0 && n <= 1024, "{n}");
 }
+
+/// A close_notify without a FIN (the TCP side left open) ends the connection as a FIN
+/// would: the server closes at once, after answering what came before it.
+#[tokio::test]
+async fn close_notify_without_fin_closes_the_connection() {
+    let pki = Pki::new();
+    let cfg = server_cfg(&pki);
+    let srv = echo_server(cfg).await;
+    for request in [&b""[..], b"bye"] {
+        let mut c = Raw::connect(&pki, srv.addr).await;
+        let mut wire = if request.is_empty() {
+            Vec::new()
+        } else {
+            c.seal(&frame(request), usize::MAX)
+        };
+        c.tls.send_close_notify();
+        wire.extend(c.take_out());
+        c.tcp.write_all(&wire).await.unwrap();
+        let t = std::time::Instant::now();
+        let want = if request.is_empty() {
+            0
+        } else {
+            request.len() + 2
+        };
+        let got = c.expect(usize::MAX).await;
+        assert_eq!(got.len(), want, "{got:?}");
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    }
+}
