@@ -3,6 +3,8 @@
 //! readiness loop; half-closes; garbage before the handshake.
 
 mod common;
+#[path = "common/queues.rs"]
+mod queues;
 mod tls_common;
 
 use std::io::{Read, Write};
@@ -594,4 +596,33 @@ async fn close_notify_without_fin_closes_the_connection() {
         assert_eq!(got.len(), want, "{got:?}");
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     }
+}
+
+/// A drain that starts while a request's record is half read (the rest still on its way)
+/// waits for the rest and answers it, as it does a frame half read without TLS: the half
+/// record sits in rustls, not in the read buffer, and must count as a request begun.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_a_record_half_read() {
+    let pki = Pki::new();
+    let mut cfg = server_cfg(&pki);
+    cfg.shutdown_grace = Duration::from_secs(8);
+    let srv = common::start(cfg, "127.0.0.1:0", None).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let f = frame(b"half a record, then a drain");
+    let wire = c.seal(&f, usize::MAX);
+    let local = c.tcp.local_addr().unwrap();
+    c.tcp.write_all(&wire[..10]).await.unwrap();
+    common::eventually("server read the half record", || {
+        queues::server_has_read(local, srv.addr)
+    })
+    .await;
+    srv.stop.cancel();
+    // The listener closing shows the drain has begun.
+    common::eventually("listener closed", || {
+        std::net::TcpStream::connect_timeout(&srv.addr, Duration::from_millis(200)).is_err()
+    })
+    .await;
+    // Written only if the server has not closed: a closed socket would reset it.
+    let _ = c.tcp.write_all(&wire[10..]).await;
+    assert_eq!(c.expect(f.len()).await, f);
 }

@@ -321,6 +321,15 @@ impl Connection {
         Ok(())
     }
 
+    /// TLS: part of a record read, the rest to come (a request begun, for the drain).
+    fn tls_mid_record(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref() {
+            return tls.mid_record();
+        }
+        false
+    }
+
     /// TLS: our close_notify before the FIN, offered to the socket without waiting.
     fn close_notify(&mut self) {
         #[cfg(feature = "tls")]
@@ -482,7 +491,7 @@ impl Connection {
             if self.rbuf.is_empty() {
                 // Draining: requests that already reached the socket are still answered (the
                 // loop reads them next); only when the kernel holds nothing does it end.
-                if draining && !self.kernel_has_data() {
+                if draining && !self.kernel_has_data() && !self.tls_mid_record() {
                     return self.close_drained().await;
                 }
                 // Idle connections give their buffers back.
