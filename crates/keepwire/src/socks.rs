@@ -17,6 +17,7 @@
 //! let s = s.with_auth_str("alice:s3cret").unwrap();
 //! assert_eq!(s.proxy(), "127.0.0.1:1080");
 //! assert!(Socks5::new("p:1080").with_auth_str("no-colon").is_err());
+//! assert!("garbage".parse::<Socks5>().unwrap_err().is_bad_proxy());
 //! ```
 
 use std::fmt;
@@ -46,6 +47,11 @@ impl fmt::Debug for Socks5 {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SocksError {
+    /// The proxy address is not `HOST:PORT` (a name or address, and a port 1 to 65535).
+    BadProxy {
+        /// The address as given.
+        proxy: String,
+    },
     /// `USER:PASS` was not of that form (or a part is longer than RFC 1929's 255 bytes).
     BadAuth,
     /// The proxy could not be reached, or refused or failed the request.
@@ -78,6 +84,11 @@ impl SocksError {
         )
     }
 
+    /// The proxy address was not `HOST:PORT`.
+    pub fn is_bad_proxy(&self) -> bool {
+        matches!(self, SocksError::BadProxy { .. })
+    }
+
     /// The connect timed out.
     pub fn is_timeout(&self) -> bool {
         matches!(self, SocksError::Timeout { .. })
@@ -87,6 +98,10 @@ impl SocksError {
 impl fmt::Display for SocksError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            SocksError::BadProxy { proxy } => write!(
+                f,
+                "socks5 proxy {proxy:?}: expected HOST:PORT with a port from 1 to 65535"
+            ),
             SocksError::BadAuth => write!(f, "socks5 auth must be USER:PASS, each 1 to 255 bytes"),
             SocksError::Connect {
                 proxy,
@@ -115,10 +130,26 @@ impl std::error::Error for SocksError {
     }
 }
 
+/// `HOST:PORT` (`[v6]:PORT` for an IPv6 address), the form `--socks5` takes.
 impl FromStr for Socks5 {
-    type Err = std::convert::Infallible;
+    type Err = SocksError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || SocksError::BadProxy {
+            proxy: s.to_owned(),
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6
+                .strip_suffix(']')
+                .filter(|h| h.parse::<std::net::Ipv6Addr>().is_ok()),
+            None => Some(host).filter(|h| !h.contains(':')),
+        };
+        let host_ok = host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace));
+        if !port_ok || !host_ok {
+            return Err(bad());
+        }
         Ok(Socks5::new(s))
     }
 }
@@ -191,6 +222,36 @@ impl Socks5 {
                 source,
             }),
             Ok(Ok(s)) => Ok(s.into_inner()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_addresses_parse_or_are_refused() {
+        for ok in ["127.0.0.1:1080", "proxy.example:1", "[::1]:1080", "p:65535"] {
+            assert_eq!(ok.parse::<Socks5>().unwrap().proxy(), ok);
+        }
+        for bad in [
+            "garbage",
+            "::::",
+            "host:",
+            ":1080",
+            "host:0",
+            "host:65536",
+            "host:x",
+            "::1:1080",
+            "[::1]",
+            "[zz]:1",
+            "a b:1",
+            "",
+        ] {
+            let e = bad.parse::<Socks5>().unwrap_err();
+            assert!(e.is_bad_proxy(), "{bad:?}: {e}");
+            assert!(e.to_string().contains("HOST:PORT"), "{e}");
         }
     }
 }

@@ -122,7 +122,9 @@ impl ClientTlsArgs {
         let Some(proxy) = &self.socks5 else {
             return Ok(None);
         };
-        let s = Socks5::new(proxy.as_str());
+        let s: Socks5 = proxy
+            .parse()
+            .map_err(|e| Failure::Usage(format!("--socks5: {e}")))?;
         match &self.socks5_auth {
             None => Ok(Some(s)),
             Some(a) => s

@@ -305,9 +305,13 @@ impl Connection {
         let mut layer =
             Box::new(crate::tls::layer::TlsLayer::server(tls).map_err(|e| ConnEnd::Io(e.into()))?);
         let early = std::mem::take(&mut self.rbuf);
-        let res = layer
-            .handshake(&self.stream, &early, &mut self.rbuf, timeout)
-            .await;
+        // Draining: a connection still in its handshake has sent no request, so it closes
+        // at once, as one waiting for its PROXY header does (not after the timeout).
+        let shutdown = self.shared.shutdown.clone();
+        let res = tokio::select! {
+            r = layer.handshake(&self.stream, &early, &mut self.rbuf, timeout) => r,
+            () = shutdown.cancelled() => return Err(ConnEnd::Drained),
+        };
         if let Err(e) = res {
             tracing::info!(conn = self.id, peer = %self.peer, error = %e, "closing connection: tls handshake failed");
             return Err(ConnEnd::Io(e.into()));
@@ -315,6 +319,15 @@ impl Connection {
         self.eof = layer.peer_closed();
         self.tls = Some(layer);
         Ok(())
+    }
+
+    /// TLS: part of a record read, the rest to come (a request begun, for the drain).
+    fn tls_mid_record(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = self.tls.as_deref() {
+            return tls.mid_record();
+        }
+        false
     }
 
     /// TLS: our close_notify before the FIN, offered to the socket without waiting.
@@ -478,7 +491,7 @@ impl Connection {
             if self.rbuf.is_empty() {
                 // Draining: requests that already reached the socket are still answered (the
                 // loop reads them next); only when the kernel holds nothing does it end.
-                if draining && !self.kernel_has_data() {
+                if draining && !self.kernel_has_data() && !self.tls_mid_record() {
                     return self.close_drained().await;
                 }
                 // Idle connections give their buffers back.

@@ -215,6 +215,13 @@ impl fmt::Display for TlsError {
                 write!(f, "cannot read {}: {source}", path.display())
             }
             TlsError::Pem { path, what } => write!(f, "{}: {what}", path.display()),
+            TlsError::Config {
+                what,
+                source: rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch),
+            } => write!(
+                f,
+                "tls {what}: the private key does not match the certificate's public key"
+            ),
             TlsError::Config { what, source } => write!(f, "tls {what}: {source}"),
             TlsError::ServerName { name } => write!(
                 f,

@@ -32,6 +32,48 @@ pub(crate) struct TlsLayer {
     side: &'static str,
     peer_closed: bool,
     peer_cert: Option<Arc<PeerCert>>,
+    edge: RecordEdge,
+}
+
+/// Where the peer's byte stream stands in TLS record framing, so a record begun but not
+/// complete (held inside rustls, in no buffer of ours) can be told from nothing at all.
+/// RFC 8446 §5.1: a record is a 5-byte header, "uint16 length" in its last two bytes, then
+/// that many bytes.
+#[derive(Debug, Default)]
+struct RecordEdge {
+    /// Header bytes of the current record seen so far (0 to 4).
+    header: u8,
+    /// The length's high byte, once seen.
+    len_hi: u8,
+    /// Body bytes of the current record still to come.
+    body_left: usize,
+}
+
+impl RecordEdge {
+    fn feed(&mut self, mut raw: &[u8]) {
+        while !raw.is_empty() {
+            if self.body_left > 0 {
+                let n = self.body_left.min(raw.len());
+                self.body_left -= n;
+                raw = raw.get(n..).unwrap_or_default();
+                continue;
+            }
+            let Some((&b, rest)) = raw.split_first() else {
+                return;
+            };
+            raw = rest;
+            match self.header {
+                3 => self.len_hi = b,
+                4 => self.body_left = usize::from(u16::from_be_bytes([self.len_hi, b])),
+                _ => {}
+            }
+            self.header = if self.header >= 4 { 0 } else { self.header + 1 };
+        }
+    }
+
+    fn mid_record(&self) -> bool {
+        self.header > 0 || self.body_left > 0
+    }
 }
 
 impl TlsLayer {
@@ -66,6 +108,7 @@ impl TlsLayer {
             side,
             peer_closed: false,
             peer_cert: None,
+            edge: RecordEdge::default(),
         }
     }
 
@@ -94,6 +137,7 @@ impl TlsLayer {
     /// A handshake failure or a bad record ([`TlsError::Handshake`]). The alert rustls
     /// queued for the peer is in [`output`](Self::output).
     pub(crate) fn decrypt(&mut self, mut raw: &[u8], plain: &mut BytesMut) -> Result<(), TlsError> {
+        self.edge.feed(raw);
         while !raw.is_empty() {
             if let Err(source) = self.conn.read_tls(&mut raw) {
                 return Err(TlsError::Io { source });
@@ -128,6 +172,16 @@ impl TlsLayer {
             }
         }
         Ok(())
+    }
+
+    /// Part of a record has arrived and the rest has not: a request may have begun (a
+    /// drain waits for it, as for a frame half read).
+    #[cfg_attr(
+        not(feature = "server"),
+        allow(dead_code, reason = "only the server uses it")
+    )]
+    pub(crate) fn mid_record(&self) -> bool {
+        self.edge.mid_record()
     }
 
     /// Moves what rustls has to send into the output buffer.
@@ -286,6 +340,31 @@ impl TlsLayer {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(io_err(e)),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RecordEdge;
+
+    #[test]
+    fn record_edge_follows_records_at_every_split() {
+        // Three records: 3 bytes of body, none, 2.
+        let stream = [
+            23, 3, 3, 0, 3, 1, 2, 3, 23, 3, 3, 0, 0, 23, 3, 3, 0, 2, 9, 9,
+        ];
+        let ends = [8, 13, 20];
+        for cut in 0..=stream.len() {
+            let mut e = RecordEdge::default();
+            e.feed(&stream[..cut]);
+            assert_eq!(
+                e.mid_record(),
+                !(cut == 0 || ends.contains(&cut)),
+                "cut {cut}"
+            );
+            e.feed(&stream[cut..]);
+            assert!(!e.mid_record(), "cut {cut}");
         }
     }
 }
