@@ -37,6 +37,14 @@ if ((${#missing[@]})); then
     else
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq || true
+        # nginx and haproxy are started by the tests with their own configs: keep their
+        # packages from starting system services (on port 80, say) while they install.
+        policy=/usr/sbin/policy-rc.d
+        if [[ ! -e $policy ]]; then
+            printf '#!/bin/sh\nexit 101\n' >"$policy"
+            chmod +x "$policy"
+            trap 'rm -f "$policy"' EXIT
+        fi
         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
 fi
