@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 use tokio_util::codec::Decoder;
 
 use super::body::Bodies;
+use super::tally::Tally;
 use super::{BenchConfig, Pattern, PatternReport};
 use crate::client::{ByteRange, ClientBuilder, ClientError, MuxClient, Pool};
 use crate::frame::FrameCodec;
@@ -34,38 +34,6 @@ struct Run {
     progress: Arc<Progress>,
     opened: AtomicU64,
     bodies: Bodies,
-}
-
-/// One worker's results.
-struct Tally {
-    hist: Histogram<u64>,
-    ok: u64,
-    errors: u64,
-}
-
-impl Tally {
-    fn new() -> Self {
-        Tally {
-            // 1 µs .. 60 s at 3 significant figures.
-            hist: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
-                Histogram::new(3).unwrap_or_else(|_| unreachable!("3 sigfig is valid"))
-            }),
-            ok: 0,
-            errors: 0,
-        }
-    }
-
-    fn ok(&mut self, run: &Run, since: Instant) {
-        let us = since.elapsed().as_micros().clamp(1, 60_000_000) as u64;
-        let _ = self.hist.record(us);
-        self.ok += 1;
-        run.progress.requests.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn err(&mut self, run: &Run) {
-        self.errors += 1;
-        run.progress.errors.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 /// A framed TCP stream that carries one request at a time and checks that the reply echoes
@@ -139,9 +107,9 @@ async fn short_worker(run: Arc<Run>, w: u64) -> Tally {
         }
         .await;
         match res {
-            Ok(()) => t.ok(&run, start),
+            Ok(()) => t.ok(&run.progress, start),
             Err(_) => {
-                t.err(&run);
+                t.err(&run.progress);
                 // Do not spin on a refusing target or exhausted ephemeral ports.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -159,7 +127,7 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
             match EchoStream::connect(&run).await {
                 Ok(s) => stream = Some(s),
                 Err(_) => {
-                    t.err(&run);
+                    t.err(&run.progress);
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -170,9 +138,9 @@ async fn long_worker(run: Arc<Run>, w: u64) -> Tally {
         let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         match s.exchange(&req, run.cfg.request_timeout).await {
-            Ok(()) => t.ok(&run, start),
+            Ok(()) => t.ok(&run.progress, start),
             Err(_) => {
-                t.err(&run);
+                t.err(&run.progress);
                 stream = None;
                 // Do not reconnect at once: a target that accepts and closes would get a
                 // connection per few µs, as a refusing one would without the pause above.
@@ -219,10 +187,10 @@ async fn client_worker<C: Requester>(run: Arc<Run>, client: Arc<C>, w: u64) -> T
         let req = run.bodies.body(run.cfg.size, Bodies::id(w, seq), seq ^ w);
         let start = Instant::now();
         match client.request(req.clone()).await {
-            Ok(reply) if reply == req => t.ok(&run, start),
-            Ok(_) => t.err(&run),
+            Ok(reply) if reply == req => t.ok(&run.progress, start),
+            Ok(_) => t.err(&run.progress),
             Err(_) => {
-                t.err(&run);
+                t.err(&run.progress);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -403,15 +371,7 @@ pub(super) async fn run_pattern(
         mut tasks,
         opened: clients,
     } = spawn_workers(&run, pattern, shared);
-    let mut hist = Tally::new().hist;
-    let (mut ok, mut errors) = (0, 0);
-    while let Some(res) = tasks.join_next().await {
-        if let Ok(t) = res {
-            let _ = hist.add(&t.hist);
-            ok += t.ok;
-            errors += t.errors;
-        }
-    }
+    let Tally { hist, ok, errors } = Tally::sum(&mut tasks).await;
     let elapsed = started.elapsed();
     // Connections the pattern still holds (pool, mux) close when `run` and the clients drop;
     // the client-side count is taken after, so it includes what closing them leaves.

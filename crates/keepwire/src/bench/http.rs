@@ -19,11 +19,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::engine::{Progress, TimeWaitBaseline};
+use super::tally::Tally;
 use super::{BenchConfig, Pattern, PatternReport};
 use crate::http::HttpClient;
 
@@ -31,39 +31,6 @@ use crate::http::HttpClient;
 fn request(host: SocketAddr, close: bool) -> Vec<u8> {
     let close = if close { "Connection: close\r\n" } else { "" };
     format!("GET / HTTP/1.1\r\nHost: {host}\r\n{close}\r\n").into_bytes()
-}
-
-/// One worker's counts.
-struct Tally {
-    hist: Histogram<u64>,
-    ok: u64,
-    errors: u64,
-}
-
-impl Tally {
-    fn new() -> Self {
-        // 1 µs .. 60 s at 3 significant figures (as the other patterns).
-        let hist = Histogram::new_with_bounds(1, 60_000_000, 3)
-            .or_else(|_| Histogram::new(3))
-            .unwrap_or_else(|_| unreachable!("3 significant figures are valid"));
-        Tally {
-            hist,
-            ok: 0,
-            errors: 0,
-        }
-    }
-
-    fn record(&mut self, progress: &Progress, ok: bool, since: Instant, n: u64) {
-        if ok {
-            let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let _ = self.hist.record_n(us.clamp(1, 60_000_000), n);
-            self.ok += n;
-            progress.requests.fetch_add(n, Ordering::Relaxed);
-        } else {
-            self.errors += n;
-            progress.errors.fetch_add(n, Ordering::Relaxed);
-        }
-    }
 }
 
 /// What the workers of one pattern share.
@@ -124,15 +91,7 @@ pub(super) async fn run_pattern(
     for _ in 0..workers {
         tasks.spawn(worker(Arc::clone(&shared), pattern, depth));
     }
-    let mut hist = Tally::new().hist;
-    let (mut ok, mut errors) = (0, 0);
-    while let Some(res) = tasks.join_next().await {
-        if let Ok(t) = res {
-            let _ = hist.add(&t.hist);
-            ok += t.ok;
-            errors += t.errors;
-        }
-    }
+    let Tally { hist, ok, errors } = Tally::sum(&mut tasks).await;
     let elapsed = started.elapsed();
     for c in shared.pool.lock().await.drain(..) {
         shared.retire(&c);

@@ -58,6 +58,7 @@ mod link;
 pub mod protocol;
 mod report;
 mod run;
+mod tally;
 
 use std::fmt;
 use std::net::SocketAddr;

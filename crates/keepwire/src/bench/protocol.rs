@@ -14,20 +14,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
 use super::embedded::EmbeddedServer;
-use super::engine::Progress;
+use super::engine::{Progress, TimeWaitBaseline};
+use super::tally::Tally;
 use super::{BenchConfig, BenchError, BenchReport, Observer, Pattern, PatternReport};
 use crate::client::{ClientBuilder, ClientError, LongClient, MuxClient, Pool, ShortClient};
 use crate::protocol::drive::{ClientSession, SequenceKey, SimulatorService, server_config};
 use crate::protocol::{Account, BindMode, Protocol, SimulatorConfig};
-use crate::tcpstate::{TcpState, port_states_now};
 
 /// A protocol bench: the template, the account to log in with, the submit to send, and the
 /// usual [`BenchConfig`] (its `framing` and `size` are the template's; the rest applies).
@@ -248,20 +246,6 @@ impl Clients {
     }
 }
 
-/// One worker's results.
-struct Tally {
-    hist: Histogram<u64>,
-    ok: u64,
-    errors: u64,
-}
-
-fn histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s at 3 significant figures.
-    Histogram::new_with_bounds(1, 60_000_000, 3)
-        .or_else(|_| Histogram::new(3))
-        .unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
-}
-
 async fn worker(
     clients: Arc<Clients>,
     session: ClientSession,
@@ -270,17 +254,12 @@ async fn worker(
     stop_at: Instant,
     progress: Arc<Progress>,
 ) -> Tally {
-    let mut t = Tally {
-        hist: histogram(),
-        ok: 0,
-        errors: 0,
-    };
+    let mut t = Tally::new();
     let p = Arc::clone(session.protocol());
     while Instant::now() < stop_at {
         let seq = session.next_sequence();
         let Ok(frame) = p.encode_text(&submit, seq) else {
-            t.errors += 1;
-            progress.errors.fetch_add(1, Ordering::Relaxed);
+            t.err(&progress);
             break;
         };
         let start = Instant::now();
@@ -288,28 +267,9 @@ async fn worker(
             Ok(r) => p.is_response(&r) && p.sequence(&r) == Some(seq),
             Err(_) => false,
         };
-        if answered {
-            let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-            let _ = t.hist.record(us.clamp(1, 60_000_000));
-            t.ok += 1;
-            progress.requests.fetch_add(1, Ordering::Relaxed);
-        } else {
-            t.errors += 1;
-            progress.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        t.record(&progress, answered, start, 1);
     }
     t
-}
-
-/// TIME_WAIT sockets on `port`: the server's (local side) or its clients' (remote side).
-fn time_wait(port: u16, server_side: bool) -> Option<u64> {
-    let ps = port_states_now(port).ok()?;
-    let n = if server_side {
-        ps.local_count(TcpState::TimeWait)
-    } else {
-        ps.remote_count(TcpState::TimeWait)
-    };
-    u64::try_from(n).ok()
 }
 
 async fn run_pattern(
@@ -319,10 +279,7 @@ async fn run_pattern(
     progress: Arc<Progress>,
 ) -> PatternReport {
     let base = &cfg.base;
-    let (cw0, sw0) = (
-        time_wait(target.port(), false),
-        time_wait(target.port(), true),
-    );
+    let baseline = TimeWaitBaseline::take(target.port());
     // One session (one sequence series) for every connection of the pattern: numbers are
     // unique across them, so a mux connection never sees one twice in flight.
     let session = ClientSession::new(
@@ -340,7 +297,16 @@ async fn run_pattern(
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::warn!(error = %e, "bench: cannot connect");
-            return report(pattern, 0, base.connections as u64, histogram(), started, 0);
+            let failed = (0, base.connections as u64);
+            let hist = &Tally::new().hist;
+            return PatternReport::from_run(
+                pattern,
+                failed,
+                hist,
+                started.elapsed(),
+                0,
+                (None, None),
+            );
         }
     };
     let stop_at = crate::deadline::after(started, base.duration);
@@ -356,40 +322,19 @@ async fn run_pattern(
             Arc::clone(&progress),
         ));
     }
-    let mut hist = histogram();
-    let (mut ok, mut errors) = (0u64, 0u64);
-    while let Some(res) = tasks.join_next().await {
-        if let Ok(t) = res {
-            let _ = hist.add(&t.hist);
-            ok += t.ok;
-            errors += t.errors;
-        }
-    }
+    let Tally { hist, ok, errors } = Tally::sum(&mut tasks).await;
     let opened = clients.connects();
     if let Ok(c) = Arc::try_unwrap(clients) {
         c.close().await;
     }
-    let mut r = report(pattern, ok, errors, hist, started, opened);
-    let delta = |now: Option<u64>, before: Option<u64>| Some(now?.saturating_sub(before?));
-    r.time_wait_client = delta(time_wait(target.port(), false), cw0);
-    r.time_wait_server = delta(time_wait(target.port(), true), sw0);
-    r
-}
-
-fn report(
-    pattern: Pattern,
-    ok: u64,
-    errors: u64,
-    hist: Histogram<u64>,
-    started: Instant,
-    opened: u64,
-) -> PatternReport {
+    // The server side is counted whatever the target: a remote target's port has no local
+    // TIME_WAIT sockets, so its count stays 0.
     PatternReport::from_run(
         pattern,
         (ok, errors),
         &hist,
         started.elapsed(),
         opened,
-        (None, None),
+        baseline.added(true),
     )
 }
