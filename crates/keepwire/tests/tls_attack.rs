@@ -626,3 +626,39 @@ async fn drain_waits_for_a_record_half_read() {
     let _ = c.tcp.write_all(&wire[10..]).await;
     assert_eq!(c.expect(f.len()).await, f);
 }
+
+/// Bytes after the peer's close_notify, in the same socket read: rustls' `read_tls` then
+/// takes nothing more (RFC 8446 §6.1: data after a closure alert is ignored), and a loop
+/// that fed it until the input was empty spun forever on a runtime thread. The scenario
+/// runs on a runtime of its own in a thread, so a hang fails the test instead of hanging it.
+#[test]
+fn bytes_after_close_notify_do_not_freeze_the_server() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let pki = Pki::new();
+            let srv = echo_server(server_cfg(&pki)).await;
+            let mut c = Raw::connect(&pki, srv.addr).await;
+            let f = frame(b"before the alert");
+            let mut wire = c.seal(&f, usize::MAX);
+            c.tls.send_close_notify();
+            wire.extend(c.take_out());
+            // More than rustls reads in one call, so it is asked again after the alert.
+            wire.extend(std::iter::repeat_n(0x17u8, 9000));
+            c.tcp.write_all(&wire).await.unwrap();
+            let got = c.expect(usize::MAX).await;
+            let _ = done_tx.send(got == f);
+        });
+        // A frozen worker would keep this runtime from shutting down: leave it.
+        std::mem::forget(rt);
+    });
+    let answered = done_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the server froze on bytes after close_notify");
+    assert!(answered, "the request before the alert was not answered");
+}

@@ -139,8 +139,13 @@ impl TlsLayer {
     pub(crate) fn decrypt(&mut self, mut raw: &[u8], plain: &mut BytesMut) -> Result<(), TlsError> {
         self.edge.feed(raw);
         while !raw.is_empty() {
-            if let Err(source) = self.conn.read_tls(&mut raw) {
-                return Err(TlsError::Io { source });
+            match self.conn.read_tls(&mut raw) {
+                // After the peer's close_notify rustls takes no more input: what follows is
+                // dropped (RFC 8446 §6.1: "Any data received after a closure alert has been
+                // received MUST be ignored"). Asking again would loop forever.
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(source) => return Err(TlsError::Io { source }),
             }
             let state = self
                 .conn
