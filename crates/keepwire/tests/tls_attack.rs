@@ -662,3 +662,30 @@ fn bytes_after_close_notify_do_not_freeze_the_server() {
         .expect("the server froze on bytes after close_notify");
     assert!(answered, "the request before the alert was not answered");
 }
+
+/// A bad frame answered by the framing (HTTP's 400) over TLS: the answer, then our
+/// close_notify, then the FIN, as on every other close we make. The close_notify came after
+/// the FIN before (and so never arrived): the peer saw a truncated connection.
+#[tokio::test]
+async fn an_error_reply_over_tls_ends_with_close_notify() {
+    let pki = Pki::new();
+    let mut cfg = ServerConfig::new(spec("http"));
+    cfg.tls = Some(pki.server_tls(false));
+    let srv = echo_server(cfg).await;
+    let mut c = Raw::connect(&pki, srv.addr).await;
+    let wire = c.seal(b"NOT A REQUEST\r\n\r\n", usize::MAX);
+    c.tcp.write_all(&wire).await.unwrap();
+    let got = c.expect(usize::MAX).await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    // At EOF rustls tells a clean close (close_notify seen: Ok(0)) from a truncation.
+    let mut one = [0u8; 1];
+    let end = c.tls.reader().read(&mut one);
+    assert!(
+        matches!(end, Ok(0)),
+        "no close_notify before the FIN: {end:?}"
+    );
+}

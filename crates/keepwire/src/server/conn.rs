@@ -334,7 +334,12 @@ impl Connection {
     fn close_notify(&mut self) {
         #[cfg(feature = "tls")]
         if let Some(tls) = self.tls.as_deref_mut() {
-            let _ = self.stream.try_write(tls.close_notify());
+            // Sent once: rustls queues nothing for a second call (`run` makes one after
+            // every close, which the closes that linger have already made).
+            let alert = tls.close_notify();
+            if !alert.is_empty() {
+                let _ = self.stream.try_write(alert);
+            }
             tls.written();
         }
     }
@@ -531,17 +536,21 @@ impl Connection {
         matches!(socket2::SockRef::from(&self.stream).peek(&mut one), Ok(n) if n > 0)
     }
 
-    /// The end of a drained connection: a FIN (shutdown of our side), then what the peer
-    /// still sends is read and dropped until it closes too, for at most [`DRAIN_LINGER`].
-    /// Closing a socket with unread bytes would send a RST instead, which can destroy
-    /// replies the peer has not read yet.
+    /// The end of a drained connection: we close first ([`close_first`](Self::close_first)).
     async fn close_drained(&mut self) -> ConnEnd {
+        self.close_first().await;
+        ConnEnd::Drained
+    }
+
+    /// We close first: our close_notify (TLS), a FIN, then what the peer still sends is
+    /// read and dropped until it closes too, for at most [`DRAIN_LINGER`]. Closing a socket
+    /// with unread bytes would send a RST instead, which can destroy replies the peer has not
+    /// read yet.
+    async fn close_first(&mut self) {
         self.close_notify();
         let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
         self.rbuf = BytesMut::new();
-        match self.discard_until_eof(DRAIN_LINGER).await {
-            Ok(()) | Err(_) => ConnEnd::Drained,
-        }
+        let _ = self.discard_until_eof(DRAIN_LINGER).await;
     }
 
     /// The end of a connection whose handler answered with a close, the answer written.
@@ -550,21 +559,16 @@ impl Connection {
     /// same reason). [`Close::AfterPeer`]: what the peer sends is dropped until its FIN, for
     /// at most `short_close_wait`, so that the peer, closing first, holds the TIME_WAIT.
     async fn close_answered(&mut self, close: Close, cfg: &ServerConfig) -> ConnEnd {
-        let wait = match close {
-            Close::AfterPeer => cfg.short_close_wait,
-            Close::Now | Close::No => {
-                self.close_notify();
-                let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
-                DRAIN_LINGER
+        match close {
+            Close::AfterPeer => {
+                self.rbuf = BytesMut::new();
+                if !self.eof {
+                    let _ = self.discard_until_eof(cfg.short_close_wait).await;
+                }
             }
-        };
-        self.rbuf = BytesMut::new();
-        if self.eof {
-            return ConnEnd::HandlerClosed;
+            Close::Now | Close::No => self.close_first().await,
         }
-        match self.discard_until_eof(wait).await {
-            Ok(()) | Err(_) => ConnEnd::HandlerClosed,
-        }
+        ConnEnd::HandlerClosed
     }
 
     /// Reads and drops what the peer sends until its FIN, for at most `wait`. `Ok` at the
@@ -820,9 +824,8 @@ impl Connection {
         self.wbuf.extend_from_slice(reply);
         self.counts.1 += 1;
         if self.flush(cfg.write_timeout).await.is_ok() {
-            let _ = socket2::SockRef::from(&self.stream).shutdown(std::net::Shutdown::Write);
-            self.rbuf = BytesMut::new();
-            let _ = self.discard_until_eof(DRAIN_LINGER).await;
+            // Over TLS the close_notify goes before the FIN, as on every other close.
+            self.close_first().await;
         }
         ConnEnd::Frame(e)
     }
