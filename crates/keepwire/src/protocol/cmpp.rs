@@ -75,7 +75,7 @@ use super::schema::{Field, Kind, Schema, decode_body, encode_body, f};
 use super::time::Civil;
 use super::value::{bad, parse_number};
 use super::{
-    Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu,
+    Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu, be32,
 };
 use crate::frame::FramingSpec;
 use crate::liveness::{Beat, Heartbeat};
@@ -310,16 +310,6 @@ pub(crate) const V2_COMMANDS: &[(u32, &str, Schema)] = &[
 /// ```
 pub fn command_name(id: u32) -> Option<&'static str> {
     V3_COMMANDS.iter().find(|c| c.0 == id).map(|c| c.1)
-}
-
-pub(crate) fn be32(frame: &[u8], at: usize) -> Option<u32> {
-    let b = frame.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([
-        *b.first()?,
-        *b.get(1)?,
-        *b.get(2)?,
-        *b.get(3)?,
-    ]))
 }
 
 /// Command_Id and Sequence_Id of a frame (Total_Length already taken off).
@@ -561,7 +551,7 @@ impl Protocol for Cmpp {
     }
 
     fn is_response(&self, frame: &[u8]) -> bool {
-        be32(frame, 0).is_some_and(|id| id & RESPONSE != 0)
+        super::is_response_id(frame)
     }
 
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError> {

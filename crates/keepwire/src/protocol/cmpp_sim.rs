@@ -30,7 +30,7 @@ use super::cmpp::{
     authenticator_source, decode, encode, frame, header, source_addr,
 };
 use super::time::Civil;
-use super::{SimAnswer, SimClose, Simulator, SimulatorConfig, TextPdu};
+use super::{SimAnswer, Simulator, SimulatorConfig, TextPdu};
 
 /// One connection of the ISMG simulator.
 #[derive(Debug)]
@@ -40,19 +40,6 @@ pub(crate) struct IsmgSim {
     logged_in: bool,
     /// Sequence_Ids of the ISMG's own requests (DELIVER, TERMINATE).
     next_seq: u32,
-}
-
-fn answer(frames: Vec<Bytes>, close: bool) -> SimAnswer {
-    let close = if close { SimClose::Now } else { SimClose::No };
-    SimAnswer { frames, close }
-}
-
-/// A logout's answer: the partner closes first.
-fn logout_answer(frame: Bytes) -> SimAnswer {
-    SimAnswer {
-        frames: vec![frame],
-        close: SimClose::AfterPeer,
-    }
 }
 
 /// A Msg_Id (CMPP 3.0 §7.4.5 layout) for counter value `n` at `now`.
@@ -104,37 +91,37 @@ impl IsmgSim {
             frame(CONNECT | RESPONSE, seq, &b)
         };
         if self.logged_in {
-            return answer(vec![resp(5, [0; 16])], false);
+            return SimAnswer::send(vec![resp(5, [0; 16])], false);
         }
         let (Some(addr), Some(auth), Some(&version), Some(ts)) = (
             body.get(..6),
             body.get(6..22),
             body.get(22),
-            super::cmpp::be32(body, 23),
+            super::be32(body, 23),
         ) else {
-            return answer(vec![resp(1, [0; 16])], true);
+            return SimAnswer::send(vec![resp(1, [0; 16])], true);
         };
         if version > self.version.byte() {
-            return answer(vec![resp(4, [0; 16])], true);
+            return SimAnswer::send(vec![resp(4, [0; 16])], true);
         }
         let Some(accounts) = &self.config.accounts else {
             self.logged_in = true;
-            return answer(vec![resp(0, [0; 16])], false);
+            return SimAnswer::send(vec![resp(0, [0; 16])], false);
         };
         let Some(account) = accounts
             .iter()
             .find(|a| source_addr(&a.id) == addr && a.id.len() <= 6)
         else {
-            return answer(vec![resp(2, [0; 16])], true);
+            return SimAnswer::send(vec![resp(2, [0; 16])], true);
         };
         let secret = account.secret.as_bytes();
         let ts = format!("{ts:010}");
         if authenticator_source(addr, secret, &ts) != auth {
-            return answer(vec![resp(3, [0; 16])], true);
+            return SimAnswer::send(vec![resp(3, [0; 16])], true);
         }
         self.logged_in = true;
         let ismg = authenticator_ismg(self.version, 0, auth, secret);
-        answer(vec![resp(0, ismg)], false)
+        SimAnswer::send(vec![resp(0, ismg)], false)
     }
 
     fn submit(&mut self, seq: u32, frame_in: &[u8], now: SystemTime) -> SimAnswer {
@@ -144,7 +131,7 @@ impl IsmgSim {
             frame(SUBMIT | RESPONSE, seq, &b)
         };
         let Ok(pdu) = decode(self.version, frame_in) else {
-            return answer(vec![resp(0, 1)], true);
+            return SimAnswer::send(vec![resp(0, 1)], true);
         };
         let n = self.config.next_message_id.fetch_add(1, Ordering::Relaxed);
         let id = msg_id(n, now);
@@ -153,7 +140,7 @@ impl IsmgSim {
             let own = self.own_seq();
             frames.extend(report(self.version, &pdu, id, n, own, now));
         }
-        answer(frames, false)
+        SimAnswer::send(frames, false)
     }
 }
 
@@ -198,7 +185,7 @@ fn report(
 impl Simulator for IsmgSim {
     fn answer(&mut self, frame_in: &[u8], now: SystemTime) -> SimAnswer {
         let Ok((id, seq)) = header(frame_in) else {
-            return answer(Vec::new(), true);
+            return SimAnswer::send(Vec::new(), true);
         };
         if id & RESPONSE != 0 {
             return SimAnswer::default();
@@ -206,20 +193,20 @@ impl Simulator for IsmgSim {
         let body = frame_in.get(super::cmpp::HEADER..).unwrap_or_default();
         match id {
             CONNECT => self.connect(seq, body),
-            TERMINATE => logout_answer(frame(TERMINATE | RESPONSE, seq, &[])),
-            ACTIVE_TEST => answer(vec![frame(ACTIVE_TEST | RESPONSE, seq, &[0])], false),
+            TERMINATE => SimAnswer::logout(frame(TERMINATE | RESPONSE, seq, &[])),
+            ACTIVE_TEST => SimAnswer::send(vec![frame(ACTIVE_TEST | RESPONSE, seq, &[0])], false),
             SUBMIT | DELIVER if !self.logged_in => {
                 let own = self.own_seq();
-                answer(vec![frame(TERMINATE, own, &[])], true)
+                SimAnswer::send(vec![frame(TERMINATE, own, &[])], true)
             }
             SUBMIT => self.submit(seq, frame_in, now),
             DELIVER => {
                 let mut b = body.get(..8).unwrap_or(&[0; 8]).to_vec();
                 b.resize(8, 0);
                 b.extend(self.status_body(2));
-                answer(vec![frame(DELIVER | RESPONSE, seq, &b)], false)
+                SimAnswer::send(vec![frame(DELIVER | RESPONSE, seq, &b)], false)
             }
-            _ => answer(Vec::new(), true),
+            _ => SimAnswer::send(Vec::new(), true),
         }
     }
 }

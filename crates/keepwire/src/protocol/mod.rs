@@ -144,6 +144,35 @@ impl SimAnswer {
     pub fn closes(&self) -> bool {
         self.close != SimClose::No
     }
+
+    /// `frames`, then the simulator closes first when `close`.
+    pub(crate) fn send(frames: Vec<Bytes>, close: bool) -> Self {
+        let close = if close { SimClose::Now } else { SimClose::No };
+        SimAnswer { frames, close }
+    }
+
+    /// A logout's answer: the partner closes first.
+    pub(crate) fn logout(frame: Bytes) -> Self {
+        SimAnswer {
+            frames: vec![frame],
+            close: SimClose::AfterPeer,
+        }
+    }
+}
+
+/// The big-endian u32 at `at` in a frame, `None` past its end (SMPP and CMPP headers).
+pub(crate) fn be32(frame: &[u8], at: usize) -> Option<u32> {
+    let b = frame.get(at..at.checked_add(4)?)?;
+    let b: [u8; 4] = b.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
+}
+
+/// The response bit of SMPP's command_id and CMPP's Command_Id.
+pub(crate) const RESPONSE_BIT: u32 = 0x8000_0000;
+
+/// Whether a frame starting at its command id is a response (the id's top bit).
+pub(crate) fn is_response_id(frame: &[u8]) -> bool {
+    be32(frame, 0).is_some_and(|id| id & RESPONSE_BIT != 0)
 }
 
 /// Whether and how a simulator's connection closes after an answer.

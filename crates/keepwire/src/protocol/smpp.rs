@@ -53,7 +53,7 @@ use super::error::{LoginError, LoginErrorKind, PduError, PduErrorKind};
 use super::schema::{Field, Kind, Schema, decode_body, encode_body, f};
 use super::value::{bad, parse_number};
 use super::{
-    Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu,
+    Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu, be32,
 };
 use crate::frame::FramingSpec;
 use crate::liveness::{Beat, Heartbeat};
@@ -298,16 +298,6 @@ pub struct Header {
     pub sequence_number: u32,
 }
 
-fn be32(frame: &[u8], at: usize) -> Option<u32> {
-    let b = frame.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([
-        *b.first()?,
-        *b.get(1)?,
-        *b.get(2)?,
-        *b.get(3)?,
-    ]))
-}
-
 impl Header {
     /// Reads the header of a frame (command_length already taken off).
     ///
@@ -523,7 +513,7 @@ impl Protocol for Smpp {
     }
 
     fn is_response(&self, frame: &[u8]) -> bool {
-        be32(frame, 0).is_some_and(|id| id & RESPONSE != 0)
+        super::is_response_id(frame)
     }
 
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError> {

@@ -31,7 +31,7 @@ use super::smpp::{
     Header, RESPONSE, SUBMIT_SM, UNBIND, bare, command_name, decode, encode, status,
 };
 use super::time::Civil;
-use super::{BindMode, SimAnswer, SimClose, Simulator, SimulatorConfig, TextPdu};
+use super::{BindMode, SimAnswer, Simulator, SimulatorConfig, TextPdu};
 
 /// One connection of the SMSC simulator.
 #[derive(Debug)]
@@ -40,19 +40,6 @@ pub(crate) struct SmscSim {
     bound: Option<BindMode>,
     /// Sequence numbers of the SMSC's own requests (deliver_sm).
     next_seq: u32,
-}
-
-fn answer(frames: Vec<Bytes>, close: bool) -> SimAnswer {
-    let close = if close { SimClose::Now } else { SimClose::No };
-    SimAnswer { frames, close }
-}
-
-/// A logout's answer: the partner closes first.
-fn logout_answer(frame: Bytes) -> SimAnswer {
-    SimAnswer {
-        frames: vec![frame],
-        close: SimClose::AfterPeer,
-    }
 }
 
 impl SmscSim {
@@ -74,7 +61,7 @@ impl SmscSim {
             .frame(b"keepwire\0")
         };
         if self.bound.is_some() {
-            return answer(vec![resp(status::ESME_RALYBND)], false);
+            return SimAnswer::send(vec![resp(status::ESME_RALYBND)], false);
         }
         let id = pdu.get("system_id").unwrap_or_default();
         let password = pdu.get("password").unwrap_or_default();
@@ -84,10 +71,10 @@ impl SmscSim {
                 .iter()
                 .find(|a| super::value::escape_bytes(a.id.as_bytes()) == id)
             else {
-                return answer(vec![resp(status::ESME_RINVSYSID)], true);
+                return SimAnswer::send(vec![resp(status::ESME_RINVSYSID)], true);
             };
             if super::value::escape_bytes(account.secret.as_bytes()) != password {
-                return answer(vec![resp(status::ESME_RINVPASWD)], true);
+                return SimAnswer::send(vec![resp(status::ESME_RINVPASWD)], true);
             }
         }
         self.bound = Some(match h.command_id {
@@ -95,7 +82,7 @@ impl SmscSim {
             BIND_TRANSMITTER => BindMode::Transmitter,
             _ => BindMode::Transceiver,
         });
-        answer(vec![resp(status::ESME_ROK)], false)
+        SimAnswer::send(vec![resp(status::ESME_ROK)], false)
     }
 
     fn submit(&mut self, h: Header, pdu: &TextPdu, now: SystemTime) -> SimAnswer {
@@ -110,7 +97,7 @@ impl SmscSim {
             .frame(&body)
         };
         if self.bound == Some(BindMode::Receiver) {
-            return answer(vec![resp(status::ESME_RINVBNDSTS, "")], false);
+            return SimAnswer::send(vec![resp(status::ESME_RINVBNDSTS, "")], false);
         }
         let n = self.config.next_message_id.fetch_add(1, Ordering::Relaxed);
         let id = n.to_string();
@@ -120,7 +107,7 @@ impl SmscSim {
             self.next_seq = if seq >= 0x7FFE_FFFF { 1 } else { seq + 1 };
             frames.extend(receipt(pdu, &id, seq, now));
         }
-        answer(frames, false)
+        SimAnswer::send(frames, false)
     }
 }
 
@@ -190,32 +177,32 @@ fn receipt(submit: &TextPdu, id: &str, seq: u32, now: SystemTime) -> Option<Byte
 impl Simulator for SmscSim {
     fn answer(&mut self, frame: &[u8], now: SystemTime) -> SimAnswer {
         let Ok(h) = Header::read(frame) else {
-            return answer(vec![bare(GENERIC_NACK, status::ESME_RINVCMDLEN, 0)], true);
+            return SimAnswer::send(vec![bare(GENERIC_NACK, status::ESME_RINVCMDLEN, 0)], true);
         };
         let seq = h.sequence_number;
         if h.command_id & RESPONSE != 0 {
             return SimAnswer::default();
         }
         if command_name(h.command_id).is_none() {
-            return answer(vec![bare(GENERIC_NACK, status::ESME_RINVCMDID, seq)], false);
+            return SimAnswer::send(vec![bare(GENERIC_NACK, status::ESME_RINVCMDID, seq)], false);
         }
         let Ok(pdu) = decode(frame) else {
-            return answer(vec![bare(GENERIC_NACK, status::ESME_RINVCMDLEN, seq)], true);
+            return SimAnswer::send(vec![bare(GENERIC_NACK, status::ESME_RINVCMDLEN, seq)], true);
         };
         let is_bind = matches!(
             h.command_id,
             BIND_RECEIVER | BIND_TRANSMITTER | BIND_TRANSCEIVER
         );
         if self.bound.is_none() && !is_bind && h.command_id != ENQUIRE_LINK {
-            return answer(vec![bare(GENERIC_NACK, status::ESME_RINVBNDSTS, seq)], true);
+            return SimAnswer::send(vec![bare(GENERIC_NACK, status::ESME_RINVBNDSTS, seq)], true);
         }
         match h.command_id {
             BIND_RECEIVER | BIND_TRANSMITTER | BIND_TRANSCEIVER => self.bind(h, &pdu),
             SUBMIT_SM => self.submit(h, &pdu, now),
-            UNBIND => logout_answer(bare(UNBIND | RESPONSE, 0, seq)),
-            ENQUIRE_LINK => answer(vec![bare(ENQUIRE_LINK | RESPONSE, 0, seq)], false),
+            UNBIND => SimAnswer::logout(bare(UNBIND | RESPONSE, 0, seq)),
+            ENQUIRE_LINK => SimAnswer::send(vec![bare(ENQUIRE_LINK | RESPONSE, 0, seq)], false),
             // deliver_sm goes from the SMSC to the ESME, not the other way.
-            DELIVER_SM => answer(
+            DELIVER_SM => SimAnswer::send(
                 vec![
                     Header {
                         command_id: DELIVER_SM | RESPONSE,
@@ -226,7 +213,7 @@ impl Simulator for SmscSim {
                 ],
                 false,
             ),
-            _ => answer(vec![bare(GENERIC_NACK, status::ESME_RINVCMDID, seq)], false),
+            _ => SimAnswer::send(vec![bare(GENERIC_NACK, status::ESME_RINVCMDID, seq)], false),
         }
     }
 }
