@@ -232,3 +232,27 @@ async fn a_reset_kept_connection_retries_an_idempotent_request() {
     let err = client.request(post).await.unwrap_err();
     assert!(err.is_io(), "{err}");
 }
+
+/// `Transfer-Encoding: chunked,` (an empty list element, RFC 9110 §5.6.1: recipients ignore
+/// it) and a trailing empty `Transfer-Encoding:` line: the codec frames the body as chunked,
+/// and the handler must read it the same way. Before, the handler's own reading of the field
+/// took the last (empty) element, did not de-chunk, and echoed the chunk framing back.
+#[tokio::test]
+async fn empty_transfer_coding_elements_are_read_alike_by_codec_and_handler() {
+    let (addr, stop, task) = web().await;
+    for te in [
+        &b"Transfer-Encoding: chunked,\r\n"[..],
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n",
+    ] {
+        let mut raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n".to_vec();
+        raw.extend_from_slice(te);
+        raw.extend_from_slice(b"\r\n5\r\nhello\r\n0\r\n\r\n");
+        let resp = exchange(addr, &raw).await;
+        assert!(
+            resp.starts_with("HTTP/1.1 200") && resp.ends_with("\r\n\r\nhello"),
+            "{te:?} -> {resp:?}"
+        );
+    }
+    stop.cancel();
+    let _ = task.await;
+}

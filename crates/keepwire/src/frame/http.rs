@@ -775,25 +775,46 @@ fn parse_info(head: &[u8], response: bool, max_headers: usize) -> Result<HeadInf
         te: None,
         expect_continue: false,
     };
+    let mut codings = Codings::default();
     for h in fields.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
             content_length(&mut info, h.value)?;
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            let (mut last, mut count) = info.te.unwrap_or((false, 0));
-            for coding in h.value.split(|&b| b == b',') {
-                let coding = coding.trim_ascii();
-                if coding.is_empty() {
-                    continue;
-                }
-                last = coding.eq_ignore_ascii_case(b"chunked");
-                count += usize::from(last);
-            }
-            info.te = Some((last, count));
+            codings.add(h.value);
+            info.te = Some((codings.last_chunked, codings.chunked));
         } else if h.name.eq_ignore_ascii_case("expect") {
             info.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
     Ok(info)
+}
+
+/// What the `Transfer-Encoding` field lines of a head say. The codec (where the body ends)
+/// and the handler (how to read the body) read them through this one type, so the two can
+/// never disagree on a message. Empty list elements are ignored (RFC 9110 §5.6.1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Codings {
+    /// The last coding named is `chunked`.
+    pub(crate) last_chunked: bool,
+    /// How many times `chunked` is named.
+    pub(crate) chunked: usize,
+    /// A coding other than `chunked` is named.
+    pub(crate) other: bool,
+}
+
+impl Codings {
+    /// Adds one `Transfer-Encoding` field line's value.
+    pub(crate) fn add(&mut self, value: &[u8]) {
+        for coding in value.split(|&b| b == b',') {
+            let coding = coding.trim_ascii();
+            if coding.is_empty() {
+                continue;
+            }
+            self.last_chunked = coding.eq_ignore_ascii_case(b"chunked");
+            self.chunked += usize::from(self.last_chunked);
+            self.other |= !self.last_chunked;
+        }
+    }
 }
 
 /// Reads one `Content-Length` field (a list of equal values is allowed, RFC 9110 §8.6).

@@ -84,6 +84,7 @@ fn fields(headers: &[httparse::Header<'_>]) -> Fields {
         hosts: 0,
         other_coding: false,
     };
+    let mut codings = crate::frame::http::Codings::default();
     for h in headers {
         out.hosts += usize::from(h.name.eq_ignore_ascii_case("host"));
         if h.name.eq_ignore_ascii_case("connection") {
@@ -93,14 +94,12 @@ fn fields(headers: &[httparse::Header<'_>]) -> Fields {
                 out.connection.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            out.other_coding |= h.value.split(|&b| b == b',').any(|c| {
-                let c = c.trim_ascii();
-                !c.is_empty() && !c.eq_ignore_ascii_case(b"chunked")
-            });
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            out.chunked = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            codings.add(h.value);
         }
     }
+    // Read as the codec reads them (it framed this message by them).
+    out.chunked = codings.last_chunked;
+    out.other_coding = codings.other;
     out
 }
 
