@@ -59,7 +59,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
-    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+    if let Some(p) = args.proto.template()? {
         let framing = args.framing.as_deref();
         return super::protocol::decode(&*p, framing, &args.input, args.proto.json);
     }

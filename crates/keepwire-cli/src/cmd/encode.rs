@@ -78,7 +78,7 @@ pub(crate) fn parse_message(s: &str, hex: bool, what: &str) -> Result<Vec<u8>, F
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
-    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+    if let Some(p) = args.proto.template()? {
         return super::protocol::encode(&*p, args.framing.as_deref(), &args.messages);
     }
     let spec = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;

@@ -5,6 +5,7 @@ pub(crate) mod bench_chart;
 pub(crate) mod decode;
 pub(crate) mod encode;
 pub(crate) mod http;
+pub(crate) mod iso8583;
 pub(crate) mod protocol;
 pub(crate) mod send;
 pub(crate) mod serve;

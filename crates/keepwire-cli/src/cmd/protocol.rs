@@ -1,10 +1,11 @@
-//! `--protocol smpp|cmpp3|cmpp2` on `serve`, `send`, `encode`, `decode` and `bench`: the
+//! `--protocol smpp|cmpp3|cmpp2|iso8583` on `serve`, `send`, `encode`, `decode` and `bench`: the
 //! flags, and each command's protocol path over the library (`keepwire::protocol`, its
 //! `drive` glue, `keepwire::bench::protocol`).
 //!
 //! A template sets the framing (`len:be:4:incl`), the heartbeat PDUs (enquire_link,
 //! ACTIVE_TEST) and the correlation (sequence numbers); `--framing` and `--heartbeat` given
 //! explicitly still win. Messages and frames printed are PDUs in text form, one a line.
+//! The ISO 8583 flags (`--iso8583-spec`, `--respond`, `--sign-on`) are in `iso8583.rs`.
 
 use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use keepwire::client::{ClientBuilder, MuxClient, ShortClient};
 use keepwire::frame::{FrameCodec, FramingSpec};
 use keepwire::liveness::{Heartbeat, HeartbeatSpec};
 use keepwire::protocol::drive::{ClientSession, Sequence, SequenceKey, SimulatorService};
-use keepwire::protocol::{Account, BindMode, Protocol, SimulatorConfig, Template};
+use keepwire::protocol::{Account, BindMode, Iso8583Session, Protocol, SimulatorConfig, Template};
 use keepwire::server::{ServerSettings, ShutdownSignals};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -26,42 +27,72 @@ use super::Failure;
 /// `--protocol` alone (encode, bench).
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct ProtocolFlag {
-    /// A protocol template: smpp, cmpp3 or cmpp2. Sets the framing, heartbeats and
+    /// A protocol template: smpp, cmpp3, cmpp2 or iso8583. Sets the framing, heartbeats and
     /// correlation; messages are PDUs in text form (`submit_sm short_message=hi`).
-    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2|iso8583")]
     pub(crate) protocol: Option<String>,
+    /// With --protocol iso8583: the field table: ascii (default: ISO 8583:1987, bitmap as 16
+    /// hex characters), binary (8-byte bitmap) or FILE.toml (your partner's table).
+    #[arg(long, value_name = "ascii|binary|FILE.toml", requires = "protocol")]
+    pub(crate) iso8583_spec: Option<String>,
+}
+
+impl ProtocolFlag {
+    /// The template of `--protocol`, with `--iso8583-spec`.
+    pub(crate) fn template(&self) -> Result<Option<Arc<dyn Protocol>>, Failure> {
+        super::iso8583::protocol(self.protocol.as_deref(), self.iso8583_spec.as_deref(), &[])
+    }
 }
 
 /// `--protocol` and `--account` (bench).
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct BenchFlags {
-    /// A protocol template: smpp, cmpp3 or cmpp2: submit round trips (short = log in, submit,
+    /// A protocol template: smpp, cmpp3, cmpp2 or iso8583: submit round trips (short = log in, submit,
     /// log out per message) against its embedded simulator or --target.
-    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2|iso8583")]
     pub(crate) protocol: Option<String>,
     /// With --protocol: the account every connection logs in with (default bench:bench,
     /// which the embedded simulator accepts).
     #[arg(long, value_name = "ID:SECRET", requires = "protocol")]
     pub(crate) account: Option<String>,
+    /// With --protocol iso8583: the field table: ascii (default: ISO 8583:1987, bitmap as 16
+    /// hex characters), binary (8-byte bitmap) or FILE.toml (your partner's table).
+    #[arg(long, value_name = "ascii|binary|FILE.toml", requires = "protocol")]
+    pub(crate) iso8583_spec: Option<String>,
+    /// With --protocol iso8583: sign on (0800 / 70=001) on every connection, off before it
+    /// closes.
+    #[arg(long, requires = "protocol")]
+    pub(crate) sign_on: bool,
 }
 
 /// `--protocol` and `--json` (decode).
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct DecodeFlags {
-    /// A protocol template: smpp, cmpp3 or cmpp2. Frames print as PDUs in text form.
-    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    /// A protocol template: smpp, cmpp3, cmpp2 or iso8583. Frames print as PDUs in text form.
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2|iso8583")]
     pub(crate) protocol: Option<String>,
     /// With --protocol: one JSON object a PDU instead of the text form.
     #[arg(long, requires = "protocol")]
     pub(crate) json: bool,
+    /// With --protocol iso8583: the field table: ascii (default: ISO 8583:1987, bitmap as 16
+    /// hex characters), binary (8-byte bitmap) or FILE.toml (your partner's table).
+    #[arg(long, value_name = "ascii|binary|FILE.toml", requires = "protocol")]
+    pub(crate) iso8583_spec: Option<String>,
+}
+
+impl DecodeFlags {
+    /// The template of `--protocol`, with `--iso8583-spec`.
+    pub(crate) fn template(&self) -> Result<Option<Arc<dyn Protocol>>, Failure> {
+        super::iso8583::protocol(self.protocol.as_deref(), self.iso8583_spec.as_deref(), &[])
+    }
 }
 
 /// `--protocol`, `--account`, `--bind` (send).
 #[derive(Debug, Default, clap::Args)]
 pub(crate) struct SendFlags {
-    /// A protocol template: smpp, cmpp3 or cmpp2 (see --account). Messages are PDUs in text
+    /// A protocol template: smpp, cmpp3, cmpp2 or iso8583 (see --account). Messages are PDUs in text
     /// form, their sequence numbers assigned; responses and the partner's PDUs print as text.
-    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2|iso8583")]
     pub(crate) protocol: Option<String>,
     /// With --protocol: log in as ID:SECRET first (SMPP bind, CMPP CONNECT) and out last.
     #[arg(long, value_name = "ID:SECRET", requires = "protocol")]
@@ -69,6 +100,21 @@ pub(crate) struct SendFlags {
     /// With --protocol smpp: bind as transceiver (default), transmitter or receiver.
     #[arg(long, value_name = "trx|tx|rx", requires = "account")]
     pub(crate) bind: Option<String>,
+    /// With --protocol iso8583: the field table: ascii (default: ISO 8583:1987, bitmap as 16
+    /// hex characters), binary (8-byte bitmap) or FILE.toml (your partner's table).
+    #[arg(long, value_name = "ascii|binary|FILE.toml", requires = "protocol")]
+    pub(crate) iso8583_spec: Option<String>,
+    /// With --protocol iso8583: sign on first (0800 / 70=001, answered by 0810 / 39=00) and
+    /// off last (70=002). Requests without field 11 get STANs 000001, 000002, ...
+    #[arg(long, requires = "protocol")]
+    pub(crate) sign_on: bool,
+}
+
+impl SendFlags {
+    /// The template of `--protocol`, with `--iso8583-spec`.
+    pub(crate) fn template(&self) -> Result<Option<Arc<dyn Protocol>>, Failure> {
+        super::iso8583::protocol(self.protocol.as_deref(), self.iso8583_spec.as_deref(), &[])
+    }
 }
 
 /// `--protocol`, `--accounts`, `--receipts` (serve).
@@ -77,7 +123,7 @@ pub(crate) struct ServeFlags {
     /// Run a partner simulator of this template (an SMSC for smpp, an ISMG for cmpp3 and
     /// cmpp2): logins, heartbeats, a response to every request. E.g. `keepwire serve
     /// --listen 127.0.0.1:2775 --protocol smpp --accounts accounts.txt --receipts`.
-    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2|iso8583")]
     pub(crate) protocol: Option<String>,
     /// With --protocol: accept only these logins, one ID:SECRET a line (# comments);
     /// default: every login.
@@ -86,6 +132,26 @@ pub(crate) struct ServeFlags {
     /// With --protocol: send a delivery report after each submit's response.
     #[arg(long, requires = "protocol")]
     pub(crate) receipts: bool,
+    /// With --protocol iso8583: the field table: ascii (default: ISO 8583:1987, bitmap as 16
+    /// hex characters), binary (8-byte bitmap) or FILE.toml (your partner's table).
+    #[arg(long, value_name = "ascii|binary|FILE.toml", requires = "protocol")]
+    pub(crate) iso8583_spec: Option<String>,
+    /// With --protocol iso8583: answer requests whose FIELD is VALUE with response code CODE
+    /// (field 39) instead of 00, e.g. 4=000000009999:51 (an amount declined for insufficient
+    /// funds). Repeatable; the first match wins.
+    #[arg(long, value_name = "FIELD=VALUE:CODE", requires = "protocol")]
+    pub(crate) respond: Vec<String>,
+}
+
+impl ServeFlags {
+    /// The template of `--protocol`, with `--iso8583-spec` and `--respond`.
+    pub(crate) fn template(&self) -> Result<Option<Arc<dyn Protocol>>, Failure> {
+        super::iso8583::protocol(
+            self.protocol.as_deref(),
+            self.iso8583_spec.as_deref(),
+            &self.respond,
+        )
+    }
 }
 
 /// The template named by `--protocol`, if given.
@@ -388,6 +454,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
         [only] => only == "-",
         _ => false,
     };
+    super::iso8583::check_login_flags(&*p, flags.sign_on, flags.account.as_deref())?;
     let account = match &flags.account {
         Some(a) => Some(parse_account(&*p, a)?),
         None => None,
@@ -400,11 +467,15 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
     };
     let builder = send_builder(&*p, c)?;
     let session = account.map(|a| ClientSession::new(Arc::clone(&p), a, bind));
-    let builder = builder.session(
-        session
-            .clone()
-            .map(|s| Arc::new(s) as Arc<dyn keepwire::client::SessionHook>),
-    );
+    // ISO 8583 always has a session: the partner's 0800s are answered, sign-on when asked.
+    let iso = (p.template() == Template::Iso8583)
+        .then(|| Iso8583Session::new(Arc::clone(&p), flags.sign_on));
+    let hook = match (&session, &iso) {
+        (Some(s), _) => Some(Arc::new(s.clone()) as Arc<dyn keepwire::client::SessionHook>),
+        (None, Some(i)) => Some(Arc::new(i.clone()) as Arc<dyn keepwire::client::SessionHook>),
+        (None, None) => None,
+    };
+    let builder = builder.session(hook);
     let seq = Arc::new(Sequence::default());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -423,9 +494,10 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
             Link::Short(builder.build_short())
         };
         let watch = session.clone();
-        let next = move || match &session {
-            Some(s) => s.next_sequence(),
-            None => seq.next(),
+        let next = move || match (&session, &iso) {
+            (Some(s), _) => s.next_sequence(),
+            (None, Some(i)) => i.next_sequence(),
+            (None, None) => seq.next(),
         };
         let mut s = Sender {
             p,
@@ -636,10 +708,14 @@ pub(crate) fn bench_config(
     flag: &BenchFlags,
     base: &keepwire::bench::BenchConfig,
 ) -> Result<Option<keepwire::bench::protocol::ProtocolBench>, Failure> {
-    let Some(p) = template(flag.protocol.as_deref())? else {
+    let Some(p) =
+        super::iso8583::protocol(flag.protocol.as_deref(), flag.iso8583_spec.as_deref(), &[])?
+    else {
         return Ok(None);
     };
+    super::iso8583::check_login_flags(&*p, flag.sign_on, flag.account.as_deref())?;
     let mut b = keepwire::bench::protocol::ProtocolBench::new(p);
+    b.sign_on = flag.sign_on;
     if let Some(a) = &flag.account {
         b.account = parse_account(&*b.protocol, a)?;
     }

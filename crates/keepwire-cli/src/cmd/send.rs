@@ -87,7 +87,7 @@ enum Client {
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
-    if let Some(p) = super::protocol::template(args.proto.protocol.as_deref())? {
+    if let Some(p) = args.proto.template()? {
         return super::protocol::send(
             p,
             &args.proto,

@@ -237,7 +237,7 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
     if let Some(path) = &flags.config {
         settings = settings.or(read_config(path)?);
     }
-    if let Some(p) = super::protocol::template(flags.proto.protocol.as_deref())? {
+    if let Some(p) = flags.proto.template()? {
         return super::protocol::serve(p, &flags.proto, settings);
     }
     let mut setup = settings.build().map_err(|e| config_failure(&e))?;

@@ -8,9 +8,12 @@
 //! | `pool` | a submit on a logged-in connection checked out of a shared pool |
 //! | `mux` | a submit on one of a few logged-in connections shared by every worker, responses matched by sequence number |
 //!
-//! Every pattern uses the library's clients with a [`ClientSession`]: the login, the
-//! heartbeats and the sequence numbers are the ones `keepwire send --protocol` uses. A
-//! request counts as answered when a response with its sequence number came back.
+//! Every pattern uses the library's clients with a [`ClientSession`] (ISO 8583: an
+//! [`Iso8583Session`], signing on only when [`ProtocolBench::sign_on`] says so, so `short` is
+//! connect, 0200, 0210, close): the login, the heartbeats and the sequence numbers are the
+//! ones `keepwire send --protocol` uses. A request counts as answered when a response with
+//! its correlation key ([`Protocol::response_key`]: the sequence number; ISO 8583 the
+//! response MTI, STAN and terminal id) came back.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,9 +26,10 @@ use super::embedded::EmbeddedServer;
 use super::engine::{Progress, TimeWaitBaseline};
 use super::tally::Tally;
 use super::{BenchConfig, BenchError, BenchReport, Observer, Pattern, PatternReport};
+use crate::client::SessionHook;
 use crate::client::{ClientBuilder, ClientError, LongClient, MuxClient, Pool, ShortClient};
 use crate::protocol::drive::{ClientSession, SequenceKey, SimulatorService, server_config};
-use crate::protocol::{Account, BindMode, Protocol, SimulatorConfig};
+use crate::protocol::{Account, BindMode, Iso8583Session, Protocol, SimulatorConfig, Template};
 
 /// A protocol bench: the template, the account to log in with, the submit to send, and the
 /// usual [`BenchConfig`] (its `framing` and `size` are the template's; the rest applies).
@@ -38,6 +42,9 @@ pub struct ProtocolBench {
     pub account: Account,
     /// The submit each request sends, in text form (the sequence number is assigned).
     pub submit: String,
+    /// ISO 8583: sign on and off on every connection (default false: bank links often have
+    /// no sign-on). SMPP and CMPP always log in.
+    pub sign_on: bool,
     /// Patterns, clients, duration, target, pool and mux sizes, request timeout.
     pub base: BenchConfig,
 }
@@ -54,6 +61,7 @@ impl ProtocolBench {
                 secret: "bench".into(),
             },
             submit,
+            sign_on: false,
             base,
         }
     }
@@ -64,6 +72,9 @@ pub fn submit_line(protocol: &dyn Protocol) -> &'static str {
     match protocol.template() {
         crate::protocol::Template::Smpp => {
             "submit_sm source_addr=10086 destination_addr=13800138000 short_message=hello"
+        }
+        crate::protocol::Template::Iso8583 => {
+            "0200 2=4111111111111111 3=000000 4=000000001000 41=TERM0001"
         }
         _ => "submit dest_terminal_id=13800138000 msg_content=hello",
     }
@@ -248,28 +259,46 @@ impl Clients {
 
 async fn worker(
     clients: Arc<Clients>,
-    session: ClientSession,
+    session: Numbered,
     submit: Arc<str>,
     w: usize,
     stop_at: Instant,
     progress: Arc<Progress>,
 ) -> Tally {
     let mut t = Tally::new();
-    let p = Arc::clone(session.protocol());
+    let p = Arc::clone(&session.0);
     while Instant::now() < stop_at {
-        let seq = session.next_sequence();
+        let seq = (session.1)();
         let Ok(frame) = p.encode_text(&submit, seq) else {
             t.err(&progress);
             break;
         };
+        let asked = p.request_key(&frame);
         let start = Instant::now();
         let answered = match clients.request(w, frame).await {
-            Ok(r) => p.is_response(&r) && p.sequence(&r) == Some(seq),
+            Ok(r) => asked.is_some() && p.response_key(&r) == asked,
             Err(_) => false,
         };
         t.record(&progress, answered, start, 1);
     }
     t
+}
+
+/// The template and the next sequence number of a bench's session.
+type Numbered = (Arc<dyn Protocol>, Arc<dyn Fn() -> u32 + Send + Sync>);
+
+/// The session of every connection of a pattern, and its numbering: a [`ClientSession`]
+/// (SMPP, CMPP), an [`Iso8583Session`] (signing on only when asked).
+fn session(cfg: &ProtocolBench) -> (Arc<dyn SessionHook>, Numbered) {
+    let p = Arc::clone(&cfg.protocol);
+    if p.template() == Template::Iso8583 {
+        let s = Iso8583Session::new(Arc::clone(&p), cfg.sign_on);
+        let n = s.clone();
+        return (Arc::new(s), (p, Arc::new(move || n.next_sequence())));
+    }
+    let s = ClientSession::new(Arc::clone(&p), cfg.account.clone(), BindMode::Transceiver);
+    let n = s.clone();
+    (Arc::new(s), (p, Arc::new(move || n.next_sequence())))
 }
 
 async fn run_pattern(
@@ -282,16 +311,12 @@ async fn run_pattern(
     let baseline = TimeWaitBaseline::take(target.port());
     // One session (one sequence series) for every connection of the pattern: numbers are
     // unique across them, so a mux connection never sees one twice in flight.
-    let session = ClientSession::new(
-        Arc::clone(&cfg.protocol),
-        cfg.account.clone(),
-        BindMode::Transceiver,
-    );
+    let (hook, session) = session(cfg);
     let builder = ClientBuilder::new(cfg.protocol.framing(), [target.to_string()])
         .heartbeat_frames(Some(cfg.protocol.heartbeat()))
         .request_timeout(base.request_timeout)
         .connect_timeout(base.request_timeout)
-        .session(Some(Arc::new(session.clone())));
+        .session(Some(hook));
     let started = Instant::now();
     let clients = match Clients::connect(builder, cfg, pattern).await {
         Ok(c) => Arc::new(c),

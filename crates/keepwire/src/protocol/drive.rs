@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`server_config`] | server | the template's framing and heartbeat (answered by the pipeline; pings to idle clients when the config asks) |
 //! | [`SimulatorService`] | server | a `tower::Service<Request>` answering each frame with the template's [`Simulator`]; cloned per connection, each clone a fresh simulator (logged out) |
-//! | [`SequenceKey`] | mux client | the correlation key: the sequence number of a response; requests from the partner have none, so they go to the unsolicited stream |
+//! | [`SequenceKey`] | mux client | the correlation key ([`Protocol::response_key`]): the sequence number of a response (ISO 8583: response MTI, STAN, terminal id); requests from the partner have none, so they go to the unsolicited stream |
 //! | [`ClientSession`] | clients | the login (SMPP bind, CMPP CONNECT) on every connection and its answer checked, the logout (unbind, TERMINATE) on a graceful close, the answers owed to the partner's requests (deliver_sm_resp), and the sequence numbers of the link |
 //!
 //! ```
@@ -109,9 +109,11 @@ impl tower::Service<crate::server::Request> for SimulatorService {
     }
 }
 
-/// The mux clients' key: the sequence number of a response. The partner's own requests
-/// (deliver_sm, DELIVER) carry sequence numbers of the partner's series, so they have no key
-/// and go to the unsolicited stream instead of answering a request with the same number.
+/// The mux clients' key: the template's [`Protocol::response_key`] (SMPP, CMPP: the sequence
+/// number of a response; ISO 8583: the response MTI, field 11 and field 41). The partner's own
+/// requests (deliver_sm, DELIVER, an 0800) carry numbers of the partner's series, so they have
+/// no key and go to the unsolicited stream instead of answering a request with the same
+/// number.
 ///
 /// # Examples
 /// `ClientBuilder::connect_mux(SequenceKey::new(protocol))`.
@@ -134,15 +136,14 @@ impl SequenceKey {
 
 #[cfg(feature = "client")]
 impl crate::client::Correlate for SequenceKey {
+    /// [`Protocol::response_key`]: SMPP and CMPP the sequence number of a response, ISO
+    /// 8583 the response MTI, STAN and terminal id.
     fn key(&self, frame: &[u8]) -> Option<crate::client::Key> {
-        if !self.0.is_response(frame) {
-            return None;
-        }
-        self.0.sequence(frame).map(crate::client::Key::from)
+        self.0.response_key(frame).map(crate::client::Key)
     }
 
     fn request_key(&self, frame: &[u8]) -> Option<crate::client::Key> {
-        self.0.sequence(frame).map(crate::client::Key::from)
+        self.0.request_key(frame).map(crate::client::Key)
     }
 }
 
@@ -228,9 +229,7 @@ impl crate::client::SessionHook for ClientSession {
     }
 
     fn is_answer(&self, request: &[u8], frame: &[u8]) -> bool {
-        self.protocol.is_response(frame)
-            && self.protocol.sequence(frame).is_some()
-            && self.protocol.sequence(frame) == self.protocol.sequence(request)
+        is_answer(&*self.protocol, request, frame)
     }
 
     fn check_login(&self, login: &[u8], answer: &[u8]) -> Result<(), crate::client::LoginRefused> {
@@ -251,5 +250,15 @@ impl crate::client::SessionHook for ClientSession {
 
     fn answer(&self, frame: &[u8]) -> Option<Bytes> {
         self.protocol.client_answer(frame)
+    }
+}
+
+/// Whether `frame` is the partner's answer to our `request`: their correlation keys agree
+/// ([`Protocol::response_key`], [`Protocol::request_key`]).
+#[cfg(feature = "client")]
+pub(crate) fn is_answer(protocol: &dyn Protocol, request: &[u8], frame: &[u8]) -> bool {
+    match (protocol.request_key(request), protocol.response_key(frame)) {
+        (Some(asked), Some(answered)) => asked == answered,
+        _ => false,
     }
 }

@@ -64,6 +64,11 @@ mod cmpp_sim;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod drive;
 mod error;
+#[cfg(feature = "client")]
+mod iso_session;
+pub mod iso_shim;
+mod iso_sim;
+mod iso_template;
 mod schema;
 pub mod smpp;
 mod smpp_sim;
@@ -74,8 +79,13 @@ mod time;
 mod value;
 
 pub use error::{LoginError, LoginErrorKind, PduError, PduErrorKind};
+#[cfg(feature = "client")]
+pub use iso_session::Iso8583Session;
+pub use iso_sim::{RespondRule, RespondRuleError, RespondRuleErrorKind};
+pub use iso_template::{Iso8583, NetworkEcho};
 
-/// Which template: `smpp`, `cmpp3` or `cmpp2` (`FromStr`/`Display` use these names).
+/// Which template: `smpp`, `cmpp3`, `cmpp2` or `iso8583` (`FromStr`/`Display` use these
+/// names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Template {
@@ -85,6 +95,8 @@ pub enum Template {
     Cmpp3,
     /// CMPP 2.0.
     Cmpp2,
+    /// ISO 8583:1987 over `len:ascii:4`, the built-in ASCII field table ([`Iso8583`]).
+    Iso8583,
 }
 
 /// An account to log in with: `ID:SECRET` (SMPP system_id and password; CMPP Source_Addr and
@@ -287,6 +299,36 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
     fn client_answer(&self, frame: &[u8]) -> Option<Bytes>;
     /// A new connection's simulator state.
     fn simulator(&self, config: &SimulatorConfig) -> Box<dyn Simulator>;
+    /// The correlation key of a frame that answers a request of ours; the request has the
+    /// same [`request_key`](Protocol::request_key). `None` for frames that answer nothing
+    /// (the partner's own requests), which then go to the unsolicited stream.
+    ///
+    /// By default the [`sequence`](Protocol::sequence) number of a
+    /// [response](Protocol::is_response), big-endian (SMPP, CMPP). ISO 8583: the response
+    /// MTI, field 11 and field 41 when present ([`Iso8583`]).
+    ///
+    /// ```
+    /// use keepwire::protocol::Template;
+    /// let smpp = Template::Smpp.protocol();
+    /// let submit = smpp.encode_text("submit_sm short_message=hi", 7).unwrap();
+    /// let resp = smpp.encode_text("submit_sm_resp message_id=1", 7).unwrap();
+    /// assert_eq!(smpp.request_key(&submit).unwrap(), &7u32.to_be_bytes()[..]);
+    /// assert_eq!(smpp.response_key(&resp), smpp.request_key(&submit));
+    /// assert_eq!(smpp.response_key(&submit), None);
+    /// ```
+    fn response_key(&self, frame: &[u8]) -> Option<Bytes> {
+        if !self.is_response(frame) {
+            return None;
+        }
+        self.request_key(frame)
+    }
+    /// The key a request of ours is answered under (see
+    /// [`response_key`](Protocol::response_key)); by default its sequence number,
+    /// big-endian. `None` when the frame has none.
+    fn request_key(&self, frame: &[u8]) -> Option<Bytes> {
+        self.sequence(frame)
+            .map(|seq| Bytes::copy_from_slice(&seq.to_be_bytes()))
+    }
 }
 
 /// `len:be:4:incl`: SMPP's command_length and CMPP's Total_Length count themselves.
@@ -303,7 +345,12 @@ pub(crate) fn length_framing() -> FramingSpec {
 
 impl Template {
     /// Every template, in the order the CLI lists them.
-    pub const ALL: [Template; 3] = [Template::Smpp, Template::Cmpp3, Template::Cmpp2];
+    pub const ALL: [Template; 4] = [
+        Template::Smpp,
+        Template::Cmpp3,
+        Template::Cmpp2,
+        Template::Iso8583,
+    ];
 
     /// The template's implementation.
     ///
@@ -318,15 +365,17 @@ impl Template {
             Template::Smpp => Arc::new(smpp::Smpp),
             Template::Cmpp3 => Arc::new(cmpp::Cmpp::new(cmpp::Version::V3)),
             Template::Cmpp2 => Arc::new(cmpp::Cmpp::new(cmpp::Version::V2)),
+            Template::Iso8583 => Arc::new(Iso8583::ascii()),
         }
     }
 
-    /// The name `FromStr` reads: `smpp`, `cmpp3`, `cmpp2`.
+    /// The name `FromStr` reads: `smpp`, `cmpp3`, `cmpp2`, `iso8583`.
     pub fn name(self) -> &'static str {
         match self {
             Template::Smpp => "smpp",
             Template::Cmpp3 => "cmpp3",
             Template::Cmpp2 => "cmpp2",
+            Template::Iso8583 => "iso8583",
         }
     }
 }
@@ -342,7 +391,7 @@ impl fmt::Display for Template {
 /// ```
 /// use keepwire::protocol::{Account, Template};
 /// let e = "cmpp4".parse::<Template>().unwrap_err();
-/// assert_eq!(e.to_string(), "unknown protocol \"cmpp4\"; expected smpp, cmpp3 or cmpp2");
+/// assert_eq!(e.to_string(), "unknown protocol \"cmpp4\"; expected smpp, cmpp3, cmpp2 or iso8583");
 /// let e = "901234".parse::<Account>().unwrap_err();
 /// assert_eq!(e.to_string(), "account has no ':'; expected ID:SECRET");
 /// // The secret is never printed.
@@ -370,7 +419,7 @@ impl FromStr for Template {
             .into_iter()
             .find(|t| t.name() == s)
             .ok_or_else(|| ParseError {
-                message: format!("unknown protocol {s:?}; expected smpp, cmpp3 or cmpp2"),
+                message: format!("unknown protocol {s:?}; expected smpp, cmpp3, cmpp2 or iso8583"),
             })
     }
 }

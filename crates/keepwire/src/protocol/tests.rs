@@ -910,7 +910,10 @@ fn names_parse_and_print() {
         assert_eq!(t.protocol().template(), t);
     }
     let e = "SMPP".parse::<Template>().unwrap_err();
-    assert!(e.to_string().contains("expected smpp, cmpp3 or cmpp2"));
+    assert!(
+        e.to_string()
+            .contains("expected smpp, cmpp3, cmpp2 or iso8583")
+    );
     let a: Account = "901234:se:cret".parse().unwrap();
     assert_eq!((a.id.as_str(), a.secret.as_str()), ("901234", "se:cret"));
     assert!(!format!("{a:?}").contains("se:cret"));

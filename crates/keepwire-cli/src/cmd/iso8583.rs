@@ -1,0 +1,71 @@
+//! The ISO 8583 flags over `--protocol iso8583`: `--iso8583-spec ascii|binary|FILE.toml` (serve,
+//! send, encode, decode, bench), `--respond FIELD=VALUE:CODE` (serve) and `--sign-on` (send,
+//! bench). The template itself is the library's (`keepwire::protocol::Iso8583`).
+
+use std::sync::Arc;
+
+use keepwire::protocol::iso_shim::Spec;
+use keepwire::protocol::{Iso8583, Protocol, RespondRule, Template};
+
+use super::Failure;
+
+/// The template named by `--protocol`, with `--iso8583-spec` and `--respond` applied when it is
+/// `iso8583` (both refused with another template).
+pub(crate) fn protocol(
+    name: Option<&str>,
+    spec: Option<&str>,
+    respond: &[String],
+) -> Result<Option<Arc<dyn Protocol>>, Failure> {
+    let Some(p) = super::protocol::template(name)? else {
+        return Ok(None);
+    };
+    if p.template() != Template::Iso8583 {
+        let flag = match (spec, respond) {
+            (Some(_), _) => "--iso8583-spec",
+            (None, [_, ..]) => "--respond",
+            (None, []) => return Ok(Some(p)),
+        };
+        return Err(Failure::Usage(format!(
+            "{flag} is for --protocol iso8583, not {}; drop it",
+            p.template()
+        )));
+    }
+    let spec = load_spec(spec.unwrap_or("ascii"))?;
+    let rules = respond
+        .iter()
+        .map(|r| {
+            r.parse::<RespondRule>()
+                .map_err(|e| Failure::Usage(format!("--respond: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Arc::new(Iso8583::new(spec).with_rules(rules))))
+}
+
+/// `--iso8583-spec`: a built-in table by name, else a TOML file.
+fn load_spec(text: &str) -> Result<Spec, Failure> {
+    match text {
+        "ascii" => Ok(Spec::ascii()),
+        "binary" => Ok(Spec::binary()),
+        path => Err(Failure::Usage(format!(
+            "--iso8583-spec {path}: TOML field tables are not available yet; expected ascii or binary"
+        ))),
+    }
+}
+
+/// `--sign-on` and `--account` checked against the template: ISO 8583 signs on without an
+/// account; the others log in with one.
+pub(crate) fn check_login_flags(
+    p: &dyn Protocol,
+    sign_on: bool,
+    account: Option<&str>,
+) -> Result<(), Failure> {
+    match (p.template(), sign_on, account) {
+        (Template::Iso8583, _, Some(_)) => Err(Failure::Usage(
+            "--account: an ISO 8583 sign-on carries no account; use --sign-on".into(),
+        )),
+        (Template::Iso8583, _, None) | (_, false, _) => Ok(()),
+        (t, true, _) => Err(Failure::Usage(format!(
+            "--sign-on is for --protocol iso8583; {t} logs in with --account ID:SECRET"
+        ))),
+    }
+}
