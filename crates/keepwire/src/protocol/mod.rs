@@ -64,6 +64,7 @@ mod cmpp_sim;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod drive;
 mod error;
+pub mod iso8583;
 mod schema;
 pub mod smpp;
 mod smpp_sim;
