@@ -624,3 +624,31 @@ proptest! {
         let _ = Spec::from_toml(&text);
     }
 }
+
+#[test]
+fn docs_toml_example_loads() {
+    let page = include_str!("../../../../../docs/protocols.md");
+    let section = page
+        .split("### Partner tables in TOML")
+        .nth(1)
+        .expect("docs/protocols.md has the TOML section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a toml block");
+    let spec = Spec::from_toml(toml).unwrap();
+    assert_eq!(
+        *spec.field(2).unwrap(),
+        FieldSpec::var(2, Prefix::Bcd, Data::Bcd(Pad::Left(0)), 19)
+    );
+    assert_eq!(
+        *spec.field(35).unwrap(),
+        FieldSpec::var(2, Prefix::Bcd, Data::Bcd(Pad::Right(0xf)), 37)
+    );
+    assert_eq!(spec.field(127), None);
+    let m = Message::from_text(&spec, "0200 2=4111111111111111 35=4111111111111111").unwrap();
+    let wire = m.encode(&spec).unwrap();
+    assert_eq!(wire.get(12..14).unwrap(), [0x16, 0x41]);
+    assert_eq!(Message::decode(&spec, &wire).unwrap(), m);
+}
