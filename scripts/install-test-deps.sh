@@ -25,6 +25,7 @@ DEBIAN_PACKAGES=(
 PYTHON_PACKAGES=(
     smpplib==2.2.4   # SMPP 3.4 client: protocol_interop.rs against serve --protocol smpp
     cmppy==0.3       # CMPP 3.0 short-link client: protocol_interop.rs against serve --protocol cmpp3
+    pyiso8583==4.0.1 # ISO 8583 reference codec: keepwire/tests/iso8583_interop.rs
 )
 
 missing=()

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use keepwire::protocol::iso_shim::Spec;
+use keepwire::protocol::iso8583::Spec;
 use keepwire::protocol::{Iso8583, Protocol, RespondRule, Template};
 
 use super::Failure;
@@ -46,9 +46,17 @@ fn load_spec(text: &str) -> Result<Spec, Failure> {
     match text {
         "ascii" => Ok(Spec::ascii()),
         "binary" => Ok(Spec::binary()),
-        path => Err(Failure::Usage(format!(
-            "--iso8583-spec {path}: TOML field tables are not available yet; expected ascii or binary"
-        ))),
+        // A file that cannot be read may be a misspelt name; a bad table names its line.
+        path => Spec::load(path).map_err(|e| {
+            Failure::Usage(if e.is_io() {
+                format!(
+                    "--iso8583-spec {path}: {e}; expected ascii, binary or a TOML field table \
+                     (docs/protocols.md)"
+                )
+            } else {
+                format!("--iso8583-spec: {e}")
+            })
+        }),
     }
 }
 

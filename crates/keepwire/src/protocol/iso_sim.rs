@@ -21,8 +21,10 @@ use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use super::iso_shim::Message;
-use super::iso_template::{APPROVED, Iso8583, NETWORK_CODE, SIGN_OFF, SIGN_ON, is_response_mti};
+use super::iso_template::{
+    APPROVED, Iso8583, NETWORK_CODE, SIGN_OFF, SIGN_ON, is_response_mti, mti_of, set,
+};
+use super::iso8583::Message;
 use super::{SimAnswer, Simulator, SimulatorConfig};
 
 /// Field 38, the authorization id response.
@@ -223,7 +225,7 @@ impl AcquirerSim {
         let resp = self
             .iso
             .response_to(req, APPROVED)
-            .and_then(|m| self.iso.build(m).ok());
+            .and_then(|m| self.iso.build(&m).ok());
         let Some(resp) = resp else {
             return SimAnswer::default();
         };
@@ -244,7 +246,7 @@ impl Simulator for AcquirerSim {
             tracing::debug!("iso8583 simulator: a frame that does not decode; closing");
             return SimAnswer::send(Vec::new(), true);
         };
-        let mti = req.mti();
+        let mti = mti_of(&req);
         if is_response_mti(mti) {
             return SimAnswer::default();
         }
@@ -257,9 +259,9 @@ impl Simulator for AcquirerSim {
         };
         if code == APPROVED && matches!(mti[1], b'1' | b'2') {
             let n = self.config.next_message_id.fetch_add(1, Ordering::Relaxed);
-            resp.set(AUTH_ID, format!("{:06}", n % 1_000_000).into_bytes());
+            set(&mut resp, AUTH_ID, format!("{:06}", n % 1_000_000));
         }
-        match self.iso.build(resp) {
+        match self.iso.build(&resp) {
             Ok(f) => SimAnswer::send(vec![f], false),
             Err(e) => {
                 tracing::debug!(error = %e, "iso8583 simulator: the response does not encode");

@@ -34,7 +34,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::error::{LoginError, LoginErrorKind, PduError};
-use super::iso_shim::{Message, Spec};
+use super::iso8583::{Message, MtiEncoding, Spec};
 use super::time::Civil;
 use super::{
     Account, BindMode, PartnerAuth, Protocol, Simulator, SimulatorConfig, Template, TextPdu,
@@ -146,48 +146,70 @@ impl Iso8583 {
         Message::decode(&self.spec, frame).ok()
     }
 
+    /// The MTI of a frame without decoding the rest (four ASCII digits or two BCD bytes, as
+    /// the table says); `None` when the frame does not start with one.
+    pub(crate) fn peek_mti(&self, frame: &[u8]) -> Option<[u8; 4]> {
+        let mti: [u8; 4] = match self.spec.mti_encoding() {
+            MtiEncoding::Bcd => {
+                let [a, b] = <[u8; 2]>::try_from(frame.get(..2)?).ok()?;
+                [a >> 4, a & 0xf, b >> 4, b & 0xf].map(|d| d.wrapping_add(b'0'))
+            }
+            _ => <[u8; 4]>::try_from(frame.get(..4)?).ok()?,
+        };
+        mti.iter().all(u8::is_ascii_digit).then_some(mti)
+    }
+
     /// `m` encoded, leaving out the fields the table does not have (a partner's table may
     /// lack field 7 or 39; the message is still sent).
-    pub(crate) fn build(&self, mut m: Message) -> Result<Bytes, PduError> {
-        m = self.fit(m);
-        m.encode(&self.spec).map(Bytes::from)
-    }
-
-    fn fit(&self, m: Message) -> Message {
-        let mut out = Message::new(m.mti());
-        for n in 2..=128u8 {
-            if let Some(v) = m.get(n) {
-                if self.spec.has(n) {
-                    out.set(n, v.to_vec());
-                }
+    pub(crate) fn build(&self, m: &Message) -> Result<Bytes, PduError> {
+        let mut out = m.clone();
+        for (n, _) in m.fields() {
+            if self.spec.field(n).is_none() {
+                out.remove(n);
             }
         }
-        out
+        out.encode(&self.spec)
     }
 
-    /// A network-management request 0800 with field 70 = `code`, STAN of `seq`, field 7 at
+    /// A network-management request 0800 with field 70 = `code`, STAN `stan`, field 7 at
     /// `now`.
     pub(crate) fn network(&self, code: &[u8], stan: u32, now: SystemTime) -> Bytes {
-        let mut m = Message::new(*b"0800");
-        m.set(TRANSMISSION_TIME, Civil::utc(now).mmddhhmmss().into_bytes());
-        m.set(STAN, format!("{stan:06}").into_bytes());
-        m.set(NETWORK_CODE, code.to_vec());
-        self.build(m).unwrap_or_default()
+        let Some(mut m) = message_of(*b"0800") else {
+            return Bytes::new();
+        };
+        set(&mut m, TRANSMISSION_TIME, Civil::utc(now).mmddhhmmss());
+        set(&mut m, STAN, format!("{stan:06}"));
+        set(&mut m, NETWORK_CODE, code.to_vec());
+        self.build(&m).unwrap_or_default()
     }
 
     /// The response to `req` with field 39 = `code`: the response MTI, the fields of
     /// [`ECHOED`] that `req` carries, field 39. `None` when `req` is itself a response.
     pub(crate) fn response_to(&self, req: &Message, code: &[u8]) -> Option<Message> {
-        let mti = response_mti(req.mti())?;
-        let mut m = Message::new(mti);
+        let mut m = message_of(response_mti(mti_of(req))?)?;
         for n in ECHOED {
             if let Some(v) = req.get(n) {
-                m.set(n, v.to_vec());
+                set(&mut m, n, v.to_vec());
             }
         }
-        m.set(RESPONSE_CODE, code.to_vec());
+        set(&mut m, RESPONSE_CODE, code.to_vec());
         Some(m)
     }
+}
+
+/// An empty message of `mti`; `None` unless it is four digits.
+pub(crate) fn message_of(mti: [u8; 4]) -> Option<Message> {
+    Message::new(std::str::from_utf8(&mti).ok()?).ok()
+}
+
+/// Sets field `n`; the numbers used here are all in 2..=128, so this cannot fail.
+pub(crate) fn set(m: &mut Message, n: u8, value: impl Into<Bytes>) {
+    let _ = m.set(n, value);
+}
+
+/// A decoded message's MTI as four ASCII digits.
+pub(crate) fn mti_of(m: &Message) -> [u8; 4] {
+    <[u8; 4]>::try_from(m.mti().as_bytes()).unwrap_or(*b"0000")
 }
 
 /// The fields a response echoes from its request: those of the reference field table a
@@ -275,24 +297,23 @@ impl Protocol for Iso8583 {
     }
 
     fn is_response(&self, frame: &[u8]) -> bool {
-        self.message(frame)
-            .is_some_and(|m| is_response_mti(m.mti()))
+        self.peek_mti(frame).is_some_and(is_response_mti)
     }
 
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError> {
-        Ok(Message::decode(&self.spec, frame)?.to_text())
+        Ok(Message::decode(&self.spec, frame)?.to_text(&self.spec))
     }
 
     /// A text line into a message; a line without field 11 gets the STAN of `seq` (none when
     /// `seq` is 0, so decoded text encodes back byte for byte).
     fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError> {
-        let mut m = Message::from_text(line)?;
+        let mut m = Message::from_text(&self.spec, line)?;
         if m.get(STAN).is_none() {
             if let Some(stan) = stan_of(seq) {
-                m.set(STAN, format!("{stan:06}").into_bytes());
+                m.set(STAN, format!("{stan:06}"))?;
             }
         }
-        m.encode(&self.spec).map(Bytes::from)
+        m.encode(&self.spec)
     }
 
     /// The sign-on: 0800 with field 70 = 001, field 7 at `now`, the STAN of `seq`. The account
@@ -317,7 +338,7 @@ impl Protocol for Iso8583 {
         if !answers {
             return Err(not(format!(
                 "sign-on answered by mti {} stan {:?}; expected 0810 with the sign-on's stan",
-                String::from_utf8_lossy(&m.mti()),
+                m.mti(),
                 m.get(STAN).map(String::from_utf8_lossy)
             )));
         }
@@ -350,12 +371,12 @@ impl Protocol for Iso8583 {
     /// 0820) gets its response with field 39 = 00 and fields 7, 11, 70 mirrored; anything
     /// else is the caller's.
     fn client_answer(&self, frame: &[u8]) -> Option<Bytes> {
-        let m = self.message(frame)?;
-        if m.mti()[1] != b'8' {
+        if self.peek_mti(frame)?.get(1) != Some(&b'8') {
             return None;
         }
+        let m = self.message(frame)?;
         let resp = self.response_to(&m, APPROVED)?;
-        self.build(resp).ok()
+        self.build(&resp).ok()
     }
 
     fn simulator(&self, config: &SimulatorConfig) -> Box<dyn Simulator> {
@@ -367,17 +388,17 @@ impl Protocol for Iso8583 {
 
     /// The response's MTI, field 11, field 41 when present.
     fn response_key(&self, frame: &[u8]) -> Option<Bytes> {
-        let m = self.message(frame)?;
-        if !is_response_mti(m.mti()) {
+        if !is_response_mti(self.peek_mti(frame)?) {
             return None;
         }
-        key(m.mti(), &m)
+        let m = self.message(frame)?;
+        key(mti_of(&m), &m)
     }
 
     /// The response MTI the request expects (its own + 10), field 11, field 41 when present.
     fn request_key(&self, frame: &[u8]) -> Option<Bytes> {
-        let m = self.message(frame)?;
-        key(response_mti(m.mti())?, &m)
+        let mti = response_mti(self.peek_mti(frame)?)?;
+        key(mti, &self.message(frame)?)
     }
 }
 
@@ -418,11 +439,16 @@ impl NetworkEcho {
 
 impl Heartbeat for NetworkEcho {
     fn classify(&self, frame: &[u8]) -> Option<Beat> {
+        // Every data frame passes here: decode only network-management messages.
+        let mti = self.iso.peek_mti(frame)?;
+        if !matches!(&mti, b"0800" | b"0810") {
+            return None;
+        }
         let m = self.iso.message(frame)?;
         if m.get(NETWORK_CODE) != Some(ECHO_TEST) {
             return None;
         }
-        match &m.mti() {
+        match &mti {
             b"0800" => Some(Beat::Ping),
             b"0810" => Some(Beat::Pong),
             _ => None,
@@ -435,19 +461,19 @@ impl Heartbeat for NetworkEcho {
     }
 
     fn pong(&self, ping: &[u8]) -> Bytes {
-        let req = self
-            .iso
-            .message(ping)
-            .unwrap_or_else(|| Message::new(*b"0800"));
-        let mut resp = Message::new(*b"0810");
-        for n in [TRANSMISSION_TIME, STAN, NETWORK_CODE] {
-            if let Some(v) = req.get(n) {
-                resp.set(n, v.to_vec());
+        let Some(mut resp) = message_of(*b"0810") else {
+            return Bytes::new();
+        };
+        if let Some(req) = self.iso.message(ping) {
+            for n in [TRANSMISSION_TIME, STAN] {
+                if let Some(v) = req.get(n) {
+                    set(&mut resp, n, v.to_vec());
+                }
             }
         }
-        resp.set(RESPONSE_CODE, APPROVED.to_vec());
-        resp.set(NETWORK_CODE, ECHO_TEST.to_vec());
-        self.iso.build(resp).unwrap_or_default()
+        set(&mut resp, RESPONSE_CODE, APPROVED.to_vec());
+        set(&mut resp, NETWORK_CODE, ECHO_TEST.to_vec());
+        self.iso.build(&resp).unwrap_or_default()
     }
 }
 
@@ -536,8 +562,8 @@ mod tests {
         );
         let m = Message::decode(&Spec::ascii(), &login).unwrap();
         let mut no = iso.response_to(&m, b"91").unwrap();
-        no.set(STAN, b"000004".to_vec());
-        let no = iso.build(no).unwrap();
+        no.set(STAN, "000004").unwrap();
+        let no = iso.build(&no).unwrap();
         let e = iso.check_login(&a, &login, &no).unwrap_err();
         assert!(e.is_refused());
         assert_eq!(e.status(), Some(91));

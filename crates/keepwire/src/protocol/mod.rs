@@ -64,9 +64,9 @@ mod cmpp_sim;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod drive;
 mod error;
+pub mod iso8583;
 #[cfg(feature = "client")]
 mod iso_session;
-pub mod iso_shim;
 mod iso_sim;
 mod iso_template;
 mod schema;
