@@ -29,8 +29,8 @@ Examples:
   # Watch a live stream of CMPP PDUs as hex
   nc 127.0.0.1 7890 | keepwire decode --framing len:be:4:incl --hex
 
-  # Check what encode writes
-  keepwire encode --framing len:bcd:2 hello | keepwire decode --framing len:bcd:2
+  # ISO 8583 messages with binary bitmaps behind a 2-byte length, as JSON
+  keepwire decode --protocol iso8583 --iso8583-spec binary --framing len:be:2 --json cap.bin
 
   # SMPP PDUs captured off a link, as text (or --json)
   keepwire decode --protocol smpp capture.bin

@@ -12,8 +12,8 @@ use super::Failure;
 
 const EXAMPLES: &str = "\
 Examples:
-  # An ISO 8583 echo partner on a 4-digit ASCII length, answering heartbeats itself
-  keepwire serve --listen 127.0.0.1:7000 --framing len:ascii:4
+  # An ISO 8583 acquirer: 0210/0810 answers on len:ascii:4, one amount declined (51)
+  keepwire serve --listen 127.0.0.1:7000 --protocol iso8583 --respond 4=000000009999:51
 
   # Short connections behind HAProxy, metrics for Prometheus
   keepwire serve --listen 0.0.0.0:7000 --framing line --mode short --proxy-protocol \\

@@ -12,8 +12,8 @@
 //! | a frame that is no message of the table | nothing; the connection closes |
 //!
 //! Echoed fields: 2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49 and 70 when the request has them
-//! (the fields of the reference table a response carries back; network-management responses
-//! echo 7, 11 and 70, reference §3.4); 38 and 39 are the acquirer's own. Track data, PINs and
+//! (the ISO 8583:1987 fields a response carries back in jPOS and pyiso8583 examples;
+//! network-management responses echo 7, 11 and 70); 38 and 39 are the acquirer's own. Track data, PINs and
 //! MACs are never echoed. `--delay` (the server's reply delay) holds every answer.
 
 use std::fmt;

@@ -52,7 +52,8 @@ pub(crate) const RESPONSE_CODE: u8 = 39;
 pub(crate) const TERMINAL: u8 = 41;
 /// Field 70, the network management information code.
 pub(crate) const NETWORK_CODE: u8 = 70;
-/// Field 70 of a sign-on (reference §3.4: 001 sign-on, 002 sign-off, 301 echo test).
+/// Field 70 of a sign-on (ISO 8583:1987 network management codes as jPOS and eqto/iso8583
+/// use them: 001 sign-on, 002 sign-off, 201 cutover, 301 echo test).
 pub(crate) const SIGN_ON: &[u8] = b"001";
 /// Field 70 of a sign-off.
 pub(crate) const SIGN_OFF: &[u8] = b"002";
@@ -212,7 +213,7 @@ pub(crate) fn mti_of(m: &Message) -> [u8; 4] {
     <[u8; 4]>::try_from(m.mti().as_bytes()).unwrap_or(*b"0000")
 }
 
-/// The fields a response echoes from its request: those of the reference field table a
+/// The fields a response echoes from its request: those of the ISO 8583:1987 table a
 /// response carries back (2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70); 38 and 39 are
 /// the responder's own. Track data, PINs and MACs (35, 52, 64, ...) are never echoed.
 pub(crate) const ECHOED: [u8; 13] = [2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 70];
@@ -260,7 +261,7 @@ fn stan_field(m: &Message) -> Option<u32> {
     s.trim().parse().ok()
 }
 
-/// Field 39's meaning, where the reference names it (§3.5).
+/// Field 39's meaning for the common codes (wording varies by network).
 pub(crate) fn code_meaning(code: &[u8]) -> &'static str {
     match code {
         b"00" => "approved",

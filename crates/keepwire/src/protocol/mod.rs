@@ -1,4 +1,4 @@
-//! Protocol templates: SMPP 3.4, CMPP 3.0 and CMPP 2.0 links in one value.
+//! Protocol templates: SMPP 3.4, CMPP 3.0, CMPP 2.0 and ISO 8583 links in one value.
 //!
 //! A template is data plus small pure functions: the framing, the heartbeat PDUs, the
 //! correlation key (a sequence number), the session (login on connect, logout on close, the
@@ -8,7 +8,8 @@
 //!
 //! Frames are what the framing's codec yields: for SMPP and CMPP (`len:be:4:incl`) the PDU
 //! without its 4-byte length field, i.e. starting at the command id. The wire formats, byte
-//! by byte, are in the module docs of [`smpp`] and [`cmpp`].
+//! by byte, are in the module docs of [`smpp`] and [`cmpp`]. ISO 8583 messages and field
+//! tables are in [`iso8583`]; the template over them is [`Iso8583`].
 //!
 //! ```
 //! use keepwire::protocol::Template;
