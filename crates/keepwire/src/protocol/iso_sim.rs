@@ -243,7 +243,6 @@ impl AcquirerSim {
 impl Simulator for AcquirerSim {
     fn answer(&mut self, frame: &[u8], _now: SystemTime) -> SimAnswer {
         let Some(req) = self.iso.message(frame) else {
-            tracing::debug!("iso8583 simulator: a frame that does not decode; closing");
             return SimAnswer::send(Vec::new(), true);
         };
         let mti = mti_of(&req);
@@ -261,12 +260,11 @@ impl Simulator for AcquirerSim {
             let n = self.config.next_message_id.fetch_add(1, Ordering::Relaxed);
             set(&mut resp, AUTH_ID, format!("{:06}", n % 1_000_000));
         }
+        // A response that does not encode (a partner table whose echoed field the request
+        // filled wrongly) closes the link rather than answering with a malformed message.
         match self.iso.build(&resp) {
             Ok(f) => SimAnswer::send(vec![f], false),
-            Err(e) => {
-                tracing::debug!(error = %e, "iso8583 simulator: the response does not encode");
-                SimAnswer::send(Vec::new(), true)
-            }
+            Err(_) => SimAnswer::send(Vec::new(), true),
         }
     }
 }
