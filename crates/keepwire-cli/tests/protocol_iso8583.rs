@@ -268,6 +268,17 @@ fn bad_flags_are_usage_errors_a_person_can_act_on() {
         ),
         (
             vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--protocol",
+                "iso8583",
+                "--receipts",
+            ],
+            "drop --receipts",
+        ),
+        (
+            vec![
                 "send",
                 "--protocol",
                 "smpp",

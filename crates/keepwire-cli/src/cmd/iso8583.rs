@@ -77,3 +77,24 @@ pub(crate) fn check_login_flags(
         ))),
     }
 }
+
+/// `--accounts` and `--receipts` are logins and delivery reports: an ISO 8583 acquirer has
+/// neither, so they are refused rather than ignored.
+pub(crate) fn check_serve_flags(
+    name: Option<&str>,
+    accounts: bool,
+    receipts: bool,
+) -> Result<(), Failure> {
+    if name != Some(Template::Iso8583.name()) {
+        return Ok(());
+    }
+    match (accounts, receipts) {
+        (true, _) => Err(Failure::Usage(
+            "--accounts: the iso8583 simulator takes every sign-on; drop --accounts".into(),
+        )),
+        (false, true) => Err(Failure::Usage(
+            "--receipts: iso8583 has no delivery reports; drop --receipts".into(),
+        )),
+        (false, false) => Ok(()),
+    }
+}

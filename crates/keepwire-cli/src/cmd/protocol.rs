@@ -146,6 +146,11 @@ pub(crate) struct ServeFlags {
 impl ServeFlags {
     /// The template of `--protocol`, with `--iso8583-spec` and `--respond`.
     pub(crate) fn template(&self) -> Result<Option<Arc<dyn Protocol>>, Failure> {
+        super::iso8583::check_serve_flags(
+            self.protocol.as_deref(),
+            self.accounts.is_some(),
+            self.receipts,
+        )?;
         super::iso8583::protocol(
             self.protocol.as_deref(),
             self.iso8583_spec.as_deref(),
