@@ -344,6 +344,50 @@ async fn sign_on_first_sign_off_last_and_a_refusal_names_field_39() {
     assert!(e.to_string().contains("\"91\""), "{e}");
 }
 
+/// A partner that sends its own network-management request (a cutover) to an idle client
+/// gets the 0810 from the client's session at once, with 39 = 00 and its STAN mirrored; the
+/// request also reaches the caller as a message from the partner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partners_own_0800_is_answered_by_the_client_session() {
+    let p = iso();
+    let (tx, mut answered) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let partner = Arc::clone(&p);
+    let addr = raw_server(move |mut s| {
+        let (p, tx) = (Arc::clone(&partner), tx.clone());
+        async move {
+            let mut codec = FrameCodec::new(p.framing());
+            let mut buf = BytesMut::new();
+            let cutover = p.encode_text("0800 11=000555 70=201", 0).unwrap();
+            if !write_frame(&mut s, &codec, &cutover).await {
+                return;
+            }
+            if let Some(f) = read_frame(&mut s, &mut codec, &mut buf).await {
+                let _ = tx.send(f).await;
+            }
+            let mut rest = [0u8; 64];
+            let _ = s.read(&mut rest).await;
+        }
+    })
+    .await;
+    let session = Iso8583Session::new(Arc::clone(&p), false);
+    let link = mux(&p, addr, &session).await;
+    let mut unsolicited = link.unsolicited().unwrap();
+    let answer = tokio::time::timeout(SOON, answered.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.decode_text(&answer).unwrap().to_string(),
+        "0810 11=000555 39=00 70=201"
+    );
+    let seen = tokio::time::timeout(SOON, unsolicited.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(seen.starts_with(b"0800"), "{seen:?}");
+    link.close().await;
+}
+
 /// The acquirer simulator's `--respond` rules: the declined amount gets 51, others 00 with an
 /// authorization id; a partner-initiated 0800 from the simulator side is answered by the
 /// client session.
