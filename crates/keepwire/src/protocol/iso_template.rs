@@ -403,8 +403,9 @@ impl Protocol for Iso8583 {
     }
 }
 
-/// ISO 8583 heartbeats: the echo test. Ping: 0800 with field 7 (now), field 11 (a STAN from
-/// [`Iso8583::PING_STAN_BASE`]) and field 70 = 301; pong: 0810 mirroring 7, 11 and 70, with 39 = 00.
+/// ISO 8583 heartbeats: the echo test. Ping: 0800 with field 7 (now), field 11 (a STAN
+/// from [`Iso8583::PING_STAN_BASE`]) and field 70 = 301; pong: 0810 mirroring 7, 11 and 70,
+/// with 39 = 00.
 ///
 /// | frame | beat |
 /// |---|---|
