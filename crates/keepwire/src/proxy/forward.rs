@@ -1,0 +1,161 @@
+//! The proxy's handler: a `tower::Service<Request>` that forwards each client frame upstream
+//! and answers with the reply, or by the upstream-error rule.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::keys::KeyTable;
+use super::{LocalAnswer, OnUpstreamError, ProxyError};
+use crate::client::{ClientError, MuxClient, Pool, ShortClient};
+use crate::server::{Answer, Request};
+
+/// The upstream client.
+#[derive(Debug)]
+pub(crate) enum Link {
+    Short(ShortClient),
+    Pool(Pool),
+    /// The clients, and the round-robin cursor.
+    Mux(Vec<MuxClient>, AtomicUsize),
+}
+
+impl Link {
+    async fn request(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        match self {
+            Link::Short(c) => c.request(frame).await,
+            Link::Pool(p) => p.request(frame).await,
+            Link::Mux(clients, next) => {
+                let n = clients.len().max(1);
+                let start = next.fetch_add(1, Ordering::Relaxed);
+                // The next connected one from the cursor; when none is, the cursor's own
+                // (its reconnect and failover rules decide).
+                let pick = (0..n)
+                    .map(|i| start.wrapping_add(i) % n)
+                    .find(|i| clients.get(*i).is_some_and(MuxClient::is_connected))
+                    .unwrap_or(start % n);
+                match clients.get(pick) {
+                    Some(c) => c.request(frame).await,
+                    None => Err(ClientError::new(
+                        crate::client::ClientErrorKind::Shutdown,
+                        crate::client::Delivery::NotSent,
+                        "the proxy has no upstream client",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// What the handler's clones share.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) link: Link,
+    pub(crate) keys: Option<Arc<KeyTable>>,
+    pub(crate) on_error: OnUpstreamError,
+    pub(crate) retry_sent: bool,
+    pub(crate) key_wait: Duration,
+    pub(crate) local: Option<Arc<dyn LocalAnswer>>,
+}
+
+/// The proxy's handler: forwards a client's frame upstream and answers with the reply (its
+/// key restored), the [`OnUpstreamError`] reply, or an error that closes the client's
+/// connection. Cheap to clone.
+///
+/// # Errors
+/// The service fails with [`ProxyError::Upstream`] or [`ProxyError::KeyBusy`] under
+/// [`OnUpstreamError::Close`]; the server then closes that client's connection.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    inner: Arc<Inner>,
+}
+
+impl Forward {
+    pub(crate) fn new(inner: Inner) -> Self {
+        Forward {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Forwards one frame and gives the client's answer.
+    ///
+    /// # Errors
+    /// As the type says.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a dropped call drops its upstream request (a multiplexed key is kept
+    /// until its late reply) and frees its key.
+    pub async fn forward(&self, frame: Bytes) -> Result<Answer, ProxyError> {
+        let inner = &self.inner;
+        if let Some(a) = inner.local.as_ref().and_then(|l| l.answer(&frame)) {
+            return Ok(a);
+        }
+        let (frame, lease) = match &inner.keys {
+            Some(keys) => match keys.take(frame, inner.key_wait).await {
+                Ok(t) => (t.frame, Some(t.lease)),
+                Err(_) => {
+                    return inner.failed(ProxyError::KeyBusy {
+                        waited: inner.key_wait,
+                    });
+                }
+            },
+            None => (frame, None),
+        };
+        let mut res = inner.link.request(frame.clone()).await;
+        let again = inner.retry_sent && !matches!(inner.link, Link::Short(_));
+        if again && res.as_ref().is_err_and(ClientError::may_have_been_sent) {
+            tracing::debug!("upstream request may have been sent; --retry-sent sends it again");
+            res = inner.link.request(frame).await;
+        }
+        match res {
+            Ok(reply) => Ok(Answer::one(match &lease {
+                Some(l) => l.restore(reply),
+                None => reply,
+            })),
+            Err(e) => inner.failed(ProxyError::Upstream(e)),
+        }
+    }
+
+    /// Closes the upstream connections (the mux clients log out and end their tasks; a
+    /// pool's connections close as it is dropped).
+    pub(crate) async fn close(&self) {
+        if let Link::Mux(clients, _) = &self.inner.link {
+            for c in clients {
+                c.clone().close().await;
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The answer to a request that got no reply.
+    fn failed(&self, e: ProxyError) -> Result<Answer, ProxyError> {
+        match &self.on_error {
+            OnUpstreamError::Close => Err(e),
+            OnUpstreamError::Reply(b) => {
+                tracing::warn!(error = %e, "answering with the --on-upstream-error reply");
+                Ok(Answer::one(b.clone()))
+            }
+        }
+    }
+}
+
+impl tower::Service<Request> for Forward {
+    type Response = Answer;
+    type Error = ProxyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, ProxyError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        // Capacity is taken inside the call (a pool checkout, a mux queue slot), and the
+        // server awaits the call before it reads the connection's next frame.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.forward(req.frame).await })
+    }
+}
