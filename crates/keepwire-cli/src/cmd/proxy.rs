@@ -5,10 +5,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use keepwire::client::ByteRange;
+use keepwire::client::{ByteRange, ClientBuilder};
 use keepwire::protocol::BindMode;
 use keepwire::protocol::drive::{ClientSession, SequenceKey};
-use keepwire::proxy::{OnUpstreamError, Proxy, ProxyConfig, ProxyError, TemplateSession, Upstream};
+use keepwire::proxy::{
+    LocalAnswer, OnUpstreamError, Proxy, ProxyConfig, ProxyError, TemplateSession, Upstream,
+};
 use keepwire::server::{ServerSettings, ShutdownSignals};
 
 use super::Failure;
@@ -180,27 +182,7 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
     let (upstream, mode, local) = match &template {
         Some(p) => {
             setup.config.heartbeat = Some(p.heartbeat());
-            let common = super::protocol::SendCommon {
-                to: &args.upstream,
-                framing: Some(up_framing.as_str()),
-                mode: "long",
-                timeout: args.timeout.as_deref(),
-                heartbeat: args.heartbeat.as_deref(),
-                messages: &[],
-            };
-            let mut b = super::protocol::send_builder(&**p, &common)?;
-            if let Some(a) = &args.account {
-                let account = super::protocol::parse_account(&**p, a)?;
-                let hook = ClientSession::new(Arc::clone(p), account, BindMode::default());
-                b = b.session(Some(Arc::new(hook)));
-            }
-            let mode = Upstream::Mux {
-                connections: args.pool,
-                correlate: Arc::new(SequenceKey::new(Arc::clone(p))),
-            };
-            let local: Arc<dyn keepwire::proxy::LocalAnswer> =
-                Arc::new(TemplateSession::new(Arc::clone(p)));
-            (b, mode, Some(local))
+            template_upstream(args, p, &up_framing)?
         }
         None => {
             let b = super::send::client_builder(
@@ -209,7 +191,8 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
                 args.timeout.as_deref(),
                 "--upstream",
             )?;
-            let b = super::send::heartbeat_builder(b, args.heartbeat.as_deref(), long)?;
+            let b = super::send::heartbeat_builder(b, args.heartbeat.as_deref(), long)?
+                .checkout_timeout(super::send::parse_timeout(args.timeout.as_deref())?);
             (b, plain_mode(args, long)?, None)
         }
     };
@@ -226,6 +209,38 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
     config.key_wait = super::send::parse_timeout(args.timeout.as_deref())?;
     config.local = local;
     Ok((setup.listen, config))
+}
+
+/// The upstream's client, its mode, and what the proxy answers itself.
+type UpstreamSide = (ClientBuilder, Upstream, Option<Arc<dyn LocalAnswer>>);
+
+/// The upstream with a template: its sequence key, the proxy's own session, clients'
+/// logins answered locally.
+fn template_upstream(
+    args: &Args,
+    p: &Arc<dyn keepwire::protocol::Protocol>,
+    up_framing: &str,
+) -> Result<UpstreamSide, Failure> {
+    let common = super::protocol::SendCommon {
+        to: &args.upstream,
+        framing: Some(up_framing),
+        mode: "long",
+        timeout: args.timeout.as_deref(),
+        heartbeat: args.heartbeat.as_deref(),
+        messages: &[],
+    };
+    let mut b = super::protocol::send_builder(&**p, &common)?;
+    if let Some(a) = &args.account {
+        let account = super::protocol::parse_account(&**p, a)?;
+        let hook = ClientSession::new(Arc::clone(p), account, BindMode::default());
+        b = b.session(Some(Arc::new(hook)));
+    }
+    let mode = Upstream::Mux {
+        connections: args.pool,
+        correlate: Arc::new(SequenceKey::new(Arc::clone(p))),
+    };
+    let local: Arc<dyn LocalAnswer> = Arc::new(TemplateSession::new(Arc::clone(p)));
+    Ok((b, mode, Some(local)))
 }
 
 /// The upstream mode without a template: short, a pool, or multiplexed on `--correlate`.
