@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) retry_sent: bool,
     pub(crate) key_wait: Duration,
     pub(crate) local: Option<Arc<dyn LocalAnswer>>,
+    /// Keyed requests upstream at once, their clients gone or not.
+    pub(crate) requests: Arc<tokio::sync::Semaphore>,
 }
 
 /// The proxy's handler: forwards a client's frame upstream and answers with the reply (its
@@ -93,29 +95,43 @@ impl Forward {
         if let Some(a) = inner.local.as_ref().and_then(|l| l.answer(&frame)) {
             return Ok(a);
         }
-        let (frame, lease) = match &inner.keys {
-            Some(keys) => match keys.take(frame, inner.key_wait).await {
-                Ok(t) => (t.frame, Some(t.lease)),
-                Err(_) => {
-                    return inner.failed(ProxyError::KeyBusy {
-                        waited: inner.key_wait,
-                    });
-                }
-            },
-            None => (frame, None),
+        let Some(keys) = &inner.keys else {
+            return match inner.send(frame).await {
+                Ok(reply) => Ok(Answer::one(reply)),
+                Err(e) => inner.failed(ProxyError::Upstream(e)),
+            };
         };
-        let mut res = inner.link.request(frame.clone()).await;
-        let again = inner.retry_sent && !matches!(inner.link, Link::Short(_));
-        if again && res.as_ref().is_err_and(ClientError::may_have_been_sent) {
-            tracing::debug!("upstream request may have been sent; --retry-sent sends it again");
-            res = inner.link.request(frame).await;
-        }
-        match res {
-            Ok(reply) => Ok(Answer::one(match &lease {
-                Some(l) => l.restore(reply),
-                None => reply,
-            })),
-            Err(e) => inner.failed(ProxyError::Upstream(e)),
+        // A keyed request runs in its own task holding its key: if the client leaves, the
+        // request stays upstream until its reply (or deadline), and so does its key, so a
+        // later request cannot be refused for the key or take the orphan's reply. The
+        // permit bounds such tasks to `max_conns`, left clients' included.
+        let Ok(permit) = Arc::clone(&inner.requests).acquire_owned().await else {
+            return inner.failed(ProxyError::KeyBusy {
+                waited: Duration::ZERO,
+            });
+        };
+        let taken = match keys.take(frame, inner.key_wait).await {
+            Ok(t) => t,
+            Err(_) => {
+                return inner.failed(ProxyError::KeyBusy {
+                    waited: inner.key_wait,
+                });
+            }
+        };
+        let this = Arc::clone(inner);
+        let task = tokio::spawn(async move {
+            let res = this.send(taken.frame).await;
+            drop(permit);
+            res.map(|reply| taken.lease.restore(reply))
+        });
+        match task.await {
+            Ok(Ok(reply)) => Ok(Answer::one(reply)),
+            Ok(Err(e)) => inner.failed(ProxyError::Upstream(e)),
+            Err(_) => inner.failed(ProxyError::Upstream(ClientError::new(
+                crate::client::ClientErrorKind::Shutdown,
+                crate::client::Delivery::SentNoReply,
+                "the upstream request's task ended without an answer",
+            ))),
         }
     }
 
@@ -131,6 +147,18 @@ impl Forward {
 }
 
 impl Inner {
+    /// Sends `frame` upstream; once more under `retry_sent` when it may have been sent
+    /// (a short client retries by itself).
+    async fn send(&self, frame: Bytes) -> Result<Bytes, ClientError> {
+        let res = self.link.request(frame.clone()).await;
+        let again = self.retry_sent && !matches!(self.link, Link::Short(_));
+        if again && res.as_ref().is_err_and(ClientError::may_have_been_sent) {
+            tracing::debug!("upstream request may have been sent; --retry-sent sends it again");
+            return self.link.request(frame).await;
+        }
+        res
+    }
+
     /// The answer to a request that got no reply.
     fn failed(&self, e: ProxyError) -> Result<Answer, ProxyError> {
         match &self.on_error {

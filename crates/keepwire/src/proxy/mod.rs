@@ -39,9 +39,10 @@
 //!   at most `max_conns` requests of at most the framing's `max` bytes each; upstream
 //!   back-pressure (a pool with no free connection, a full mux queue) holds the handler, and
 //!   a client connection whose handler is held is not read.
-//! - A client that disconnects before its reply: the server drops its handler call, the
-//!   upstream client drops the request (a mux keeps the key until the late reply), nothing
-//!   else is disturbed.
+//! - A client that disconnects before its reply: its reply is dropped when it comes. A keyed
+//!   request runs in a task of its own that keeps its key until then, so a later request
+//!   with that key neither takes the orphan's reply nor is refused; such tasks count against
+//!   `max_conns` with the rest.
 //!
 //! ```
 //! use std::time::Duration;
@@ -253,6 +254,7 @@ impl Proxy {
             key_wait,
             local,
         } = config;
+        let requests = Arc::new(tokio::sync::Semaphore::new(server.max_conns.max(1)));
         let server = Server::bind(listen, server)
             .await
             .map_err(ProxyError::Listen)?;
@@ -268,6 +270,7 @@ impl Proxy {
             retry_sent,
             key_wait,
             local,
+            requests,
         });
         Ok(Proxy { server, forward })
     }

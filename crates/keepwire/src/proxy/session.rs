@@ -70,3 +70,47 @@ impl LocalAnswer for TemplateSession {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{Correlate, Key};
+    use crate::protocol::Template;
+    use crate::protocol::drive::SequenceKey;
+
+    #[test]
+    fn sequence_numbers_are_rewritten_in_place_for_smpp_and_cmpp() {
+        for t in [Template::Smpp, Template::Cmpp3, Template::Cmpp2] {
+            let p = t.protocol();
+            let line = match t {
+                Template::Smpp => "submit_sm short_message=hi",
+                _ => "submit msg_content=hi",
+            };
+            let frame = p.encode_text(line, 7).unwrap();
+            let out = p.with_sequence(&frame, 0x0102_0304).unwrap();
+            assert_eq!(p.sequence(&out), Some(0x0102_0304), "{t}");
+            assert_eq!(out.len(), frame.len(), "{t}");
+            // Only the four sequence bytes differ.
+            let differ = frame.iter().zip(out.iter()).filter(|(a, b)| a != b).count();
+            assert!(differ <= 4, "{t}: {differ} bytes differ");
+            let key = SequenceKey::new(p.clone());
+            let back = key.rekey(&out, &Key::from(7u32)).unwrap();
+            assert_eq!(back, frame, "{t}");
+            assert_eq!(p.with_sequence(&frame[..3], 1), None, "{t}");
+            assert_eq!(key.rekey(&frame, &Key::from(&b"xy"[..])), None, "{t}");
+        }
+    }
+
+    #[test]
+    fn only_session_pdus_are_answered_locally() {
+        let p = Template::Cmpp3.protocol();
+        let local = TemplateSession::new(p.clone());
+        let submit = p.encode_text("submit msg_content=hi", 3).unwrap();
+        assert!(local.answer(&submit).is_none());
+        let terminate = p.logout(9);
+        let a = local.answer(&terminate).unwrap();
+        assert_eq!(p.sequence(&a.frames()[0]), Some(9));
+        assert!(a.closes());
+        assert!(local.answer(b"\x00").is_none());
+    }
+}
