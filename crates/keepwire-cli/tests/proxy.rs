@@ -430,3 +430,119 @@ fn smpp_clients_with_the_same_sequence_share_one_session() {
         .collect();
     assert_ne!(ids[0], ids[1], "two submits reached the upstream: {outs:?}");
 }
+
+/// An upstream that reads each request and closes without answering; it counts the
+/// requests it read (until `done` is sent).
+fn dropping_upstream() -> (String, std::sync::mpsc::Receiver<usize>) {
+    let raw = TcpListener::bind("127.0.0.1:0").unwrap();
+    raw.set_nonblocking(true).unwrap();
+    let addr = raw.local_addr().unwrap().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut seen = 0usize;
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            match raw.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    if read_ascii4(&mut s).is_ok() {
+                        seen += 1;
+                        let _ = tx.send(seen);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    thread::sleep(Duration::from_millis(5))
+                }
+                Err(_) => break,
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Issue 13: a request that reached the upstream and got no reply closes its client's
+/// connection (the default rule) and is delivered once; `--retry-sent` delivers it twice.
+#[test]
+fn a_sent_request_without_reply_closes_and_is_never_sent_twice() {
+    for (retry, want) in [(false, 1usize), (true, 2)] {
+        let (up, seen) = dropping_upstream();
+        let mut args = vec![
+            "--framing",
+            "len:ascii:4",
+            "--upstream",
+            &up,
+            "--heartbeat",
+            "off",
+            "--timeout",
+            "3s",
+        ];
+        if retry {
+            args.push("--retry-sent");
+        }
+        let px = proxy(&args);
+        let mut c = connect(px.addr).unwrap();
+        c.write_all(&ascii4(b"pay 100")).unwrap();
+        let mut rest = Vec::new();
+        let n = c
+            .read_to_end(&mut rest)
+            .expect("end of stream, not a reset");
+        assert_eq!(
+            n, 0,
+            "retry {retry}: the client got {rest:?} instead of a close"
+        );
+        let mut count = 0;
+        while let Ok(n) = seen.recv_timeout(Duration::from_millis(500)) {
+            count = n;
+        }
+        assert_eq!(count, want, "retry {retry}: deliveries upstream");
+    }
+}
+
+/// Bad flags exit 2 naming the flag; an upstream that cannot be reached at start exits 1.
+#[test]
+fn bad_flags_and_an_unreachable_upstream_are_named() {
+    let base = ["proxy", "--listen", "127.0.0.1:0", "--framing", "line"];
+    let cases: [(&[&str], &str); 4] = [
+        (&["--upstream", "127.0.0.1:9", "--pool", "0"], "--pool"),
+        (
+            &["--upstream", "127.0.0.1:9", "--on-upstream-error", "maybe"],
+            "--on-upstream-error",
+        ),
+        (
+            &[
+                "--upstream",
+                "127.0.0.1:9",
+                "--upstream-mode",
+                "short",
+                "--correlate",
+                "0:6",
+            ],
+            "--correlate",
+        ),
+        (
+            &["--upstream", "127.0.0.1:9", "--correlate", "6"],
+            "--correlate",
+        ),
+    ];
+    for (extra, flag) in cases {
+        let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+        let out = common::run_expect(&args, b"", 2);
+        assert!(
+            common::stderr(&out).contains(flag),
+            "{args:?}: {}",
+            common::stderr(&out)
+        );
+    }
+    // A port nothing listens on.
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let args: Vec<&str> = base.iter().copied().chain(["--upstream", &addr]).collect();
+    let out = common::run_expect(&args, b"", 1);
+    assert!(
+        common::stderr(&out).contains(&addr),
+        "{}",
+        common::stderr(&out)
+    );
+}
