@@ -84,7 +84,8 @@ pub(crate) struct Args {
     /// Upstream heartbeats: interval=DUR,timeout=DUR,misses=N[,ping=..][,pong=..], or off.
     #[arg(long, value_name = "SPEC|off")]
     heartbeat: Option<String>,
-    /// Upstream connect and reply timeout (default 10s).
+    /// Upstream connect and reply timeout; also how long a request waits for an upstream
+    /// that is down (it is retried in the background) (default 10s).
     #[arg(long, value_name = "DUR")]
     timeout: Option<String>,
     /// What a client gets when its request may have reached the upstream but no reply
@@ -208,6 +209,7 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
     config.retry_sent = args.retry_sent;
     config.key_wait = super::send::parse_timeout(args.timeout.as_deref())?;
     config.local = local;
+    config.upstream_wait = config.key_wait;
     Ok((setup.listen, config))
 }
 

@@ -12,8 +12,8 @@ use crate::server::ServerError;
 pub enum ProxyError {
     /// The client side could not listen (bad address, port taken, bad server settings).
     Listen(ServerError),
-    /// The upstream side could not be set up: a bad client configuration, or no endpoint
-    /// answered at start.
+    /// The upstream side could not be set up: a bad client configuration. (An upstream
+    /// that does not answer at start is retried in the background, not an error here.)
     Connect(ClientError),
     /// One request failed upstream (the client connection is closed, or answered with the
     /// `--on-upstream-error` reply).
@@ -32,7 +32,7 @@ impl ProxyError {
         matches!(self, ProxyError::Listen(_))
     }
 
-    /// The upstream could not be reached or configured at start.
+    /// The upstream client settings were refused at start.
     pub fn is_connect(&self) -> bool {
         matches!(self, ProxyError::Connect(_))
     }
@@ -61,7 +61,7 @@ impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProxyError::Listen(e) => write!(f, "proxy listener: {e}"),
-            ProxyError::Connect(e) => write!(f, "proxy upstream at start: {e}"),
+            ProxyError::Connect(e) => write!(f, "proxy upstream settings: {e}"),
             ProxyError::Upstream(e) => write!(f, "upstream request: {e}"),
             ProxyError::KeyBusy { waited } => write!(
                 f,

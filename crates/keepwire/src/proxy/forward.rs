@@ -53,7 +53,7 @@ impl Link {
 /// What the handler's clones share.
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) link: Link,
+    pub(crate) link: super::connect::LinkSlot,
     pub(crate) keys: Option<Arc<KeyTable>>,
     pub(crate) on_error: OnUpstreamError,
     pub(crate) retry_sent: bool,
@@ -61,6 +61,10 @@ pub(crate) struct Inner {
     pub(crate) local: Option<Arc<dyn LocalAnswer>>,
     /// Keyed requests upstream at once, their clients gone or not.
     pub(crate) requests: Arc<tokio::sync::Semaphore>,
+    /// How long a request waits for the upstream to come up.
+    pub(crate) upstream_wait: Duration,
+    /// Ends the background connect.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 /// The proxy's handler: forwards a client's frame upstream and answers with the reply (its
@@ -138,7 +142,9 @@ impl Forward {
     /// Closes the upstream connections (the mux clients log out and end their tasks; a
     /// pool's connections close as it is dropped).
     pub(crate) async fn close(&self) {
-        if let Link::Mux(clients, _) = &self.inner.link {
+        self.inner.stop.cancel();
+        let link = self.inner.link.borrow().clone();
+        if let Some(Link::Mux(clients, _)) = link.as_deref() {
             for c in clients {
                 c.clone().close().await;
             }
@@ -150,11 +156,12 @@ impl Inner {
     /// Sends `frame` upstream; once more under `retry_sent` when it may have been sent
     /// (a short client retries by itself).
     async fn send(&self, frame: Bytes) -> Result<Bytes, ClientError> {
-        let res = self.link.request(frame.clone()).await;
-        let again = self.retry_sent && !matches!(self.link, Link::Short(_));
+        let link = super::connect::link(&self.link, self.upstream_wait).await?;
+        let res = link.request(frame.clone()).await;
+        let again = self.retry_sent && !matches!(*link, Link::Short(_));
         if again && res.as_ref().is_err_and(ClientError::may_have_been_sent) {
             tracing::debug!("upstream request may have been sent; --retry-sent sends it again");
-            return self.link.request(frame).await;
+            return link.request(frame).await;
         }
         res
     }

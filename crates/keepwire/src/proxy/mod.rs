@@ -83,6 +83,7 @@
 //! # Ok(()) }
 //! ```
 
+mod connect;
 mod error;
 mod forward;
 mod keys;
@@ -98,7 +99,7 @@ use bytes::Bytes;
 use tokio::net::ToSocketAddrs;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ClientBuilder, Correlate, Key, MuxClient};
+use crate::client::{ClientBuilder, Correlate};
 use crate::server::{Answer, Server, ServerConfig, ShutdownReport, ShutdownSignals};
 
 pub use error::ProxyError;
@@ -207,6 +208,9 @@ pub struct ProxyConfig {
     pub key_wait: Duration,
     /// Frames answered by the proxy itself (default none).
     pub local: Option<Arc<dyn LocalAnswer>>,
+    /// How long a request waits for the upstream to come up when it was down at start
+    /// (default 10 s); then it gets the [`OnUpstreamError`] answer.
+    pub upstream_wait: Duration,
 }
 
 impl ProxyConfig {
@@ -220,6 +224,7 @@ impl ProxyConfig {
             retry_sent: false,
             key_wait: Duration::from_secs(10),
             local: None,
+            upstream_wait: Duration::from_secs(10),
         }
     }
 }
@@ -232,12 +237,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Binds the client side on `listen` and connects the upstream side.
+    /// Binds the client side on `listen` and starts connecting the upstream side in the
+    /// background: an upstream down at start is retried with backoff (a `warn` line per
+    /// failed try) while requests wait for it up to [`ProxyConfig::upstream_wait`].
     ///
     /// # Errors
     /// [`ProxyError::Listen`] when the address cannot be bound or the server settings are
-    /// refused; [`ProxyError::Connect`] when the client settings are refused or no upstream
-    /// endpoint answers.
+    /// refused; [`ProxyError::Connect`] when the client settings are refused.
     ///
     /// # Cancel safety
     /// Dropping the future drops what was set up so far.
@@ -253,12 +259,15 @@ impl Proxy {
             retry_sent,
             key_wait,
             local,
+            upstream_wait,
         } = config;
+        connect::validate(&upstream, &mode).map_err(ProxyError::Connect)?;
         let requests = Arc::new(tokio::sync::Semaphore::new(server.max_conns.max(1)));
         let server = Server::bind(listen, server)
             .await
             .map_err(ProxyError::Listen)?;
-        let link = connect(upstream, &mode, retry_sent).await?;
+        let stop = CancellationToken::new();
+        let link = connect::spawn(upstream, mode.clone(), retry_sent, stop.clone());
         let keys = match &mode {
             Upstream::Mux { correlate, .. } => Some(keys::KeyTable::new(Arc::clone(correlate))),
             _ => None,
@@ -271,6 +280,8 @@ impl Proxy {
             key_wait,
             local,
             requests,
+            upstream_wait,
+            stop,
         });
         Ok(Proxy { server, forward })
     }
@@ -321,56 +332,5 @@ impl Proxy {
             .await;
         self.forward.close().await;
         report.map_err(ProxyError::Listen)
-    }
-}
-
-/// The upstream client of `mode`.
-async fn connect(
-    upstream: ClientBuilder,
-    mode: &Upstream,
-    retry_sent: bool,
-) -> Result<forward::Link, ProxyError> {
-    Ok(match mode {
-        Upstream::Short => {
-            let b = upstream.retry_sent(retry_sent);
-            b.validate().map_err(ProxyError::Connect)?;
-            forward::Link::Short(b.build_short())
-        }
-        Upstream::Long { connections } => forward::Link::Pool(
-            upstream
-                .pool((*connections).max(1))
-                .await
-                .map_err(ProxyError::Connect)?,
-        ),
-        Upstream::Mux {
-            connections,
-            correlate,
-        } => {
-            let mut clients: Vec<MuxClient> = Vec::new();
-            for _ in 0..(*connections).max(1) {
-                let c = upstream
-                    .clone()
-                    .connect_mux(SharedKey(Arc::clone(correlate)))
-                    .await
-                    .map_err(ProxyError::Connect)?;
-                clients.push(c);
-            }
-            forward::Link::Mux(clients, Default::default())
-        }
-    })
-}
-
-/// One correlation shared by the mux clients and the key table.
-struct SharedKey(Arc<dyn Correlate>);
-
-impl Correlate for SharedKey {
-    fn key(&self, frame: &[u8]) -> Option<Key> {
-        self.0.key(frame)
-    }
-    fn request_key(&self, frame: &[u8]) -> Option<Key> {
-        self.0.request_key(frame)
-    }
-    fn rekey(&self, frame: &[u8], key: &Key) -> Option<Bytes> {
-        self.0.rekey(frame, key)
     }
 }
