@@ -25,6 +25,8 @@ enum Command {
     Decode(cmd::decode::Args),
     /// Run a framed server that echoes or answers with a fixed reply.
     Serve(Box<cmd::serve::Args>),
+    /// Forward short or long clients' messages over pooled or multiplexed upstream connections.
+    Proxy(Box<cmd::proxy::Args>),
     /// Send messages to a framed server and print each reply, one per line.
     Send(cmd::send::Args),
     /// Show the kernel's TCP states (TIME_WAIT, CLOSE_WAIT, ...) for a port.
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Encode(args) => cmd::encode::run(args),
         Command::Decode(args) => cmd::decode::run(args),
         Command::Serve(args) => cmd::serve::run(*args),
+        Command::Proxy(args) => cmd::proxy::run(*args),
         Command::Send(args) => cmd::send::run(args),
         Command::Watch(args) => cmd::watch::run(args),
     };

@@ -58,6 +58,8 @@ pub mod liveness;
 mod pipeline;
 #[cfg(feature = "protocol")]
 pub mod protocol;
+#[cfg(feature = "proxy")]
+pub mod proxy;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod socket;

@@ -7,6 +7,7 @@ pub(crate) mod encode;
 pub(crate) mod http;
 pub(crate) mod iso8583;
 pub(crate) mod protocol;
+pub(crate) mod proxy;
 pub(crate) mod send;
 pub(crate) mod serve;
 pub(crate) mod tls_args;

@@ -337,7 +337,7 @@ fn read_accounts(p: &dyn Protocol, path: &std::path::Path) -> Result<Vec<Account
 }
 
 /// `--account ID:SECRET` for `p`: parsed, and checked to fit its login (never cut).
-fn parse_account(p: &dyn Protocol, text: &str) -> Result<Account, Failure> {
+pub(crate) fn parse_account(p: &dyn Protocol, text: &str) -> Result<Account, Failure> {
     let a: Account = text
         .parse()
         .map_err(|e| Failure::Usage(format!("--account: {e}")))?;
@@ -520,7 +520,7 @@ pub(crate) fn send(p: Arc<dyn Protocol>, flags: &SendFlags, c: &SendCommon) -> R
 }
 
 /// The client builder of `send --protocol`: endpoints, timeouts, framing and heartbeats.
-fn send_builder(p: &dyn Protocol, c: &SendCommon) -> Result<ClientBuilder, Failure> {
+pub(crate) fn send_builder(p: &dyn Protocol, c: &SendCommon) -> Result<ClientBuilder, Failure> {
     let framing = framing(p, c.framing)?;
     let timeout = match c.timeout {
         Some(t) => keepwire::socket::parse_duration(t)

@@ -159,18 +159,33 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 
 /// The library's client configuration from `--framing`, `--to` and `--timeout`.
 fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
-    let framing = super::parse_spec(args.framing.as_deref().unwrap_or_default())?;
-    let timeout = timeout(args)?;
-    let to: Vec<String> = args
-        .to
+    client_builder(
+        &args.to,
+        args.framing.as_deref().unwrap_or_default(),
+        args.timeout.as_deref(),
+        "--to",
+    )
+}
+
+/// A client of `framing` to the endpoints `to` (named `flag` in errors), `timeout` for each
+/// connect and reply; `send` and `proxy` (upstream) share it.
+pub(crate) fn client_builder(
+    to: &[String],
+    framing: &str,
+    timeout: Option<&str>,
+    flag: &str,
+) -> Result<ClientBuilder, Failure> {
+    let framing = super::parse_spec(framing)?;
+    let timeout = parse_timeout(timeout)?;
+    let to: Vec<String> = to
         .iter()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .collect();
     if to.is_empty() {
-        return Err(Failure::Usage(
-            "--to needs at least one ADDR (host:port)".into(),
-        ));
+        return Err(Failure::Usage(format!(
+            "{flag} needs at least one ADDR (host:port)"
+        )));
     }
     Ok(ClientBuilder::new(framing, to)
         .connect_timeout(timeout)
@@ -179,7 +194,12 @@ fn base_builder(args: &Args) -> Result<ClientBuilder, Failure> {
 
 /// `--timeout`, 10s when not given; zero is a usage error.
 fn timeout(args: &Args) -> Result<Duration, Failure> {
-    let timeout = match &args.timeout {
+    parse_timeout(args.timeout.as_deref())
+}
+
+/// `--timeout` as given, 10s when not; zero is a usage error.
+pub(crate) fn parse_timeout(given: Option<&str>) -> Result<Duration, Failure> {
+    let timeout = match given {
         Some(t) => parse_duration(t).map_err(|e| Failure::Usage(format!("--timeout: {e}")))?,
         None => Duration::from_secs(10),
     };
@@ -192,11 +212,20 @@ fn timeout(args: &Args) -> Result<Duration, Failure> {
 /// `--heartbeat` added to `builder`, checked by the library: its rules are usage errors
 /// here, as in `serve` (exit 2 before connecting).
 fn with_heartbeat(
-    mut builder: ClientBuilder,
+    builder: ClientBuilder,
     args: &Args,
     long: bool,
 ) -> Result<ClientBuilder, Failure> {
-    if let Some(hb) = &args.heartbeat {
+    heartbeat_builder(builder, args.heartbeat.as_deref(), long)
+}
+
+/// `--heartbeat` (as given) added to `builder` and checked; `send` and `proxy` share it.
+pub(crate) fn heartbeat_builder(
+    mut builder: ClientBuilder,
+    heartbeat: Option<&str>,
+    long: bool,
+) -> Result<ClientBuilder, Failure> {
+    if let Some(hb) = heartbeat {
         let hb: HeartbeatSpec = hb
             .parse()
             .map_err(|e| Failure::Usage(format!("--heartbeat: {e:#}")))?;
@@ -206,7 +235,7 @@ fn with_heartbeat(
     }
     // A heartbeat the framing cannot carry (`--framing fixed:4 --heartbeat interval=..`):
     builder.validate().map_err(|e| {
-        Failure::Usage(match &args.heartbeat {
+        Failure::Usage(match heartbeat {
             Some(_) => format!("--heartbeat: {e}"),
             None => e.to_string(),
         })

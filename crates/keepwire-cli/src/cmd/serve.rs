@@ -184,7 +184,7 @@ fn toml_failure(text: &str, e: &toml::de::Error) -> String {
 }
 
 /// A config error as one line naming the flag: `--idle-timeout: "soon" is not a duration ...`.
-fn config_failure(e: &ConfigError) -> Failure {
+pub(crate) fn config_failure(e: &ConfigError) -> Failure {
     let msg = match (e.key(), e) {
         // `invalid KEY VALUE`: the source says what is wrong with the value.
         (Some(key), ConfigError::Invalid { source, .. }) => {
@@ -200,7 +200,7 @@ fn config_failure(e: &ConfigError) -> Failure {
 
 /// `addr` has the `HOST:PORT` shape (a name is resolved later, at bind): a value that
 /// cannot be an address is a usage error naming `--key`, not a failure to listen.
-fn check_address(key: &str, addr: &str) -> Result<(), Failure> {
+pub(crate) fn check_address(key: &str, addr: &str) -> Result<(), Failure> {
     let ok = addr
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
@@ -213,7 +213,7 @@ fn check_address(key: &str, addr: &str) -> Result<(), Failure> {
 }
 
 /// An error and its sources, joined by `: `.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(s) = next {
@@ -224,7 +224,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn server_failure(e: &ServerError) -> Failure {
+pub(crate) fn server_failure(e: &ServerError) -> Failure {
     match e {
         ServerError::Config(c) => config_failure(c),
         ServerError::Metrics { .. } => Failure::Runtime(format!("--metrics: {}", chain(e))),

@@ -47,6 +47,15 @@ pub trait Correlate: Send + Sync + 'static {
     fn request_key(&self, frame: &[u8]) -> Option<Key> {
         self.key(frame)
     }
+
+    /// `frame` with its key replaced by `key`, for a gateway that must keep the keys of
+    /// several clients apart on one connection (`keepwire proxy`); `None` (the default) when
+    /// this key cannot be rewritten, or `key` does not fit (another length, a frame too
+    /// short).
+    fn rekey(&self, frame: &[u8], key: &Key) -> Option<Bytes> {
+        let _ = (frame, key);
+        None
+    }
 }
 
 /// The key is `len` bytes at `offset` in the frame.
@@ -165,6 +174,25 @@ impl Correlate for ByteRange {
     fn key(&self, frame: &[u8]) -> Option<Key> {
         let end = self.offset.checked_add(self.len)?;
         frame.get(self.offset..end).map(Key::from)
+    }
+
+    /// The same frame with `key` written over the range.
+    ///
+    /// ```
+    /// use keepwire::client::{ByteRange, Correlate, Key};
+    /// let r = ByteRange::new(2, 3);
+    /// assert_eq!(r.rekey(b"ab123cd", &Key::from(&b"999"[..])).unwrap(), "ab999cd");
+    /// assert_eq!(r.rekey(b"ab123cd", &Key::from(&b"99"[..])), None);
+    /// assert_eq!(r.rekey(b"ab1", &Key::from(&b"999"[..])), None);
+    /// ```
+    fn rekey(&self, frame: &[u8], key: &Key) -> Option<Bytes> {
+        let end = self.offset.checked_add(self.len)?;
+        if key.0.len() != self.len || frame.len() < end {
+            return None;
+        }
+        let mut out = bytes::BytesMut::from(frame);
+        out.get_mut(self.offset..end)?.copy_from_slice(&key.0);
+        Some(out.freeze())
     }
 }
 

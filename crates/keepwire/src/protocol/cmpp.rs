@@ -550,6 +550,10 @@ impl Protocol for Cmpp {
         be32(frame, 4)
     }
 
+    fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
+        super::put_be32(frame, 4, seq)
+    }
+
     fn is_response(&self, frame: &[u8]) -> bool {
         super::is_response_id(frame)
     }

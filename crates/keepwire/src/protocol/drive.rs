@@ -145,6 +145,13 @@ impl crate::client::Correlate for SequenceKey {
     fn request_key(&self, frame: &[u8]) -> Option<crate::client::Key> {
         self.0.request_key(frame).map(crate::client::Key)
     }
+
+    /// The frame with the sequence number `key` (4 bytes, big-endian), through
+    /// [`Protocol::with_sequence`].
+    fn rekey(&self, frame: &[u8], key: &crate::client::Key) -> Option<Bytes> {
+        let seq = u32::from_be_bytes(<[u8; 4]>::try_from(key.0.as_ref()).ok()?);
+        self.0.with_sequence(frame, seq)
+    }
 }
 
 /// The sequence numbers of a link: 1, 2, 3, ... up to 0x7fffffff, then 1 again (SMPP 3.4

@@ -262,6 +262,13 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
     fn heartbeat(&self) -> Arc<dyn Heartbeat>;
     /// The sequence number of a frame, `None` when it is too short to have one.
     fn sequence(&self, frame: &[u8]) -> Option<u32>;
+    /// `frame` with its sequence number replaced by `seq` (a gateway keeping several
+    /// clients' numbers apart on one link); `None` where the template cannot rewrite it or
+    /// the frame is too short. The default is `None`.
+    fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
+        let _ = (frame, seq);
+        None
+    }
     /// Whether a frame is a response (SMPP and CMPP: the command id's top bit).
     fn is_response(&self, frame: &[u8]) -> bool;
     /// A frame as text. Errors name the field and its offset.
@@ -330,6 +337,19 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         self.sequence(frame)
             .map(|seq| Bytes::copy_from_slice(&seq.to_be_bytes()))
     }
+}
+
+/// `frame` with the 4 bytes at `offset` replaced by `seq`, big-endian; `None` when the frame
+/// is shorter.
+pub(crate) fn put_be32(frame: &[u8], offset: usize, seq: u32) -> Option<Bytes> {
+    let end = offset.checked_add(4)?;
+    if frame.len() < end {
+        return None;
+    }
+    let mut out = bytes::BytesMut::from(frame);
+    out.get_mut(offset..end)?
+        .copy_from_slice(&seq.to_be_bytes());
+    Some(out.freeze())
 }
 
 /// `len:be:4:incl`: SMPP's command_length and CMPP's Total_Length count themselves.

@@ -512,6 +512,10 @@ impl Protocol for Smpp {
         be32(frame, 8)
     }
 
+    fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
+        super::put_be32(frame, 8, seq)
+    }
+
     fn is_response(&self, frame: &[u8]) -> bool {
         super::is_response_id(frame)
     }
