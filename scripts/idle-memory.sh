@@ -122,6 +122,7 @@ open_clients() { # opens CONNS idle connections to TARGET; they stay until stop_
 	local fifo=$WORK/idle-clients.in ready
 	rm -f "$fifo"
 	mkfifo "$fifo"
+	: >"$WORK/idle-clients.out" # no "ready" left from the previous server
 	"${CLI_PIN[@]}" python3 "$ROOT/bench/peers/idle_clients.py" "$TARGET" "$CONNS" <"$fifo" >"$WORK/idle-clients.out" &
 	CLIENT_PID=$!
 	exec {CLIENT_IN}>"$fifo" # held open: the clients stay until it closes
