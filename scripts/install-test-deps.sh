@@ -19,6 +19,7 @@ DEBIAN_PACKAGES=(
     openssl    # tls tests: `openssl s_client` talks to `keepwire serve --tls-*`
     haproxy    # tls tests: TLS + PROXY v2 behind HAProxy in TCP mode
     microsocks # socks tests: the SOCKS5 proxy between the client and the far server
+    gcc        # compare_script.rs: cc -O2 builds the C epoll echo (bench/peers/c_echo.c)
 )
 
 # Python packages from PyPI, pinned.
