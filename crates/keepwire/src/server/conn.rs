@@ -17,8 +17,9 @@
 //! call, the short/long rules, draining and the accounting.
 //!
 //! The read buffer exists only while bytes are buffered: when a read leaves no partial frame
-//! the buffer is dropped, so an idle connection holds no buffer at all (a `Framed` would hold
-//! 8 KiB each way). Replies to every frame of one read are written together.
+//! the buffer goes back to the thread's pool ([`pool`]), so an idle connection holds no
+//! buffer at all (a `Framed` would hold 8 KiB each way) and a busy one allocates none.
+//! Replies to every frame of one read are written together.
 
 use std::future::Future;
 use std::io;
