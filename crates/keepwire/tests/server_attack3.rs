@@ -90,7 +90,12 @@ async fn a_peer_reading_a_little_now_and_then_is_cut_at_the_write_timeout() {
     tokio::spawn(server.serve(service_fn(|_: Request| async {
         Ok::<_, std::convert::Infallible>(Some(Bytes::from(vec![b'x'; 4 << 20])))
     })));
-    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A fixed, small receive buffer: with the kernel's autotuning (tcp_rmem up to 32 MiB
+    // on some hosts) the socket buffers can swallow the whole 4 MiB reply at once, and the
+    // write never stalls; whether it does then depends on timing and on the other tests.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    let mut c = sock.connect(addr).await.unwrap();
     let sent = Instant::now();
     c.write_all(b"\0\0\0\x01?").await.unwrap();
     let reader = tokio::spawn(async move {

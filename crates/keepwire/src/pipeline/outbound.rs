@@ -227,7 +227,17 @@ pub(crate) async fn write_all(
     buf: &[u8],
     timeout: Duration,
 ) -> (usize, Result<(), WriteError>) {
-    WriteAll::new(timeout).finish(stream, buf).await
+    let mut write = WriteAll::new(timeout);
+    match write.try_write(stream, buf) {
+        Ok(true) => return (write.written, Ok(())),
+        Ok(false) => {}
+        Err(e) => return (write.written, Err(e)),
+    }
+    // The socket is full: wait for the peer in a future of its own. Boxed: its timer and
+    // readiness wait (about 600 bytes) would otherwise sit in every caller's future, which
+    // the server allocates once per read batch; a write the socket takes at once (nearly
+    // all of them) needs neither.
+    Box::pin(write.finish(stream, buf)).await
 }
 
 /// The longest timeout handed to the OS: 2^31 - 1 ms (about 24.8 days), `poll(2)`'s limit

@@ -57,6 +57,7 @@ mod error;
 mod limits;
 #[cfg(feature = "metrics")]
 mod metrics_http;
+mod pool;
 pub mod proxy_protocol;
 mod signals;
 mod stats;
