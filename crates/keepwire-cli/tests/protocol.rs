@@ -277,7 +277,7 @@ fn bench_protocol_logs_in_to_a_target_with_the_account_given() {
             "--modes",
             "long,mux",
             "--duration",
-            "200ms",
+            "1s",
             "--connections",
             "2",
             "--json",
