@@ -357,3 +357,17 @@ fn bench_protocol_iso8583_runs_every_mode() {
     assert!(opened(0) >= modes[0]["requests"].as_u64().unwrap(), "{v}");
     assert!(opened(3) <= 4, "{v}");
 }
+
+/// Every ISO 8583 value is a JSON string: `70=301` and `11=123456` once printed as numbers
+/// while `11=000001` was a string, so a field's JSON type hung on its value.
+#[test]
+fn decode_json_prints_every_iso_value_as_a_string() {
+    let enc = ["encode", "--protocol", "iso8583", "-"];
+    let wire = run_expect(&enc, b"0800 7=1201235959 11=123456 70=301\n", 0).stdout;
+    let dec = ["decode", "--protocol", "iso8583", "--json", "-"];
+    let json = stdout(&run_expect(&dec, &wire, 0));
+    assert_eq!(
+        json,
+        "{\"command\":\"0800\",\"7\":\"1201235959\",\"11\":\"123456\",\"70\":\"301\"}\n"
+    );
+}

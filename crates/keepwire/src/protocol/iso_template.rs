@@ -297,6 +297,31 @@ impl Protocol for Iso8583 {
         stan_field(&self.message(frame)?)
     }
 
+    /// Field 11 set to `seq` as six digits (a `seq` above 999 999 wraps as
+    /// [`Iso8583::stan`] numbers); the rest of the message is re-encoded unchanged, so the
+    /// request and its response keep matching under the new STAN. `None` for a frame that
+    /// does not decode or a table whose field 11 does not take six digits.
+    fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
+        let stan = if seq > MAX_STAN { stan_of(seq)? } else { seq };
+        let mut m = self.message(frame)?;
+        m.set(STAN, format!("{stan:06}")).ok()?;
+        m.encode(&self.spec).ok()
+    }
+
+    fn with_key(&self, frame: &[u8], key: &[u8]) -> Option<Bytes> {
+        let stan = key
+            .get(4..10)
+            .filter(|s| s.iter().all(u8::is_ascii_digit))?;
+        let seq = std::str::from_utf8(stan).ok()?.parse().ok()?;
+        let out = self.with_sequence(frame, seq)?;
+        let got = if self.is_response(&out) {
+            self.response_key(&out)
+        } else {
+            self.request_key(&out)
+        };
+        (got.as_deref() == Some(key)).then_some(out)
+    }
+
     fn is_response(&self, frame: &[u8]) -> bool {
         self.peek_mti(frame).is_some_and(is_response_mti)
     }
@@ -307,6 +332,11 @@ impl Protocol for Iso8583 {
 
     /// A text line into a message; a line without field 11 gets the STAN of `seq` (none when
     /// `seq` is 0, so decoded text encodes back byte for byte).
+    /// Every ISO 8583 value is a string: `70=301` and `11=000001` alike.
+    fn json_number(&self, _name: &str) -> bool {
+        false
+    }
+
     fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError> {
         let mut m = Message::from_text(&self.spec, line)?;
         if m.get(STAN).is_none() {
@@ -549,6 +579,40 @@ mod tests {
         let no_stan = iso.encode_text("0200 4=000000001000", 0).unwrap();
         assert_eq!(iso.request_key(&no_stan), None);
         assert_eq!(iso.response_key(b"garbage"), None);
+    }
+
+    /// A gateway rewrites colliding STANs of two terminals: field 11 changes, nothing else,
+    /// the simulator's answer to the rewritten request carries its key, and the original
+    /// key written back into that answer matches the original request.
+    #[test]
+    fn with_sequence_rewrites_the_stan_and_keys_follow() {
+        let iso = Iso8583::ascii();
+        let req = iso
+            .encode_text("0200 4=000000001000 11=000007 41=TERM0001", 0)
+            .unwrap();
+        let up = iso.with_sequence(&req, 42).unwrap();
+        assert_eq!(iso.sequence(&up), Some(42));
+        assert_eq!(up.len(), req.len());
+        let differ = req.iter().zip(up.iter()).filter(|(a, b)| a != b).count();
+        assert!(differ <= 6, "{differ} bytes differ");
+        assert_eq!(&iso.request_key(&up).unwrap()[..], b"0210000042TERM0001");
+        let mut sim = iso.simulator(&SimulatorConfig::default());
+        let answer = sim.answer(&up, SystemTime::now());
+        let resp = answer.frames.first().cloned().unwrap();
+        assert_eq!(iso.response_key(&resp), iso.request_key(&up));
+        // Back to the client's own STAN, through the key as the proxy holds it.
+        let own = iso.request_key(&req).unwrap();
+        let down = iso.with_key(&resp, &own).unwrap();
+        assert_eq!(iso.response_key(&down), Some(own.clone()));
+        assert_eq!(iso.with_key(&up, &own).unwrap(), req);
+        // Wraps like the STANs encode_text assigns; no STAN is zero-padded past six digits.
+        let wrapped = iso.with_sequence(&req, Iso8583::MAX_STAN + 1).unwrap();
+        assert_eq!(iso.sequence(&wrapped), Some(1));
+        // A key of another terminal or MTI, a 4-byte key, garbage: no rewrite.
+        assert_eq!(iso.with_key(&req, b"0210000042TERM0002"), None);
+        assert_eq!(iso.with_key(&req, b"0410000042TERM0001"), None);
+        assert_eq!(iso.with_key(&req, &7u32.to_be_bytes()), None);
+        assert_eq!(iso.with_sequence(b"0200zz", 1), None);
     }
 
     #[test]
