@@ -371,3 +371,32 @@ fn decode_json_prints_every_iso_value_as_a_string() {
         "{\"command\":\"0800\",\"7\":\"1201235959\",\"11\":\"123456\",\"70\":\"301\"}\n"
     );
 }
+
+/// A declined 0210 (field 39 = 05) is an error of the bench, not an answered request: the
+/// simulator declines STAN 000002, the second request of the pattern's session.
+#[test]
+fn bench_counts_a_declined_response_as_an_error() {
+    let serve = Serve::start(&["--protocol", "iso8583", "--respond", "11=000002:05"]);
+    let out = run_expect(
+        &[
+            "bench",
+            "--protocol",
+            "iso8583",
+            "--target",
+            &serve.to,
+            "--modes",
+            "long",
+            "--connections",
+            "1",
+            "--duration",
+            "300ms",
+            "--json",
+        ],
+        b"",
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let long = &v[0];
+    assert!(long["requests"].as_u64().unwrap() > 1, "{v}");
+    assert_eq!(long["errors"].as_u64(), Some(1), "{v}");
+}

@@ -322,6 +322,11 @@ impl Protocol for Iso8583 {
         (got.as_deref() == Some(key)).then_some(out)
     }
 
+    fn is_success(&self, response: &[u8]) -> bool {
+        self.message(response)
+            .is_some_and(|m| m.get(RESPONSE_CODE) == Some(APPROVED))
+    }
+
     fn is_response(&self, frame: &[u8]) -> bool {
         self.peek_mti(frame).is_some_and(is_response_mti)
     }

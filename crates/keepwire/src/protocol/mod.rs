@@ -278,6 +278,23 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         let seq = u32::from_be_bytes(<[u8; 4]>::try_from(key).ok()?);
         self.with_sequence(frame, seq)
     }
+    /// Whether a response reports success: SMPP command_status 0; CMPP a Status or Result of
+    /// 0 (responses without one, such as ACTIVE_TEST_RESP, succeed); ISO 8583 field 39 =
+    /// 00 (a response without field 39 does not). A bench counts the rest as errors. The
+    /// default is true.
+    ///
+    /// ```
+    /// use keepwire::protocol::Template;
+    /// let iso = Template::Iso8583.protocol();
+    /// let approved = iso.encode_text("0210 11=000001 39=00", 0).unwrap();
+    /// let declined = iso.encode_text("0210 11=000001 39=51", 0).unwrap();
+    /// assert!(iso.is_success(&approved));
+    /// assert!(!iso.is_success(&declined));
+    /// ```
+    fn is_success(&self, response: &[u8]) -> bool {
+        let _ = response;
+        true
+    }
     /// Whether a frame is a response (SMPP and CMPP: the command id's top bit).
     fn is_response(&self, frame: &[u8]) -> bool;
     /// A frame as text. Errors name the field and its offset.
