@@ -254,6 +254,19 @@ fn bad_flags_are_usage_errors_a_person_can_act_on() {
             ],
             "expected FIELD=VALUE:CODE",
         ),
+        // Field 4 is fixed at 12 digits: this rule would never match, so it is refused.
+        (
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--protocol",
+                "iso8583",
+                "--respond",
+                "4=9999:51",
+            ],
+            "the field is fixed at 12, so the rule would never match",
+        ),
         (
             vec![
                 "serve",

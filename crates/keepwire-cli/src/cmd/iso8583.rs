@@ -35,6 +35,7 @@ pub(crate) fn protocol(
         .iter()
         .map(|r| {
             r.parse::<RespondRule>()
+                .and_then(|r| r.check(&spec).map(|()| r))
                 .map_err(|e| Failure::Usage(format!("--respond: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
