@@ -4,7 +4,7 @@
 //! | piece | ISO 8583 |
 //! |---|---|
 //! | framing | `len:ascii:4` (jPOS `ASCIIChannel`: 4 ASCII digits, not counting themselves); `--framing len:be:2` or `len:bcd:2` for other links |
-//! | heartbeat | 0800 with field 70 = 301 (echo test), answered by 0810 with 39 = 00 and fields 7, 11, 70 mirrored ([`NetworkEcho`]) |
+//! | heartbeat | 0800 with field 70 = 301 (echo test), answered by 0810 with 39 = 00 and the request's fields mirrored (7, 11, 41, 70 among them, so the key matches) ([`NetworkEcho`]) |
 //! | correlation | the response MTI (the request's + 10: 0200 → 0210, 0421 → 0430), field 11 (STAN) and field 41 (terminal id) when present |
 //! | session | sign-on 0800 / 70 = 001 and sign-off 0800 / 70 = 002, when asked (`--sign-on`) |
 //! | numbering | a request without field 11 gets the STAN of its sequence number: 000001 .. 999999, then 000001 again |
@@ -404,7 +404,8 @@ impl Protocol for Iso8583 {
     }
 
     /// A network-management request from the partner (0800 sign-on, cutover, key change;
-    /// 0820) gets its response with field 39 = 00 and fields 7, 11, 70 mirrored; anything
+    /// 0820) gets its response with field 39 = 00 and the echoed fields (7, 11, 41, 70 ..)
+    /// mirrored; anything
     /// else is the caller's.
     fn client_answer(&self, frame: &[u8]) -> Option<Bytes> {
         if self.peek_mti(frame)?.get(1) != Some(&b'8') {
@@ -439,8 +440,9 @@ impl Protocol for Iso8583 {
 }
 
 /// ISO 8583 heartbeats: the echo test. Ping: 0800 with field 7 (now), field 11 (a STAN
-/// from [`Iso8583::PING_STAN_BASE`]) and field 70 = 301; pong: 0810 mirroring 7, 11 and 70,
-/// with 39 = 00.
+/// from [`Iso8583::PING_STAN_BASE`]) and field 70 = 301; pong: 0810 mirroring the fields a
+/// response echoes (7, 11, 41, 70 among them, so it answers under the ping's key), with
+/// 39 = 00.
 ///
 /// | frame | beat |
 /// |---|---|
@@ -498,16 +500,15 @@ impl Heartbeat for NetworkEcho {
     }
 
     fn pong(&self, ping: &[u8]) -> Bytes {
-        let Some(mut resp) = message_of(*b"0810") else {
+        // The response every other request gets (the echoed fields, 41 among them), so the
+        // pong answers under the ping's key (response MTI, STAN, terminal id).
+        let resp = self
+            .iso
+            .message(ping)
+            .and_then(|req| self.iso.response_to(&req, APPROVED));
+        let Some(mut resp) = resp.or_else(|| message_of(*b"0810")) else {
             return Bytes::new();
         };
-        if let Some(req) = self.iso.message(ping) {
-            for n in [TRANSMISSION_TIME, STAN] {
-                if let Some(v) = req.get(n) {
-                    set(&mut resp, n, v.to_vec());
-                }
-            }
-        }
         set(&mut resp, RESPONSE_CODE, APPROVED.to_vec());
         set(&mut resp, NETWORK_CODE, ECHO_TEST.to_vec());
         self.iso.build(&resp).unwrap_or_default()
@@ -570,6 +571,25 @@ mod tests {
             let f = iso.encode_text(other, 0).unwrap();
             assert_eq!(hb.classify(&f), None, "{other}");
         }
+    }
+
+    /// An echo test carrying a terminal id (or an acquirer id) was answered by the heartbeat
+    /// pipeline with 7 and 11 only: its key lacked field 41, so a sender matching on the
+    /// key (`send --heartbeat off "0800 70=301 41=.."`) waited out its timeout.
+    #[test]
+    fn the_pong_answers_under_the_pings_key() {
+        let iso = Iso8583::ascii();
+        let hb = NetworkEcho::new(iso.clone());
+        let ping = iso
+            .encode_text("0800 7=1201001500 11=000005 32=12345 41=TERM0001 70=301", 0)
+            .unwrap();
+        let pong = hb.pong(&ping);
+        assert_eq!(hb.classify(&pong), Some(Beat::Pong));
+        assert_eq!(iso.response_key(&pong), iso.request_key(&ping));
+        assert_eq!(
+            iso.decode_text(&pong).unwrap().to_string(),
+            "0810 7=1201001500 11=000005 32=12345 39=00 41=TERM0001 70=301"
+        );
     }
 
     #[test]
