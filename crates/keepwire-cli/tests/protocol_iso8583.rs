@@ -237,6 +237,26 @@ fn a_toml_table_is_loaded_and_a_bad_one_is_named() {
     );
     let err = stderr(&out);
     assert!(err.contains("expected ascii, binary or a TOML"), "{err}");
+    // A STAN wider than the template writes: serve pinged empty frames with it.
+    let wide = temp_file("iso_wide_stan.toml", b"[field.11]\nmax = 12\n");
+    let out = run_expect(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--protocol",
+            "iso8583",
+            "--iso8583-spec",
+            &wide,
+        ],
+        b"",
+        2,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("echo test does not fit the table: 0810: field 11: 6 bytes"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -90,8 +90,53 @@ impl Iso8583 {
     /// that refuse a STAN seen twice within a while see distinct ones.
     pub const PING_STAN_BASE: u32 = 900_000;
 
+    /// Checks that `spec` carries the messages the template writes itself: field 11 (STAN, six
+    /// digits), 39 (response code, two characters) and 70 (network code, three digits) are
+    /// defined, and an 0810 echo-test answer with 7 (ten digits), 11, 38 (six digits), 39 and
+    /// 70 encodes (fields the table leaves out are dropped, as the template does). A table
+    /// that fails would have the link ping empty frames or pings no partner takes for one.
+    ///
+    /// # Errors
+    /// [`PduError`] naming the field: not in the table
+    /// ([`is_unknown_field`](PduError::is_unknown_field)) or not taking the template's value
+    /// ([`is_bad_value`](PduError::is_bad_value)).
+    ///
+    /// ```
+    /// use keepwire::protocol::Iso8583;
+    /// use keepwire::protocol::iso8583::Spec;
+    /// assert!(Iso8583::check_spec(&Spec::ascii()).is_ok());
+    /// let wide_stan = Spec::from_toml("[field.11]\nmax = 12\n").unwrap();
+    /// let e = Iso8583::check_spec(&wide_stan).unwrap_err();
+    /// assert_eq!(e.to_string(), "0810: field 11: 6 bytes; the field is fixed at 12");
+    /// ```
+    pub fn check_spec(spec: &Spec) -> Result<(), PduError> {
+        for (n, what) in [
+            (STAN, "stan"),
+            (RESPONSE_CODE, "response code"),
+            (NETWORK_CODE, "network code"),
+        ] {
+            if spec.field(n).is_none() {
+                return Err(PduError::new(
+                    super::error::PduErrorKind::UnknownField,
+                    format!(
+                        "field {n} ({what}) is not in the table; the iso8583 template needs it"
+                    ),
+                ));
+            }
+        }
+        let iso = Iso8583::new(spec.clone());
+        let mut m = Message::new("0810")?;
+        m.set(TRANSMISSION_TIME, &b"0101000000"[..])?;
+        m.set(STAN, &b"000001"[..])?;
+        m.set(38, &b"000001"[..])?;
+        m.set(RESPONSE_CODE, APPROVED)?;
+        m.set(NETWORK_CODE, ECHO_TEST)?;
+        iso.build(&m).map(|_| ())
+    }
+
     /// The template over `spec` (the built-in `ascii` or `binary` table, or a partner's from a
-    /// TOML file), framed `len:ascii:4`.
+    /// TOML file), framed `len:ascii:4`. Check a partner's table with
+    /// [`check_spec`](Iso8583::check_spec) first: the template's own messages must fit it.
     ///
     /// ```
     /// use keepwire::protocol::{Iso8583, Protocol, Template};
@@ -590,6 +635,43 @@ mod tests {
             iso.decode_text(&pong).unwrap().to_string(),
             "0810 7=1201001500 11=000005 32=12345 39=00 41=TERM0001 70=301"
         );
+    }
+
+    /// A partner table whose field 7 or 11 is wider than the template writes made every ping
+    /// an empty frame (`0000` on the wire); one without field 70 sent pings no partner takes
+    /// for one. Such tables are refused up front, naming the field.
+    #[test]
+    fn a_table_that_cannot_carry_the_echo_test_is_refused() {
+        for (toml, want) in [
+            (
+                "[field.7]\nmax = 12\n",
+                "0810: field 7: 10 bytes; the field is fixed at 12",
+            ),
+            (
+                "[field.11]\nmax = 12\n",
+                "0810: field 11: 6 bytes; the field is fixed at 12",
+            ),
+            (
+                "[field.70]\nremove = true\n",
+                "field 70 (network code) is not in the table; the iso8583 template needs it",
+            ),
+            (
+                "[field.39]\nremove = true\n",
+                "field 39 (response code) is not in the table; the iso8583 template needs it",
+            ),
+        ] {
+            let spec = Spec::from_toml(toml).unwrap();
+            let e = Iso8583::check_spec(&spec).unwrap_err();
+            assert_eq!(e.to_string(), want);
+        }
+        // Leaving out 7 or 38 is fine: the template drops what the table has not.
+        for toml in ["[field.7]\nremove = true\n", "[field.38]\nremove = true\n"] {
+            let spec = Spec::from_toml(toml).unwrap();
+            assert_eq!(Iso8583::check_spec(&spec), Ok(()), "{toml}");
+            let ping = NetworkEcho::new(Iso8583::new(spec)).ping(1);
+            assert!(ping.starts_with(b"0800"), "{toml}");
+        }
+        assert_eq!(Iso8583::check_spec(&Spec::binary()), Ok(()));
     }
 
     #[test]
