@@ -90,16 +90,15 @@ impl Iso8583 {
     /// that refuse a STAN seen twice within a while see distinct ones.
     pub const PING_STAN_BASE: u32 = 900_000;
 
-    /// Checks that `spec` carries the messages the template writes itself: field 11 (STAN, six
-    /// digits), 39 (response code, two characters) and 70 (network code, three digits) are
-    /// defined, and an 0810 echo-test answer with 7 (ten digits), 11, 38 (six digits), 39 and
-    /// 70 encodes (fields the table leaves out are dropped, as the template does). A table
-    /// that fails would have the link ping empty frames or pings no partner takes for one.
+    /// Checks that `spec` takes the values the template writes itself: where the table
+    /// defines field 7 (ten digits), 11 (STAN, six digits), 38 (six digits), 39 (two
+    /// characters) or 70 (three digits), an 0810 echo-test answer with them must encode.
+    /// Fields the table leaves out are dropped, as the template does (a table without 70 has
+    /// no echo test: run its links with heartbeats off). A table that fails would have the
+    /// link ping empty frames.
     ///
     /// # Errors
-    /// [`PduError`] naming the field: not in the table
-    /// ([`is_unknown_field`](PduError::is_unknown_field)) or not taking the template's value
-    /// ([`is_bad_value`](PduError::is_bad_value)).
+    /// [`PduError::is_bad_value`], naming the field and what it takes.
     ///
     /// ```
     /// use keepwire::protocol::Iso8583;
@@ -110,20 +109,6 @@ impl Iso8583 {
     /// assert_eq!(e.to_string(), "0810: field 11: 6 bytes; the field is fixed at 12");
     /// ```
     pub fn check_spec(spec: &Spec) -> Result<(), PduError> {
-        for (n, what) in [
-            (STAN, "stan"),
-            (RESPONSE_CODE, "response code"),
-            (NETWORK_CODE, "network code"),
-        ] {
-            if spec.field(n).is_none() {
-                return Err(PduError::new(
-                    super::error::PduErrorKind::UnknownField,
-                    format!(
-                        "field {n} ({what}) is not in the table; the iso8583 template needs it"
-                    ),
-                ));
-            }
-        }
         let iso = Iso8583::new(spec.clone());
         let mut m = Message::new("0810")?;
         m.set(TRANSMISSION_TIME, &b"0101000000"[..])?;
@@ -638,8 +623,8 @@ mod tests {
     }
 
     /// A partner table whose field 7 or 11 is wider than the template writes made every ping
-    /// an empty frame (`0000` on the wire); one without field 70 sent pings no partner takes
-    /// for one. Such tables are refused up front, naming the field.
+    /// an empty frame (`0000` on the wire). Such tables are refused up front, naming the
+    /// field; a table that leaves a field out is not (captures of links without one decode).
     #[test]
     fn a_table_that_cannot_carry_the_echo_test_is_refused() {
         for (toml, want) in [
@@ -652,20 +637,16 @@ mod tests {
                 "0810: field 11: 6 bytes; the field is fixed at 12",
             ),
             (
-                "[field.70]\nremove = true\n",
-                "field 70 (network code) is not in the table; the iso8583 template needs it",
-            ),
-            (
-                "[field.39]\nremove = true\n",
-                "field 39 (response code) is not in the table; the iso8583 template needs it",
+                "[field.70]\nmax = 4\n",
+                "0810: field 70: 3 bytes; the field is fixed at 4",
             ),
         ] {
             let spec = Spec::from_toml(toml).unwrap();
             let e = Iso8583::check_spec(&spec).unwrap_err();
             assert_eq!(e.to_string(), want);
         }
-        // Leaving out 7 or 38 is fine: the template drops what the table has not.
-        for toml in ["[field.7]\nremove = true\n", "[field.38]\nremove = true\n"] {
+        // Leaving a field out is fine: the template drops what the table has not.
+        for toml in ["[field.7]\nremove = true\n", "[field.70]\nremove = true\n"] {
             let spec = Spec::from_toml(toml).unwrap();
             assert_eq!(Iso8583::check_spec(&spec), Ok(()), "{toml}");
             let ping = NetworkEcho::new(Iso8583::new(spec)).ping(1);
