@@ -7,7 +7,7 @@
 //! | heartbeat | 0800 with field 70 = 301 (echo test), answered by 0810 with 39 = 00 and the request's fields mirrored (7, 11, 41, 70 among them, so the key matches) ([`NetworkEcho`]) |
 //! | correlation | the response MTI (the request's + 10: 0200 → 0210, 0421 → 0430), field 11 (STAN) and field 41 (terminal id) when present |
 //! | session | sign-on 0800 / 70 = 001 and sign-off 0800 / 70 = 002, when asked (`--sign-on`) |
-//! | numbering | a request without field 11 gets the STAN of its sequence number: 000001 .. 999999, then 000001 again |
+//! | numbering | a request without field 11 gets the STAN of its sequence number: 000001 .. 999999, then 000001 again (unless the table has no field 11) |
 //! | partner's requests | a network-management request (08x0) gets its response with 39 = 00; others go to the caller |
 //!
 //! A response is the request MTI with its third digit ("function": 0 request, 2 advice, 4
@@ -374,7 +374,8 @@ impl Protocol for Iso8583 {
 
     fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError> {
         let mut m = Message::from_text(&self.spec, line)?;
-        if m.get(STAN).is_none() {
+        // A partner table without field 11 has no STAN to number.
+        if m.get(STAN).is_none() && self.spec.field(STAN).is_some() {
             if let Some(stan) = stan_of(seq) {
                 m.set(STAN, format!("{stan:06}"))?;
             }
@@ -653,6 +654,17 @@ mod tests {
             assert!(ping.starts_with(b"0800"), "{toml}");
         }
         assert_eq!(Iso8583::check_spec(&Spec::binary()), Ok(()));
+    }
+
+    /// A partner table without field 11 refused every line ("field 11 is not in the spec"):
+    /// the STAN numbering added a field the table cannot carry.
+    #[test]
+    fn a_table_without_field_11_encodes_without_a_stan() {
+        let spec = Spec::from_toml("[field.11]\nremove = true\n").unwrap();
+        let iso = Iso8583::new(spec);
+        let f = iso.encode_text("0200 3=000000", 5).unwrap();
+        assert_eq!(iso.decode_text(&f).unwrap().to_string(), "0200 3=000000");
+        assert_eq!(iso.request_key(&f), None);
     }
 
     #[test]
