@@ -237,6 +237,26 @@ fn a_toml_table_is_loaded_and_a_bad_one_is_named() {
     );
     let err = stderr(&out);
     assert!(err.contains("expected ascii, binary or a TOML"), "{err}");
+    // A STAN wider than the template writes: serve pinged empty frames with it.
+    let wide = temp_file("iso_wide_stan.toml", b"[field.11]\nmax = 12\n");
+    let out = run_expect(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--protocol",
+            "iso8583",
+            "--iso8583-spec",
+            &wide,
+        ],
+        b"",
+        2,
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("echo test does not fit the table: 0810: field 11: 6 bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -253,6 +273,19 @@ fn bad_flags_are_usage_errors_a_person_can_act_on() {
                 "4=1:5",
             ],
             "expected FIELD=VALUE:CODE",
+        ),
+        // Field 4 is fixed at 12 digits: this rule would never match, so it is refused.
+        (
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--protocol",
+                "iso8583",
+                "--respond",
+                "4=9999:51",
+            ],
+            "the field is fixed at 12, so the rule would never match",
         ),
         (
             vec![
@@ -356,4 +389,47 @@ fn bench_protocol_iso8583_runs_every_mode() {
     let opened = |i: usize| modes[i]["connections_opened"].as_u64().unwrap();
     assert!(opened(0) >= modes[0]["requests"].as_u64().unwrap(), "{v}");
     assert!(opened(3) <= 4, "{v}");
+}
+
+/// Every ISO 8583 value is a JSON string: `70=301` and `11=123456` once printed as numbers
+/// while `11=000001` was a string, so a field's JSON type hung on its value.
+#[test]
+fn decode_json_prints_every_iso_value_as_a_string() {
+    let enc = ["encode", "--protocol", "iso8583", "-"];
+    let wire = run_expect(&enc, b"0800 7=1201235959 11=123456 70=301\n", 0).stdout;
+    let dec = ["decode", "--protocol", "iso8583", "--json", "-"];
+    let json = stdout(&run_expect(&dec, &wire, 0));
+    assert_eq!(
+        json,
+        "{\"command\":\"0800\",\"7\":\"1201235959\",\"11\":\"123456\",\"70\":\"301\"}\n"
+    );
+}
+
+/// A declined 0210 (field 39 = 05) is an error of the bench, not an answered request: the
+/// simulator declines STAN 000002, the second request of the pattern's session.
+#[test]
+fn bench_counts_a_declined_response_as_an_error() {
+    let serve = Serve::start(&["--protocol", "iso8583", "--respond", "11=000002:05"]);
+    let out = run_expect(
+        &[
+            "bench",
+            "--protocol",
+            "iso8583",
+            "--target",
+            &serve.to,
+            "--modes",
+            "long",
+            "--connections",
+            "1",
+            "--duration",
+            "300ms",
+            "--json",
+        ],
+        b"",
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let long = &v[0];
+    assert!(long["requests"].as_u64().unwrap() > 1, "{v}");
+    assert_eq!(long["errors"].as_u64(), Some(1), "{v}");
 }

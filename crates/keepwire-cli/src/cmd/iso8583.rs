@@ -35,6 +35,7 @@ pub(crate) fn protocol(
         .iter()
         .map(|r| {
             r.parse::<RespondRule>()
+                .and_then(|r| r.check(&spec).map(|()| r))
                 .map_err(|e| Failure::Usage(format!("--respond: {e}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -43,7 +44,7 @@ pub(crate) fn protocol(
 
 /// `--iso8583-spec`: a built-in table by name, else a TOML file.
 fn load_spec(text: &str) -> Result<Spec, Failure> {
-    match text {
+    let spec = match text {
         "ascii" => Ok(Spec::ascii()),
         "binary" => Ok(Spec::binary()),
         // A file that cannot be read may be a misspelt name; a bad table names its line.
@@ -57,7 +58,13 @@ fn load_spec(text: &str) -> Result<Spec, Failure> {
                 format!("--iso8583-spec: {e}")
             })
         }),
-    }
+    }?;
+    Iso8583::check_spec(&spec).map_err(|e| {
+        Failure::Usage(format!(
+            "--iso8583-spec {text}: the template's echo test does not fit the table: {e}"
+        ))
+    })?;
+    Ok(spec)
 }
 
 /// `--sign-on` and `--account` checked against the template: ISO 8583 signs on without an

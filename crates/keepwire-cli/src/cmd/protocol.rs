@@ -287,7 +287,7 @@ pub(crate) fn decode(
         };
         n += 1;
         let line = match p.decode_text(&frame) {
-            Ok(pdu) if json => pdu.to_json(),
+            Ok(pdu) if json => pdu.to_json_with(|f| p.json_number(f)),
             Ok(pdu) => pdu.to_string(),
             Err(e) => {
                 let _ = out.flush();

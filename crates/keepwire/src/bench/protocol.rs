@@ -13,7 +13,8 @@
 //! connect, 0200, 0210, close): the login, the heartbeats and the sequence numbers are the
 //! ones `keepwire send --protocol` uses. A request counts as answered when a response with
 //! its correlation key ([`Protocol::response_key`]: the sequence number; ISO 8583 the
-//! response MTI, STAN and terminal id) came back.
+//! response MTI, STAN and terminal id) came back and reports success
+//! ([`Protocol::is_success`]: status 0, ISO 8583 field 39 = 00); a decline is an error.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -276,7 +277,7 @@ async fn worker(
         let asked = p.request_key(&frame);
         let start = Instant::now();
         let answered = match clients.request(w, frame).await {
-            Ok(r) => asked.is_some() && p.response_key(&r) == asked,
+            Ok(r) => asked.is_some() && p.response_key(&r) == asked && p.is_success(&r),
             Err(_) => false,
         };
         t.record(&progress, answered, start, 1);

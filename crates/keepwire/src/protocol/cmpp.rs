@@ -558,6 +558,15 @@ impl Protocol for Cmpp {
         super::is_response_id(frame)
     }
 
+    fn is_success(&self, response: &[u8]) -> bool {
+        self.decode_text(response).is_ok_and(|t| {
+            t.fields
+                .iter()
+                .filter(|(n, _)| n == "status" || n == "result")
+                .all(|(_, v)| v == "0")
+        })
+    }
+
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError> {
         decode(self.version, frame)
     }

@@ -149,8 +149,7 @@ impl crate::client::Correlate for SequenceKey {
     /// The frame with the sequence number `key` (4 bytes, big-endian), through
     /// [`Protocol::with_sequence`].
     fn rekey(&self, frame: &[u8], key: &crate::client::Key) -> Option<Bytes> {
-        let seq = u32::from_be_bytes(<[u8; 4]>::try_from(key.0.as_ref()).ok()?);
-        self.0.with_sequence(frame, seq)
+        self.0.with_key(frame, &key.0)
     }
 }
 
@@ -190,7 +189,8 @@ pub struct ClientSession {
     account: Account,
     bind: BindMode,
     seq: Arc<Sequence>,
-    /// Logins the partner accepted without authenticating itself ([`PartnerAuth::Missing`]).
+    /// Logins the partner accepted without authenticating itself
+    /// ([`PartnerAuth::Missing`](super::PartnerAuth::Missing)).
     unauthenticated: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -213,8 +213,8 @@ impl ClientSession {
     }
 
     /// How many logins of this session (and its clones) the partner accepted without
-    /// authenticating itself (CMPP: an all-zero AuthenticatorISMG, see [`PartnerAuth`]). A
-    /// caller warns its user when this is not 0.
+    /// authenticating itself (CMPP: an all-zero AuthenticatorISMG, see
+    /// [`PartnerAuth`](super::PartnerAuth)). A caller warns its user when this is not 0.
     pub fn unauthenticated_logins(&self) -> u64 {
         self.unauthenticated.load(Ordering::Relaxed)
     }

@@ -69,6 +69,50 @@ impl RespondRule {
         &self.code
     }
 
+    /// Checks that the value can be field `field` under `spec`, as the text form prints it: a
+    /// rule such as `4=9999:51` (field 4 is fixed at 12 digits) or `4=:51` would never match
+    /// and so silently approve what it was meant to decline.
+    ///
+    /// # Errors
+    /// [`RespondRuleError::is_bad_value`], saying why.
+    ///
+    /// ```
+    /// use keepwire::protocol::RespondRule;
+    /// use keepwire::protocol::iso8583::Spec;
+    /// let ok: RespondRule = "4=000000009999:51".parse().unwrap();
+    /// assert!(ok.check(&Spec::ascii()).is_ok());
+    /// let short: RespondRule = "4=9999:51".parse().unwrap();
+    /// let e = short.check(&Spec::ascii()).unwrap_err();
+    /// assert!(e.is_bad_value());
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "response rule \"4=9999:51\": token 4=9999: 4 bytes; the field is fixed at 12, so \
+    ///      the rule would never match; expected FIELD=VALUE:CODE, e.g. 4=000000009999:51"
+    /// );
+    /// ```
+    pub fn check(&self, spec: &super::iso8583::Spec) -> Result<(), RespondRuleError> {
+        let bad = |why: String| {
+            RespondRuleError::new(&self.to_string(), RespondRuleErrorKind::BadValue(why))
+        };
+        let line = format!("0200 {}={}", self.field, self.value);
+        let m = Message::from_text(spec, &line).map_err(|e| {
+            let why = e.to_string();
+            bad(why
+                .strip_prefix("0200: ")
+                .map_or(why.clone(), str::to_owned))
+        })?;
+        let printed = m.to_text(spec);
+        match printed.get(&self.field.to_string()) {
+            Some(v) if v == self.value => Ok(()),
+            v => Err(bad(format!(
+                "field {} prints as {:?}, not {:?}",
+                self.field,
+                v.unwrap_or_default(),
+                self.value
+            ))),
+        }
+    }
+
     /// Whether `pdu` (a request in text form) matches.
     fn matches(&self, pdu: &super::TextPdu) -> bool {
         let name = self.field.to_string();
@@ -104,6 +148,9 @@ pub enum RespondRuleErrorKind {
     BadField(String),
     /// The code is not two ASCII letters or digits.
     BadCode(String),
+    /// The value can never be the field's under the field table (wrong size, not digits in a
+    /// BCD field, not how the text form prints it): the rule would never match.
+    BadValue(String),
 }
 
 impl RespondRuleError {
@@ -138,6 +185,12 @@ impl RespondRuleError {
     pub fn is_bad_code(&self) -> bool {
         matches!(self.kind, RespondRuleErrorKind::BadCode(_))
     }
+
+    /// The value does not fit the field, so the rule would never match
+    /// ([`RespondRule::check`]).
+    pub fn is_bad_value(&self) -> bool {
+        matches!(self.kind, RespondRuleErrorKind::BadValue(_))
+    }
 }
 
 impl fmt::Display for RespondRuleError {
@@ -151,6 +204,9 @@ impl fmt::Display for RespondRuleError {
             }
             RespondRuleErrorKind::BadCode(c) => {
                 write!(f, "response code {c:?} is not two letters or digits")
+            }
+            RespondRuleErrorKind::BadValue(why) => {
+                write!(f, "{why}, so the rule would never match")
             }
         }?;
         f.write_str("; expected FIELD=VALUE:CODE, e.g. 4=000000009999:51")
@@ -376,6 +432,26 @@ mod tests {
             let e = rule.parse::<RespondRule>().unwrap_err();
             assert!(check(&e), "{rule}: {e}");
             assert!(e.to_string().contains("expected FIELD=VALUE:CODE"), "{e}");
+        }
+        // Values that can never be the field's are refused against the table.
+        let spec = crate::protocol::iso8583::Spec::ascii();
+        for rule in [
+            "4=:51",
+            "4=9999:51",
+            "3=12345:05",
+            "2=hex:41:05",
+            "48=a\\x:05",
+        ] {
+            let r: RespondRule = rule.parse().unwrap();
+            let Err(e) = r.check(&spec) else {
+                panic!("{rule} passed")
+            };
+            assert!(e.is_bad_value(), "{rule}: {e}");
+            assert!(e.to_string().contains("never match"), "{e}");
+        }
+        for rule in ["4=000000009999:51", "41=TERM0002:05", "48=a\\x20b:05"] {
+            let r: RespondRule = rule.parse().unwrap();
+            assert_eq!(r.check(&spec), Ok(()), "{rule}");
         }
         // A value may hold ':' and '='.
         let r: RespondRule = "48=a:b=c:96".parse().unwrap();

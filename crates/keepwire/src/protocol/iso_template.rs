@@ -4,10 +4,10 @@
 //! | piece | ISO 8583 |
 //! |---|---|
 //! | framing | `len:ascii:4` (jPOS `ASCIIChannel`: 4 ASCII digits, not counting themselves); `--framing len:be:2` or `len:bcd:2` for other links |
-//! | heartbeat | 0800 with field 70 = 301 (echo test), answered by 0810 with 39 = 00 and fields 7, 11, 70 mirrored ([`NetworkEcho`]) |
+//! | heartbeat | 0800 with field 70 = 301 (echo test), answered by 0810 with 39 = 00 and the request's fields mirrored (7, 11, 41, 70 among them, so the key matches) ([`NetworkEcho`]) |
 //! | correlation | the response MTI (the request's + 10: 0200 → 0210, 0421 → 0430), field 11 (STAN) and field 41 (terminal id) when present |
 //! | session | sign-on 0800 / 70 = 001 and sign-off 0800 / 70 = 002, when asked (`--sign-on`) |
-//! | numbering | a request without field 11 gets the STAN of its sequence number: 000001 .. 999999, then 000001 again |
+//! | numbering | a request without field 11 gets the STAN of its sequence number: 000001 .. 999999, then 000001 again (unless the table has no field 11) |
 //! | partner's requests | a network-management request (08x0) gets its response with 39 = 00; others go to the caller |
 //!
 //! A response is the request MTI with its third digit ("function": 0 request, 2 advice, 4
@@ -90,8 +90,38 @@ impl Iso8583 {
     /// that refuse a STAN seen twice within a while see distinct ones.
     pub const PING_STAN_BASE: u32 = 900_000;
 
+    /// Checks that `spec` takes the values the template writes itself: where the table
+    /// defines field 7 (ten digits), 11 (STAN, six digits), 38 (six digits), 39 (two
+    /// characters) or 70 (three digits), an 0810 echo-test answer with them must encode.
+    /// Fields the table leaves out are dropped, as the template does (a table without 70 has
+    /// no echo test: run its links with heartbeats off). A table that fails would have the
+    /// link ping empty frames.
+    ///
+    /// # Errors
+    /// [`PduError::is_bad_value`], naming the field and what it takes.
+    ///
+    /// ```
+    /// use keepwire::protocol::Iso8583;
+    /// use keepwire::protocol::iso8583::Spec;
+    /// assert!(Iso8583::check_spec(&Spec::ascii()).is_ok());
+    /// let wide_stan = Spec::from_toml("[field.11]\nmax = 12\n").unwrap();
+    /// let e = Iso8583::check_spec(&wide_stan).unwrap_err();
+    /// assert_eq!(e.to_string(), "0810: field 11: 6 bytes; the field is fixed at 12");
+    /// ```
+    pub fn check_spec(spec: &Spec) -> Result<(), PduError> {
+        let iso = Iso8583::new(spec.clone());
+        let mut m = Message::new("0810")?;
+        m.set(TRANSMISSION_TIME, &b"0101000000"[..])?;
+        m.set(STAN, &b"000001"[..])?;
+        m.set(38, &b"000001"[..])?;
+        m.set(RESPONSE_CODE, APPROVED)?;
+        m.set(NETWORK_CODE, ECHO_TEST)?;
+        iso.build(&m).map(|_| ())
+    }
+
     /// The template over `spec` (the built-in `ascii` or `binary` table, or a partner's from a
-    /// TOML file), framed `len:ascii:4`.
+    /// TOML file), framed `len:ascii:4`. Check a partner's table with
+    /// [`check_spec`](Iso8583::check_spec) first: the template's own messages must fit it.
     ///
     /// ```
     /// use keepwire::protocol::{Iso8583, Protocol, Template};
@@ -297,6 +327,36 @@ impl Protocol for Iso8583 {
         stan_field(&self.message(frame)?)
     }
 
+    /// Field 11 set to `seq` as six digits (a `seq` above 999 999 wraps as
+    /// [`Iso8583::stan`] numbers); the rest of the message is re-encoded unchanged, so the
+    /// request and its response keep matching under the new STAN. `None` for a frame that
+    /// does not decode or a table whose field 11 does not take six digits.
+    fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
+        let stan = if seq > MAX_STAN { stan_of(seq)? } else { seq };
+        let mut m = self.message(frame)?;
+        m.set(STAN, format!("{stan:06}")).ok()?;
+        m.encode(&self.spec).ok()
+    }
+
+    fn with_key(&self, frame: &[u8], key: &[u8]) -> Option<Bytes> {
+        let stan = key
+            .get(4..10)
+            .filter(|s| s.iter().all(u8::is_ascii_digit))?;
+        let seq = std::str::from_utf8(stan).ok()?.parse().ok()?;
+        let out = self.with_sequence(frame, seq)?;
+        let got = if self.is_response(&out) {
+            self.response_key(&out)
+        } else {
+            self.request_key(&out)
+        };
+        (got.as_deref() == Some(key)).then_some(out)
+    }
+
+    fn is_success(&self, response: &[u8]) -> bool {
+        self.message(response)
+            .is_some_and(|m| m.get(RESPONSE_CODE) == Some(APPROVED))
+    }
+
     fn is_response(&self, frame: &[u8]) -> bool {
         self.peek_mti(frame).is_some_and(is_response_mti)
     }
@@ -307,9 +367,15 @@ impl Protocol for Iso8583 {
 
     /// A text line into a message; a line without field 11 gets the STAN of `seq` (none when
     /// `seq` is 0, so decoded text encodes back byte for byte).
+    /// Every ISO 8583 value is a string: `70=301` and `11=000001` alike.
+    fn json_number(&self, _name: &str) -> bool {
+        false
+    }
+
     fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError> {
         let mut m = Message::from_text(&self.spec, line)?;
-        if m.get(STAN).is_none() {
+        // A partner table without field 11 has no STAN to number.
+        if m.get(STAN).is_none() && self.spec.field(STAN).is_some() {
             if let Some(stan) = stan_of(seq) {
                 m.set(STAN, format!("{stan:06}"))?;
             }
@@ -369,7 +435,8 @@ impl Protocol for Iso8583 {
     }
 
     /// A network-management request from the partner (0800 sign-on, cutover, key change;
-    /// 0820) gets its response with field 39 = 00 and fields 7, 11, 70 mirrored; anything
+    /// 0820) gets its response with field 39 = 00 and the echoed fields (7, 11, 41, 70 ..)
+    /// mirrored; anything
     /// else is the caller's.
     fn client_answer(&self, frame: &[u8]) -> Option<Bytes> {
         if self.peek_mti(frame)?.get(1) != Some(&b'8') {
@@ -404,8 +471,9 @@ impl Protocol for Iso8583 {
 }
 
 /// ISO 8583 heartbeats: the echo test. Ping: 0800 with field 7 (now), field 11 (a STAN
-/// from [`Iso8583::PING_STAN_BASE`]) and field 70 = 301; pong: 0810 mirroring 7, 11 and 70,
-/// with 39 = 00.
+/// from [`Iso8583::PING_STAN_BASE`]) and field 70 = 301; pong: 0810 mirroring the fields a
+/// response echoes (7, 11, 41, 70 among them, so it answers under the ping's key), with
+/// 39 = 00.
 ///
 /// | frame | beat |
 /// |---|---|
@@ -463,16 +531,15 @@ impl Heartbeat for NetworkEcho {
     }
 
     fn pong(&self, ping: &[u8]) -> Bytes {
-        let Some(mut resp) = message_of(*b"0810") else {
+        // The response every other request gets (the echoed fields, 41 among them), so the
+        // pong answers under the ping's key (response MTI, STAN, terminal id).
+        let resp = self
+            .iso
+            .message(ping)
+            .and_then(|req| self.iso.response_to(&req, APPROVED));
+        let Some(mut resp) = resp.or_else(|| message_of(*b"0810")) else {
             return Bytes::new();
         };
-        if let Some(req) = self.iso.message(ping) {
-            for n in [TRANSMISSION_TIME, STAN] {
-                if let Some(v) = req.get(n) {
-                    set(&mut resp, n, v.to_vec());
-                }
-            }
-        }
         set(&mut resp, RESPONSE_CODE, APPROVED.to_vec());
         set(&mut resp, NETWORK_CODE, ECHO_TEST.to_vec());
         self.iso.build(&resp).unwrap_or_default()
@@ -537,6 +604,69 @@ mod tests {
         }
     }
 
+    /// An echo test carrying a terminal id (or an acquirer id) was answered by the heartbeat
+    /// pipeline with 7 and 11 only: its key lacked field 41, so a sender matching on the
+    /// key (`send --heartbeat off "0800 70=301 41=.."`) waited out its timeout.
+    #[test]
+    fn the_pong_answers_under_the_pings_key() {
+        let iso = Iso8583::ascii();
+        let hb = NetworkEcho::new(iso.clone());
+        let ping = iso
+            .encode_text("0800 7=1201001500 11=000005 32=12345 41=TERM0001 70=301", 0)
+            .unwrap();
+        let pong = hb.pong(&ping);
+        assert_eq!(hb.classify(&pong), Some(Beat::Pong));
+        assert_eq!(iso.response_key(&pong), iso.request_key(&ping));
+        assert_eq!(
+            iso.decode_text(&pong).unwrap().to_string(),
+            "0810 7=1201001500 11=000005 32=12345 39=00 41=TERM0001 70=301"
+        );
+    }
+
+    /// A partner table whose field 7 or 11 is wider than the template writes made every ping
+    /// an empty frame (`0000` on the wire). Such tables are refused up front, naming the
+    /// field; a table that leaves a field out is not (captures of links without one decode).
+    #[test]
+    fn a_table_that_cannot_carry_the_echo_test_is_refused() {
+        for (toml, want) in [
+            (
+                "[field.7]\nmax = 12\n",
+                "0810: field 7: 10 bytes; the field is fixed at 12",
+            ),
+            (
+                "[field.11]\nmax = 12\n",
+                "0810: field 11: 6 bytes; the field is fixed at 12",
+            ),
+            (
+                "[field.70]\nmax = 4\n",
+                "0810: field 70: 3 bytes; the field is fixed at 4",
+            ),
+        ] {
+            let spec = Spec::from_toml(toml).unwrap();
+            let e = Iso8583::check_spec(&spec).unwrap_err();
+            assert_eq!(e.to_string(), want);
+        }
+        // Leaving a field out is fine: the template drops what the table has not.
+        for toml in ["[field.7]\nremove = true\n", "[field.70]\nremove = true\n"] {
+            let spec = Spec::from_toml(toml).unwrap();
+            assert_eq!(Iso8583::check_spec(&spec), Ok(()), "{toml}");
+            let ping = NetworkEcho::new(Iso8583::new(spec)).ping(1);
+            assert!(ping.starts_with(b"0800"), "{toml}");
+        }
+        assert_eq!(Iso8583::check_spec(&Spec::binary()), Ok(()));
+    }
+
+    /// A partner table without field 11 refused every line ("field 11 is not in the spec"):
+    /// the STAN numbering added a field the table cannot carry.
+    #[test]
+    fn a_table_without_field_11_encodes_without_a_stan() {
+        let spec = Spec::from_toml("[field.11]\nremove = true\n").unwrap();
+        let iso = Iso8583::new(spec);
+        let f = iso.encode_text("0200 3=000000", 5).unwrap();
+        assert_eq!(iso.decode_text(&f).unwrap().to_string(), "0200 3=000000");
+        assert_eq!(iso.request_key(&f), None);
+    }
+
     #[test]
     fn keys_need_the_response_mti_and_stan() {
         let iso = Iso8583::ascii();
@@ -549,6 +679,40 @@ mod tests {
         let no_stan = iso.encode_text("0200 4=000000001000", 0).unwrap();
         assert_eq!(iso.request_key(&no_stan), None);
         assert_eq!(iso.response_key(b"garbage"), None);
+    }
+
+    /// A gateway rewrites colliding STANs of two terminals: field 11 changes, nothing else,
+    /// the simulator's answer to the rewritten request carries its key, and the original
+    /// key written back into that answer matches the original request.
+    #[test]
+    fn with_sequence_rewrites_the_stan_and_keys_follow() {
+        let iso = Iso8583::ascii();
+        let req = iso
+            .encode_text("0200 4=000000001000 11=000007 41=TERM0001", 0)
+            .unwrap();
+        let up = iso.with_sequence(&req, 42).unwrap();
+        assert_eq!(iso.sequence(&up), Some(42));
+        assert_eq!(up.len(), req.len());
+        let differ = req.iter().zip(up.iter()).filter(|(a, b)| a != b).count();
+        assert!(differ <= 6, "{differ} bytes differ");
+        assert_eq!(&iso.request_key(&up).unwrap()[..], b"0210000042TERM0001");
+        let mut sim = iso.simulator(&SimulatorConfig::default());
+        let answer = sim.answer(&up, SystemTime::now());
+        let resp = answer.frames.first().cloned().unwrap();
+        assert_eq!(iso.response_key(&resp), iso.request_key(&up));
+        // Back to the client's own STAN, through the key as the proxy holds it.
+        let own = iso.request_key(&req).unwrap();
+        let down = iso.with_key(&resp, &own).unwrap();
+        assert_eq!(iso.response_key(&down), Some(own.clone()));
+        assert_eq!(iso.with_key(&up, &own).unwrap(), req);
+        // Wraps like the STANs encode_text assigns; no STAN is zero-padded past six digits.
+        let wrapped = iso.with_sequence(&req, Iso8583::MAX_STAN + 1).unwrap();
+        assert_eq!(iso.sequence(&wrapped), Some(1));
+        // A key of another terminal or MTI, a 4-byte key, garbage: no rewrite.
+        assert_eq!(iso.with_key(&req, b"0210000042TERM0002"), None);
+        assert_eq!(iso.with_key(&req, b"0410000042TERM0001"), None);
+        assert_eq!(iso.with_key(&req, &7u32.to_be_bytes()), None);
+        assert_eq!(iso.with_sequence(b"0200zz", 1), None);
     }
 
     #[test]

@@ -269,10 +269,52 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         let _ = (frame, seq);
         None
     }
+    /// `frame` rewritten so that its correlation key ([`request_key`](Protocol::request_key)
+    /// of a request, [`response_key`](Protocol::response_key) of a response) is `key`; `None`
+    /// where no rewrite gives that key. By default a 4-byte key is a big-endian sequence
+    /// number for [`with_sequence`](Protocol::with_sequence). ISO 8583: the key's STAN (the
+    /// 6 digits after its MTI) goes into field 11, when the MTI and terminal id already fit.
+    fn with_key(&self, frame: &[u8], key: &[u8]) -> Option<Bytes> {
+        let seq = u32::from_be_bytes(<[u8; 4]>::try_from(key).ok()?);
+        self.with_sequence(frame, seq)
+    }
+    /// Whether a response reports success: SMPP command_status 0; CMPP a Status or Result of
+    /// 0 (responses without one, such as ACTIVE_TEST_RESP, succeed); ISO 8583 field 39 =
+    /// 00 (a response without field 39 does not). A bench counts the rest as errors. The
+    /// default is true.
+    ///
+    /// ```
+    /// use keepwire::protocol::Template;
+    /// let iso = Template::Iso8583.protocol();
+    /// let approved = iso.encode_text("0210 11=000001 39=00", 0).unwrap();
+    /// let declined = iso.encode_text("0210 11=000001 39=51", 0).unwrap();
+    /// assert!(iso.is_success(&approved));
+    /// assert!(!iso.is_success(&declined));
+    /// ```
+    fn is_success(&self, response: &[u8]) -> bool {
+        let _ = response;
+        true
+    }
     /// Whether a frame is a response (SMPP and CMPP: the command id's top bit).
     fn is_response(&self, frame: &[u8]) -> bool;
     /// A frame as text. Errors name the field and its offset.
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError>;
+    /// Whether field `name` of this template's text form is a number, printed as a JSON
+    /// number by [`TextPdu::to_json_with`] when its value is plain digits. The default, true,
+    /// is the SMPP and CMPP convention ([`TextPdu::to_json`]); ISO 8583 fields are all
+    /// strings (`"70":"301"`), so a field's JSON type never depends on its value.
+    ///
+    /// ```
+    /// use keepwire::protocol::Template;
+    /// let iso = Template::Iso8583.protocol();
+    /// let frame = iso.encode_text("0800 11=000001 70=301", 0).unwrap();
+    /// let json = iso.decode_text(&frame).unwrap().to_json_with(|f| iso.json_number(f));
+    /// assert_eq!(json, r#"{"command":"0800","11":"000001","70":"301"}"#);
+    /// ```
+    fn json_number(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
     /// A text line into a frame; `seq` is used when the line gives none; fields left out take
     /// defaults.
     fn encode_text(&self, line: &str, seq: u32) -> Result<Bytes, PduError>;

@@ -520,6 +520,10 @@ impl Protocol for Smpp {
         super::is_response_id(frame)
     }
 
+    fn is_success(&self, response: &[u8]) -> bool {
+        be32(response, 4) == Some(0)
+    }
+
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError> {
         decode(frame)
     }

@@ -681,6 +681,41 @@ fn cmpp_submit_resp_both_versions() {
     );
 }
 
+/// A bench counts a response as a success only when its status says so: SMPP
+/// command_status, CMPP Status/Result, ISO 8583 field 39.
+#[test]
+fn is_success_reads_the_status_of_every_template() {
+    let s = smpp();
+    let ok = s.encode_text("submit_sm_resp message_id=1", 2).unwrap();
+    let fail = s
+        .encode_text("submit_sm_resp status=ESME_RSUBMITFAIL", 2)
+        .unwrap();
+    assert!(s.is_success(&ok));
+    assert!(!s.is_success(&fail));
+    assert!(!s.is_success(b"short"));
+    for (p, bad) in [
+        (cmpp3(), "80000004 00000002 110c414003e90007 00000009"),
+        (cmpp2(), "80000004 00000002 110c414003e90007 0d"),
+    ] {
+        let bad = hx(bad);
+        let mut good = bad.clone();
+        if let Some(last) = good.last_mut() {
+            *last = 0;
+        }
+        assert!(p.is_success(&good));
+        assert!(!p.is_success(&bad));
+        let heartbeat = p.encode_text("active_test_resp", 3).unwrap();
+        assert!(p.is_success(&heartbeat));
+    }
+    let iso = Template::Iso8583.protocol();
+    let ok = iso.encode_text("0210 11=000001 39=00", 0).unwrap();
+    let declined = iso.encode_text("0210 11=000001 39=51", 0).unwrap();
+    let no_code = iso.encode_text("0210 11=000001", 0).unwrap();
+    assert!(iso.is_success(&ok));
+    assert!(!iso.is_success(&declined));
+    assert!(!iso.is_success(&no_code));
+}
+
 fn deliver_report(version: cmpp::Version) -> Vec<u8> {
     let (term, tail, report_len) = match version {
         cmpp::Version::V3 => (32, 20, 71u8),

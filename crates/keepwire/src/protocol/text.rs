@@ -83,7 +83,10 @@ impl TextPdu {
     /// The PDU as one JSON object: `"command"`, then each field. Values are the text form's
     /// (escapes included) as JSON strings, except numbers of plain decimal digits, which are
     /// JSON numbers; a field that repeats (CMPP `dest_terminal_id`, a TLV tag given twice)
-    /// is one array under its first position.
+    /// is one array under its first position. This is
+    /// [`to_json_with`](TextPdu::to_json_with) with every field numeric, the SMPP and CMPP
+    /// convention; a template whose fields are all strings (ISO 8583) uses
+    /// [`Protocol::json_number`](super::Protocol::json_number) instead.
     ///
     /// ```
     /// use keepwire::protocol::TextPdu;
@@ -96,6 +99,20 @@ impl TextPdu {
     /// );
     /// ```
     pub fn to_json(&self) -> String {
+        self.to_json_with(|_| true)
+    }
+
+    /// The PDU as one JSON object, as [`to_json`](TextPdu::to_json), but a value is a JSON
+    /// number only when `numeric` says its field is one (and the value is plain decimal
+    /// digits); every other value is a JSON string, so a field's JSON type never depends on
+    /// its value.
+    ///
+    /// ```
+    /// use keepwire::protocol::TextPdu;
+    /// let pdu: TextPdu = "0800 11=000001 70=301".parse().unwrap();
+    /// assert_eq!(pdu.to_json_with(|_| false), r#"{"command":"0800","11":"000001","70":"301"}"#);
+    /// ```
+    pub fn to_json_with(&self, numeric: impl Fn(&str) -> bool) -> String {
         let mut s = String::from("{\"command\":");
         json_string(&mut s, &self.command);
         for (i, (name, _)) in self.fields.iter().enumerate() {
@@ -106,6 +123,7 @@ impl TextPdu {
             s.push(',');
             json_string(&mut s, name);
             s.push(':');
+            let number = numeric(name);
             let all: Vec<&str> = self
                 .fields
                 .iter()
@@ -113,14 +131,14 @@ impl TextPdu {
                 .map(|(_, v)| v.as_str())
                 .collect();
             match all.as_slice() {
-                [one] => json_value(&mut s, one),
+                [one] => json_value(&mut s, one, number),
                 many => {
                     s.push('[');
                     for (j, v) in many.iter().enumerate() {
                         if j > 0 {
                             s.push(',');
                         }
-                        json_value(&mut s, v);
+                        json_value(&mut s, v, number);
                     }
                     s.push(']');
                 }
@@ -131,8 +149,9 @@ impl TextPdu {
     }
 }
 
-fn json_value(s: &mut String, v: &str) {
-    let plain_number = !v.is_empty()
+fn json_value(s: &mut String, v: &str, numeric: bool) {
+    let plain_number = numeric
+        && !v.is_empty()
         && v.len() <= 15
         && v.bytes().all(|b| b.is_ascii_digit())
         && (v == "0" || !v.starts_with('0'));

@@ -163,6 +163,7 @@ impl Spec {
             Some(BitmapName::Binary) => spec.set_bitmap_encoding(BitmapEncoding::Binary),
             None => {}
         }
+        let mut seen: BTreeMap<u8, &str> = BTreeMap::new();
         for (key, entry) in &file.field {
             let line = line_of(text, entry.span().start);
             let with_line = |e: SpecError| e.at_line(line);
@@ -177,6 +178,14 @@ impl Spec {
                         format!("[field.{key}]: field numbers run from 2 to 128"),
                     )
                 })?;
+            // `[field.04]` and `[field.4]` are two TOML keys but one field.
+            if let Some(first) = seen.insert(n, key) {
+                return Err(SpecError::new(
+                    SpecErrorKind::BadField,
+                    Some(line),
+                    format!("[field.{key}]: field {n} is already given by [field.{first}]"),
+                ));
+            }
             let field = merge(n, spec.field(n).copied(), entry.get_ref()).map_err(with_line)?;
             spec.set_field(n, field).map_err(with_line)?;
         }

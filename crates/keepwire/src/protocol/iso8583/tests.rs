@@ -404,7 +404,7 @@ fn builtin_tables() {
 
 #[test]
 fn toml_errors_name_line_or_field() {
-    let cases: [(&str, &str); 8] = [
+    let cases: [(&str, &str); 9] = [
         (
             "base = \"ascii\"\n[field.35]\nlength = \"llvar\"\nmax = 120\n",
             "iso 8583 spec: line 2: field 35: max 120 does not fit a 2-digit ascii length prefix (at most 99)",
@@ -432,6 +432,11 @@ fn toml_errors_name_line_or_field() {
         (
             "[field.2]\nlength = \"llvar\"\nprefix = \"binary\"\nmax = 256\n",
             "iso 8583 spec: line 1: field 2: max 256 does not fit a 2-digit binary length prefix (at most 255)",
+        ),
+        // TOML sees two keys; both are field 4, and the later one silently won.
+        (
+            "[field.04]\nmax = 1\n[field.4]\nmax = 2\n",
+            "iso 8583 spec: line 3: [field.4]: field 4 is already given by [field.04]",
         ),
         (
             "[field.2]\nlength = \"lvar\"\nprefix = \"bcd\"\nmax = 10\n",
