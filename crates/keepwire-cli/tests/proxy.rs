@@ -2,6 +2,7 @@
 //! test must see the upstream's wire) behind it, clients on real loopback sockets.
 
 mod common;
+mod tls_common;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -586,4 +587,78 @@ fn an_upstream_down_at_start_is_retried_and_then_used() {
         );
         drop(up);
     }
+}
+
+/// TLS on both sides: a client speaks TLS to the proxy's certificate (--tls-cert), the
+/// proxy speaks mutual TLS upstream (--tls --tls-ca, --upstream-tls-cert/-key) to a
+/// partner that requires a client certificate; without that certificate upstream, the
+/// client's request fails by the error rule, named in the proxy's log.
+#[test]
+fn tls_on_both_sides_through_the_proxy() {
+    let pki = tls_common::PkiFiles::new("proxy");
+    let up = Serve::start(&[
+        "--framing",
+        "line",
+        "--tls-cert",
+        &pki.path("server.crt"),
+        "--tls-key",
+        &pki.path("server.key"),
+        "--tls-client-ca",
+        &pki.path("client-ca.crt"),
+    ]);
+    let upstream = up.to.replace("127.0.0.1", "localhost");
+    let front = [
+        "--framing",
+        "line",
+        "--tls-cert",
+        &pki.path("server.crt"),
+        "--tls-key",
+        &pki.path("server.key"),
+        "--upstream",
+        &upstream,
+        "--tls",
+        "--tls-ca",
+        &pki.path("ca.crt"),
+        "--timeout",
+        "2s",
+    ];
+    let id = [
+        "--upstream-tls-cert",
+        &pki.path("client.crt"),
+        "--upstream-tls-key",
+        &pki.path("client.key"),
+    ];
+    let send = |to: &str, code| {
+        common::run_expect(
+            &[
+                "send",
+                "--to",
+                to,
+                "--framing",
+                "line",
+                "--timeout",
+                "5s",
+                "--tls",
+                "--tls-ca",
+                &pki.path("ca.crt"),
+                "over tls",
+            ],
+            b"",
+            code,
+        )
+    };
+    let px = proxy(&[&front[..], &id[..]].concat());
+    let out = send(&px.to, 0);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "over tls\n");
+    let (code, err) = px.terminate();
+    assert_eq!(code, Some(0), "{err}");
+
+    // The partner refuses a proxy without its client certificate.
+    let px = proxy(&front);
+    send(&px.to, 1);
+    let (_, err) = px.terminate();
+    assert!(
+        err.contains("--upstream-tls-cert"),
+        "the flag to fix it: {err}"
+    );
 }

@@ -29,6 +29,13 @@ Examples:
   keepwire proxy --listen 127.0.0.1:7000 --framing line --upstream 127.0.0.1:7001 \\
       --correlate 0:6 --on-upstream-error reply:text:ERR
 
+  # TLS on both sides: clients reach the proxy's certificate, the proxy presents
+  # its client certificate to the partner (mutual TLS) and checks the partner's
+  keepwire proxy --listen 0.0.0.0:7443 --framing len:ascii:4 \\
+      --tls-cert proxy.pem --tls-key proxy.key \\
+      --upstream partner.example:7443 --tls --tls-ca partner-ca.pem \\
+      --upstream-tls-cert ours.pem --upstream-tls-key ours.key
+
   # An ISMG allows one CMPP link: the proxy logs in once; clients' own logins are
   # answered by the proxy
   keepwire proxy --listen 127.0.0.1:7890 --protocol cmpp3 --upstream 10.1.1.1:7890 \\
@@ -116,6 +123,13 @@ pub(crate) struct Args {
     /// How long client connections get to finish after SIGINT/SIGTERM (default 10s).
     #[arg(long, value_name = "DUR")]
     shutdown_grace: Option<String>,
+    /// The client side's TLS (--tls-cert, --tls-key, --tls-client-ca), as on `serve`.
+    #[command(flatten)]
+    tls: super::tls_args::ServerTlsArgs,
+    /// The upstream's TLS and SOCKS5 (--tls, --tls-ca, --tls-server-name,
+    /// --upstream-tls-cert/--upstream-tls-key, --socks5), as on `send`.
+    #[command(flatten)]
+    upstream_tls: super::tls_args::UpstreamTlsArgs,
 }
 
 impl Args {
@@ -203,7 +217,9 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
                 .into(),
         ));
     }
+    setup.config.tls = args.tls.server_tls()?;
     setup.config.validate().map_err(|e| config_failure(&e))?;
+    let upstream = args.upstream_tls.apply_to_client(upstream)?;
     let mut config = ProxyConfig::new(setup.config, upstream, mode);
     config.on_upstream_error = on_error;
     config.retry_sent = args.retry_sent;
