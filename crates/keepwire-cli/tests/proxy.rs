@@ -500,7 +500,7 @@ fn a_sent_request_without_reply_closes_and_is_never_sent_twice() {
 #[test]
 fn bad_flags_are_named() {
     let base = ["proxy", "--listen", "127.0.0.1:0", "--framing", "line"];
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (&["--upstream", "127.0.0.1:9", "--pool", "0"], "--pool"),
         (
             &["--upstream", "127.0.0.1:9", "--on-upstream-error", "maybe"],
@@ -521,6 +521,12 @@ fn bad_flags_are_named() {
             &["--upstream", "127.0.0.1:9", "--correlate", "6"],
             "--correlate",
         ),
+        // Malformed endpoints are refused, not retried as if the partner were down.
+        (
+            &["--upstream", "127.0.0.1:9,foo"],
+            "\"foo\" is not an address",
+        ),
+        (&["--upstream", "127.0.0.1:99999"], "--upstream"),
     ];
     for (extra, flag) in cases {
         let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();

@@ -176,6 +176,11 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
         .build()
         .map_err(|e| config_failure(&e))?;
     check_address("listen", &setup.listen)?;
+    // A malformed endpoint is a typo, not a partner under maintenance: refused now rather
+    // than retried in the background for ever.
+    for u in &args.upstream {
+        check_address("upstream", u)?;
+    }
     let up_framing = args.upstream_framing.clone().unwrap_or(framing);
     let long = match args.upstream_mode.as_str() {
         "long" => true,
