@@ -668,3 +668,45 @@ fn tls_on_both_sides_through_the_proxy() {
         "the flag to fix it: {err}"
     );
 }
+
+/// Re-framing down: a be:2 upstream answers with a 20 000-byte body, more than the
+/// clients' ascii:4 header can say. Before, the server closed the client's connection
+/// with no frame although `--on-upstream-error reply:..` was set; the client now reads the
+/// error reply and its connection carries the next request.
+#[test]
+fn a_reply_too_long_for_the_client_framing_gets_the_error_rule() {
+    let raw = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = raw.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        let Ok((mut s, _)) = raw.accept() else { return };
+        let mut head = [0u8; 2];
+        while s.read_exact(&mut head).is_ok() {
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(head))];
+            if s.read_exact(&mut body).is_err() {
+                return;
+            }
+            if body.starts_with(b"big") {
+                body.resize(20_000, b'Z');
+            }
+            let len = u16::try_from(body.len()).unwrap().to_be_bytes();
+            if s.write_all(&[&len[..], &body].concat()).is_err() {
+                return;
+            }
+        }
+    });
+    let px = proxy(&[
+        "--framing",
+        "len:ascii:4",
+        "--upstream",
+        &upstream,
+        "--upstream-framing",
+        "len:be:2",
+        "--on-upstream-error",
+        "reply:text:ERR",
+    ]);
+    let mut c = connect(px.addr).unwrap();
+    assert_eq!(ask(&mut c, b"big one").unwrap(), b"ERR");
+    assert_eq!(ask(&mut c, b"small").unwrap(), b"small");
+    let (_, err) = px.terminate();
+    assert!(err.contains("cannot be framed for the client"), "{err}");
+}

@@ -65,6 +65,8 @@ pub(crate) struct Inner {
     pub(crate) upstream_wait: Duration,
     /// Ends the background connect.
     pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The clients' framing: a reply it cannot carry gets the error rule.
+    pub(crate) client_framing: crate::frame::FrameCodec,
 }
 
 /// The proxy's handler: forwards a client's frame upstream and answers with the reply (its
@@ -101,7 +103,7 @@ impl Forward {
         }
         let Some(keys) = &inner.keys else {
             return match inner.send(frame).await {
-                Ok(reply) => Ok(Answer::one(reply)),
+                Ok(reply) => inner.answer(reply),
                 Err(e) => inner.failed(ProxyError::Upstream(e)),
             };
         };
@@ -129,7 +131,7 @@ impl Forward {
             res.map(|reply| taken.lease.restore(reply))
         });
         match task.await {
-            Ok(Ok(reply)) => Ok(Answer::one(reply)),
+            Ok(Ok(reply)) => inner.answer(reply),
             Ok(Err(e)) => inner.failed(ProxyError::Upstream(e)),
             Err(_) => inner.failed(ProxyError::Upstream(ClientError::new(
                 crate::client::ClientErrorKind::Shutdown,
@@ -164,6 +166,17 @@ impl Inner {
             return link.request(frame).await;
         }
         res
+    }
+
+    /// The reply as the client's answer, or the error rule when the clients' framing cannot
+    /// carry it (re-framing from a larger header): the server would otherwise close the
+    /// connection with no error frame.
+    fn answer(&self, reply: Bytes) -> Result<Answer, ProxyError> {
+        let mut probe = bytes::BytesMut::new();
+        match self.client_framing.encode_to(&reply, &mut probe) {
+            Ok(()) => Ok(Answer::one(reply)),
+            Err(e) => self.failed(ProxyError::Unframable(e)),
+        }
     }
 
     /// The answer to a request that got no reply.

@@ -263,6 +263,7 @@ impl Proxy {
         } = config;
         connect::validate(&upstream, &mode).map_err(ProxyError::Connect)?;
         let requests = Arc::new(tokio::sync::Semaphore::new(server.max_conns.max(1)));
+        let client_framing = crate::frame::FrameCodec::new(server.framing.clone());
         let server = Server::bind(listen, server)
             .await
             .map_err(ProxyError::Listen)?;
@@ -282,6 +283,7 @@ impl Proxy {
             requests,
             upstream_wait,
             stop,
+            client_framing,
         });
         Ok(Proxy { server, forward })
     }
