@@ -500,7 +500,7 @@ fn a_sent_request_without_reply_closes_and_is_never_sent_twice() {
 #[test]
 fn bad_flags_are_named() {
     let base = ["proxy", "--listen", "127.0.0.1:0", "--framing", "line"];
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["--upstream", "127.0.0.1:9", "--pool", "0"], "--pool"),
         (
             &["--upstream", "127.0.0.1:9", "--on-upstream-error", "maybe"],
@@ -527,6 +527,10 @@ fn bad_flags_are_named() {
             "\"foo\" is not an address",
         ),
         (&["--upstream", "127.0.0.1:99999"], "--upstream"),
+        (
+            &["--upstream", "127.0.0.1:9", "--pool", "100000"],
+            "at most 1024",
+        ),
     ];
     for (extra, flag) in cases {
         let args: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
@@ -709,4 +713,51 @@ fn a_reply_too_long_for_the_client_framing_gets_the_error_rule() {
     assert_eq!(ask(&mut c, b"small").unwrap(), b"small");
     let (_, err) = px.terminate();
     assert!(err.contains("cannot be framed for the client"), "{err}");
+}
+
+/// A partner that allows fewer links than `--pool` (it accepts 2, then refuses): the 2 that
+/// are up carry the requests while the third is retried, instead of no link at all.
+#[test]
+fn a_partner_allowing_fewer_links_than_pool_still_gets_requests() {
+    let raw = TcpListener::bind("127.0.0.1:0").unwrap();
+    let upstream = raw.local_addr().unwrap().to_string();
+    let echo = |mut s: TcpStream| {
+        thread::spawn(move || {
+            while let Ok(body) = read_ascii4(&mut s) {
+                if s.write_all(&ascii4(&body)).is_err() {
+                    return;
+                }
+            }
+        });
+    };
+    thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((s, _)) = raw.accept() else { return };
+            echo(s);
+        }
+        // The listener closes: every later connect is refused.
+    });
+    let px = proxy(&[
+        "--framing",
+        "len:ascii:4",
+        "--upstream",
+        &upstream,
+        "--correlate",
+        "0:6",
+        "--pool",
+        "3",
+        "--timeout",
+        "2s",
+        "--on-upstream-error",
+        "reply:text:ERR",
+    ]);
+    let mut c = connect(px.addr).unwrap();
+    for i in 0..4 {
+        let body = format!("{i:06} through the links that are up");
+        assert_eq!(ask(&mut c, body.as_bytes()).unwrap(), body.as_bytes());
+    }
+    // (Whether the third connect is refused, or lands in the backlog before the listener
+    // closes and is reset later, is the kernel's race: the log is not asserted.)
+    let (code, err) = px.terminate();
+    assert_eq!(code, Some(0), "{err}");
 }

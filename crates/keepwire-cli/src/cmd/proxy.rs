@@ -16,6 +16,9 @@ use keepwire::server::{ServerSettings, ShutdownSignals};
 use super::Failure;
 use super::serve::{chain, check_address, config_failure, server_failure};
 
+/// The most upstream connections `--pool` takes.
+const MAX_POOL: u32 = 1024;
+
 const EXAMPLES: &str = "\
 Examples:
   # Short clients on a 4-digit ASCII length, two kept-alive upstream connections
@@ -74,7 +77,7 @@ pub(crate) struct Args {
     /// long (default): kept-alive upstream connections; short: one per request.
     #[arg(long, value_name = "long|short", default_value = "long")]
     upstream_mode: String,
-    /// Long upstream connections (default 1).
+    /// Long upstream connections (default 1, at most 1024).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pool: u32,
     /// Multiplex: many requests in flight per upstream connection, replies matched on the
@@ -198,6 +201,14 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
     })?;
     if args.pool == 0 {
         return Err(Failure::Usage("--pool must be at least 1".into()));
+    }
+    if args.pool > MAX_POOL {
+        // Multiplexed links are all opened at start: --pool 100000 would be a SYN flood
+        // on the partner the proxy exists to spare.
+        return Err(Failure::Usage(format!(
+            "--pool {}: expected at most {MAX_POOL} upstream connections",
+            args.pool
+        )));
     }
     let (upstream, mode, local) = match &template {
         Some(p) => {
