@@ -761,3 +761,50 @@ fn a_partner_allowing_fewer_links_than_pool_still_gets_requests() {
     let (code, err) = px.terminate();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// The upstream through a SOCKS5 proxy (microsocks with a password): with the right
+/// `--socks5-auth` the request goes through; with a wrong one the SOCKS server refuses,
+/// the request gets the error rule, and the proxy's log says why.
+#[test]
+fn the_upstream_through_socks5() {
+    if !tls_common::require(
+        tls_common::has_tool("microsocks"),
+        "microsocks not installed (scripts/install-test-deps.sh)",
+    ) {
+        return;
+    }
+    let port = tls_common::free_port();
+    let socks = format!("127.0.0.1:{port}");
+    let _microsocks = tls_common::Killed(
+        std::process::Command::new("microsocks")
+            .args(["-i", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-u", "gw", "-P", "s3cret"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawning microsocks"),
+    );
+    tls_common::wait_listening(&socks);
+    let up = Serve::start(&["--framing", "len:ascii:4"]);
+    for (auth, ok) in [("gw:s3cret", true), ("gw:wrong", false)] {
+        let px = proxy(&[
+            "--framing",
+            "len:ascii:4",
+            "--upstream",
+            &up.to,
+            "--socks5",
+            &socks,
+            "--socks5-auth",
+            auth,
+            "--timeout",
+            "1s",
+            "--on-upstream-error",
+            "reply:text:ERR",
+        ]);
+        let mut c = connect(px.addr).unwrap();
+        let want: &[u8] = if ok { b"via socks" } else { b"ERR" };
+        assert_eq!(ask(&mut c, b"via socks").unwrap(), want, "{auth}");
+        let (_, err) = px.terminate();
+        assert!(ok || err.contains("socks"), "{auth}: {err}");
+    }
+}
