@@ -808,3 +808,60 @@ fn the_upstream_through_socks5() {
         assert!(ok || err.contains("socks"), "{auth}: {err}");
     }
 }
+
+/// SIGTERM with more requests queued upstream than the grace can answer (10 requests, one
+/// upstream connection, 300 ms each, 1 s grace): each client reads its own reply or the
+/// `--on-upstream-error` reply before the grace ends; none is cut off by the force close.
+#[test]
+fn a_drain_answers_every_request_by_reply_or_the_error_rule() {
+    let up = Serve::start(&["--framing", "len:ascii:4", "--delay", "300ms"]);
+    let px = proxy(&[
+        "--framing",
+        "len:ascii:4",
+        "--upstream",
+        &up.to,
+        "--pool",
+        "1",
+        "--shutdown-grace",
+        "1s",
+        "--on-upstream-error",
+        "reply:text:ERR",
+    ]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..10 {
+        let mut c = connect(px.addr).unwrap();
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let body = format!("{i:06}");
+            c.write_all(&ascii4(body.as_bytes())).unwrap();
+            let got = read_ascii4(&mut c).map_err(|e| format!("client {i}: no answer: {e}"));
+            // Done: a long client that stayed connected would be closed by force at the end.
+            drop(c);
+            let _ = tx.send((body, got));
+        });
+    }
+    drop(tx);
+    // The first answer back means the proxy has long read the other nine requests.
+    let mut answers = vec![rx.recv_timeout(Duration::from_secs(10)).unwrap()];
+    px.signal("-TERM");
+    answers.extend(rx.iter().take(9));
+    assert_eq!(answers.len(), 10);
+    let mut errs = 0;
+    for (body, got) in answers {
+        let got = got.unwrap();
+        if got == b"ERR" {
+            errs += 1;
+        } else {
+            assert_eq!(got, body.as_bytes());
+        }
+    }
+    assert!(errs > 0, "the grace cannot have answered all ten");
+    let mut px = px;
+    let status = common::wait_exit(&mut px.child, Duration::from_secs(10), "the drain to end");
+    let (code, err) = (status.code(), common::stderr_of(&mut px.child));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("closed by force after the grace period: 0"),
+        "{err}"
+    );
+}

@@ -264,6 +264,7 @@ impl Proxy {
         connect::validate(&upstream, &mode).map_err(ProxyError::Connect)?;
         let requests = Arc::new(tokio::sync::Semaphore::new(server.max_conns.max(1)));
         let client_framing = crate::frame::FrameCodec::new(server.framing.clone());
+        let grace = server.shutdown_grace;
         let server = Server::bind(listen, server)
             .await
             .map_err(ProxyError::Listen)?;
@@ -284,6 +285,7 @@ impl Proxy {
             upstream_wait,
             stop,
             client_framing,
+            drain: (server.shutdown_token(), grace),
         });
         Ok(Proxy { server, forward })
     }
