@@ -296,7 +296,9 @@ impl Proxy {
     }
 
     /// Cancel it to drain: the port refuses at once, requests already read get their
-    /// replies, then the upstream connections close (a template session logs out).
+    /// replies (those still without one a tenth of the server's `shutdown_grace`, at most
+    /// 250 ms, before its end get the [`OnUpstreamError`] answer), then the upstream
+    /// connections close (a template session logs out).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.server.shutdown_token()
     }
