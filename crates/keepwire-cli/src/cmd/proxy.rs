@@ -16,6 +16,9 @@ use keepwire::server::{ServerSettings, ShutdownSignals};
 use super::Failure;
 use super::serve::{chain, check_address, config_failure, server_failure};
 
+/// The most upstream connections `--pool` takes.
+const MAX_POOL: u32 = 1024;
+
 const EXAMPLES: &str = "\
 Examples:
   # Short clients on a 4-digit ASCII length, two kept-alive upstream connections
@@ -28,6 +31,13 @@ Examples:
   # key at offset 0 (colliding keys from two clients are rewritten and restored)
   keepwire proxy --listen 127.0.0.1:7000 --framing line --upstream 127.0.0.1:7001 \\
       --correlate 0:6 --on-upstream-error reply:text:ERR
+
+  # TLS on both sides: clients reach the proxy's certificate, the proxy presents
+  # its client certificate to the partner (mutual TLS) and checks the partner's
+  keepwire proxy --listen 0.0.0.0:7443 --framing len:ascii:4 \\
+      --tls-cert proxy.pem --tls-key proxy.key \\
+      --upstream partner.example:7443 --tls --tls-ca partner-ca.pem \\
+      --upstream-tls-cert ours.pem --upstream-tls-key ours.key
 
   # An ISMG allows one CMPP link: the proxy logs in once; clients' own logins are
   # answered by the proxy
@@ -67,7 +77,7 @@ pub(crate) struct Args {
     /// long (default): kept-alive upstream connections; short: one per request.
     #[arg(long, value_name = "long|short", default_value = "long")]
     upstream_mode: String,
-    /// Long upstream connections (default 1).
+    /// Long upstream connections (default 1, at most 1024).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pool: u32,
     /// Multiplex: many requests in flight per upstream connection, replies matched on the
@@ -116,6 +126,13 @@ pub(crate) struct Args {
     /// How long client connections get to finish after SIGINT/SIGTERM (default 10s).
     #[arg(long, value_name = "DUR")]
     shutdown_grace: Option<String>,
+    /// The client side's TLS (--tls-cert, --tls-key, --tls-client-ca), as on `serve`.
+    #[command(flatten)]
+    tls: super::tls_args::ServerTlsArgs,
+    /// The upstream's TLS and SOCKS5 (--tls, --tls-ca, --tls-server-name,
+    /// --upstream-tls-cert/--upstream-tls-key, --socks5), as on `send`.
+    #[command(flatten)]
+    upstream_tls: super::tls_args::UpstreamTlsArgs,
 }
 
 impl Args {
@@ -162,6 +179,11 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
         .build()
         .map_err(|e| config_failure(&e))?;
     check_address("listen", &setup.listen)?;
+    // A malformed endpoint is a typo, not a partner under maintenance: refused now rather
+    // than retried in the background for ever.
+    for u in &args.upstream {
+        check_address("upstream", u)?;
+    }
     let up_framing = args.upstream_framing.clone().unwrap_or(framing);
     let long = match args.upstream_mode.as_str() {
         "long" => true,
@@ -179,6 +201,14 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
     })?;
     if args.pool == 0 {
         return Err(Failure::Usage("--pool must be at least 1".into()));
+    }
+    if args.pool > MAX_POOL {
+        // Multiplexed links are all opened at start: --pool 100000 would be a SYN flood
+        // on the partner the proxy exists to spare.
+        return Err(Failure::Usage(format!(
+            "--pool {}: expected at most {MAX_POOL} upstream connections",
+            args.pool
+        )));
     }
     let (upstream, mode, local) = match &template {
         Some(p) => {
@@ -203,7 +233,9 @@ fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
                 .into(),
         ));
     }
+    setup.config.tls = args.tls.server_tls()?;
     setup.config.validate().map_err(|e| config_failure(&e))?;
+    let upstream = args.upstream_tls.apply_to_client(upstream)?;
     let mut config = ProxyConfig::new(setup.config, upstream, mode);
     config.on_upstream_error = on_error;
     config.retry_sent = args.retry_sent;

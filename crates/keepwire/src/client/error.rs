@@ -133,7 +133,12 @@ impl ClientError {
         ClientError::new(
             ClientErrorKind::Timeout,
             delivery,
-            format!("no reply within {}", humantime::format_duration(after)),
+            // Whole milliseconds, rounded up: the time left of a deadline, `999ms 983us
+            // 780ns`, reads as the `1s` the user configured.
+            format!(
+                "no reply within {}",
+                humantime::format_duration(ceil_ms(after))
+            ),
         )
         .with_endpoint(endpoint)
     }
@@ -362,5 +367,30 @@ impl std::error::Error for ClientError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// `d` rounded up to whole milliseconds.
+fn ceil_ms(d: std::time::Duration) -> std::time::Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The time left of a 1 s deadline, as the proxy's log printed it: `no reply within
+    /// 999ms 983us 780ns`.
+    #[test]
+    fn a_reply_timeout_reads_in_whole_milliseconds() {
+        let left = std::time::Duration::from_nanos(999_983_780);
+        let e = ClientError::timeout(Delivery::SentNoReply, None, left);
+        assert_eq!(
+            e.to_string(),
+            "request may have been sent: no reply within 1s"
+        );
+        let e = ClientError::timeout(Delivery::SentNoReply, None, left * 2);
+        assert!(e.to_string().ends_with("within 2s"), "{e}");
     }
 }

@@ -41,7 +41,9 @@ pub(crate) fn validate(upstream: &ClientBuilder, mode: &Upstream) -> Result<(), 
 }
 
 /// Connects `mode`'s clients in a task of its own until they are up or `stop` is
-/// cancelled; the slot holds the link from then on.
+/// cancelled; the slot holds the link from then on. With several multiplexed connections,
+/// the slot holds those up so far while the rest are retried (a partner that allows fewer
+/// links than asked for still gets requests).
 pub(crate) fn spawn(
     upstream: ClientBuilder,
     mode: Upstream,
@@ -56,41 +58,58 @@ pub(crate) fn spawn(
         ))));
         return rx;
     }
-    tokio::spawn(async move {
-        let mut delay = FIRST_RETRY;
-        let mut attempt = Attempt::default();
-        loop {
-            let res = tokio::select! {
-                r = attempt.step(&upstream, &mode) => r,
-                () = stop.cancelled() => return,
-            };
-            match res {
-                Ok(link) => {
-                    tracing::info!("upstream connected");
-                    let _ = tx.send(Some(Arc::new(link)));
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(
-                        "upstream not reachable: {e}; requests wait for it (--timeout), next try in {}",
-                        humantime::format_duration(delay)
-                    );
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = stop.cancelled() => return,
-            }
-            delay = delay.saturating_mul(2).min(MAX_RETRY);
-        }
-    });
+    tokio::spawn(run(upstream, mode, tx, stop));
     rx
+}
+
+/// Tries until the link is whole; publishes it, or what is up of it meanwhile.
+async fn run(
+    upstream: ClientBuilder,
+    mode: Upstream,
+    tx: watch::Sender<Option<Arc<Link>>>,
+    stop: CancellationToken,
+) {
+    let mut delay = FIRST_RETRY;
+    let mut attempt = Attempt::default();
+    loop {
+        let res = tokio::select! {
+            r = attempt.step(&upstream, &mode) => r,
+            () = stop.cancelled() => return,
+        };
+        let e = match res {
+            Ok(link) => {
+                tracing::info!("upstream connected");
+                let _ = tx.send(Some(Arc::new(link)));
+                return;
+            }
+            Err(e) => e,
+        };
+        let wait = humantime::format_duration(delay);
+        match attempt.partial() {
+            // A partner that allows fewer links than --pool: what is up carries requests.
+            Some((link, up, want)) => {
+                let _ = tx.send(Some(Arc::new(link)));
+                tracing::warn!(
+                    "upstream: {up} of {want} connections up, the next failed: {e}; next try in {wait}"
+                );
+            }
+            None => tracing::warn!(
+                "upstream not reachable: {e}; requests wait for it (--timeout), next try in {wait}"
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = stop.cancelled() => return,
+        }
+        delay = delay.saturating_mul(2).min(MAX_RETRY);
+    }
 }
 
 /// What is connected so far: mux clients already up are kept across attempts.
 #[derive(Default)]
 struct Attempt {
     mux: Vec<MuxClient>,
+    want: usize,
 }
 
 impl Attempt {
@@ -109,17 +128,27 @@ impl Attempt {
                 connections,
                 correlate,
             } => {
-                let want = usize::try_from((*connections).max(1)).unwrap_or(usize::MAX);
-                while self.mux.len() < want {
+                self.want = usize::try_from((*connections).max(1)).unwrap_or(usize::MAX);
+                while self.mux.len() < self.want {
                     let c = upstream
                         .clone()
                         .connect_mux(SharedKey(Arc::clone(correlate)))
                         .await?;
                     self.mux.push(c);
                 }
-                Ok(Link::Mux(std::mem::take(&mut self.mux), Default::default()))
+                Ok(Link::Mux(self.mux.clone(), Default::default()))
             }
         }
+    }
+
+    /// The mux clients up so far as a link, with how many are up and wanted; `None` when
+    /// none is.
+    fn partial(&self) -> Option<(Link, usize, usize)> {
+        if self.mux.is_empty() {
+            return None;
+        }
+        let link = Link::Mux(self.mux.clone(), Default::default());
+        Some((link, self.mux.len(), self.want))
     }
 }
 

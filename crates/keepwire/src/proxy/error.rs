@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::client::ClientError;
+use crate::frame::FrameError;
 use crate::server::ServerError;
 
 /// A proxy that could not start, or a request the upstream did not answer.
@@ -24,6 +25,10 @@ pub enum ProxyError {
         /// How long it waited.
         waited: Duration,
     },
+    /// The upstream's reply cannot be framed for the client (re-framing: too long for the
+    /// client's length header or `max`, or it holds the client's delimiter). It was
+    /// delivered upstream.
+    Unframable(FrameError),
 }
 
 impl ProxyError {
@@ -47,11 +52,18 @@ impl ProxyError {
         matches!(self, ProxyError::KeyBusy { .. })
     }
 
+    /// The upstream's reply cannot be framed for the client.
+    pub fn is_unframable(&self) -> bool {
+        matches!(self, ProxyError::Unframable(_))
+    }
+
     /// Whether the failed request may have reached the upstream (`false` for the start-up
-    /// errors and for a request that never left the proxy).
+    /// errors and for a request that never left the proxy; `true` for an unframable
+    /// reply, whose request was answered).
     pub fn may_have_been_sent(&self) -> bool {
         match self {
             ProxyError::Upstream(e) => e.may_have_been_sent(),
+            ProxyError::Unframable(_) => true,
             _ => false,
         }
     }
@@ -68,6 +80,9 @@ impl fmt::Display for ProxyError {
                 "request key still in flight upstream after {}: expected the earlier request with the same key to be answered first",
                 humantime::format_duration(*waited)
             ),
+            ProxyError::Unframable(e) => {
+                write!(f, "upstream reply cannot be framed for the client: {e}")
+            }
         }
     }
 }
@@ -77,6 +92,7 @@ impl std::error::Error for ProxyError {
         match self {
             ProxyError::Listen(e) => Some(e),
             ProxyError::Connect(e) | ProxyError::Upstream(e) => Some(e),
+            ProxyError::Unframable(e) => Some(e),
             ProxyError::KeyBusy { .. } => None,
         }
     }

@@ -65,6 +65,16 @@ pub(crate) struct Inner {
     pub(crate) upstream_wait: Duration,
     /// Ends the background connect.
     pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// The clients' framing: a reply it cannot carry gets the error rule.
+    pub(crate) client_framing: crate::frame::FrameCodec,
+    /// The server's shutdown token and grace.
+    pub(crate) drain: (tokio_util::sync::CancellationToken, Duration),
+}
+
+/// How long after the shutdown signal a request without reply is answered by the error
+/// rule: the grace less a tenth (at most 250 ms), left for the answer to be written.
+fn before_force_close(grace: Duration) -> Duration {
+    grace.saturating_sub((grace / 10).min(Duration::from_millis(250)))
 }
 
 /// The proxy's handler: forwards a client's frame upstream and answers with the reply (its
@@ -99,9 +109,30 @@ impl Forward {
         if let Some(a) = inner.local.as_ref().and_then(|l| l.answer(&frame)) {
             return Ok(a);
         }
+        // Draining: a request still without its reply when the grace is nearly over is
+        // answered by the error rule while its client can still read it (the server closes
+        // what is left at the grace's end).
+        let (token, grace) = &inner.drain;
+        let answer_by = async {
+            token.cancelled().await;
+            tokio::time::sleep(before_force_close(*grace)).await;
+        };
+        tokio::select! {
+            r = self.upstream(frame) => r,
+            () = answer_by => inner.failed(ProxyError::Upstream(ClientError::new(
+                crate::client::ClientErrorKind::Shutdown,
+                crate::client::Delivery::SentNoReply,
+                "no reply before the proxy's shutdown grace ran out",
+            ))),
+        }
+    }
+
+    /// The upstream part of [`forward`](Self::forward).
+    async fn upstream(&self, frame: Bytes) -> Result<Answer, ProxyError> {
+        let inner = &self.inner;
         let Some(keys) = &inner.keys else {
             return match inner.send(frame).await {
-                Ok(reply) => Ok(Answer::one(reply)),
+                Ok(reply) => inner.answer(reply),
                 Err(e) => inner.failed(ProxyError::Upstream(e)),
             };
         };
@@ -129,7 +160,7 @@ impl Forward {
             res.map(|reply| taken.lease.restore(reply))
         });
         match task.await {
-            Ok(Ok(reply)) => Ok(Answer::one(reply)),
+            Ok(Ok(reply)) => inner.answer(reply),
             Ok(Err(e)) => inner.failed(ProxyError::Upstream(e)),
             Err(_) => inner.failed(ProxyError::Upstream(ClientError::new(
                 crate::client::ClientErrorKind::Shutdown,
@@ -164,6 +195,17 @@ impl Inner {
             return link.request(frame).await;
         }
         res
+    }
+
+    /// The reply as the client's answer, or the error rule when the clients' framing cannot
+    /// carry it (re-framing from a larger header): the server would otherwise close the
+    /// connection with no error frame.
+    fn answer(&self, reply: Bytes) -> Result<Answer, ProxyError> {
+        let mut probe = bytes::BytesMut::new();
+        match self.client_framing.encode_to(&reply, &mut probe) {
+            Ok(()) => Ok(Answer::one(reply)),
+            Err(e) => self.failed(ProxyError::Unframable(e)),
+        }
     }
 
     /// The answer to a request that got no reply.

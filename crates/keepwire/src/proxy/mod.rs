@@ -263,6 +263,8 @@ impl Proxy {
         } = config;
         connect::validate(&upstream, &mode).map_err(ProxyError::Connect)?;
         let requests = Arc::new(tokio::sync::Semaphore::new(server.max_conns.max(1)));
+        let client_framing = crate::frame::FrameCodec::new(server.framing.clone());
+        let grace = server.shutdown_grace;
         let server = Server::bind(listen, server)
             .await
             .map_err(ProxyError::Listen)?;
@@ -282,6 +284,8 @@ impl Proxy {
             requests,
             upstream_wait,
             stop,
+            client_framing,
+            drain: (server.shutdown_token(), grace),
         });
         Ok(Proxy { server, forward })
     }
@@ -292,7 +296,9 @@ impl Proxy {
     }
 
     /// Cancel it to drain: the port refuses at once, requests already read get their
-    /// replies, then the upstream connections close (a template session logs out).
+    /// replies (those still without one a tenth of the server's `shutdown_grace`, at most
+    /// 250 ms, before its end get the [`OnUpstreamError`] answer), then the upstream
+    /// connections close (a template session logs out).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.server.shutdown_token()
     }

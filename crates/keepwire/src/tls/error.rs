@@ -199,7 +199,7 @@ impl TlsError {
         } else if self.is_expired() {
             "expired: a certificate is past its validity period"
         } else if self.is_no_client_cert() && side == "client" {
-            "no client certificate: the server requires one (--tls-cert, --tls-key)"
+            "no client certificate: the server requires one (--tls-cert, --tls-key; on proxy --upstream-tls-cert, --upstream-tls-key)"
         } else if self.is_no_client_cert() {
             "no client certificate: the client sent none and one is required"
         } else {
