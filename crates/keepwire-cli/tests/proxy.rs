@@ -428,6 +428,47 @@ fn smpp_clients_with_the_same_sequence_share_one_session() {
     assert_ne!(ids[0], ids[1], "two submits reached the upstream: {outs:?}");
 }
 
+/// ISO 8583 through the proxy: two terminals sign on (answered by the proxy, which signs
+/// on upstream itself) and send with the same STAN and terminal id at once to a slow
+/// acquirer: each gets the response to its own amount, under its own STAN.
+#[test]
+fn iso8583_terminals_with_the_same_stan_share_one_link() {
+    let up = Serve::start(&["--protocol", "iso8583", "--delay", "200ms"]);
+    let px = proxy(&["--protocol", "iso8583", "--upstream", &up.to, "--sign-on"]);
+    let runs: Vec<_> = ["000000001000", "000000002000"]
+        .into_iter()
+        .map(|amount| {
+            let to = px.to.clone();
+            thread::spawn(move || {
+                let line = format!("0200 3=000000 4={amount} 11=000123 41=TERM0001");
+                let args = [
+                    "send",
+                    "--protocol",
+                    "iso8583",
+                    "--to",
+                    &to,
+                    "--sign-on",
+                    &line,
+                ];
+                let out = common::run_expect(&args, b"", 0);
+                (amount, String::from_utf8_lossy(&out.stdout).into_owned())
+            })
+        })
+        .collect();
+    for t in runs {
+        let (amount, out) = t.join().unwrap();
+        let reply = out
+            .lines()
+            .find(|l| l.starts_with("0210"))
+            .unwrap_or_else(|| panic!("no 0210 in {out:?}"));
+        assert!(
+            reply.contains(&format!("4={amount}")) && reply.contains("11=000123"),
+            "terminal sending {amount} got {reply:?}"
+        );
+        assert!(reply.contains("39=00"), "{reply}");
+    }
+}
+
 /// An upstream that reads each request and closes without answering; it counts the
 /// requests it read (until `done` is sent).
 fn dropping_upstream() -> (String, std::sync::mpsc::Receiver<usize>) {

@@ -6,8 +6,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use keepwire::client::{ByteRange, ClientBuilder};
-use keepwire::protocol::BindMode;
 use keepwire::protocol::drive::{ClientSession, SequenceKey};
+use keepwire::protocol::{BindMode, Iso8583Session, Template};
 use keepwire::proxy::{
     LocalAnswer, OnUpstreamError, Proxy, ProxyConfig, ProxyError, TemplateSession, Upstream,
 };
@@ -84,13 +84,21 @@ pub(crate) struct Args {
     /// LEN bytes at OFFSET of each frame.
     #[arg(long, value_name = "OFFSET:LEN", conflicts_with = "protocol")]
     correlate: Option<String>,
-    /// A protocol template (smpp, cmpp3, cmpp2): its framing, heartbeats and sequence key;
-    /// the upstream session is the proxy's (--account), clients' logins are answered here.
-    #[arg(long, value_name = "smpp|cmpp3|cmpp2")]
+    /// A protocol template (smpp, cmpp3, cmpp2, iso8583): its framing, heartbeats and
+    /// sequence key; the upstream session is the proxy's (--account, or --sign-on for
+    /// iso8583), clients' logins are answered here.
+    #[arg(long, value_name = "smpp|cmpp3|cmpp2|iso8583")]
     protocol: Option<String>,
     /// With --protocol: the proxy's login upstream.
     #[arg(long, value_name = "ID:SECRET", requires = "protocol")]
     account: Option<String>,
+    /// With --protocol iso8583: the field table: ascii (default), binary or FILE.toml.
+    #[arg(long, value_name = "ascii|binary|FILE.toml", requires = "protocol")]
+    iso8583_spec: Option<String>,
+    /// With --protocol iso8583: sign on upstream (0800 / 70=001) on every connection, off
+    /// before it closes.
+    #[arg(long, requires = "protocol")]
+    sign_on: bool,
     /// Upstream heartbeats: interval=DUR,timeout=DUR,misses=N[,ping=..][,pong=..], or off.
     #[arg(long, value_name = "SPEC|off")]
     heartbeat: Option<String>,
@@ -168,7 +176,8 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 
 /// The flags as a library config, every rule checked (exit 2) before anything binds.
 fn config(args: &Args) -> Result<(String, ProxyConfig), Failure> {
-    let template = super::protocol::template(args.protocol.as_deref())?;
+    let template =
+        super::iso8583::protocol(args.protocol.as_deref(), args.iso8583_spec.as_deref(), &[])?;
     let framing = match (&args.framing, &template) {
         (Some(f), _) => f.clone(),
         (None, Some(p)) => p.framing().to_string(),
@@ -264,7 +273,12 @@ fn template_upstream(
         messages: &[],
     };
     let mut b = super::protocol::send_builder(&**p, &common)?;
-    if let Some(a) = &args.account {
+    super::iso8583::check_login_flags(&**p, args.sign_on, args.account.as_deref())?;
+    if p.template() == Template::Iso8583 {
+        // Always a session: the acquirer's own 0800s are answered, signed on or not.
+        let hook = Iso8583Session::new(Arc::clone(p), args.sign_on);
+        b = b.session(Some(Arc::new(hook)));
+    } else if let Some(a) = &args.account {
         let account = super::protocol::parse_account(&**p, a)?;
         let hook = ClientSession::new(Arc::clone(p), account, BindMode::default());
         b = b.session(Some(Arc::new(hook)));

@@ -56,6 +56,37 @@ pub trait Correlate: Send + Sync + 'static {
         let _ = (frame, key);
         None
     }
+
+    /// `frame` under a fresh key made from the counter `n`, and that key, for a gateway whose
+    /// clients' keys collide (`keepwire proxy`); `None` when this key cannot be rewritten.
+    /// By default `n` is written over the request's key through [`rekey`](Self::rekey): as
+    /// decimal digits where that key is all digits (a STAN stays a STAN), else as big-endian
+    /// bytes, keeping its length. A template whose key is more than a number (ISO 8583:
+    /// response MTI + STAN + terminal id) renumbers the frame and keys the result.
+    fn renumber(&self, frame: &[u8], n: u64) -> Option<(Bytes, Key)> {
+        let own = self.request_key(frame)?;
+        let digits = !own.0.is_empty() && own.0.iter().all(u8::is_ascii_digit);
+        let key = Key(fresh_key(n, own.0.len(), digits));
+        Some((self.rekey(frame, &key)?, key))
+    }
+}
+
+/// Counter `n` as a key of `len` bytes: decimal digits (the last `len` of them) or
+/// big-endian bytes (zero-padded on the left, or the low `len` bytes).
+fn fresh_key(n: u64, len: usize, digits: bool) -> Bytes {
+    let mut out = vec![if digits { b'0' } else { 0 }; len];
+    let mut v = n;
+    for b in out.iter_mut().rev() {
+        if digits {
+            // `v % 10` is below 10: the narrowing cannot lose anything.
+            *b = b'0' + u8::try_from(v % 10).unwrap_or(0);
+            v /= 10;
+        } else {
+            *b = u8::try_from(v & 0xff).unwrap_or(0);
+            v >>= 8;
+        }
+    }
+    Bytes::from(out)
 }
 
 /// The key is `len` bytes at `offset` in the frame.
@@ -208,6 +239,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fresh_keys_keep_their_length_and_kind() {
+        assert_eq!(fresh_key(42, 6, true), "000042");
+        assert_eq!(fresh_key(1_234_567, 3, true), "567");
+        assert_eq!(fresh_key(0x0102, 4, false), &b"\0\0\x01\x02"[..]);
+        assert_eq!(fresh_key(0x0102_0304, 1, false), &b"\x04"[..]);
+    }
 
     #[test]
     fn byte_range_never_panics_on_short_or_huge_ranges() {

@@ -151,6 +151,16 @@ impl crate::client::Correlate for SequenceKey {
     fn rekey(&self, frame: &[u8], key: &crate::client::Key) -> Option<Bytes> {
         self.0.with_key(frame, &key.0)
     }
+
+    /// The frame with sequence number `n` (1..=0x7fffffff, wrapping) through
+    /// [`Protocol::with_sequence`], keyed as a request: ISO 8583's key keeps its MTI and
+    /// terminal id, only the STAN changes.
+    fn renumber(&self, frame: &[u8], n: u64) -> Option<(Bytes, crate::client::Key)> {
+        let seq = u32::try_from(n % 0x7fff_ffff + 1).ok()?;
+        let frame = self.0.with_sequence(frame, seq)?;
+        let key = self.0.request_key(&frame).map(crate::client::Key)?;
+        Some((frame, key))
+    }
 }
 
 /// The sequence numbers of a link: 1, 2, 3, ... up to 0x7fffffff, then 1 again (SMPP 3.4

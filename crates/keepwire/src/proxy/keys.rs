@@ -9,9 +9,10 @@
 //! | in flight, cannot be rewritten     | the request waits until the earlier one's reply is back (or its deadline) |
 //! | none (frame too short)             | sent as is: the upstream client refuses it           |
 //!
-//! A fresh key is a counter: decimal digits when the client's key is all ASCII digits (a
-//! STAN stays a STAN), else big-endian bytes; `0` is skipped (a sequence number 0 is invalid
-//! in SMPP).
+//! A fresh key comes from a counter through [`Correlate::renumber`]: decimal digits when the
+//! client's key is all ASCII digits (a STAN stays a STAN), else big-endian bytes; a
+//! template's sequence number (ISO 8583: the STAN inside a key of MTI, STAN and terminal
+//! id); a key of zeros is skipped (a sequence number 0 is invalid in SMPP).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -107,19 +108,15 @@ impl KeyTable {
         if st.in_flight.insert(key.0.clone()) {
             return Some(self.taken(frame.clone(), Some(key.0), None));
         }
-        let digits = !key.0.is_empty() && key.0.iter().all(u8::is_ascii_digit);
         for _ in 0..MAX_TRIES {
             st.next = st.next.wrapping_add(1);
-            let cand = fresh(st.next, key.0.len(), digits);
-            if cand.iter().all(|b| *b == if digits { b'0' } else { 0 }) {
+            let (rewritten, cand) = self.correlate.renumber(frame, st.next)?;
+            // A key of zeros is skipped (a sequence number 0 is invalid in SMPP).
+            if cand.0.iter().all(|b| *b == b'0' || *b == 0) || st.in_flight.contains(&cand.0) {
                 continue;
             }
-            if st.in_flight.contains(&cand) {
-                continue;
-            }
-            let rewritten = self.correlate.rekey(frame, &Key(cand.clone()))?;
-            st.in_flight.insert(cand.clone());
-            return Some(self.taken(rewritten, Some(cand), Some(key)));
+            st.in_flight.insert(cand.0.clone());
+            return Some(self.taken(rewritten, Some(cand.0), Some(key)));
         }
         None
     }
@@ -174,24 +171,6 @@ impl Drop for Lease {
             self.table.freed.notify_waiters();
         }
     }
-}
-
-/// Counter `n` as a key of `len` bytes: decimal digits (the last `len` of them) or
-/// big-endian bytes (zero-padded on the left, or the low `len` bytes).
-fn fresh(n: u64, len: usize, digits: bool) -> Bytes {
-    let mut out = vec![if digits { b'0' } else { 0 }; len];
-    let mut v = n;
-    for b in out.iter_mut().rev() {
-        if digits {
-            // `v % 10` is below 10: the narrowing cannot lose anything.
-            *b = b'0' + u8::try_from(v % 10).unwrap_or(0);
-            v /= 10;
-        } else {
-            *b = u8::try_from(v & 0xff).unwrap_or(0);
-            v >>= 8;
-        }
-    }
-    Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -265,11 +244,38 @@ mod tests {
         assert_eq!(got, "xb");
     }
 
-    #[test]
-    fn fresh_keys_keep_their_length_and_kind() {
-        assert_eq!(fresh(42, 6, true), "000042");
-        assert_eq!(fresh(1_234_567, 3, true), "567");
-        assert_eq!(fresh(0x0102, 4, false), &b"\0\0\x01\x02"[..]);
-        assert_eq!(fresh(0x0102_0304, 1, false), &b"\x04"[..]);
+    #[tokio::test]
+    async fn colliding_iso8583_stans_are_renumbered_and_restored() {
+        use crate::protocol::Template;
+        use crate::protocol::drive::SequenceKey;
+        let p = Template::Iso8583.protocol();
+        let t = KeyTable::new(Arc::new(SequenceKey::new(Arc::clone(&p))));
+        let req = |amount: &str| {
+            p.encode_text(
+                &format!("0200 3=000000 4={amount} 11=000123 41=TERM0001"),
+                0,
+            )
+            .unwrap()
+        };
+        let a = t.take(req("000000001000"), Duration::ZERO).await.unwrap();
+        let b = t.take(req("000000002000"), Duration::ZERO).await.unwrap();
+        assert!(!a.lease.rewritten());
+        assert!(
+            b.lease.rewritten(),
+            "the second STAN 000123 must be renumbered"
+        );
+        let up = p.decode_text(&b.frame).unwrap().to_string();
+        assert!(!up.contains("11=000123"), "{up}");
+        assert!(
+            up.contains("41=TERM0001") && up.contains("4=000000002000"),
+            "{up}"
+        );
+        // The partner answers the renumbered request; the client gets its own STAN back.
+        let stan = up.split(' ').find(|f| f.starts_with("11=")).unwrap();
+        let reply = p
+            .encode_text(&format!("0210 4=000000002000 {stan} 39=00 41=TERM0001"), 0)
+            .unwrap();
+        let back = p.decode_text(&b.lease.restore(reply)).unwrap().to_string();
+        assert_eq!(back, "0210 4=000000002000 11=000123 39=00 41=TERM0001");
     }
 }

@@ -12,7 +12,8 @@ use crate::server::Answer;
 use super::LocalAnswer;
 
 /// The session PDUs a client sends and the proxy answers itself: SMPP binds and unbind,
-/// CMPP CONNECT and TERMINATE.
+/// CMPP CONNECT and TERMINATE (and ISO 8583 sign-on and sign-off, see
+/// [`is_sign_on_or_off`]).
 const SESSION_COMMANDS: &[&str] = &[
     "bind_transmitter",
     "bind_receiver",
@@ -21,6 +22,18 @@ const SESSION_COMMANDS: &[&str] = &[
     "connect",
     "terminate",
 ];
+
+/// ISO 8583: a network-management request (MTI x800) with field 70 = 001 (sign-on) or 002
+/// (sign-off). Other 0800s (key exchange, cut-over) go upstream; the echo test never gets
+/// here (the pipeline answers heartbeats).
+fn is_sign_on_or_off(pdu: &crate::protocol::TextPdu) -> bool {
+    pdu.command.len() == 4
+        && pdu.command.ends_with("800")
+        && pdu
+            .fields
+            .iter()
+            .any(|(k, v)| k == "70" && (v == "001" || v == "002"))
+}
 
 /// Answers clients' logins and logouts for a template, accepting every login (the
 /// proxy's own account is the one the partner checks).
@@ -54,7 +67,7 @@ impl LocalAnswer for TemplateSession {
             return None;
         }
         let pdu = self.protocol.decode_text(frame).ok()?;
-        if !SESSION_COMMANDS.contains(&pdu.command.as_str()) {
+        if !SESSION_COMMANDS.contains(&pdu.command.as_str()) && !is_sign_on_or_off(&pdu) {
             return None;
         }
         let now = SystemTime::now();
