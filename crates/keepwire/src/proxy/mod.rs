@@ -20,7 +20,7 @@
 //! |-----------------------------|----------------------------|--------------------|
 //! | `Short`                     | [`ShortClient`](crate::client::ShortClient) | one per connection, a connection per request |
 //! | `Long { connections: N }`   | [`Pool`](crate::client::Pool) of N | N (one per connection, replies in order) |
-//! | `Mux { connections: N, .. }`| N [`MuxClient`]s | many, replies matched by the [`Correlate`] key |
+//! | `Mux { connections: N, .. }`| N [`MuxClient`](crate::client::MuxClient)s | many, replies matched by the [`Correlate`] key |
 //!
 //! Re-framing is free: the server decodes with its framing, the client encodes with its own,
 //! and the message body passes unchanged, byte for byte.
