@@ -88,7 +88,7 @@ fn on_one_cpu_slow_requests_overlap_and_sigterm_drains_the_socket() {
     );
 }
 
-/// The metrics exporter runs on the same single thread as the connections.
+/// The metrics exporter runs on the same single thread as the connections, and counts them.
 #[test]
 fn on_one_cpu_metrics_answer() {
     if !taskset_or_skip() {
@@ -105,14 +105,17 @@ fn on_one_cpu_metrics_answer() {
     c.write_all(b"0002hi").unwrap();
     let mut got = [0u8; 6];
     c.read_exact(&mut got).unwrap();
-    let mut m = connect(metrics.as_str()).unwrap();
-    m.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut body = String::new();
-    m.read_to_string(&mut body).unwrap();
-    assert!(
-        body.contains("keepwire_frames_in_total 1"),
-        "metrics said: {body}"
-    );
+    // The exporter publishes the counters once a second.
+    let scrape = || {
+        let mut m = connect(metrics.as_str()).unwrap();
+        m.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut body = String::new();
+        m.read_to_string(&mut body).unwrap();
+        body
+    };
+    wait_until("the metrics to count the frame", || {
+        scrape().contains("keepwire_frames_in_total 1")
+    });
     let (code, err) = s.terminate();
     assert_eq!(code, Some(0), "{err}");
 }
