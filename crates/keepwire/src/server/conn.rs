@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use super::answer::Close;
+use super::draining::Draining;
 use super::limits::{GlobalSlot, Limits, LogLimiter};
 use super::pool;
 use super::proxy_protocol::{self, Parsed};
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) shutdown: CancellationToken,
+    /// Set when the accept loop has seen `shutdown`: what connections wait on.
+    pub(crate) draining: Draining,
     pub(crate) reject_log: LogLimiter,
     pub(crate) accept_log: LogLimiter,
     next_id: AtomicU64,
@@ -80,6 +83,7 @@ impl Shared {
             config,
             stats: Arc::new(ServerStats::default()),
             shutdown: CancellationToken::new(),
+            draining: Draining::default(),
             reject_log: LogLimiter::new(Duration::from_secs(1)),
             accept_log: LogLimiter::new(Duration::from_secs(1)),
             next_id: AtomicU64::new(1),
@@ -498,8 +502,10 @@ impl Connection {
     {
         let shared = Arc::clone(&self.shared);
         let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
-        // Registered once: creating the future per wait would take the token's lock each time.
-        let mut shutdown = pin!(shared.shutdown.cancelled());
+        // Registered once, then polled as a flag (server/draining.rs): the token's own
+        // future would take two locks per wait.
+        let mut drain_wait = pin!(shared.draining.wait());
+        let mut registered = None;
         let mut armed: Option<Instant> = None;
         let mut draining = false;
         let mut fresh = true;
@@ -530,7 +536,9 @@ impl Connection {
             arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
             tokio::select! {
                 biased;
-                () = &mut shutdown, if !draining => {
+                () = std::future::poll_fn(|cx| {
+                    shared.draining.poll_started(cx, drain_wait.as_mut(), &mut registered)
+                }), if !draining => {
                     draining = true;
                 }
                 r = self.stream.readable() => {
@@ -793,7 +801,7 @@ impl Connection {
             peer: self.peer,
             local: self.local,
             conn_id: self.id,
-            draining: self.shared.shutdown.is_cancelled(),
+            draining: self.shared.draining.started(),
             #[cfg(feature = "tls")]
             peer_cert: self.tls.as_ref().and_then(|t| t.peer_cert().cloned()),
         };
