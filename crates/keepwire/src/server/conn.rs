@@ -532,8 +532,19 @@ impl Connection {
                 }
             }
 
-            // Wait for bytes, a deadline or shutdown.
-            arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
+            // Wait for bytes, a deadline or shutdown. With nothing buffered, no deadline can
+            // come before the armed one: traffic only moves the idle deadlines later, the
+            // slow-frame clock runs only while part of a frame is buffered, and a ping's
+            // timeout is set by the timer step, after which the timer is re-armed anyway.
+            // So the state machine is asked only then (about 150 instructions a request).
+            if armed.is_none() || !self.rbuf.is_empty() {
+                arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
+            } else {
+                debug_assert!(
+                    self.live.next_deadline().is_none_or(|d| Some(d) >= armed),
+                    "a deadline came before the armed timer"
+                );
+            }
             tokio::select! {
                 biased;
                 () = std::future::poll_fn(|cx| {
