@@ -187,6 +187,7 @@ pub(crate) fn new_conn(
         shared: Arc::clone(shared),
         rbuf: BytesMut::new(),
         rbuf_large: false,
+        beat_seen: false,
         wbuf: BytesMut::new(),
         codec: FrameCodec::new(shared.config.framing.clone()),
         live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
@@ -234,6 +235,9 @@ pub(crate) struct Connection {
     rbuf: BytesMut,
     /// `rbuf` grew past what the buffer pool keeps since it was taken.
     rbuf_large: bool,
+    /// A heartbeat frame went through the state machine since the last wait: a pong taken
+    /// can bring the next ping's deadline before the armed timer.
+    beat_seen: bool,
     /// Replies, pongs and pings not yet written.
     wbuf: BytesMut,
     codec: FrameCodec,
@@ -532,12 +536,14 @@ impl Connection {
                 }
             }
 
-            // Wait for bytes, a deadline or shutdown. With nothing buffered, no deadline can
-            // come before the armed one: traffic only moves the idle deadlines later, the
-            // slow-frame clock runs only while part of a frame is buffered, and a ping's
-            // timeout is set by the timer step, after which the timer is re-armed anyway.
-            // So the state machine is asked only then (about 150 instructions a request).
-            if armed.is_none() || !self.rbuf.is_empty() {
+            // Wait for bytes, a deadline or shutdown. With nothing buffered and no heartbeat
+            // since the last wait, no deadline can come before the armed one: data only
+            // moves the idle deadlines later, the slow-frame clock runs only while part of a
+            // frame is buffered, a ping's timeout is set by the timer step (which disarms),
+            // and only a heartbeat (a pong taken) brings the next ping earlier (an interval
+            // shorter than the timeout). So the state machine is asked only then (about 150
+            // instructions a request).
+            if armed.is_none() || !self.rbuf.is_empty() || std::mem::take(&mut self.beat_seen) {
                 arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
             } else {
                 debug_assert!(
@@ -743,10 +749,14 @@ impl Connection {
                     }
                 }
                 Ok(Inbound::PongQueued { .. }) => {
+                    self.beat_seen = true;
                     self.counts.1 += 1;
                     ServerStats::add(&shared.stats.pings_answered, 1);
                 }
-                Ok(Inbound::Pong | Inbound::Absorbed { .. }) => continue,
+                Ok(Inbound::Pong | Inbound::Absorbed { .. }) => {
+                    self.beat_seen = true;
+                    continue;
+                }
                 Err(e) => return Some(self.fail(ConnEnd::Frame(e), cfg).await),
             }
             if self.wbuf.len() >= MAX_PENDING_WRITE {

@@ -1,7 +1,6 @@
-//! Hostile review of the server's per-thread buffer pool (`server/pool.rs`): a connection's
-//! read buffer goes back to its thread's pool when the connection goes idle, while the frames
-//! decoded from it (split off the same allocation) may still be held by a handler. Real
-//! loopback sockets; a current-thread runtime, so server and clients share one pool.
+//! Hostile review of the server's per-request optimisations (issue 17): the per-thread
+//! buffer pool (`server/pool.rs`) and the wait that skips asking the liveness state machine
+//! for its next deadline (`Connection::serve_frames`). Real loopback sockets.
 
 mod common;
 
@@ -9,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
+use keepwire::liveness::PingConfig;
 use keepwire::server::{Answer, Request, Server, ServerConfig, service_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,7 +34,9 @@ async fn read_frames(c: &mut TcpStream, n: usize) -> Vec<Vec<u8>> {
     out
 }
 
-/// Frames kept by the handler past their connection's batch (their bytes live in the read
+/// The read buffer goes back to the thread's pool when the connection goes idle, while the
+/// frames split from it may still be held by a handler (a current-thread runtime: server and
+/// clients share one pool). Frames kept by the handler past their connection's batch (their bytes live in the read
 /// buffer the pool hands to the next connection), answered later as one multi-frame
 /// [`Answer`] while other connections have read into the recycled buffers in between: the
 /// kept frames are intact, and so is every echo.
@@ -108,4 +110,30 @@ async fn frames_kept_by_a_handler_survive_their_buffer_going_back_to_the_pool() 
         .flat_map(|f| [f.clone(), f[4..].to_vec()])
         .collect();
     assert_eq!(got, want, "the kept frames changed under the handler");
+}
+
+/// A ping interval shorter than its timeout, a client answering every ping at once: the next
+/// ping comes one interval after the pong, not when the answered ping would have timed out.
+/// (The wait that skips asking for the next deadline once kept the timer armed at the ping's
+/// timeout after a pong had moved the next ping earlier: one ping a second here instead of
+/// ten; debug builds panicked on the invariant check.)
+#[tokio::test]
+async fn pings_keep_their_interval_when_it_is_shorter_than_the_timeout() {
+    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    cfg.liveness.ping = Some(PingConfig {
+        interval: std::time::Duration::from_millis(100),
+        timeout: std::time::Duration::from_secs(1),
+        misses: 2,
+    });
+    let srv = echo_server(cfg).await;
+    let mut c = TcpStream::connect(srv.addr).await.unwrap();
+    let mut pings = 0;
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(1000) {
+        let f = read_frames(&mut c, 1).await;
+        assert!(f[0].is_empty(), "expected a ping, got {:?}", f[0]);
+        pings += 1;
+        c.write_all(&frame(b"")).await.unwrap();
+    }
+    assert!(pings >= 5, "{pings} pings in 1 s at a 100 ms interval");
 }
