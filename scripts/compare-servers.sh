@@ -134,7 +134,9 @@ server_cmd() { # name -> the argv in SERVER_ARGV
 	case $1 in
 	c) SERVER_ARGV=("$C_BIN" -listen 127.0.0.1:0) ;;
 	tokio) SERVER_ARGV=("$TOKIO_BIN" --listen 127.0.0.1:0) ;;
-	keepwire) SERVER_ARGV=("$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo --max-conns-per-ip 4000) ;;
+	# --heartbeat off: by default an empty frame is keepwire's heartbeat (answered at most
+	# once per 50 ms), while the peers echo it as data; off, it is plain data here too.
+	keepwire) SERVER_ARGV=("$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off --max-conns-per-ip 4000) ;;
 	*) SERVER_ARGV=(bash -c "${CMD[$1]}") ;; # bash execs a simple command
 	esac
 }

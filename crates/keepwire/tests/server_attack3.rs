@@ -75,36 +75,40 @@ async fn a_stalled_write_before_a_slow_call_ends_in_one_write_timeout() {
     );
 }
 
-/// The whole-write deadline at the server (the pipeline's `WriteAll`): a peer that reads 4 KiB
-/// every 50 ms makes each wait of a 4 MiB reply short, and under a per-wait timeout would
-/// hold the connection for about 50 s; it is closed one `write_timeout` after the write
-/// began to wait.
+/// The whole-write deadline at the server (the pipeline's `WriteAll`): a peer that reads
+/// up to 256 KiB every 10 ms wakes each wait of a 24 MiB reply well within
+/// `write_timeout`, and under a per-wait timeout would be sent all of it; it is closed one
+/// `write_timeout` after the write first stalled, having got only part of the reply.
+///
+/// The client's receive buffer is fixed (64 KiB asked, the kernel doubles it) and the reply
+/// is six times what the send buffer may grow to (`tcp_wmem`'s 4 MiB default). The earlier
+/// form (a 4 MiB reply, 4 KiB read every 50 ms) could not tell the two apart: the socket
+/// reports writable only once a large part of the send buffer has drained, so at its pace
+/// every wait outlasted the timeout either way (checked by making the deadline per wait: it
+/// still passed), and under receive autotuning the reply sometimes fit whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_reading_a_little_now_and_then_is_cut_at_the_write_timeout() {
     use tokio::io::AsyncReadExt;
     const WT: u64 = 500;
-    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    const REPLY: usize = 24 << 20;
+    let mut cfg = ServerConfig::new(spec("len:be:4:max=32M"));
     cfg.write_timeout = ms(WT);
     let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
     let (addr, stats) = (server.local_addr(), server.stats());
     tokio::spawn(server.serve(service_fn(|_: Request| async {
-        Ok::<_, std::convert::Infallible>(Some(Bytes::from(vec![b'x'; 4 << 20])))
+        Ok::<_, std::convert::Infallible>(Some(Bytes::from(vec![b'x'; REPLY])))
     })));
-    // A fixed, small receive buffer: with the kernel's autotuning (tcp_rmem up to 32 MiB
-    // on some hosts) the socket buffers can swallow the whole 4 MiB reply at once, and the
-    // write never stalls; whether it does then depends on timing and on the other tests.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(64 * 1024).unwrap();
     let mut c = sock.connect(addr).await.unwrap();
     let sent = Instant::now();
     c.write_all(b"\0\0\0\x01?").await.unwrap();
     let reader = tokio::spawn(async move {
-        let mut chunk = vec![0u8; 4096];
+        let mut chunk = vec![0u8; 256 * 1024];
         let mut got = 0usize;
-        // The attack's pacing, not synchronisation. (Reading on to the end would take
-        // long after the close: what the kernel buffers hold still comes before the FIN.)
-        while got < 1 << 20 {
-            tokio::time::sleep(ms(50)).await;
+        // The attack's pacing, not synchronisation. Until the server's close.
+        while got < REPLY {
+            tokio::time::sleep(ms(10)).await;
             match c.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => got += n,
@@ -113,11 +117,15 @@ async fn a_peer_reading_a_little_now_and_then_is_cut_at_the_write_timeout() {
         got
     });
     let lived = closed(&stats, 1).await.duration_since(sent);
-    reader.abort();
+    // What the kernel buffers held at the close still comes, then the end of the stream.
+    let got = tokio::time::timeout(SOON, reader).await.unwrap().unwrap();
+    assert!(
+        got < REPLY,
+        "the slow reader got the whole {got}-byte reply"
+    );
     // The reply's first bytes fill the kernel buffers at once; the one wait starts then.
-    // A deadline per stall instead would let this reader (4 KiB every 50 ms) hold the
-    // connection for about 50 s; the upper bound is generous for loaded machines (a debug
-    // build with other jobs on both cores took over 3 × WT).
+    // The upper bound is generous for loaded machines (a debug build with other jobs on
+    // both cores took over 3 × WT).
     assert!(
         lived >= ms(WT) && lived < ms(WT * 12),
         "the slow reader was served for {lived:?}; write_timeout is {WT} ms"

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use super::answer::Close;
+use super::draining::Draining;
 use super::limits::{GlobalSlot, Limits, LogLimiter};
 use super::pool;
 use super::proxy_protocol::{self, Parsed};
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) shutdown: CancellationToken,
+    /// Set when the accept loop has seen `shutdown`: what connections wait on.
+    pub(crate) draining: Draining,
     pub(crate) reject_log: LogLimiter,
     pub(crate) accept_log: LogLimiter,
     next_id: AtomicU64,
@@ -80,6 +83,7 @@ impl Shared {
             config,
             stats: Arc::new(ServerStats::default()),
             shutdown: CancellationToken::new(),
+            draining: Draining::default(),
             reject_log: LogLimiter::new(Duration::from_secs(1)),
             accept_log: LogLimiter::new(Duration::from_secs(1)),
             next_id: AtomicU64::new(1),
@@ -183,6 +187,7 @@ pub(crate) fn new_conn(
         shared: Arc::clone(shared),
         rbuf: BytesMut::new(),
         rbuf_large: false,
+        beat_seen: false,
         wbuf: BytesMut::new(),
         codec: FrameCodec::new(shared.config.framing.clone()),
         live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
@@ -230,6 +235,9 @@ pub(crate) struct Connection {
     rbuf: BytesMut,
     /// `rbuf` grew past what the buffer pool keeps since it was taken.
     rbuf_large: bool,
+    /// A heartbeat frame went through the state machine since the last wait: a pong taken
+    /// can bring the next ping's deadline before the armed timer.
+    beat_seen: bool,
     /// Replies, pongs and pings not yet written.
     wbuf: BytesMut,
     codec: FrameCodec,
@@ -498,8 +506,10 @@ impl Connection {
     {
         let shared = Arc::clone(&self.shared);
         let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
-        // Registered once: creating the future per wait would take the token's lock each time.
-        let mut shutdown = pin!(shared.shutdown.cancelled());
+        // Registered once, then polled as a flag (server/draining.rs): the token's own
+        // future would take two locks per wait.
+        let mut drain_wait = pin!(shared.draining.wait());
+        let mut registered = None;
         let mut armed: Option<Instant> = None;
         let mut draining = false;
         let mut fresh = true;
@@ -526,11 +536,26 @@ impl Connection {
                 }
             }
 
-            // Wait for bytes, a deadline or shutdown.
-            arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
+            // Wait for bytes, a deadline or shutdown. With nothing buffered and no heartbeat
+            // since the last wait, no deadline can come before the armed one: data only
+            // moves the idle deadlines later, the slow-frame clock runs only while part of a
+            // frame is buffered, a ping's timeout is set by the timer step (which disarms),
+            // and only a heartbeat (a pong taken) brings the next ping earlier (an interval
+            // shorter than the timeout). So the state machine is asked only then (about 150
+            // instructions a request).
+            if armed.is_none() || !self.rbuf.is_empty() || std::mem::take(&mut self.beat_seen) {
+                arm(sleep.as_mut(), &mut armed, self.live.next_deadline());
+            } else {
+                debug_assert!(
+                    self.live.next_deadline().is_none_or(|d| Some(d) >= armed),
+                    "a deadline came before the armed timer"
+                );
+            }
             tokio::select! {
                 biased;
-                () = &mut shutdown, if !draining => {
+                () = std::future::poll_fn(|cx| {
+                    shared.draining.poll_started(cx, drain_wait.as_mut(), &mut registered)
+                }), if !draining => {
                     draining = true;
                 }
                 r = self.stream.readable() => {
@@ -724,10 +749,14 @@ impl Connection {
                     }
                 }
                 Ok(Inbound::PongQueued { .. }) => {
+                    self.beat_seen = true;
                     self.counts.1 += 1;
                     ServerStats::add(&shared.stats.pings_answered, 1);
                 }
-                Ok(Inbound::Pong | Inbound::Absorbed { .. }) => continue,
+                Ok(Inbound::Pong | Inbound::Absorbed { .. }) => {
+                    self.beat_seen = true;
+                    continue;
+                }
                 Err(e) => return Some(self.fail(ConnEnd::Frame(e), cfg).await),
             }
             if self.wbuf.len() >= MAX_PENDING_WRITE {
@@ -793,7 +822,7 @@ impl Connection {
             peer: self.peer,
             local: self.local,
             conn_id: self.id,
-            draining: self.shared.shutdown.is_cancelled(),
+            draining: self.shared.draining.started(),
             #[cfg(feature = "tls")]
             peer_cert: self.tls.as_ref().and_then(|t| t.peer_cert().cloned()),
         };

@@ -53,6 +53,7 @@
 mod answer;
 mod config;
 mod conn;
+mod draining;
 mod error;
 mod limits;
 #[cfg(feature = "metrics")]
@@ -294,6 +295,7 @@ impl Server {
         // future would sit in every idle connection's task; abort_all does the same job.
         let mut tasks: JoinSet<()> = JoinSet::new();
         accept_until_shutdown(&listener, local, &shared, &svc, &mut tasks).await;
+        shared.draining.start();
         let started = Instant::now();
         take_backlog(listener, local, &shared, &svc, &mut tasks);
         let open_at_shutdown = shared.limits.active();
