@@ -550,6 +550,10 @@ impl Protocol for Cmpp {
         be32(frame, 4)
     }
 
+    fn is_session_request(&self, frame: &[u8]) -> bool {
+        matches!(super::be32(frame, 0), Some(CONNECT | TERMINATE))
+    }
+
     fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
         super::put_be32(frame, 4, seq)
     }

@@ -361,6 +361,15 @@ impl Protocol for Iso8583 {
         self.peek_mti(frame).is_some_and(is_response_mti)
     }
 
+    /// An 0800 with field 70 = 001 or 002; only 0800s are decoded.
+    fn is_session_request(&self, frame: &[u8]) -> bool {
+        if self.peek_mti(frame) != Some(*b"0800") {
+            return false;
+        }
+        self.message(frame)
+            .is_some_and(|m| matches!(m.get(NETWORK_CODE), Some(SIGN_ON | SIGN_OFF)))
+    }
+
     fn decode_text(&self, frame: &[u8]) -> Result<TextPdu, PduError> {
         Ok(Message::decode(&self.spec, frame)?.to_text(&self.spec))
     }

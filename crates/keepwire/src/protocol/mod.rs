@@ -278,6 +278,14 @@ pub trait Protocol: Send + Sync + fmt::Debug + 'static {
         let seq = u32::from_be_bytes(<[u8; 4]>::try_from(key).ok()?);
         self.with_sequence(frame, seq)
     }
+    /// Whether a frame is a login or logout request (SMPP `bind_*` and `unbind`, CMPP
+    /// CONNECT and TERMINATE, ISO 8583 an 0800 sign-on or sign-off): what a gateway that owns
+    /// the partner session answers itself. Read from the header, without decoding the rest.
+    /// The default is false.
+    fn is_session_request(&self, frame: &[u8]) -> bool {
+        let _ = frame;
+        false
+    }
     /// Whether a response reports success: SMPP command_status 0; CMPP a Status or Result of
     /// 0 (responses without one, such as ACTIVE_TEST_RESP, succeed); ISO 8583 field 39 =
     /// 00 (a response without field 39 does not). A bench counts the rest as errors. The

@@ -512,6 +512,13 @@ impl Protocol for Smpp {
         be32(frame, 8)
     }
 
+    fn is_session_request(&self, frame: &[u8]) -> bool {
+        matches!(
+            super::be32(frame, 0),
+            Some(BIND_RECEIVER | BIND_TRANSMITTER | BIND_TRANSCEIVER | UNBIND)
+        )
+    }
+
     fn with_sequence(&self, frame: &[u8], seq: u32) -> Option<Bytes> {
         super::put_be32(frame, 8, seq)
     }

@@ -11,30 +11,6 @@ use crate::server::Answer;
 
 use super::LocalAnswer;
 
-/// The session PDUs a client sends and the proxy answers itself: SMPP binds and unbind,
-/// CMPP CONNECT and TERMINATE (and ISO 8583 sign-on and sign-off, see
-/// [`is_sign_on_or_off`]).
-const SESSION_COMMANDS: &[&str] = &[
-    "bind_transmitter",
-    "bind_receiver",
-    "bind_transceiver",
-    "unbind",
-    "connect",
-    "terminate",
-];
-
-/// ISO 8583: a network-management request (MTI x800) with field 70 = 001 (sign-on) or 002
-/// (sign-off). Other 0800s (key exchange, cut-over) go upstream; the echo test never gets
-/// here (the pipeline answers heartbeats).
-fn is_sign_on_or_off(pdu: &crate::protocol::TextPdu) -> bool {
-    pdu.command.len() == 4
-        && pdu.command.ends_with("800")
-        && pdu
-            .fields
-            .iter()
-            .any(|(k, v)| k == "70" && (v == "001" || v == "002"))
-}
-
 /// Answers clients' logins and logouts for a template, accepting every login (the
 /// proxy's own account is the one the partner checks).
 ///
@@ -63,11 +39,7 @@ impl TemplateSession {
 
 impl LocalAnswer for TemplateSession {
     fn answer(&self, frame: &[u8]) -> Option<Answer> {
-        if self.protocol.is_response(frame) {
-            return None;
-        }
-        let pdu = self.protocol.decode_text(frame).ok()?;
-        if !SESSION_COMMANDS.contains(&pdu.command.as_str()) && !is_sign_on_or_off(&pdu) {
+        if !self.protocol.is_session_request(frame) {
             return None;
         }
         let now = SystemTime::now();
