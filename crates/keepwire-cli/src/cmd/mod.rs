@@ -44,3 +44,21 @@ impl Failure {
 pub(crate) fn parse_spec(s: &str) -> Result<keepwire::frame::FramingSpec, Failure> {
     s.parse().map_err(|e| Failure::Usage(format!("{e}")))
 }
+
+/// The runtime of every command that serves (`serve`, `serve --protocol`, `proxy`). On one
+/// CPU (a container limited to one, or `taskset` pinning the process to one) a current-thread
+/// runtime: tokio's multi-thread scheduler would run a single
+/// worker anyway, and pays for work-stealing queues, its wake-up protocol and a parked main
+/// thread on every task it runs. With more CPUs, the multi-thread runtime, a worker each.
+pub(crate) fn server_runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))
+}

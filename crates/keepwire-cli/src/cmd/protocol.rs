@@ -383,10 +383,7 @@ pub(crate) fn serve(
         next_message_id: Arc::new(AtomicU64::new(1)),
     };
     let service = SimulatorService::new(p, sim);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    let rt = super::server_runtime()?;
     rt.block_on(async move {
         tokio::spawn(serve_simulator(setup, service))
             .await

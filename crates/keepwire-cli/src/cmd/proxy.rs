@@ -163,10 +163,7 @@ impl Args {
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let (listen, config) = config(&args)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    let rt = super::server_runtime()?;
     rt.block_on(async move {
         tokio::spawn(serve(listen, config))
             .await

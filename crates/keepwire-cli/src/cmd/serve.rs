@@ -253,7 +253,7 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         check_address("metrics", m)?;
     }
 
-    let rt = runtime().map_err(|e| Failure::Runtime(format!("cannot start the runtime: {e}")))?;
+    let rt = super::server_runtime()?;
     // Multi-thread: run on a worker thread, not in block_on on the main thread: connections
     // spawned from the accept loop then start on the same worker instead of waking another
     // thread each. The task is awaited here, so nothing outlives it.
@@ -262,20 +262,6 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
             .await
             .map_err(|e| Failure::Runtime(format!("server task failed: {e}")))?
     })
-}
-
-/// The server's runtime. On one CPU (a container limited to one, or `taskset` pinning the
-/// process to one) a current-thread runtime: tokio's multi-thread scheduler would run a single
-/// worker anyway, and pays for work-stealing queues, its wake-up protocol and a parked main
-/// thread on every task it runs. With more CPUs, the multi-thread runtime, a worker each.
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let mut builder = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    builder.enable_all().build()
 }
 
 async fn serve(
