@@ -99,13 +99,18 @@ impl tower::Service<crate::server::Request> for SimulatorService {
             Ok(state) => state.answer(&req.frame, now),
             Err(poisoned) => poisoned.into_inner().answer(&req.frame, now),
         };
-        let mut answer = crate::server::Answer::many(sim.frames);
-        answer = match sim.close {
-            super::SimClose::No => answer,
-            super::SimClose::Now => answer.then_close(),
-            super::SimClose::AfterPeer => answer.then_await_close(),
-        };
-        std::future::ready(Ok(answer))
+        std::future::ready(Ok(sim_answer(sim)))
+    }
+}
+
+/// A simulator's answer as the server's: its frames, then the close it asks for.
+#[cfg(feature = "server")]
+pub(crate) fn sim_answer(sim: super::SimAnswer) -> crate::server::Answer {
+    let answer = crate::server::Answer::many(sim.frames);
+    match sim.close {
+        super::SimClose::No => answer,
+        super::SimClose::Now => answer.then_close(),
+        super::SimClose::AfterPeer => answer.then_await_close(),
     }
 }
 

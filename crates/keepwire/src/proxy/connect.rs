@@ -69,7 +69,8 @@ async fn run(
     tx: watch::Sender<Option<Arc<Link>>>,
     stop: CancellationToken,
 ) {
-    let mut delay = FIRST_RETRY;
+    // Jitter 1.0: the full doubling delay, as documented (one proxy, one partner).
+    let mut backoff = crate::client::Backoff::new(FIRST_RETRY, MAX_RETRY);
     let mut attempt = Attempt::default();
     loop {
         let res = tokio::select! {
@@ -84,6 +85,7 @@ async fn run(
             }
             Err(e) => e,
         };
+        let delay = backoff.next_delay(1.0);
         let wait = humantime::format_duration(delay);
         match attempt.partial() {
             // A partner that allows fewer links than --pool: what is up carries requests.
@@ -101,7 +103,6 @@ async fn run(
             () = tokio::time::sleep(delay) => {}
             () = stop.cancelled() => return,
         }
-        delay = delay.saturating_mul(2).min(MAX_RETRY);
     }
 }
 
@@ -187,5 +188,8 @@ impl Correlate for SharedKey {
     }
     fn rekey(&self, frame: &[u8], key: &Key) -> Option<Bytes> {
         self.0.rekey(frame, key)
+    }
+    fn renumber(&self, frame: &[u8], n: u64) -> Option<(Bytes, Key)> {
+        self.0.renumber(frame, n)
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::protocol::{Protocol, SimClose, SimulatorConfig};
+use crate::protocol::{Protocol, SimulatorConfig};
 use crate::server::Answer;
 
 use super::LocalAnswer;
@@ -47,12 +47,7 @@ impl LocalAnswer for TemplateSession {
             .protocol
             .simulator(&SimulatorConfig::default())
             .answer(frame, now);
-        let answer = Answer::many(sim.frames);
-        Some(match sim.close {
-            SimClose::No => answer,
-            SimClose::Now => answer.then_close(),
-            SimClose::AfterPeer => answer.then_await_close(),
-        })
+        Some(crate::protocol::drive::sim_answer(sim))
     }
 }
 
