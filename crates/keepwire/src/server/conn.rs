@@ -24,15 +24,14 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
@@ -46,8 +45,10 @@ use crate::frame::{FrameCodec, FrameError};
 use crate::liveness::{CloseReason, Liveness};
 use crate::pipeline::{self, Step, Tick, WriteError};
 
+mod clock;
 mod now;
 
+use clock::Clock;
 use now::{Batch, CallSlot, Now};
 
 /// Bytes asked of the kernel by the first read into an empty buffer. Small on purpose: the
@@ -513,19 +514,15 @@ impl Connection {
         S::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
-        let mut sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+        let sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
+        let mut clock = Clock::new(sleep);
         // Registered once, then polled as a flag (server/draining.rs): the token's own
         // future would take two locks per wait.
         let mut drain_wait = pin!(shared.draining.wait());
         let mut registered = None;
-        let mut armed: Option<Instant> = None;
         let mut draining = false;
         let mut fresh = true;
         let mut slot: CallSlot<S::Future> = None;
-        // The waker the armed timer was last polled with: while it is the task's and the
-        // timer is still in tokio's wheel, the wheel wakes the task when it fires, and
-        // polling it again per wait would only store the same waker again.
-        let mut sleep_waker: Option<Waker> = None;
         loop {
             if !self.rbuf.is_empty() || self.eof || !self.wbuf.is_empty() {
                 if let Some(end) = self.process(svc, fresh, &mut slot).await {
@@ -542,26 +539,10 @@ impl Connection {
                 self.go_idle(&mut slot);
             }
 
-            // Wait for bytes, a deadline or shutdown. With nothing buffered and no heartbeat
-            // since the last wait, no deadline can come before the armed one: data only
-            // moves the idle deadlines later, the slow-frame clock runs only while part of a
-            // frame is buffered, a ping's timeout is set by the timer step (which disarms),
-            // and only a heartbeat (a pong taken) brings the next ping earlier (an interval
-            // shorter than the timeout). So the state machine is asked only then (about 150
-            // instructions a request).
-            if armed.is_none() || !self.rbuf.is_empty() || std::mem::take(&mut self.beat_seen) {
-                if arm(sleep.as_mut(), &mut armed, self.live.next_deadline()) {
-                    sleep_waker = None;
-                }
-            } else {
-                debug_assert!(
-                    self.live.next_deadline().is_none_or(|d| Some(d) >= armed),
-                    "a deadline came before the armed timer"
-                );
-            }
-            // One poll function for the three, in this order (the drain first, then bytes,
-            // then the clock): no future is built per wait, and the socket's readiness is
-            // asked with `poll_read_ready`, tokio's single reader slot, not a waiter list.
+            // Wait for bytes, a deadline or shutdown. The state machine's next deadline is
+            // asked only when one can come before the armed timer (see `Clock::arm`).
+            self.rearm(&mut clock);
+            // One poll function for the three (drain, bytes, clock): no future per wait.
             let was_empty = self.rbuf.is_empty();
             let woke = std::future::poll_fn(|cx| {
                 if !draining
@@ -575,19 +556,8 @@ impl Connection {
                 if let Poll::Ready(r) = self.poll_read(cx) {
                     return Poll::Ready(Woke::Read(r));
                 }
-                if armed.is_some() {
-                    let known = sleep_waker
-                        .as_ref()
-                        .is_some_and(|w| w.will_wake(cx.waker()));
-                    // `is_elapsed` errs towards true (not in the wheel, e.g. never polled).
-                    if !known || sleep.is_elapsed() {
-                        if sleep.as_mut().poll(cx).is_ready() {
-                            return Poll::Ready(Woke::Timer);
-                        }
-                        if !known {
-                            sleep_waker = Some(cx.waker().clone());
-                        }
-                    }
+                if clock.poll_fired(cx) {
+                    return Poll::Ready(Woke::Timer);
                 }
                 Poll::Pending
             })
@@ -605,9 +575,23 @@ impl Connection {
                         return end;
                     }
                     // Re-arm from the state machine's next deadline.
-                    armed = None;
+                    clock.disarm();
                 }
             }
+        }
+    }
+
+    /// Points the clock at the next liveness deadline when one can come before the armed
+    /// timer (see [`Clock::arm`]).
+    fn rearm(&mut self, clock: &mut Clock<'_>) {
+        let armed = clock.armed();
+        if armed.is_none() || !self.rbuf.is_empty() || std::mem::take(&mut self.beat_seen) {
+            clock.arm(self.live.next_deadline());
+        } else {
+            debug_assert!(
+                self.live.next_deadline().is_none_or(|d| Some(d) >= armed),
+                "a deadline came before the armed timer"
+            );
         }
     }
 
@@ -1034,25 +1018,6 @@ enum Woke {
     Read(io::Result<()>),
     /// The liveness timer fired.
     Timer,
-}
-
-/// Points the liveness timer at `next`, only ever earlier. When a deadline moved later
-/// (every frame moves the idle deadline), the armed timer fires early, the timer step finds
-/// nothing due, and it is re-armed then: that keeps timer-wheel work off the per-request
-/// path. `armed` is what the timer is set to. `true` when the timer was reset.
-fn arm(sleep: Pin<&mut Sleep>, armed: &mut Option<Instant>, next: Option<Instant>) -> bool {
-    match (next, *armed) {
-        (Some(d), Some(a)) if d >= a => false,
-        (Some(d), _) => {
-            sleep.reset(d.into());
-            *armed = Some(d);
-            true
-        }
-        (None, _) => {
-            *armed = None;
-            false
-        }
-    }
 }
 
 #[cfg(test)]
