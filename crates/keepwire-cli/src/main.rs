@@ -33,6 +33,15 @@ enum Command {
     Watch(cmd::watch::Args),
 }
 
+/// mimalloc, not the system allocator: a server allocates a task and a registration per
+/// connection, both aligned to 128 bytes (tokio pads them to a cache line pair), and glibc
+/// serves aligned requests on its slow path (`posix_memalign`: a larger block, then the rest
+/// freed), about 1 500 instructions each; mimalloc serves them from its size classes. See
+/// docs/performance.md for the figures.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr, filtered by RUST_LOG (default: warnings); never to stdout. The
