@@ -55,7 +55,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 command -v python3 >/dev/null || die "python3 not found"
 
 mkdir -p "$WORK"
-KEEPWIRE_BIN=$ROOT/target/release/keepwire
+KEEPWIRE_BIN=${KEEPWIRE_BIN:-$ROOT/target/release/keepwire}
 TOKIO_BIN=$ROOT/target/release/examples/tokio_echo
 C_BIN=$WORK/c_echo
 if ((BUILD)); then

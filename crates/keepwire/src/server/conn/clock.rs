@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::time::Sleep;
 
@@ -50,7 +51,7 @@ impl<'a> Clock<'a> {
     /// the next ping earlier (an interval shorter than the timeout). That saves about 150
     /// instructions a request.
     pub(super) fn arm(&mut self, next: Option<Instant>) {
-        match (next, self.armed) {
+        match (next.map(coalesce), self.armed) {
             (Some(d), Some(a)) if d >= a => {}
             (Some(d), _) => {
                 self.sleep.as_mut().reset(d.into());
@@ -59,6 +60,22 @@ impl<'a> Clock<'a> {
                 self.waker = None;
             }
             (None, _) => self.armed = None,
+        }
+    }
+
+    /// Points the timer at exactly `next`, later as well as earlier. Used after a heartbeat:
+    /// a pong clears the ping's timeout and moves the next ping an interval away, and a
+    /// timer left at the timeout would wake the connection once per ping for nothing (a
+    /// wake costs more than moving the timer in tokio's wheel).
+    pub(super) fn set(&mut self, next: Option<Instant>) {
+        match next.map(coalesce) {
+            Some(d) if self.armed == Some(d) => {}
+            Some(d) => {
+                self.sleep.as_mut().reset(d.into());
+                self.armed = Some(d);
+                self.waker = None;
+            }
+            None => self.armed = None,
         }
     }
 
@@ -79,5 +96,69 @@ impl<'a> Clock<'a> {
             self.waker = Some(cx.waker().clone());
         }
         false
+    }
+}
+
+/// The most a deadline is moved later to share a wake-up with others.
+pub(super) const MAX_SLACK: Duration = Duration::from_millis(1024);
+
+/// `deadline`, moved later onto a boundary of a slot about 1/64 of the time left until it
+/// (a power of two of milliseconds, at most [`MAX_SLACK`]), counted from one instant for the
+/// whole process. Connections whose deadlines fall in the same slot then wake together, in
+/// one turn of the runtime: 10 000 connections pinged every 10 s wake the server about 8
+/// times a second, 1 250 pings each, instead of a thousand times for one or two. A deadline
+/// fires at most 1/64 of its wait late (a 10 s ping about 0.13 s, a 5 min idle timeout about
+/// 1 s); a wait under 128 ms is not moved.
+pub(super) fn coalesce(deadline: Instant) -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let now = Instant::now();
+    let epoch = *EPOCH.get_or_init(|| now);
+    let wait_ms = deadline.saturating_duration_since(now).as_millis() / 64;
+    let Ok(wait_ms) = u64::try_from(wait_ms) else {
+        return deadline;
+    };
+    if wait_ms < 2 {
+        return deadline;
+    }
+    let slot_ms = (1u64 << wait_ms.ilog2()).min(MAX_SLACK.as_millis() as u64);
+    let slot = u128::from(slot_ms) * 1_000_000;
+    let since = deadline.saturating_duration_since(epoch).as_nanos();
+    let late = (slot - since % slot) % slot;
+    u64::try_from(late).map_or(deadline, |ns| deadline + Duration::from_nanos(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_move_later_by_at_most_a_64th_of_the_wait_onto_shared_slots() {
+        let now = Instant::now();
+        for ms in [
+            0u64, 1, 50, 127, 128, 200, 1_000, 10_000, 300_000, 86_400_000,
+        ] {
+            let d = now + Duration::from_millis(ms);
+            let c = coalesce(d);
+            assert!(c >= d, "{ms} ms: moved earlier");
+            let most = Duration::from_millis(ms / 64).min(MAX_SLACK);
+            assert!(
+                c - d <= most,
+                "{ms} ms: moved {:?}, more than {most:?}",
+                c - d
+            );
+            if ms < 128 {
+                assert_eq!(c, d, "{ms} ms: a short wait is not moved");
+            }
+        }
+        // Two deadlines a few ms apart, 10 s away, usually share a slot (128 ms wide): of
+        // 100 pairs 3 ms apart, most coalesce.
+        let base = Instant::now() + Duration::from_secs(10);
+        let shared = (0..100u64)
+            .filter(|i| {
+                let a = base + Duration::from_millis(i * 7);
+                coalesce(a) == coalesce(a + Duration::from_millis(3))
+            })
+            .count();
+        assert!(shared >= 90, "only {shared} of 100 pairs share a wake-up");
     }
 }
