@@ -179,6 +179,7 @@ pub(crate) fn new_conn(
     listen: SocketAddr,
     shared: &Arc<Shared>,
 ) -> Box<Connection> {
+    let now = Instant::now();
     Box::new(Connection {
         // A listener on a specific address needs no getsockname per connection.
         local: if listen.ip().is_unspecified() {
@@ -195,7 +196,8 @@ pub(crate) fn new_conn(
         beat_seen: false,
         wbuf: BytesMut::new(),
         codec: FrameCodec::new(shared.config.framing.clone()),
-        live: Liveness::new(Arc::clone(&shared.liveness), Instant::now()),
+        live: Liveness::new(Arc::clone(&shared.liveness), now),
+        seen: now,
         eof: false,
         #[cfg(feature = "tls")]
         tls: None,
@@ -247,6 +249,9 @@ pub(crate) struct Connection {
     wbuf: BytesMut,
     codec: FrameCodec,
     live: Liveness,
+    /// The clock when the connection last did something (a batch, a timer step): what
+    /// the liveness timer rounds its deadlines from, without reading the clock again.
+    seen: Instant,
     /// The peer closed its side.
     eof: bool,
     /// TLS, when the server has it: rustls between the socket and the buffers (see
@@ -588,9 +593,9 @@ impl Connection {
     fn rearm(&mut self, clock: &mut Clock<'_>) {
         let armed = clock.armed();
         if std::mem::take(&mut self.beat_seen) {
-            clock.set(self.live.next_deadline());
+            clock.set(self.live.next_deadline(), self.seen);
         } else if armed.is_none() || !self.rbuf.is_empty() {
-            clock.arm(self.live.next_deadline());
+            clock.arm(self.live.next_deadline(), self.seen);
         } else {
             // (The armed time may be up to the clock's slack later than the deadline.)
             debug_assert!(
@@ -653,6 +658,7 @@ impl Connection {
         S::Error: Into<BoxError>,
     {
         let mut b = Batch::new(fresh);
+        self.seen = b.now;
         loop {
             let now =
                 std::future::poll_fn(|cx| Poll::Ready(self.process_now(svc, &mut b, slot, cx)))
@@ -753,7 +759,9 @@ impl Connection {
     /// Runs the liveness clock: pings to send go into the write buffer (the loop writes
     /// them next).
     fn on_timer(&mut self) -> Option<ConnEnd> {
-        match self.step().timer(Instant::now()) {
+        let now = Instant::now();
+        self.seen = now;
+        match self.step().timer(now) {
             Ok(Tick::Pings(0)) => None,
             Ok(Tick::Pings(n)) => {
                 let stats = &self.shared.stats;

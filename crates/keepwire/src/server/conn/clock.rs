@@ -50,8 +50,8 @@ impl<'a> Clock<'a> {
     /// is set by the timer step (which disarms), and only a heartbeat (a pong taken) brings
     /// the next ping earlier (an interval shorter than the timeout). That saves about 150
     /// instructions a request.
-    pub(super) fn arm(&mut self, next: Option<Instant>) {
-        match (next.map(coalesce), self.armed) {
+    pub(super) fn arm(&mut self, next: Option<Instant>, now: Instant) {
+        match (next.map(|d| coalesce(d, now)), self.armed) {
             (Some(d), Some(a)) if d >= a => {}
             (Some(d), _) => {
                 self.sleep.as_mut().reset(d.into());
@@ -67,8 +67,8 @@ impl<'a> Clock<'a> {
     /// a pong clears the ping's timeout and moves the next ping an interval away, and a
     /// timer left at the timeout would wake the connection once per ping for nothing (a
     /// wake costs more than moving the timer in tokio's wheel).
-    pub(super) fn set(&mut self, next: Option<Instant>) {
-        match next.map(coalesce) {
+    pub(super) fn set(&mut self, next: Option<Instant>, now: Instant) {
+        match next.map(|d| coalesce(d, now)) {
             Some(d) if self.armed == Some(d) => {}
             Some(d) => {
                 self.sleep.as_mut().reset(d.into());
@@ -102,16 +102,15 @@ impl<'a> Clock<'a> {
 /// The most a deadline is moved later to share a wake-up with others.
 pub(super) const MAX_SLACK: Duration = Duration::from_millis(1024);
 
-/// `deadline`, moved later onto a boundary of a slot about 1/64 of the time left until it
-/// (a power of two of milliseconds, at most [`MAX_SLACK`]), counted from one instant for the
-/// whole process. Connections whose deadlines fall in the same slot then wake together, in
+/// `deadline`, moved later onto a boundary of a slot about 1/64 of the time from `now` (a
+/// recent reading of the clock, at most the real time) until it (a power of two of
+/// milliseconds, at most [`MAX_SLACK`]), counted from one instant for the whole process. Connections whose deadlines fall in the same slot then wake together, in
 /// one turn of the runtime: 10 000 connections pinged every 10 s wake the server about 8
 /// times a second, 1 250 pings each, instead of a thousand times for one or two. A deadline
 /// fires at most 1/64 of its wait late (a 10 s ping about 0.13 s, a 5 min idle timeout about
 /// 1 s); a wait under 128 ms is not moved.
-pub(super) fn coalesce(deadline: Instant) -> Instant {
+pub(super) fn coalesce(deadline: Instant, now: Instant) -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let now = Instant::now();
     let epoch = *EPOCH.get_or_init(|| now);
     let wait_ms = deadline.saturating_duration_since(now).as_millis() / 64;
     let Ok(wait_ms) = u64::try_from(wait_ms) else {
@@ -138,7 +137,7 @@ mod tests {
             0u64, 1, 50, 127, 128, 200, 1_000, 10_000, 300_000, 86_400_000,
         ] {
             let d = now + Duration::from_millis(ms);
-            let c = coalesce(d);
+            let c = coalesce(d, now);
             assert!(c >= d, "{ms} ms: moved earlier");
             let most = Duration::from_millis(ms / 64).min(MAX_SLACK);
             assert!(
@@ -152,11 +151,12 @@ mod tests {
         }
         // Two deadlines a few ms apart, 10 s away, usually share a slot (128 ms wide): of
         // 100 pairs 3 ms apart, most coalesce.
-        let base = Instant::now() + Duration::from_secs(10);
+        let now = Instant::now();
+        let base = now + Duration::from_secs(10);
         let shared = (0..100u64)
             .filter(|i| {
                 let a = base + Duration::from_millis(i * 7);
-                coalesce(a) == coalesce(a + Duration::from_millis(3))
+                coalesce(a, now) == coalesce(a + Duration::from_millis(3), now)
             })
             .count();
         assert!(shared >= 90, "only {shared} of 100 pairs share a wake-up");
