@@ -62,6 +62,7 @@ mod pool;
 pub mod proxy_protocol;
 mod signals;
 mod stats;
+mod tasks;
 
 use std::fmt;
 use std::future::Future;
@@ -84,6 +85,7 @@ pub use error::{ConfigError, ServerError};
 pub use metrics_http::PUBLISH_INTERVAL;
 pub use signals::ShutdownSignals;
 pub use stats::{ServerStats, StatsSnapshot};
+use tasks::ConnTasks;
 pub use tower::service_fn;
 
 /// An error a handler may return: anything boxed.
@@ -309,9 +311,10 @@ impl Server {
         if let Some(e) = exporter {
             side.spawn(e.run(Arc::clone(&shared.stats), side_stop.clone()));
         }
-        // A JoinSet rather than a TaskTracker plus a per-connection "hard stop" future: that
+        // A registry of abort handles rather than a per-connection "hard stop" future: that
         // future would sit in every idle connection's task; abort_all does the same job.
-        let mut tasks: JoinSet<()> = JoinSet::new();
+        // Dropped (this future dropped, or interrupted), it aborts the connections.
+        let mut tasks = ConnTasks::default();
         accept_until_shutdown(&listener, local, &shared, &svc, &mut tasks).await;
         let drained = async {
             shared.draining.start();
@@ -344,16 +347,16 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The accept loop: a task per connection, until the shutdown token is cancelled.
 ///
-/// Per wake-up of its task, not per connection: one look at the shutdown token (a lock), and
-/// one reaping of finished connections (a lock) once the listener has nothing more. In
+/// Per wake-up of its task, not per connection: one look at the shutdown token (a lock). In
 /// between, each connection costs its `accept4`, its spawn and its counters, as many as the
-/// backlog holds (tokio's cooperative budget makes the task yield after 128).
+/// backlog holds (tokio's cooperative budget makes the task yield after 128). Finished
+/// connections need no reaping: each leaves the registry itself (`tasks.rs`).
 async fn accept_until_shutdown<S>(
     listener: &TcpListener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut ConnTasks,
 ) where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
@@ -386,15 +389,15 @@ async fn accept_until_shutdown<S>(
     }
 }
 
-/// Accepts and spawns connections until the listener has none ready (`Pending`, after
-/// reaping finished connections) or fails in a way that concerns the listener (`Ready`).
+/// Accepts and spawns connections until the listener has none ready (`Pending`) or fails in a
+/// way that concerns the listener (`Ready`).
 fn accept_burst<S>(
     cx: &mut Context<'_>,
     listener: &TcpListener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut ConnTasks,
     backoff: &mut Duration,
 ) -> Poll<io::Error>
 where
@@ -408,13 +411,7 @@ where
             Poll::Ready(Ok(a)) => a,
             Poll::Ready(Err(e)) if is_transient_accept_error(&e) => continue,
             Poll::Ready(Err(e)) => return Poll::Ready(e),
-            Poll::Pending => {
-                // Reap finished connections so the set does not grow; here rather than per
-                // accept, so a burst is not slowed, and an idle server still frees them (the
-                // set wakes this task when one finishes).
-                while let Poll::Ready(Some(_)) = tasks.poll_join_next(cx) {}
-                return Poll::Pending;
-            }
+            Poll::Pending => return Poll::Pending,
         };
         *backoff = MIN_ACCEPT_BACKOFF;
         ServerStats::add(&shared.stats.accepted, 1);
@@ -439,7 +436,7 @@ fn take_backlog<S>(
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut ConnTasks,
 ) where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
@@ -477,17 +474,15 @@ fn take_backlog<S>(
 
 /// Waits for the connections to finish within the shutdown grace, then aborts the rest;
 /// returns how many were closed by force.
-async fn drain(shared: &conn::Shared, tasks: &mut JoinSet<()>) -> u64 {
+async fn drain(shared: &conn::Shared, tasks: &mut ConnTasks) -> u64 {
     let grace = shared.config.shutdown_grace;
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_ok() {
+    if tokio::time::timeout(grace, tasks.all_ended()).await.is_ok() {
         return 0;
     }
-    let force_closed = u64::try_from(tasks.len()).unwrap_or(u64::MAX);
+    let force_closed = u64::try_from(tasks.abort_all()).unwrap_or(u64::MAX);
     ServerStats::add(&shared.stats.force_closed, force_closed);
     ServerStats::add(&shared.stats.closed, force_closed);
-    tasks.shutdown().await;
+    tasks.all_ended().await;
     tracing::warn!(
         force_closed,
         grace = %humantime::format_duration(grace),
