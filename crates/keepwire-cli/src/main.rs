@@ -7,6 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc. Every connection costs two 128-byte-aligned blocks
+/// (tokio's task and its socket registration), which glibc serves through `memalign`'s slow
+/// path (about 800 instructions each, callgrind), and a dozen small ones: with mimalloc,
+/// `serve` runs a short connection in 18 % fewer user-space instructions.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Message-oriented TCP: framing, short and long connections, liveness, limits.
 #[derive(Debug, Parser)]
 #[command(name = "keepwire", version, propagate_version = true)]
