@@ -62,11 +62,14 @@ mod pool;
 pub mod proxy_protocol;
 mod signals;
 mod stats;
+mod tasks;
 
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -82,6 +85,7 @@ pub use error::{ConfigError, ServerError};
 pub use metrics_http::PUBLISH_INTERVAL;
 pub use signals::ShutdownSignals;
 pub use stats::{ServerStats, StatsSnapshot};
+use tasks::ConnTasks;
 pub use tower::service_fn;
 
 /// An error a handler may return: anything boxed.
@@ -276,6 +280,22 @@ impl Server {
         S::Error: Into<BoxError> + Send,
         S::Future: Send,
     {
+        self.serve_inner(svc, std::future::pending()).await
+    }
+
+    /// [`serve`](Self::serve), with a drain that `interrupt` cuts short: it is polled only
+    /// once the accept loop has stopped, so it costs the accept path nothing.
+    async fn serve_inner<S>(
+        self,
+        svc: S,
+        interrupt: impl Future<Output = ()>,
+    ) -> Result<ShutdownReport, ServerError>
+    where
+        S: Service<Request> + Clone + Send + 'static,
+        S::Response: Into<Answer>,
+        S::Error: Into<BoxError> + Send,
+        S::Future: Send,
+    {
         let Server {
             listener,
             shared,
@@ -291,70 +311,109 @@ impl Server {
         if let Some(e) = exporter {
             side.spawn(e.run(Arc::clone(&shared.stats), side_stop.clone()));
         }
-        // A JoinSet rather than a TaskTracker plus a per-connection "hard stop" future: that
+        // A registry of abort handles rather than a per-connection "hard stop" future: that
         // future would sit in every idle connection's task; abort_all does the same job.
-        let mut tasks: JoinSet<()> = JoinSet::new();
+        // Dropped (this future dropped, or interrupted), it aborts the connections.
+        let mut tasks = ConnTasks::default();
         accept_until_shutdown(&listener, local, &shared, &svc, &mut tasks).await;
-        shared.draining.start();
-        let started = Instant::now();
-        take_backlog(listener, local, &shared, &svc, &mut tasks);
-        let open_at_shutdown = shared.limits.active();
-        let force_closed = drain(&shared, &mut tasks).await;
-        side_stop.cancel();
-        while side.join_next().await.is_some() {}
-        Ok(ShutdownReport {
-            open_at_shutdown,
-            force_closed,
-            drain_time: started.elapsed(),
-        })
+        let drained = async {
+            shared.draining.start();
+            let started = Instant::now();
+            take_backlog(listener, local, &shared, &svc, &mut tasks);
+            let open_at_shutdown = shared.limits.active();
+            let force_closed = drain(&shared, &mut tasks).await;
+            side_stop.cancel();
+            while side.join_next().await.is_some() {}
+            ShutdownReport {
+                open_at_shutdown,
+                force_closed,
+                drain_time: started.elapsed(),
+            }
+        };
+        // Interrupted: dropping `tasks` (after `drained`, which borrows it) aborts the
+        // connections, dropping `side` the exporter.
+        tokio::select! {
+            report = drained => Ok(report),
+            () = interrupt => Err(ServerError::Interrupted),
+        }
     }
 }
 
+/// The backoff after an accept error that concerns the listener (EMFILE and friends): the
+/// first wait, doubled per failure in a row up to [`MAX_ACCEPT_BACKOFF`].
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest wait between accepts that keep failing.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// The accept loop: a task per connection, until the shutdown token is cancelled.
+///
+/// Per wake-up of its task, not per connection: one look at the shutdown token (a lock). In
+/// between, each connection costs its `accept4`, its spawn and its counters, as many as the
+/// backlog holds (tokio's cooperative budget makes the task yield after 128). Finished
+/// connections need no reaping: each leaves the registry itself (`tasks.rs`).
 async fn accept_until_shutdown<S>(
     listener: &TcpListener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut ConnTasks,
 ) where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {
-    let mut backoff = Duration::from_millis(5);
+    let mut backoff = MIN_ACCEPT_BACKOFF;
     // Registered once, not per accept (each registration takes the token's lock).
     let mut stop = std::pin::pin!(shared.shutdown.cancelled());
     loop {
-        let accepted = tokio::select! {
-            biased;
+        let failed = std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            accept_burst(cx, listener, local, shared, svc, tasks, &mut backoff).map(Some)
+        })
+        .await;
+        let Some(e) = failed else { return };
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in the backlog; wait
+        // rather than spin on it.
+        ServerStats::add(&shared.stats.errors_accept, 1);
+        if let Some(held) = shared.accept_log.check(Instant::now()) {
+            tracing::error!(error = %e, held_back = held, backoff = %humantime::format_duration(backoff), "accept failed; backing off");
+        }
+        tokio::select! {
             () = &mut stop => return,
-            // Reap finished connections so the set does not grow.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            r = listener.accept() => r,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+    }
+}
+
+/// Accepts and spawns connections until the listener has none ready (`Pending`) or fails in a
+/// way that concerns the listener (`Ready`).
+fn accept_burst<S>(
+    cx: &mut Context<'_>,
+    listener: &TcpListener,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut ConnTasks,
+    backoff: &mut Duration,
+) -> Poll<io::Error>
+where
+    S: Service<Request> + Clone + Send + 'static,
+    S::Response: Into<Answer>,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+{
+    loop {
+        let (stream, peer) = match listener.poll_accept(cx) {
+            Poll::Ready(Ok(a)) => a,
+            Poll::Ready(Err(e)) if is_transient_accept_error(&e) => continue,
+            Poll::Ready(Err(e)) => return Poll::Ready(e),
+            Poll::Pending => return Poll::Pending,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => {
-                backoff = Duration::from_millis(5);
-                a
-            }
-            Err(e) if is_transient_accept_error(&e) => continue,
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: the pending connection stays in the
-                // backlog; wait rather than spin on it.
-                ServerStats::add(&shared.stats.errors_accept, 1);
-                if let Some(held) = shared.accept_log.check(Instant::now()) {
-                    tracing::error!(error = %e, held_back = held, backoff = %humantime::format_duration(backoff), "accept failed; backing off");
-                }
-                tokio::select! {
-                    () = &mut stop => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
+        *backoff = MIN_ACCEPT_BACKOFF;
         ServerStats::add(&shared.stats.accepted, 1);
         let Some(slot) = shared.limits.try_global() else {
             ServerStats::add(&shared.stats.rejected_max_conns, 1);
@@ -377,7 +436,7 @@ fn take_backlog<S>(
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut ConnTasks,
 ) where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
@@ -415,17 +474,15 @@ fn take_backlog<S>(
 
 /// Waits for the connections to finish within the shutdown grace, then aborts the rest;
 /// returns how many were closed by force.
-async fn drain(shared: &conn::Shared, tasks: &mut JoinSet<()>) -> u64 {
+async fn drain(shared: &conn::Shared, tasks: &mut ConnTasks) -> u64 {
     let grace = shared.config.shutdown_grace;
-    let drained =
-        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
-    if drained.is_ok() {
+    if tokio::time::timeout(grace, tasks.all_ended()).await.is_ok() {
         return 0;
     }
-    let force_closed = u64::try_from(tasks.len()).unwrap_or(u64::MAX);
+    let force_closed = u64::try_from(tasks.abort_all()).unwrap_or(u64::MAX);
     ServerStats::add(&shared.stats.force_closed, force_closed);
     ServerStats::add(&shared.stats.closed, force_closed);
-    tasks.shutdown().await;
+    tasks.all_ended().await;
     tracing::warn!(
         force_closed,
         grace = %humantime::format_duration(grace),

@@ -76,17 +76,32 @@ impl Server {
         S::Error: Into<BoxError> + Send,
         S::Future: Send,
     {
+        // The signals are watched by a task of their own, which cancels the shutdown token:
+        // selecting them beside the server would poll both signal futures on every wake-up
+        // of the accept loop. The second signal is looked for only once the drain is on.
         let stop = self.shutdown_token();
-        let mut serving = std::pin::pin!(self.serve(svc));
-        tokio::select! {
-            r = &mut serving => return r,
-            () = signals.recv() => {}
-        }
-        tracing::info!("shutting down");
-        stop.cancel();
-        tokio::select! {
-            r = &mut serving => r,
-            () = signals.recv() => Err(ServerError::Interrupted),
-        }
+        let mut watcher = AbortOnDrop(tokio::spawn(async move {
+            signals.recv().await;
+            tracing::info!("shutting down");
+            stop.cancel();
+            signals.recv().await;
+        }));
+        let interrupt = async move {
+            // Ended otherwise than by the second signal (the runtime is shutting down): no
+            // interruption.
+            if (&mut watcher.0).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        self.serve_inner(svc, interrupt).await
+    }
+}
+
+/// Aborts the task when dropped: the signal watcher does not outlive `serve_until_signal`.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
