@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
-# User-space instructions per short connection of `keepwire serve`, counted by callgrind:
-# deterministic where scripts/compare-servers.sh's CPU times drown in a shared machine's noise.
+# User-space instructions per request of `keepwire serve`, counted by callgrind: deterministic
+# where scripts/compare-servers.sh's CPU times drown in a shared machine's noise.
 #
 # Starts BIN (default target/release/keepwire) under valgrind --tool=callgrind, pinned to CPU 0
 # where taskset exists (a current-thread runtime, as the compare script runs it), drives it
-# with `keepwire bench --modes short` (64 B, 16 connections, --duration) on CPU 1, stops it
-# with SIGTERM, and prints the whole process's instructions per connection and those of the
-# accept loop's task (`cmd::serve::serve`, which excludes the connections' own tasks). The
-# figures include start-up (a few million instructions, spread over the connections).
+# with `keepwire bench --modes MODE` (default short, 64 B, 16 connections, --duration) on CPU
+# 1, stops it with SIGTERM, and prints the whole process's instructions per request (in short
+# mode, per connection) and those of the accept loop's task (`cmd::serve::serve`, which
+# excludes the connections' own tasks). The figures include start-up (a few million
+# instructions, spread over the requests).
 #
-# usage: scripts/callgrind-serve.sh [--duration DUR] [BIN]   (needs valgrind)
+# usage: scripts/callgrind-serve.sh [--duration DUR] [--mode long|short] [--size N]
+#                                   [--connections N] [BIN]            (needs valgrind)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DUR=5s
-if [ "${1:-}" = --duration ]; then DUR=$2; shift 2; fi
+DUR=5s MODE=short SIZE=64 NCONN=16
+while (($# >= 2)); do
+	case $1 in
+	--duration) DUR=$2; shift 2 ;;
+	--mode) MODE=$2; shift 2 ;;
+	--size) SIZE=$2; shift 2 ;;
+	--connections) NCONN=$2; shift 2 ;;
+	*) break ;;
+	esac
+done
 BIN=${1:-$ROOT/target/release/keepwire}
 LOAD=$ROOT/target/release/keepwire
 command -v valgrind >/dev/null || { echo "callgrind-serve: valgrind not found" >&2; exit 2; }
@@ -35,8 +45,8 @@ for _ in $(seq 200); do
 done
 ADDR=$(sed -n 's/^listening on //p' "$WORK/srv.out" | head -n1)
 [ -n "$ADDR" ] || { echo "callgrind-serve: the server did not start: $(head -c 300 "$WORK/srv.err")" >&2; exit 1; }
-JSON=$("${PIN_LOAD[@]}" "$LOAD" bench --target "$ADDR" --framing len:be:4 --modes short --size 64 \
-	--connections 16 --duration "$DUR" --json 2>/dev/null)
+JSON=$("${PIN_LOAD[@]}" "$LOAD" bench --target "$ADDR" --framing len:be:4 --modes "$MODE" \
+	--size "$SIZE" --connections "$NCONN" --duration "$DUR" --json 2>/dev/null)
 kill -TERM "$PID"
 wait "$PID" || true
 CONNS=$(grep -o '"requests":[0-9]*' <<<"$JSON" | cut -d: -f2)
@@ -44,5 +54,5 @@ CONNS=$(grep -o '"requests":[0-9]*' <<<"$JSON" | cut -d: -f2)
 callgrind_annotate --inclusive=yes --threshold=100 "$WORK/cg.out" 2>/dev/null >"$WORK/incl.txt"
 total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' "$WORK/incl.txt")
 accept=$(awk '/cmd\/serve.rs:keepwire::cmd::serve::serve::\{\{closure\}\}( |$)/ {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0} END {print m + 0}' "$WORK/incl.txt")
-printf 'connections %d\ninstructions/connection %d\naccept task instructions/connection %d\n' \
-	"$CONNS" "$((total / CONNS))" "$((${accept:-0} / CONNS))"
+printf 'requests %d (%s, %d B, %d connections)\ninstructions/request %d\naccept task instructions/request %d\n' \
+	"$CONNS" "$MODE" "$SIZE" "$NCONN" "$((total / CONNS))" "$((${accept:-0} / CONNS))"
