@@ -72,7 +72,12 @@ impl<'a> Clock<'a> {
         if known && !self.sleep.is_elapsed() {
             return false;
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
+        // Outside tokio's cooperative budget: with the budget spent (a handler, a burst of
+        // reads in this task poll) `Sleep::poll` returns `Pending` without registering the
+        // task, and the waker kept below would then stand for a registration never made:
+        // the deadline would pass with nobody woken (an idle connection never reaped).
+        let sleep = std::pin::pin!(tokio::task::unconstrained(self.sleep.as_mut()));
+        if sleep.poll(cx).is_ready() {
             return true;
         }
         if !known {
