@@ -7,8 +7,9 @@ mod common;
 use std::convert::Infallible;
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::*;
-use keepwire::server::{Request, Server, ServerConfig, service_fn};
+use keepwire::server::{Answer, Request, Server, ServerConfig, service_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -71,4 +72,352 @@ async fn idle_timer_survives_a_handler_that_spends_the_coop_budget() {
     let mut client = Client::from_stream(c, "len:be:4");
     let took = client.closed_within(Duration::from_secs(5)).await;
     assert!(took < Duration::from_secs(3), "reaped after {took:?}");
+}
+
+/// A handler as tower's `ConcurrencyLimit` is one: a permit of a semaphore shared by every
+/// connection taken in `poll_ready` (`Pending` while none is free), moved into the call's
+/// future and given back when it completes. What each request does is its first byte:
+/// `i` answers at once, `s` after a sleep, `y` after a yield (pending, woken at once), `o`
+/// through a oneshot another task completes, `m` with two frames, `n` with none, `b` after
+/// spending the task's coop budget.
+struct Limited {
+    sem: tokio_util::sync::PollSemaphore,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Clone for Limited {
+    fn clone(&self) -> Self {
+        Limited {
+            sem: self.sem.clone(),
+            permit: None,
+        }
+    }
+}
+
+impl Limited {
+    fn new(permits: usize) -> Self {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(permits));
+        Limited {
+            sem: tokio_util::sync::PollSemaphore::new(sem),
+            permit: None,
+        }
+    }
+}
+
+type BoxFut =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Answer, Infallible>> + Send>>;
+
+impl tower::Service<Request> for Limited {
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = BoxFut;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        if self.permit.is_none() {
+            let p = std::task::ready!(self.sem.poll_acquire(cx));
+            self.permit = Some(p.expect("semaphore open"));
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, r: Request) -> BoxFut {
+        let permit = self.permit.take().expect("poll_ready before call");
+        Box::pin(async move {
+            let f = r.frame;
+            let a = match f.first() {
+                Some(b's') => {
+                    tokio::time::sleep(Duration::from_millis(u64::from(f.len() as u8 % 3))).await;
+                    Answer::one(f)
+                }
+                Some(b'y') => {
+                    tokio::task::yield_now().await;
+                    Answer::one(f)
+                }
+                Some(b'o') => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let g = f.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(g);
+                    });
+                    Answer::one(rx.await.expect("sent"))
+                }
+                Some(b'm') => Answer::many([f.clone(), f.slice(..1)]),
+                Some(b'n') => Answer::none(),
+                Some(b'b') => {
+                    spend_budget().await;
+                    Answer::one(f)
+                }
+                _ => Answer::one(f),
+            };
+            drop(permit);
+            Ok(a)
+        })
+    }
+}
+
+/// The replies a [`Limited`] handler owes for `frames`, in order.
+fn owed(frames: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    frames
+        .iter()
+        .flat_map(|f| match f.first() {
+            Some(b'm') => vec![f.clone(), f[..1].to_vec()],
+            Some(b'n') => vec![],
+            _ => vec![f.clone()],
+        })
+        .collect()
+}
+
+/// A small deterministic generator (xorshift), so a failure replays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % n as u64).unwrap()
+    }
+}
+
+/// Pipelined frames in segments split anywhere, handlers of every kind (at once, pending
+/// then ready, woken from elsewhere, several frames, none, budget spent), a concurrency
+/// limit shared by the connections (`poll_ready` pending): on every connection the replies
+/// come in order, none lost, none twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_mixed_handlers_under_a_shared_limit_reply_in_order() {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new(spec("len:be:4")))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(Limited::new(2)));
+    let mut tasks = Vec::new();
+    for conn in 0..8u64 {
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (conn + 1));
+            let kinds = b"isyomnbi";
+            let frames: Vec<Vec<u8>> = (0..300)
+                .map(|i| {
+                    let k = kinds[rng.below(kinds.len())];
+                    let big = rng.below(20) == 0;
+                    let len = 1 + rng.below(if big { 3000 } else { 40 });
+                    let mut f = format!("{}{conn}-{i}-", k as char).into_bytes();
+                    f.resize(f.len() + len, b'a' + (i % 26) as u8);
+                    f
+                })
+                .collect();
+            let want = owed(&frames);
+            let wire: Vec<u8> = frames.iter().flat_map(|f| frame(f)).collect();
+            let c = TcpStream::connect(addr).await.unwrap();
+            c.set_nodelay(true).unwrap();
+            let (mut rd, mut wr) = c.into_split();
+            let mut rng = Rng(rng.next());
+            let writer = tokio::spawn(async move {
+                let mut at = 0;
+                while at < wire.len() {
+                    let n = (1 + rng.below(2000)).min(wire.len() - at);
+                    wr.write_all(&wire[at..at + n]).await.unwrap();
+                    at += n;
+                    if rng.below(4) == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                wr
+            });
+            let mut got = Vec::new();
+            for _ in 0..want.len() {
+                let mut head = [0u8; 4];
+                tokio::time::timeout(SOON, rd.read_exact(&mut head))
+                    .await
+                    .expect("a reply in time")
+                    .unwrap();
+                let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
+                rd.read_exact(&mut body).await.unwrap();
+                got.push(body);
+            }
+            let _wr = writer.await.unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    String::from_utf8_lossy(g),
+                    String::from_utf8_lossy(w),
+                    "conn {conn}: reply {i}"
+                );
+            }
+            // Nothing more: no reply twice.
+            let mut extra = [0u8; 1];
+            let more = tokio::time::timeout(Duration::from_millis(100), rd.read(&mut extra)).await;
+            assert!(
+                more.is_err(),
+                "conn {conn}: an extra byte after the last reply: {more:?}"
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A handler that panics where its request says: `C` in `call`, `R` in its future's first
+/// poll, `Q` in its future's second poll (after a pending first), and after `A` in the next
+/// `poll_ready`. Anything else is echoed.
+#[derive(Clone, Default)]
+struct Panicky {
+    ready_panics: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl tower::Service<Request> for Panicky {
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = BoxFut;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        if self
+            .ready_panics
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("poll_ready panics (on purpose)");
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, r: Request) -> BoxFut {
+        let f = r.frame;
+        match f.first() {
+            Some(b'C') => panic!("call panics (on purpose)"),
+            Some(b'A') => self
+                .ready_panics
+                .store(true, std::sync::atomic::Ordering::SeqCst),
+            _ => {}
+        }
+        Box::pin(async move {
+            match f.first() {
+                Some(b'R') => panic!("poll panics (on purpose)"),
+                Some(b'Q') => {
+                    tokio::task::yield_now().await;
+                    panic!("second poll panics (on purpose)");
+                }
+                _ => Ok(Answer::one(f)),
+            }
+        })
+    }
+}
+
+/// A panic in `poll_ready`, in `call`, in the future's first poll and in a later one, each
+/// in the middle of a pipelined batch: the replies before it are written, the frames after
+/// it are never handled, the connection closes and is counted, and the server goes on.
+#[tokio::test]
+async fn a_panic_in_poll_ready_call_or_poll_ends_only_its_connection() {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new(spec("len:be:4")))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let stats = server.stats();
+    tokio::spawn(server.serve(Panicky::default()));
+    let cases: [(&str, &[&[u8]], usize); 4] = [
+        ("call", &[b"one", b"two", b"C", b"three"], 2),
+        ("first poll", &[b"one", b"two", b"R", b"three"], 2),
+        ("later poll", &[b"one", b"two", b"Q", b"three"], 2),
+        ("poll_ready", &[b"one", b"A", b"three", b"four"], 2),
+    ];
+    for (n, (what, frames, answered)) in cases.iter().enumerate() {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let wire: Vec<u8> = frames.iter().flat_map(|f| frame(f)).collect();
+        c.write_all(&wire).await.unwrap();
+        let want: Vec<Vec<u8>> = frames[..*answered].iter().map(|f| f.to_vec()).collect();
+        assert_eq!(read_frames(&mut c, *answered).await, want, "{what}");
+        let mut client = Client::from_stream(c, "len:be:4");
+        client.closed_within(SOON).await;
+        let closed = u64::try_from(n + 1).unwrap();
+        eventually(&format!("{what}: the close counted"), || {
+            let s = stats.snapshot();
+            s.closed == closed && s.errors_handler == closed
+        })
+        .await;
+        assert_eq!(
+            stats.snapshot().frames_out,
+            u64::try_from(2 * (n + 1)).unwrap(),
+            "{what}"
+        );
+    }
+    let mut c = Client::connect(addr, "len:be:4").await;
+    c.send(b"still here").await;
+    assert_eq!(c.recv().await.as_deref(), Some(&b"still here"[..]));
+}
+
+/// Pipelined requests, slow handlers among them, then the peer half-closes at once: every
+/// reply is still written, in order, and only then does the server close.
+#[tokio::test]
+async fn a_peer_that_half_closes_after_pipelined_slow_requests_gets_every_reply() {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new(spec("len:be:4")))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(Limited::new(1)));
+    let frames: Vec<Vec<u8>> = (0..60)
+        .map(|i| format!("{}-{i}", ["i", "s", "o", "y", "m", "n"][i % 6]).into_bytes())
+        .collect();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&frames.iter().flat_map(|f| frame(f)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    c.shutdown().await.unwrap();
+    let want = owed(&frames);
+    assert_eq!(read_frames(&mut c, want.len()).await, want);
+    let mut client = Client::from_stream(c, "len:be:4");
+    client.closed_within(SOON).await;
+}
+
+/// Replies much larger than the socket buffers, to a peer that reads slowly, among small
+/// ones, all asked in one segment: the write blocks in the middle of the batch (the fast
+/// path's `send` leaves the rest to the async write), the batch resumes after it, and the
+/// peer reads every reply whole and in order.
+#[tokio::test]
+async fn large_replies_to_a_slow_reader_resume_the_batch_in_order() {
+    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    cfg.write_timeout = Duration::from_secs(5);
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(service_fn(|r: Request| async move {
+        let n: usize = std::str::from_utf8(&r.frame).unwrap().parse().unwrap();
+        // Reply i: i's digits over and over, 300 KiB for every third, 3 KiB otherwise.
+        let len = if n % 3 == 0 { 300 * 1024 } else { 3 * 1024 };
+        let body: Vec<u8> = r.frame.iter().copied().cycle().take(len).collect();
+        Ok::<_, Infallible>(Some(Bytes::from(body)))
+    })));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let n = 40;
+    let wire: Vec<u8> = (0..n)
+        .flat_map(|i: usize| frame(i.to_string().as_bytes()))
+        .collect();
+    c.write_all(&wire).await.unwrap();
+    let mut head = [0u8; 4];
+    for i in 0..n {
+        tokio::time::timeout(SOON, c.read_exact(&mut head))
+            .await
+            .expect("a reply in time")
+            .unwrap();
+        let len = u32::from_be_bytes(head) as usize;
+        let mut body = vec![0u8; len];
+        // Slowly: 4 KiB a read, a pause now and then, so the server's writes block.
+        let mut at = 0;
+        while at < len {
+            let end = (at + 4096).min(len);
+            c.read_exact(&mut body[at..end]).await.unwrap();
+            at = end;
+            if at % (64 * 1024) == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let digits = i.to_string().into_bytes();
+        let want: Vec<u8> = digits.iter().copied().cycle().take(len).collect();
+        assert!(body == want, "reply {i} ({len} bytes) is not its own");
+    }
 }
