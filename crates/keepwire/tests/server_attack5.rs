@@ -421,3 +421,134 @@ async fn large_replies_to_a_slow_reader_resume_the_batch_in_order() {
         assert!(body == want, "reply {i} ({len} bytes) is not its own");
     }
 }
+
+/// Server pings at a short interval, a handler that stays pending longer than the interval
+/// and the ping timeout together, and a client that answers every ping: pings due while a
+/// handler is pending go out after it, the pongs that queued meanwhile are read before the
+/// ping timeout is judged (no false heartbeat timeout), and once the client falls silent
+/// the timer still runs: the connection is reaped for its missed pings.
+#[tokio::test]
+async fn pings_due_during_a_pending_handler_go_out_after_it_and_the_timer_survives() {
+    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    cfg.liveness.ping = Some(keepwire::liveness::PingConfig {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(150),
+        misses: 1,
+    });
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let addr = server.local_addr();
+    let stats = server.stats();
+    tokio::spawn(server.serve(service_fn(|r: Request| async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok::<_, Infallible>(Some(r.frame))
+    })));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    let mut pings = 0;
+    for i in 0..4 {
+        let req = format!("slow-{i}").into_bytes();
+        c.write_all(&frame(&req)).await.unwrap();
+        loop {
+            let f = read_frames(&mut c, 1).await.remove(0);
+            if f.is_empty() {
+                pings += 1;
+                c.write_all(&frame(b"")).await.unwrap();
+                continue;
+            }
+            assert_eq!(f, req, "request {i}");
+            break;
+        }
+    }
+    assert!(
+        pings >= 2,
+        "{pings} pings across four 300 ms calls at a 100 ms interval"
+    );
+    assert_eq!(
+        stats.snapshot().heartbeat_timeouts,
+        0,
+        "a pong taken too late"
+    );
+    // Silent from here: the pings go unanswered and the connection is reaped.
+    let mut client = Client::from_stream(c, "len:be:4");
+    let took = client.closed_within(Duration::from_secs(5)).await;
+    assert!(took < Duration::from_secs(3), "reaped after {took:?}");
+    eventually("the heartbeat timeout counted", || {
+        stats.snapshot().heartbeat_timeouts == 1
+    })
+    .await;
+}
+
+/// This process's resident memory, in bytes (Linux; 0 elsewhere).
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// How many bytes a loopback socket takes at once from one buffer, written without waiting
+/// until it blocks, when its peer reads nothing: what the fast path's `send` loop gets
+/// through before it leaves the rest to the async write.
+async fn socket_takes() -> usize {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _peer = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+    let (s, _) = l.accept().await.unwrap();
+    let buf = vec![0u8; 64 * 1024 * 1024];
+    let mut at = 0;
+    while let Ok(n) = s.try_write(&buf[at..]) {
+        at += n;
+    }
+    at
+}
+
+/// Replies that fill the socket save for the last few KiB, to peers that read only once
+/// the socket is full: the write buffer is advanced past what went at once, so its room
+/// looked small while its allocation was the whole reply, and it went to the buffer pool as
+/// a small one. Twelve such connections pinned twelve socket-sized allocations (megabytes
+/// each) for good after they went idle; the pool is meant to hold at most 32 buffers of at
+/// most 64 KiB per thread.
+#[tokio::test]
+async fn write_buffers_advanced_past_a_blocked_send_are_not_pooled() {
+    if rss() == 0 {
+        eprintln!("skipped: no /proc/self/statm to read the resident size from");
+        return;
+    }
+    let takes = socket_takes().await;
+    // The reply and its 4-byte header: 16 KiB more than the socket takes at once.
+    let body = takes + 16 * 1024 - 4;
+    let mut cfg = ServerConfig::new(spec("len:be:4:max=64M"));
+    cfg.write_timeout = Duration::from_secs(5);
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(service_fn(|r: Request| async move {
+        let n: usize = std::str::from_utf8(&r.frame).unwrap().parse().unwrap();
+        Ok::<_, Infallible>(Some(Bytes::from(vec![b'x'; n])))
+    })));
+    let before = rss();
+    let mut cs = Vec::new();
+    for _ in 0..12 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(&frame(body.to_string().as_bytes()))
+            .await
+            .unwrap();
+        cs.push(c);
+    }
+    // Each server connection fills its socket, then waits for its peer to read.
+    for c in &mut cs {
+        let got = read_frames(c, 1).await.remove(0);
+        assert_eq!(got.len(), body);
+    }
+    // All idle now: their buffers are given back.
+    let mut c = cs.pop().unwrap();
+    c.write_all(&frame(b"1")).await.unwrap();
+    assert_eq!(read_frames(&mut c, 1).await, vec![b"x".to_vec()]);
+    let grew = rss().saturating_sub(before);
+    assert!(
+        grew < 12 * takes as u64 / 2,
+        "resident size grew by {} MiB for twelve idle connections ({} KiB taken by a socket at once)",
+        grew >> 20,
+        takes >> 10
+    );
+}
