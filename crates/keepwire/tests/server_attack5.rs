@@ -3,6 +3,7 @@
 //! wait of `serve_frames` and the liveness timer of `conn/clock.rs`. Real loopback sockets.
 
 mod common;
+mod tls_common;
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -199,67 +200,102 @@ async fn pipelined_mixed_handlers_under_a_shared_limit_reply_in_order() {
     let mut tasks = Vec::new();
     for conn in 0..8u64 {
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (conn + 1));
-            let kinds = b"isyomnbi";
-            let frames: Vec<Vec<u8>> = (0..300)
-                .map(|i| {
-                    let k = kinds[rng.below(kinds.len())];
-                    let big = rng.below(20) == 0;
-                    let len = 1 + rng.below(if big { 3000 } else { 40 });
-                    let mut f = format!("{}{conn}-{i}-", k as char).into_bytes();
-                    f.resize(f.len() + len, b'a' + (i % 26) as u8);
-                    f
-                })
-                .collect();
-            let want = owed(&frames);
-            let wire: Vec<u8> = frames.iter().flat_map(|f| frame(f)).collect();
             let c = TcpStream::connect(addr).await.unwrap();
             c.set_nodelay(true).unwrap();
-            let (mut rd, mut wr) = c.into_split();
-            let mut rng = Rng(rng.next());
-            let writer = tokio::spawn(async move {
-                let mut at = 0;
-                while at < wire.len() {
-                    let n = (1 + rng.below(2000)).min(wire.len() - at);
-                    wr.write_all(&wire[at..at + n]).await.unwrap();
-                    at += n;
-                    if rng.below(4) == 0 {
-                        tokio::task::yield_now().await;
-                    }
-                }
-                wr
-            });
-            let mut got = Vec::new();
-            for _ in 0..want.len() {
-                let mut head = [0u8; 4];
-                tokio::time::timeout(SOON, rd.read_exact(&mut head))
-                    .await
-                    .expect("a reply in time")
-                    .unwrap();
-                let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
-                rd.read_exact(&mut body).await.unwrap();
-                got.push(body);
-            }
-            let _wr = writer.await.unwrap();
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert_eq!(
-                    String::from_utf8_lossy(g),
-                    String::from_utf8_lossy(w),
-                    "conn {conn}: reply {i}"
-                );
-            }
-            // Nothing more: no reply twice.
-            let mut extra = [0u8; 1];
-            let more = tokio::time::timeout(Duration::from_millis(100), rd.read(&mut extra)).await;
-            assert!(
-                more.is_err(),
-                "conn {conn}: an extra byte after the last reply: {more:?}"
-            );
+            mixed_pipeline(c, conn).await;
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// The same over TLS, where the fast path leaves every write to the async one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_mixed_handlers_over_tls_reply_in_order() {
+    let pki = tls_common::Pki::new();
+    let mut cfg = ServerConfig::new(spec("len:be:4"));
+    cfg.tls = Some(pki.server_tls(false));
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(Limited::new(2)));
+    let tls = pki.client_tls(false);
+    let mut tasks = Vec::new();
+    for conn in 0..4u64 {
+        let tls = tls.clone();
+        tasks.push(tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let s = tls.connect(tcp, &addr.to_string(), SOON).await.unwrap();
+            mixed_pipeline(s, conn).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// 300 frames for a [`Limited`] handler, of every kind, written in segments cut anywhere
+/// while the replies are read: every reply comes, in order, once.
+async fn mixed_pipeline<S>(s: S, conn: u64)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (conn + 1));
+    let kinds = b"isyomnbi";
+    let frames: Vec<Vec<u8>> = (0..300)
+        .map(|i| {
+            let k = kinds[rng.below(kinds.len())];
+            let big = rng.below(20) == 0;
+            let len = 1 + rng.below(if big { 3000 } else { 40 });
+            let mut f = format!("{}{conn}-{i}-", k as char).into_bytes();
+            f.resize(f.len() + len, b'a' + (i % 26) as u8);
+            f
+        })
+        .collect();
+    let want = owed(&frames);
+    let wire: Vec<u8> = frames.iter().flat_map(|f| frame(f)).collect();
+    let (mut rd, mut wr) = tokio::io::split(s);
+    let mut rng = Rng(rng.next());
+    let writer = tokio::spawn(async move {
+        let mut at = 0;
+        while at < wire.len() {
+            let n = (1 + rng.below(2000)).min(wire.len() - at);
+            wr.write_all(&wire[at..at + n]).await.unwrap();
+            wr.flush().await.unwrap();
+            at += n;
+            if rng.below(4) == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        wr
+    });
+    let mut got = Vec::new();
+    for _ in 0..want.len() {
+        let mut head = [0u8; 4];
+        tokio::time::timeout(SOON, rd.read_exact(&mut head))
+            .await
+            .expect("a reply in time")
+            .unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
+        rd.read_exact(&mut body).await.unwrap();
+        got.push(body);
+    }
+    let _wr = writer.await.unwrap();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            String::from_utf8_lossy(g),
+            String::from_utf8_lossy(w),
+            "conn {conn}: reply {i}"
+        );
+    }
+    // Nothing more: no reply twice.
+    let mut extra = [0u8; 1];
+    let more = tokio::time::timeout(Duration::from_millis(100), rd.read(&mut extra)).await;
+    assert!(
+        more.is_err(),
+        "conn {conn}: an extra byte after the last reply: {more:?}"
+    );
 }
 
 /// A handler that panics where its request says: `C` in `call`, `R` in its future's first
@@ -551,4 +587,65 @@ async fn write_buffers_advanced_past_a_blocked_send_are_not_pooled() {
         grew >> 20,
         takes >> 10
     );
+}
+
+/// `then_close` and `then_await_close` answered by a handler that is pending first, in the
+/// middle of pipelined frames: the replies up to and including the closing answer are
+/// written, in order, and the frames after it never reach the handler; `then_close` closes
+/// at once, `then_await_close` only after the peer's FIN.
+#[tokio::test]
+async fn a_closing_answer_after_a_pending_first_call_mid_pipeline_ends_the_batch() {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new(spec("len:be:4")))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = std::sync::Arc::clone(&handled);
+    tokio::spawn(server.serve(service_fn(move |r: Request| {
+        h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            tokio::task::yield_now().await;
+            let a = Answer::many([r.frame.clone(), r.frame.slice(..1)]);
+            Ok::<_, Infallible>(match r.frame.first() {
+                Some(b'c') => a.then_close(),
+                Some(b'a') => a.then_await_close(),
+                _ => Answer::one(r.frame),
+            })
+        }
+    })));
+    for closing in [&b"close"[..], b"await"] {
+        let before = handled.load(std::sync::atomic::Ordering::SeqCst);
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let frames: [&[u8]; 5] = [b"one", b"two", closing, b"three", b"four"];
+        c.write_all(&frames.iter().flat_map(|f| frame(f)).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let want = vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            closing.to_vec(),
+            closing[..1].to_vec(),
+        ];
+        assert_eq!(read_frames(&mut c, 4).await, want);
+        let mut one = [0u8; 1];
+        if closing == b"await" {
+            // Nothing more, and no close, until we close.
+            let r = tokio::time::timeout(Duration::from_millis(200), c.read(&mut one)).await;
+            assert!(r.is_err(), "then_await_close: {r:?} before our FIN");
+            c.shutdown().await.unwrap();
+        }
+        let r = tokio::time::timeout(SOON, c.read(&mut one))
+            .await
+            .expect("a close");
+        assert!(
+            matches!(r, Ok(0)),
+            "{}: {r:?}",
+            String::from_utf8_lossy(closing)
+        );
+        assert_eq!(
+            handled.load(std::sync::atomic::Ordering::SeqCst) - before,
+            3,
+            "frames after the closing answer were handled"
+        );
+    }
 }
