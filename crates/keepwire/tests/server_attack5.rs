@@ -649,3 +649,47 @@ async fn a_closing_answer_after_a_pending_first_call_mid_pipeline_ends_the_batch
         );
     }
 }
+
+/// A handler pending longer than the read idle timeout that then spends the task's coop
+/// budget, and the client's next request already waiting in the socket: the read comes
+/// before the idle verdict, so the request is answered, not the connection closed for a
+/// silence that was the server's own. (With the budget spent the wait's read returns
+/// `Pending` without looking; the timer, polled outside the budget, must not be judged
+/// before the read has had its turn.)
+#[tokio::test]
+async fn a_request_waiting_behind_a_long_call_that_spent_the_budget_is_read_before_the_idle_verdict()
+ {
+    let server = Server::bind("127.0.0.1:0", idle_config(Duration::from_millis(150)))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (started_tx, mut started) = tokio::sync::mpsc::channel::<()>(4);
+    tokio::spawn(server.serve(service_fn(move |r: Request| {
+        let started_tx = started_tx.clone();
+        async move {
+            if r.frame.starts_with(b"slow") {
+                let _ = started_tx.send(()).await;
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                spend_budget().await;
+            }
+            Ok::<_, Infallible>(Some(r.frame))
+        }
+    })));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&frame(b"slow")).await.unwrap();
+    tokio::time::timeout(SOON, started.recv())
+        .await
+        .expect("the slow call started");
+    // In the socket while the call is pending, well within the idle timeout of its read.
+    c.write_all(&frame(b"next")).await.unwrap();
+    let got = read_frames(&mut c, 1).await;
+    assert_eq!(got, vec![b"slow".to_vec()]);
+    let mut head = [0u8; 4];
+    let r = tokio::time::timeout(SOON, c.read_exact(&mut head))
+        .await
+        .expect("an answer or a close");
+    assert!(
+        r.is_ok(),
+        "closed instead of answering the waiting request: {r:?}"
+    );
+}

@@ -62,7 +62,10 @@ impl<'a> Clock<'a> {
         }
     }
 
-    /// `true` once the armed deadline has passed; registers the task otherwise.
+    /// `true` once the armed deadline has passed; registers the task otherwise. Polled after
+    /// the socket's read: with the task's budget spent, that read said `Pending` without
+    /// looking, and bytes that postpone the deadline may wait; the deadline is then reported
+    /// on the next poll, after a read that looked (the task is woken for it).
     pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.armed.is_none() {
             return false;
@@ -78,7 +81,11 @@ impl<'a> Clock<'a> {
         // the deadline would pass with nobody woken (an idle connection never reaped).
         let sleep = std::pin::pin!(tokio::task::unconstrained(self.sleep.as_mut()));
         if sleep.poll(cx).is_ready() {
-            return true;
+            if tokio::task::coop::has_budget_remaining() {
+                return true;
+            }
+            cx.waker().wake_by_ref();
+            return false;
         }
         if !known {
             self.waker = Some(cx.waker().clone());
