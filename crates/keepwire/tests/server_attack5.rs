@@ -693,3 +693,63 @@ async fn a_request_waiting_behind_a_long_call_that_spent_the_budget_is_read_befo
         "closed instead of answering the waiting request: {r:?}"
     );
 }
+
+/// The drain starts while a handler is pending and two more requests wait in the socket
+/// behind it: all three are answered, in order, the later ones seeing the drain, then the
+/// server closes first and nothing is force-closed.
+#[tokio::test]
+async fn a_drain_during_a_pending_call_answers_the_requests_queued_behind_it() {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new(spec("len:be:4")))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let stop = server.shutdown_token();
+    let (started_tx, mut started) = tokio::sync::mpsc::channel::<()>(4);
+    let (go_tx, go) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(server.serve(service_fn(move |r: Request| {
+        let started_tx = started_tx.clone();
+        let mut go = go.clone();
+        async move {
+            let a = if r.frame.starts_with(b"slow") {
+                let _ = started_tx.send(()).await;
+                go.wait_for(|g| *g).await.unwrap();
+                r.frame
+            } else {
+                Bytes::from(format!(
+                    "{}:{}",
+                    String::from_utf8_lossy(&r.frame),
+                    r.draining
+                ))
+            };
+            Ok::<_, Infallible>(Some(a))
+        }
+    })));
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&frame(b"slow")).await.unwrap();
+    tokio::time::timeout(SOON, started.recv())
+        .await
+        .expect("the slow call started");
+    c.write_all(&[frame(b"a"), frame(b"b")].concat())
+        .await
+        .unwrap();
+    stop.cancel();
+    // The accept loop has seen the shutdown once it no longer accepts.
+    eventually("the listener closed", || {
+        std::net::TcpStream::connect(addr).is_err()
+    })
+    .await;
+    go_tx.send(true).unwrap();
+    let got = read_frames(&mut c, 3).await;
+    assert_eq!(
+        got,
+        vec![b"slow".to_vec(), b"a:true".to_vec(), b"b:true".to_vec()]
+    );
+    let mut client = Client::from_stream(c, "len:be:4");
+    client.closed_within(SOON).await;
+    let report = tokio::time::timeout(SOON, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.force_closed, 0, "{report:?}");
+}
