@@ -753,3 +753,57 @@ async fn a_drain_during_a_pending_call_answers_the_requests_queued_behind_it() {
         .unwrap();
     assert_eq!(report.force_closed, 0, "{report:?}");
 }
+
+/// HTTP pipelining in one segment: good requests (one with `Expect: 100-continue` and its
+/// body already there), then a bad one (400, 413 or 431): every good request's response
+/// comes first, in order, then the error response with `Connection: close`, then the close.
+#[tokio::test]
+async fn http_pipelined_good_requests_then_a_bad_one_answer_in_order_then_close() {
+    let server = Server::bind(
+        "127.0.0.1:0",
+        ServerConfig::new(spec("http:max=2000:max_head=400")),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(keepwire::http::HttpService::new(
+        keepwire::http::HttpReply::Echo,
+        "text/plain",
+        keepwire::http::KeepAlive::default(),
+    )));
+    let good = concat!(
+        "GET /a HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST /b HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
+        "GET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    let long_header = format!(
+        "GET /d HTTP/1.1\r\nHost: h\r\nX-Long: {}\r\n\r\n",
+        "x".repeat(600)
+    );
+    let bad: [(&str, String); 3] = [
+        ("400", "NOT A REQUEST LINE\r\n\r\n".to_string()),
+        (
+            "413",
+            "POST /d HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n".to_string(),
+        ),
+        ("431", long_header),
+    ];
+    for (status, b) in bad {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(format!("{good}{b}").as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(SOON, c.read_to_end(&mut out))
+            .await
+            .expect("the server closes after its error response")
+            .unwrap();
+        let text = String::from_utf8_lossy(&out);
+        let statuses: Vec<&str> = text
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &text[i + 9..i + 12])
+            .collect();
+        assert_eq!(statuses, ["200", "200", "200", status], "{text}");
+        let last = text.rfind("HTTP/1.1 ").unwrap();
+        assert!(text[last..].contains("Connection: close"), "{text}");
+        assert!(text.contains("hello"), "{text}");
+    }
+}
