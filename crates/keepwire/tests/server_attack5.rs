@@ -807,3 +807,45 @@ async fn http_pipelined_good_requests_then_a_bad_one_answer_in_order_then_close(
         assert!(text.contains("hello"), "{text}");
     }
 }
+
+/// Short mode behind a concurrency limit of one shared by every connection (`poll_ready`
+/// pending for all but one), handlers pending first, each client sending a second frame
+/// the server must ignore: each gets its own one reply, then, with `close_first`, the
+/// server's FIN; without it the server waits for the client's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_connections_behind_a_shared_limit_get_one_reply_each() {
+    for close_first in [false, true] {
+        let mut cfg = ServerConfig::new(spec("len:be:4"));
+        cfg.mode = keepwire::server::Mode::Short;
+        cfg.short_server_closes_first = close_first;
+        let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+        let addr = server.local_addr();
+        tokio::spawn(server.serve(Limited::new(1)));
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            tasks.push(tokio::spawn(async move {
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                let req = format!("{}-{i}", ["s", "y", "o", "i"][i % 4]).into_bytes();
+                c.write_all(&[frame(&req), frame(b"ignored")].concat())
+                    .await
+                    .unwrap();
+                assert_eq!(read_frames(&mut c, 1).await, vec![req]);
+                if !close_first {
+                    let mut one = [0u8; 1];
+                    let r = tokio::time::timeout(Duration::from_millis(50), c.read(&mut one)).await;
+                    assert!(r.is_err(), "close_first off: {r:?} before our FIN");
+                    c.shutdown().await.unwrap();
+                }
+                let mut rest = Vec::new();
+                tokio::time::timeout(SOON, c.read_to_end(&mut rest))
+                    .await
+                    .expect("closed")
+                    .unwrap();
+                assert!(rest.is_empty(), "more after the one reply: {rest:?}");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+}
