@@ -225,7 +225,9 @@ impl Connection {
                     // one would go to the pool as small (`pool::give` sees only the room)
                     // and stay pinned there. The little that is left is copied instead.
                     let room = self.wbuf.capacity();
-                    if room <= pool::MAX_CAPACITY && room + written > pool::MAX_CAPACITY {
+                    if room <= pool::MAX_CAPACITY
+                        && room.saturating_add(written) > pool::MAX_CAPACITY
+                    {
                         self.wbuf = BytesMut::from(&self.wbuf[..]);
                     }
                     return Ok(Wrote::Blocked);
