@@ -79,7 +79,10 @@ impl<'a> Clock<'a> {
         }
     }
 
-    /// `true` once the armed deadline has passed; registers the task otherwise.
+    /// `true` once the armed deadline has passed; registers the task otherwise. Polled after
+    /// the socket's read: with the task's budget spent, that read said `Pending` without
+    /// looking, and bytes that postpone the deadline may wait; the deadline is then reported
+    /// on the next poll, after a read that looked (the task is woken for it).
     pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.armed.is_none() {
             return false;
@@ -89,8 +92,17 @@ impl<'a> Clock<'a> {
         if known && !self.sleep.is_elapsed() {
             return false;
         }
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            return true;
+        // Outside tokio's cooperative budget: with the budget spent (a handler, a burst of
+        // reads in this task poll) `Sleep::poll` returns `Pending` without registering the
+        // task, and the waker kept below would then stand for a registration never made:
+        // the deadline would pass with nobody woken (an idle connection never reaped).
+        let sleep = std::pin::pin!(tokio::task::unconstrained(self.sleep.as_mut()));
+        if sleep.poll(cx).is_ready() {
+            if tokio::task::coop::has_budget_remaining() {
+                return true;
+            }
+            cx.waker().wake_by_ref();
+            return false;
         }
         if !known {
             self.waker = Some(cx.waker().clone());

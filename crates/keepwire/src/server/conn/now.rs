@@ -221,6 +221,15 @@ impl Connection {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.wbuf.advance(written);
+                    // Advanced, the buffer's room no longer shows its allocation: a large
+                    // one would go to the pool as small (`pool::give` sees only the room)
+                    // and stay pinned there. The little that is left is copied instead.
+                    let room = self.wbuf.capacity();
+                    if room <= pool::MAX_CAPACITY
+                        && room.saturating_add(written) > pool::MAX_CAPACITY
+                    {
+                        self.wbuf = BytesMut::from(&self.wbuf[..]);
+                    }
                     return Ok(Wrote::Blocked);
                 }
                 Err(e) => {
