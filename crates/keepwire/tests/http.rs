@@ -138,3 +138,87 @@ async fn drain_answers_the_request_in_flight_with_connection_close() {
     drop(c);
     task.await.unwrap();
 }
+
+/// A web server whose stats can be watched.
+async fn web_with_stats(
+    max_requests: u64,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<keepwire::server::ServerStats>,
+) {
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new("http".parse().unwrap()))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let stats = server.stats();
+    let mut ka = KeepAlive::default();
+    ka.max_requests = max_requests;
+    let svc = HttpService::new(HttpReply::Echo, "text/plain", ka);
+    tokio::spawn(server.serve(svc));
+    (addr, stats)
+}
+
+fn closed(stats: &keepwire::server::ServerStats) -> u64 {
+    stats.snapshot().closed
+}
+
+/// A client that asked for the close (HTTP/1.0 without keep-alive) sends nothing more: the
+/// server closes at once, as nginx does, rather than half-closing and lingering up to a
+/// second for the client's FIN. A close the server decides (the keep-alive request limit,
+/// an HTTP/1.1 client that did not ask) still half-closes and lingers: the client may have
+/// sent more, and closing on unread bytes would answer with a reset that can destroy the
+/// response. Both clients keep their sockets open after reading the response.
+#[tokio::test]
+async fn a_close_the_client_asked_for_is_immediate_one_the_server_decided_lingers() {
+    let (addr, stats) = web_with_stats(1).await;
+    let mut asked = TcpStream::connect(addr).await.unwrap();
+    asked.write_all(b"GET /a HTTP/1.0\r\n\r\n").await.unwrap();
+    let resp = read_to_close(&mut asked).await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    let t0 = std::time::Instant::now();
+    while closed(&stats) < 1 {
+        assert!(
+            t0.elapsed() < Duration::from_millis(700),
+            "the server lingered for the FIN of a client that asked for the close"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // keepalive_requests = 1: the server decides to close an HTTP/1.1 connection.
+    let mut decided = TcpStream::connect(addr).await.unwrap();
+    decided
+        .write_all(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_to_close(&mut decided).await;
+    assert!(resp.contains("Connection: close\r\n"), "{resp}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        closed(&stats),
+        1,
+        "the server did not linger for the client's FIN"
+    );
+    drop(decided);
+    let t0 = std::time::Instant::now();
+    while closed(&stats) < 2 {
+        assert!(
+            t0.elapsed() < LIMIT,
+            "the lingering connection never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A client that asked for the close but pipelined a second request anyway: the bytes wait
+/// unread, so the server half-closes and lingers (a plain close would reset the connection
+/// and could destroy the first response before the client reads it).
+#[tokio::test]
+async fn a_client_that_asked_for_the_close_but_sent_more_still_gets_its_response() {
+    let (addr, _stats) = web_with_stats(0).await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_to_close(&mut c).await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
+    assert_eq!(resp.matches("HTTP/1.1 200").count(), 1, "{resp}");
+}

@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tower::Service;
 
 use super::message;
-use super::persist::{KeepAlive, Persistence};
+use super::persist::{KeepAlive, Persistence, persistent};
 use crate::server::{Answer, Request};
 
 /// The body a [`HttpService`] answers with.
@@ -106,7 +106,14 @@ impl HttpService {
         };
         let resp = response(200, "OK", &self.content_type, &body, &p, req.is_head());
         let answer = Answer::one(resp);
-        if p.keep { answer } else { answer.then_close() }
+        if p.keep {
+            answer
+        } else if !persistent(req.version, req.connection) {
+            // The client asked for the close (1.0 without keep-alive, `Connection: close`).
+            answer.then_close_asked()
+        } else {
+            answer.then_close()
+        }
     }
 }
 

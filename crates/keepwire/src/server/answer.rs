@@ -54,6 +54,9 @@ pub(crate) enum Close {
     No,
     /// We close first.
     Now,
+    /// We close first, and the peer has said it sends nothing more (an HTTP client that
+    /// asked for the close): no linger for its FIN unless bytes from it already wait.
+    Asked,
     /// The peer is expected to close; we wait for its FIN (bounded), then close.
     AfterPeer,
 }
@@ -110,6 +113,17 @@ impl Answer {
     #[must_use]
     pub fn then_close(mut self) -> Self {
         self.close = Close::Now;
+        self
+    }
+
+    /// [`then_close`](Self::then_close) for a peer that asked for the close (HTTP/1.0
+    /// without keep-alive, `Connection: close`): it sends nothing more, so unless bytes
+    /// from it already wait, the connection closes at once instead of half-closing and
+    /// lingering for the peer's FIN (what nginx does; the linger only matters for bytes
+    /// the peer still sends, which a reset would answer).
+    #[must_use]
+    pub(crate) fn then_close_asked(mut self) -> Self {
+        self.close = Close::Asked;
         self
     }
 

@@ -708,7 +708,8 @@ impl Connection {
     /// The end of a connection whose handler answered with a close, the answer written.
     /// [`Close::Now`]: a FIN, and what the peer still sends is dropped until it closes too,
     /// for at most [`DRAIN_LINGER`] (as [`close_drained`](Self::close_drained), and for the
-    /// same reason). [`Close::AfterPeer`]: what the peer sends is dropped until its FIN, for
+    /// same reason). [`Close::Asked`]: the same, unless nothing from the peer waits (it said
+    /// it sends no more): then a plain close. [`Close::AfterPeer`]: what the peer sends is dropped until its FIN, for
     /// at most `short_close_wait`, so that the peer, closing first, holds the TIME_WAIT.
     async fn close_answered(&mut self, close: Close, cfg: &ServerConfig) -> ConnEnd {
         match close {
@@ -718,7 +719,10 @@ impl Connection {
                     let _ = self.discard_until_eof(cfg.short_close_wait).await;
                 }
             }
-            Close::Now | Close::No => self.close_first().await,
+            // Nothing from the peer waits (it asked for the close): a plain close sends a
+            // FIN, not a reset, and the peer reads our answer.
+            Close::Asked if self.rbuf.is_empty() && !self.kernel_has_data() => self.close_notify(),
+            Close::Asked | Close::Now | Close::No => self.close_first().await,
         }
         ConnEnd::HandlerClosed
     }
