@@ -1,0 +1,286 @@
+//! Hostile review of the accept loop and the connection task registry (issue 17): the
+//! `serve` future dropped mid-flight, handlers that never return at the shutdown grace,
+//! thousands of requests in flight at the shutdown, a connection flood during the drain, and
+//! the connection caps under churn. Each scenario runs on a current-thread runtime (as
+//! `keepwire serve` does on one CPU) and on a multi-thread one.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use keepwire::server::{Request, Server, ServerConfig, ServerStats, ShutdownReport, service_fn};
+use tokio::task::{JoinHandle, JoinSet};
+
+const FRAMING: &str = "len:be:2";
+
+/// Counts the handler calls that started and the ones whose state was dropped.
+#[derive(Default)]
+struct Calls {
+    entered: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+/// Counts itself dropped: the handler's state was freed (its task ended or was aborted).
+struct DropGuard(Arc<Calls>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct StuckServer {
+    addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    stats: Arc<ServerStats>,
+    calls: Arc<Calls>,
+    task: JoinHandle<ShutdownReport>,
+}
+
+/// A server whose handler never returns for a frame starting with `stuck`, and echoes
+/// anything else.
+async fn stuck_server(cfg: ServerConfig) -> StuckServer {
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let calls = Arc::new(Calls::default());
+    let c = Arc::clone(&calls);
+    let handler = service_fn(move |req: Request| {
+        let c = Arc::clone(&c);
+        async move {
+            if req.frame.starts_with(b"stuck") {
+                let _guard = DropGuard(Arc::clone(&c));
+                c.entered.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, Infallible>(Some(req.frame))
+        }
+    });
+    StuckServer {
+        addr: server.local_addr(),
+        stop: server.shutdown_token(),
+        stats: server.stats(),
+        calls,
+        task: tokio::spawn(async move { server.serve(handler).await.unwrap() }),
+    }
+}
+
+/// `n` clients, each with a request its handler never answers.
+async fn stuck_clients(srv: &StuckServer, n: usize) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut c = Client::connect(srv.addr, FRAMING).await;
+        c.send(b"stuck").await;
+        clients.push(c);
+    }
+    let calls = Arc::clone(&srv.calls);
+    eventually("every stuck handler entered", || {
+        calls.entered.load(Ordering::SeqCst) == n
+    })
+    .await;
+    clients
+}
+
+/// Dropping the `serve` future (here: aborting the task that runs it) aborts every
+/// connection task: the handlers' state is dropped and the clients see their sockets close.
+async fn dropping_serve() {
+    let srv = stuck_server(ServerConfig::new(spec(FRAMING))).await;
+    let mut clients = stuck_clients(&srv, 50).await;
+    let mut idle = Client::connect(srv.addr, FRAMING).await;
+    idle.send(b"echo").await;
+    assert_eq!(idle.recv().await.as_deref(), Some(&b"echo"[..]));
+    srv.task.abort();
+    assert!(srv.task.await.unwrap_err().is_cancelled());
+    let calls = Arc::clone(&srv.calls);
+    eventually("every stuck handler's state dropped", || {
+        calls.dropped.load(Ordering::SeqCst) == 50
+    })
+    .await;
+    idle.closed_within(SOON).await;
+    for c in &mut clients {
+        c.closed_within(SOON).await;
+    }
+    assert!(tokio::net::TcpStream::connect(srv.addr).await.is_err());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_the_serve_future_aborts_every_connection_current_thread() {
+    dropping_serve().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_serve_future_aborts_every_connection_multi_thread() {
+    dropping_serve().await;
+}
+
+/// Handlers that never return are aborted at the grace, and the report and the counters add
+/// up: each counted force-closed and closed once, every slot given back. A second server in
+/// the same runtime is not disturbed.
+async fn never_returning_handlers() {
+    let grace = Duration::from_millis(300);
+    let other = echo_server(ServerConfig::new(spec(FRAMING))).await;
+    let mut cfg = ServerConfig::new(spec(FRAMING));
+    cfg.shutdown_grace = grace;
+    cfg.max_conns = 30;
+    let srv = stuck_server(cfg).await;
+    let mut clients = stuck_clients(&srv, 20).await;
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let mut c = Client::connect(srv.addr, FRAMING).await;
+        c.send(b"echo").await;
+        assert_eq!(c.recv().await.as_deref(), Some(&b"echo"[..]));
+        // Closes its side once the drain closed the server's: the drain waits for that FIN.
+        idle.push(tokio::spawn(async move { c.closed_within(SOON).await }));
+    }
+    let t = tokio::time::Instant::now();
+    srv.stop.cancel();
+    let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
+    let took = t.elapsed();
+    assert_eq!(report.force_closed, 20, "{report:?}");
+    assert!((20..=30).contains(&report.open_at_shutdown), "{report:?}");
+    assert!(
+        report.drain_time >= grace && took < grace + SOON / 2,
+        "{report:?}"
+    );
+    assert_eq!(srv.calls.dropped.load(Ordering::SeqCst), 20);
+    let s = srv.stats.snapshot();
+    assert_eq!(
+        (s.accepted, s.closed, s.force_closed),
+        (30, 30, 20),
+        "{s:?}"
+    );
+    for c in &mut clients {
+        c.closed_within(SOON).await;
+    }
+    for c in idle {
+        c.await.unwrap();
+    }
+    // The other server still serves, and stops cleanly.
+    let mut c = Client::connect(other.addr, FRAMING).await;
+    c.send(b"still here").await;
+    assert_eq!(c.recv().await.as_deref(), Some(&b"still here"[..]));
+    drop(c);
+    other.stop.cancel();
+    let r = tokio::time::timeout(SOON, other.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.force_closed, 0, "{r:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn handlers_that_never_return_are_aborted_and_counted_current_thread() {
+    never_returning_handlers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_never_return_are_aborted_and_counted_multi_thread() {
+    never_returning_handlers().await;
+}
+
+/// A thousand connections each with a request in the handler when the shutdown starts:
+/// every one is answered within the grace, none closed by force.
+async fn thousand_in_flight() {
+    const N: usize = 1_000;
+    let mut cfg = ServerConfig::new(spec(FRAMING));
+    cfg.shutdown_grace = SOON;
+    let mut srv = start(cfg, "127.0.0.1:0", Some(Duration::from_millis(300))).await;
+    let mut clients = Vec::new();
+    for i in 0..N {
+        let mut c = Client::connect(srv.addr, FRAMING).await;
+        c.send(format!("req {i}").as_bytes()).await;
+        clients.push(c);
+    }
+    for _ in 0..N {
+        tokio::time::timeout(SOON, srv.seen.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    srv.stop.cancel();
+    let mut answers = JoinSet::new();
+    for (i, mut c) in clients.into_iter().enumerate() {
+        answers.spawn(async move {
+            let want = format!("req {i}");
+            assert_eq!(c.recv().await.as_deref(), Some(want.as_bytes()));
+        });
+    }
+    while let Some(r) = answers.join_next().await {
+        r.expect("a request in flight at the shutdown went unanswered");
+    }
+    let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
+    assert_eq!(report.force_closed, 0, "{report:?}");
+    let s = srv.stats.snapshot();
+    assert_eq!((s.accepted, s.closed), (N as u64, N as u64), "{s:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_thousand_requests_in_flight_at_the_shutdown_are_answered_current_thread() {
+    thousand_in_flight().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_requests_in_flight_at_the_shutdown_are_answered_multi_thread() {
+    thousand_in_flight().await;
+}
+
+/// Threads connecting as fast as they can, from before the shutdown until `serve` returns
+/// (or a bound): the drain must not keep accepting the flood, and must end.
+async fn flood_during_shutdown() {
+    let mut cfg = ServerConfig::new(spec(FRAMING));
+    cfg.shutdown_grace = Duration::from_millis(500);
+    let srv = echo_server(cfg).await;
+    let addr = srv.addr;
+    let stop_flood = Arc::new(AtomicBool::new(false));
+    let connects = Arc::new(AtomicUsize::new(0));
+    let flooders: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = Arc::clone(&stop_flood);
+            let connects = Arc::clone(&connects);
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + SOON;
+                while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                    let c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+                    if c.is_ok() {
+                        connects.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("the flood reached the server", || {
+        srv.stats.snapshot().accepted >= 200
+    })
+    .await;
+    let t = tokio::time::Instant::now();
+    srv.stop.cancel();
+    let report = tokio::time::timeout(SOON, srv.task).await;
+    let took = t.elapsed();
+    stop_flood.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    let report = report
+        .expect("serve did not return during the flood")
+        .unwrap();
+    let s = srv.stats.snapshot();
+    assert!(
+        took < Duration::from_secs(3),
+        "the drain took {took:?} under the flood: {report:?} {s:?}, {} connects",
+        connects.load(Ordering::Relaxed)
+    );
+    assert_eq!(s.accepted, s.closed + s.rejected_max_conns, "{s:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_flood_does_not_hold_the_drain_open_current_thread() {
+    flood_during_shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_does_not_hold_the_drain_open_multi_thread() {
+    flood_during_shutdown().await;
+}
