@@ -479,10 +479,14 @@ async fn drain(shared: &conn::Shared, tasks: &mut ConnTasks) -> u64 {
     if tokio::time::timeout(grace, tasks.all_ended()).await.is_ok() {
         return 0;
     }
-    let force_closed = u64::try_from(tasks.abort_all()).unwrap_or(u64::MAX);
+    // Counted by what the abort cut short, not by the aborts sent: a task being polled on
+    // another worker thread when aborted may complete that poll, and count itself closed.
+    let before = tasks.cut_short();
+    tasks.abort_all();
+    tasks.all_ended().await;
+    let force_closed = tasks.cut_short().saturating_sub(before);
     ServerStats::add(&shared.stats.force_closed, force_closed);
     ServerStats::add(&shared.stats.closed, force_closed);
-    tasks.all_ended().await;
     tracing::warn!(
         force_closed,
         grace = %humantime::format_duration(grace),
