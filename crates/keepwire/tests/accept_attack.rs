@@ -361,3 +361,89 @@ async fn ends_racing_the_grace_are_counted_once_multi_thread() {
         ends_racing_the_grace().await;
     }
 }
+
+/// Connects to `addr` from the source address `ip`.
+async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(SocketAddr::from((ip, 0)))?;
+    s.connect(addr).await
+}
+
+/// Clients from four addresses churning through connections far over both caps: afterwards
+/// every slot is back, so exactly the caps' worth of connections is served again (5 from one
+/// address, 12 in all) and the next one refused.
+async fn caps_under_churn() {
+    let mut cfg = ServerConfig::new(spec(FRAMING));
+    cfg.max_conns = 12;
+    cfg.max_conns_per_ip = Some(5);
+    let srv = echo_server(cfg).await;
+    let addr = srv.addr;
+    let mut churn = JoinSet::new();
+    for client in 0..40u8 {
+        churn.spawn(async move {
+            for _ in 0..15 {
+                let Ok(s) = connect_from([127, 0, 0, 1 + client % 4], addr).await else {
+                    continue;
+                };
+                let mut c = Client::from_stream(s, FRAMING);
+                if c.send_raw(b"\x00\x01x").await.is_ok() {
+                    let _ = c.recv().await;
+                }
+            }
+        });
+    }
+    while let Some(r) = churn.join_next().await {
+        r.unwrap();
+    }
+    let stats = Arc::clone(&srv.stats);
+    eventually("every churned connection ended", || {
+        let s = stats.snapshot();
+        s.accepted == s.closed + s.rejected_max_conns
+    })
+    .await;
+    let s = srv.stats.snapshot();
+    assert!(
+        s.rejected_max_conns + s.rejected_per_ip > 0,
+        "the churn never reached a cap: {s:?}"
+    );
+    let mut held = Vec::new();
+    for (ip, n) in [(1u8, 5), (2, 5), (3, 2)] {
+        for _ in 0..n {
+            let s = connect_from([127, 0, 0, ip], addr).await.unwrap();
+            let mut c = Client::from_stream(s, FRAMING);
+            c.send(b"after").await;
+            assert_eq!(
+                c.recv().await.as_deref(),
+                Some(&b"after"[..]),
+                "127.0.0.{ip}"
+            );
+            held.push(c);
+        }
+    }
+    let before = srv.stats.snapshot().rejected_max_conns;
+    // The reset may reach the client before its connect returns.
+    if let Ok(s) = connect_from([127, 0, 0, 4], addr).await {
+        let mut extra = Client::from_stream(s, FRAMING);
+        let _ = extra.send_raw(b"\x00\x01x").await;
+        assert_eq!(extra.recv().await, None, "a 13th connection was served");
+    }
+    let stats = Arc::clone(&srv.stats);
+    eventually("the 13th connection refused", || {
+        stats.snapshot().rejected_max_conns == before + 1
+    })
+    .await;
+    drop(held);
+    srv.stop.cancel();
+    let report = tokio::time::timeout(SOON, srv.task).await.unwrap().unwrap();
+    assert_eq!(report.force_closed, 0, "{report:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn caps_give_every_slot_back_after_churn_current_thread() {
+    caps_under_churn().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_give_every_slot_back_after_churn_multi_thread() {
+    caps_under_churn().await;
+}
