@@ -447,3 +447,88 @@ async fn caps_give_every_slot_back_after_churn_current_thread() {
 async fn caps_give_every_slot_back_after_churn_multi_thread() {
     caps_under_churn().await;
 }
+
+/// Sends `sig` (`-INT`, `-TERM`) to this test process.
+fn signal_self(sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &std::process::id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill {sig} failed");
+}
+
+/// SIGINT drains, SIGTERM during the drain interrupts it: when `serve_until_signal` returns
+/// `Interrupted`, the connections it aborted have ended (their handlers' state dropped) and
+/// are counted closed and force-closed, as after a grace that ran out.
+async fn interrupted_drain() {
+    let signals = keepwire::server::ShutdownSignals::install().unwrap();
+    let mut cfg = ServerConfig::new(spec(FRAMING));
+    cfg.shutdown_grace = SOON;
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
+    let addr = server.local_addr();
+    let token = server.shutdown_token();
+    let stats = server.stats();
+    let calls = Arc::new(Calls::default());
+    let c = Arc::clone(&calls);
+    let handler = service_fn(move |req: Request| {
+        let c = Arc::clone(&c);
+        async move {
+            let _guard = DropGuard(Arc::clone(&c));
+            c.entered.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(Some(req.frame))
+        }
+    });
+    let task = tokio::spawn(server.serve_until_signal(handler, signals));
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut c = Client::connect(addr, FRAMING).await;
+        c.send(b"stuck").await;
+        clients.push(c);
+    }
+    let entered = Arc::clone(&calls);
+    eventually("every handler entered", || {
+        entered.entered.load(Ordering::SeqCst) == 20
+    })
+    .await;
+    signal_self("-INT");
+    eventually("the first signal started the drain", || {
+        token.is_cancelled()
+    })
+    .await;
+    signal_self("-TERM");
+    let r = tokio::time::timeout(SOON, task).await.unwrap().unwrap();
+    assert!(r.as_ref().is_err_and(|e| e.is_interrupted()), "{r:?}");
+    // Checked at once: `serve_until_signal` has returned.
+    assert_eq!(
+        calls.dropped.load(Ordering::SeqCst),
+        20,
+        "handlers still alive"
+    );
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.accepted, s.closed, s.force_closed),
+        (20, 20, 20),
+        "{s:?}"
+    );
+    for c in &mut clients {
+        c.closed_within(SOON).await;
+    }
+}
+
+/// One test for both runtimes, one after the other: signals reach every handler installed
+/// in the process, so two of these at once would see each other's.
+#[test]
+fn a_second_signal_ends_every_connection_before_serve_returns() {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(interrupted_drain());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(interrupted_drain());
+}

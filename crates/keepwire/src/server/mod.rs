@@ -330,12 +330,15 @@ impl Server {
                 drain_time: started.elapsed(),
             }
         };
-        // Interrupted: dropping `tasks` (after `drained`, which borrows it) aborts the
-        // connections, dropping `side` the exporter.
         tokio::select! {
-            report = drained => Ok(report),
-            () = interrupt => Err(ServerError::Interrupted),
+            report = drained => return Ok(report),
+            () = interrupt => {}
         }
+        // Interrupted: the connections are aborted and counted as after a grace that ran out,
+        // and have ended when this returns, as the doc of `serve` says. Dropping `side` aborts
+        // the exporter.
+        abort_connections(&shared, &tasks).await;
+        Err(ServerError::Interrupted)
     }
 }
 
@@ -479,6 +482,18 @@ async fn drain(shared: &conn::Shared, tasks: &mut ConnTasks) -> u64 {
     if tokio::time::timeout(grace, tasks.all_ended()).await.is_ok() {
         return 0;
     }
+    let force_closed = abort_connections(shared, tasks).await;
+    tracing::warn!(
+        force_closed,
+        grace = %humantime::format_duration(grace),
+        "shutdown grace ran out; connections closed by force"
+    );
+    force_closed
+}
+
+/// Aborts every connection left and waits for their tasks to end; counts them closed and
+/// force-closed, and returns how many there were.
+async fn abort_connections(shared: &conn::Shared, tasks: &ConnTasks) -> u64 {
     // Counted by what the abort cut short, not by the aborts sent: a task being polled on
     // another worker thread when aborted may complete that poll, and count itself closed.
     let before = tasks.cut_short();
@@ -487,11 +502,6 @@ async fn drain(shared: &conn::Shared, tasks: &mut ConnTasks) -> u64 {
     let force_closed = tasks.cut_short().saturating_sub(before);
     ServerStats::add(&shared.stats.force_closed, force_closed);
     ServerStats::add(&shared.stats.closed, force_closed);
-    tracing::warn!(
-        force_closed,
-        grace = %humantime::format_duration(grace),
-        "shutdown grace ran out; connections closed by force"
-    );
     force_closed
 }
 
