@@ -84,14 +84,22 @@ async fn stuck_clients(srv: &StuckServer, n: usize) -> Vec<Client> {
     clients
 }
 
-/// Dropping the `serve` future (here: aborting the task that runs it) aborts every
-/// connection task: the handlers' state is dropped and the clients see their sockets close.
-async fn dropping_serve() {
-    let srv = stuck_server(ServerConfig::new(spec(FRAMING))).await;
+/// Dropping the `serve` future (here: aborting the task that runs it), while it accepts or
+/// `during_drain`, aborts every connection task: the handlers' state is dropped and the
+/// clients see their sockets close.
+async fn dropping_serve(during_drain: bool) {
+    let mut cfg = ServerConfig::new(spec(FRAMING));
+    cfg.shutdown_grace = SOON * 2;
+    let srv = stuck_server(cfg).await;
     let mut clients = stuck_clients(&srv, 50).await;
     let mut idle = Client::connect(srv.addr, FRAMING).await;
     idle.send(b"echo").await;
     assert_eq!(idle.recv().await.as_deref(), Some(&b"echo"[..]));
+    if during_drain {
+        srv.stop.cancel();
+        // The drain has started once it closed the idle connection.
+        idle.closed_within(SOON).await;
+    }
     srv.task.abort();
     assert!(srv.task.await.unwrap_err().is_cancelled());
     let calls = Arc::clone(&srv.calls);
@@ -108,12 +116,14 @@ async fn dropping_serve() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn dropping_the_serve_future_aborts_every_connection_current_thread() {
-    dropping_serve().await;
+    dropping_serve(false).await;
+    dropping_serve(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_serve_future_aborts_every_connection_multi_thread() {
-    dropping_serve().await;
+    dropping_serve(false).await;
+    dropping_serve(true).await;
 }
 
 /// Handlers that never return are aborted at the grace, and the report and the counters add
