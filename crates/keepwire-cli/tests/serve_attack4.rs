@@ -150,3 +150,54 @@ fn on_one_cpu_a_request_held_past_the_grace_is_closed_by_force() {
     let _ = c.read_to_end(&mut got);
     assert!(got.is_empty(), "a reply after a forced close: {got:?}");
 }
+
+/// Out of descriptors (EMFILE) when SIGTERM comes: the connections waiting in the backlog
+/// had their requests acknowledged by the kernel, and are served once the drain frees
+/// descriptors, not reset with the listener.
+#[test]
+fn connections_waiting_out_of_descriptors_are_served_by_the_drain() {
+    // 40 descriptors: a few for the runtime, the rest for connections.
+    let mut cmd = Command::new("bash");
+    cmd.args([
+        "-c",
+        &format!("ulimit -n 40 && exec {BIN} serve --listen 127.0.0.1:0 --framing len:be:2"),
+    ]);
+    let mut s = Serve::spawn(cmd);
+    let pid = s.pid();
+    let conns: Vec<_> = (0..60)
+        .map(|_| {
+            let mut c = connect(s.addr).unwrap();
+            c.write_all(b"\x00\x02ok").unwrap();
+            c
+        })
+        .collect();
+    common::wait_until("the server to use all its descriptors", || {
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()) >= 40
+    });
+    s.signal("-TERM");
+    // Each client reads its reply and the server's close, then closes (the drain waits for
+    // that FIN), all at once.
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut got = Vec::new();
+                let r = c.read_to_end(&mut got);
+                (got, r.err().map(|e| e.kind()))
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    let status = wait_exit(&mut s.child, Duration::from_secs(20), "serve to exit");
+    let answered = outcomes
+        .iter()
+        .filter(|(got, _)| got == b"\x00\x02ok")
+        .count();
+    let lost: Vec<_> = outcomes
+        .iter()
+        .filter(|(got, _)| got != b"\x00\x02ok")
+        .collect();
+    assert_eq!(answered, 60, "unanswered: {lost:?}");
+    assert_eq!(status.code(), Some(0));
+}

@@ -122,6 +122,11 @@ impl ConnTasks {
         self.registry.lock().cut_short
     }
 
+    /// Whether every task spawned so far has ended.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.registry.lock().tasks.is_empty()
+    }
+
     /// Tasks not yet ended.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -251,9 +256,9 @@ mod tests {
         for _ in 0..100 {
             tasks.spawn(async { tokio::task::yield_now().await });
         }
-        assert!(tasks.len() > 0, "the tasks have not run yet");
+        assert!(!tasks.is_empty(), "the tasks have not run yet");
         // No accept, no join: the tasks alone empty the registry.
-        eventually("the registry emptied", || tasks.len() == 0).await;
+        eventually("the registry emptied", || tasks.is_empty()).await;
         tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
     }
 
@@ -263,7 +268,7 @@ mod tests {
         for _ in 0..2_000 {
             tasks.spawn(async {});
         }
-        eventually("the registry emptied", || tasks.len() == 0).await;
+        eventually("the registry emptied", || tasks.is_empty()).await;
         tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
     }
 
