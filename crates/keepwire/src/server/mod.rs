@@ -319,9 +319,11 @@ impl Server {
         let drained = async {
             shared.draining.start();
             let started = Instant::now();
-            take_backlog(listener, local, &shared, &svc, &mut tasks);
+            let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
+            let left = take_backlog(listener, local, &shared, &svc, &mut tasks);
             let open_at_shutdown = shared.limits.active();
-            let force_closed = drain(&shared, &mut tasks).await;
+            finish_backlog(left, deadline, local, &shared, &svc, &mut tasks).await;
+            let force_closed = drain(&shared, &mut tasks, deadline).await;
             side_stop.cancel();
             while side.join_next().await.is_some() {}
             ShutdownReport {
@@ -330,12 +332,15 @@ impl Server {
                 drain_time: started.elapsed(),
             }
         };
-        // Interrupted: dropping `tasks` (after `drained`, which borrows it) aborts the
-        // connections, dropping `side` the exporter.
         tokio::select! {
-            report = drained => Ok(report),
-            () = interrupt => Err(ServerError::Interrupted),
+            report = drained => return Ok(report),
+            () = interrupt => {}
         }
+        // Interrupted: the connections are aborted and counted as after a grace that ran out,
+        // and have ended when this returns, as the doc of `serve` says. Dropping `side` aborts
+        // the exporter.
+        abort_connections(&shared, &tasks).await;
+        Err(ServerError::Interrupted)
     }
 }
 
@@ -430,27 +435,57 @@ where
 
 /// Stops accepting: the port refuses from here on. Connections the kernel already accepted
 /// into the backlog have had their requests acknowledged: take them too, and drain them like
-/// the others (they see the shutdown at once).
+/// the others (they see the shutdown at once). Returns the listener when an accept failed for
+/// want of resources (EMFILE and friends) with connections perhaps still waiting: see
+/// [`finish_backlog`].
 fn take_backlog<S>(
     listener: TcpListener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
     tasks: &mut ConnTasks,
-) where
+) -> Option<std::net::TcpListener>
+where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {
-    let std_listener = match listener.into_std() {
-        Ok(l) => l,
+    match listener.into_std() {
+        Ok(l) => sweep_backlog(l, local, shared, svc, tasks),
         Err(e) => {
             tracing::debug!(error = %e, "listener: backlog not drained");
-            return;
+            None
         }
-    };
-    while let Ok((stream, peer)) = std_listener.accept() {
+    }
+}
+
+/// Accepts what the backlog holds, until it is empty (`None`) or an accept fails for want of
+/// resources (`Some`: the listener, to try again).
+fn sweep_backlog<S>(
+    listener: std::net::TcpListener,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut ConnTasks,
+) -> Option<std::net::TcpListener>
+where
+    S: Service<Request> + Clone + Send + 'static,
+    S::Response: Into<Answer>,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+{
+    loop {
+        let (stream, peer) = match listener.accept() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if is_transient_accept_error(&e) => continue,
+            Err(e) => {
+                ServerStats::add(&shared.stats.errors_accept, 1);
+                tracing::debug!(error = %e, "backlog: accept failed; trying again");
+                return Some(listener);
+            }
+        };
         ServerStats::add(&shared.stats.accepted, 1);
         let stream = match stream
             .set_nonblocking(true)
@@ -472,22 +507,74 @@ fn take_backlog<S>(
     }
 }
 
-/// Waits for the connections to finish within the shutdown grace, then aborts the rest;
-/// returns how many were closed by force.
-async fn drain(shared: &conn::Shared, tasks: &mut ConnTasks) -> u64 {
+/// The backlog sweep ran out of descriptors (EMFILE): the connections still waiting are taken
+/// as the drain frees descriptors, retried with the accept loop's backoff until the backlog
+/// is empty or `deadline` (the grace's end), or until a retry fails with no connection left
+/// to free one (ENFILE, ENOMEM: the system's). Meanwhile the port still completes new
+/// connections into the backlog, and those are taken too.
+async fn finish_backlog<S>(
+    mut left: Option<std::net::TcpListener>,
+    deadline: tokio::time::Instant,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut ConnTasks,
+) where
+    S: Service<Request> + Clone + Send + 'static,
+    S::Response: Into<Answer>,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+{
+    let mut backoff = MIN_ACCEPT_BACKOFF;
+    while let Some(listener) = left.take() {
+        let none_open = tasks.is_empty();
+        let wake = (tokio::time::Instant::now() + backoff).min(deadline);
+        tokio::time::sleep_until(wake).await;
+        if wake >= deadline {
+            return;
+        }
+        left = sweep_backlog(listener, local, shared, svc, tasks);
+        if none_open {
+            return;
+        }
+        backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+    }
+}
+
+/// Waits for the connections to finish until `deadline` (the shutdown grace's end), then
+/// aborts the rest; returns how many were closed by force.
+async fn drain(
+    shared: &conn::Shared,
+    tasks: &mut ConnTasks,
+    deadline: tokio::time::Instant,
+) -> u64 {
     let grace = shared.config.shutdown_grace;
-    if tokio::time::timeout(grace, tasks.all_ended()).await.is_ok() {
+    if tokio::time::timeout_at(deadline, tasks.all_ended())
+        .await
+        .is_ok()
+    {
         return 0;
     }
-    let force_closed = u64::try_from(tasks.abort_all()).unwrap_or(u64::MAX);
-    ServerStats::add(&shared.stats.force_closed, force_closed);
-    ServerStats::add(&shared.stats.closed, force_closed);
-    tasks.all_ended().await;
+    let force_closed = abort_connections(shared, tasks).await;
     tracing::warn!(
         force_closed,
         grace = %humantime::format_duration(grace),
         "shutdown grace ran out; connections closed by force"
     );
+    force_closed
+}
+
+/// Aborts every connection left and waits for their tasks to end; counts them closed and
+/// force-closed, and returns how many there were.
+async fn abort_connections(shared: &conn::Shared, tasks: &ConnTasks) -> u64 {
+    // Counted by what the abort cut short, not by the aborts sent: a task being polled on
+    // another worker thread when aborted may complete that poll, and count itself closed.
+    let before = tasks.cut_short();
+    tasks.abort_all();
+    tasks.all_ended().await;
+    let force_closed = tasks.cut_short().saturating_sub(before);
+    ServerStats::add(&shared.stats.force_closed, force_closed);
+    ServerStats::add(&shared.stats.closed, force_closed);
     force_closed
 }
 

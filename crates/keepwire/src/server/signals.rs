@@ -44,7 +44,8 @@ impl ShutdownSignals {
 impl Server {
     /// Serves until the first SIGINT or SIGTERM, then drains as
     /// [`serve`](Self::serve) does after its shutdown token is cancelled. A second signal
-    /// while draining stops waiting: the connections are aborted and
+    /// while draining stops waiting: the connections are aborted (counted closed and
+    /// force-closed in [`stats`](Self::stats)) and, once their tasks have ended,
     /// [`ServerError::Interrupted`] is returned.
     ///
     /// ```no_run

@@ -5,7 +5,10 @@
 //! nothing has to reap it: an idle server holds no finished task. The registry keeps one
 //! [`AbortHandle`] per running task, for the two jobs the drain has: wait until every task
 //! has ended ([`ConnTasks::all_ended`]) and abort those left when the grace runs out
-//! ([`ConnTasks::abort_all`]).
+//! ([`ConnTasks::abort_all`]). It also counts the tasks whose future was dropped before it
+//! completed ([`ConnTasks::cut_short`]): an abort reaches a task that is being polled on
+//! another thread only after that poll, which may complete it, so the drain counts the
+//! connections its abort really cut, not the aborts it sent.
 //!
 //! Per connection this costs two uncontended locks (one at the spawn, one at the end) and an
 //! entry in a map. A `JoinSet` costs an `Arc`'d list entry, four locks (insert, the wake at
@@ -41,6 +44,8 @@ struct Slots {
     tasks: HashMap<u64, Slot, BuildHasherDefault<KeyHasher>>,
     /// Someone waits in [`ConnTasks::all_ended`].
     waiting: bool,
+    /// Tasks whose future was dropped before it completed (aborted, or panicked).
+    cut_short: u64,
 }
 
 /// A task's entry. The spawner and the task's end race to the lock (on a multi-thread
@@ -59,9 +64,12 @@ impl Registry {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The task `key` has ended.
-    fn remove(&self, key: u64) {
+    /// The task `key` has ended, its future `completed` or dropped before.
+    fn remove(&self, key: u64, completed: bool) {
         let mut slots = self.lock();
+        if !completed {
+            slots.cut_short = slots.cut_short.saturating_add(1);
+        }
         if slots.tasks.remove(&key).is_none() {
             slots.tasks.insert(key, Slot::Ended);
             return;
@@ -88,6 +96,7 @@ impl ConnTasks {
         let guard = EndGuard {
             registry: Arc::clone(&self.registry),
             key,
+            completed: false,
         };
         // Boxed: `tokio::spawn` moves its future six times on the way into the task (a
         // connection's is up to 1 KiB: 680 instructions of memcpy per connection,
@@ -96,13 +105,26 @@ impl ConnTasks {
         let fut = Box::pin(fut);
         // The guard lives in the closure: dropped with the future whenever that is dropped,
         // or right after it completes.
-        let handle = tokio::spawn(futures_util::FutureExt::map(fut, move |()| drop(guard)));
+        let handle = tokio::spawn(futures_util::FutureExt::map(fut, move |()| {
+            guard.complete()
+        }));
         let mut slots = self.registry.lock();
         if slots.tasks.remove(&key).is_none() {
             slots
                 .tasks
                 .insert(key, Slot::Running(handle.abort_handle()));
         }
+    }
+
+    /// Tasks whose future was dropped before it completed, so far: aborted ones (once they
+    /// have ended: see [`all_ended`](Self::all_ended)) and panicked ones.
+    pub(crate) fn cut_short(&self) -> u64 {
+        self.registry.lock().cut_short
+    }
+
+    /// Whether every task spawned so far has ended.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.registry.lock().tasks.is_empty()
     }
 
     /// Tasks not yet ended.
@@ -135,7 +157,8 @@ impl ConnTasks {
     }
 
     /// Aborts every task still running; returns how many there were. An aborted task ends
-    /// (and leaves the registry) when the runtime next polls it.
+    /// (and leaves the registry) when the runtime next polls it; one being polled on another
+    /// thread may still complete in that poll ([`cut_short`](Self::cut_short) tells).
     pub(crate) fn abort_all(&self) -> usize {
         // Aborted outside the lock: an abort never drops a task's future in place today, but
         // if it did, the task's guard would take the lock again.
@@ -169,11 +192,21 @@ impl Drop for ConnTasks {
 struct EndGuard {
     registry: Arc<Registry>,
     key: u64,
+    /// Set when the task's future completed; the guard is dropped right after.
+    completed: bool,
+}
+
+impl EndGuard {
+    /// The task's future completed: drops the guard, saying so. (By value: a closure that
+    /// set the field would capture the field alone, and drop the guard at the spawn.)
+    fn complete(mut self) {
+        self.completed = true;
+    }
 }
 
 impl Drop for EndGuard {
     fn drop(&mut self) {
-        self.registry.remove(self.key);
+        self.registry.remove(self.key, self.completed);
     }
 }
 
@@ -223,9 +256,9 @@ mod tests {
         for _ in 0..100 {
             tasks.spawn(async { tokio::task::yield_now().await });
         }
-        assert!(tasks.len() > 0, "the tasks have not run yet");
+        assert!(!tasks.is_empty(), "the tasks have not run yet");
         // No accept, no join: the tasks alone empty the registry.
-        eventually("the registry emptied", || tasks.len() == 0).await;
+        eventually("the registry emptied", || tasks.is_empty()).await;
         tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
     }
 
@@ -235,7 +268,7 @@ mod tests {
         for _ in 0..2_000 {
             tasks.spawn(async {});
         }
-        eventually("the registry emptied", || tasks.len() == 0).await;
+        eventually("the registry emptied", || tasks.is_empty()).await;
         tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
     }
 
@@ -278,8 +311,10 @@ mod tests {
             tasks.spawn(async {});
         }
         eventually("the short ones ended", || tasks.len() == 5).await;
+        assert_eq!(tasks.cut_short(), 0, "the short ones completed");
         assert_eq!(tasks.abort_all(), 5);
         tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
+        assert_eq!(tasks.cut_short(), 5);
         for rx in dropped {
             assert!(rx.await.is_err(), "the aborted task's state was dropped");
         }
@@ -307,5 +342,28 @@ mod tests {
         });
         tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
         assert_eq!(tasks.len(), 0);
+        assert_eq!(tasks.cut_short(), 1);
+    }
+
+    /// An abort that reaches a task while another thread polls it may come too late: the
+    /// task completes in that poll and is not counted as cut short.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_that_completes_despite_its_abort_is_not_cut_short() {
+        let mut tasks = ConnTasks::default();
+        let (inside_tx, inside_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        tasks.spawn(async move {
+            // Blocks its worker thread inside one poll until the abort was sent.
+            let _ = inside_tx.send(());
+            let _ = go_rx.recv_timeout(SOON);
+        });
+        tokio::task::spawn_blocking(move || inside_rx.recv_timeout(SOON))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(tasks.abort_all(), 1, "sent while the task is being polled");
+        let _ = go_tx.send(());
+        tokio::time::timeout(SOON, tasks.all_ended()).await.unwrap();
+        assert_eq!(tasks.cut_short(), 0, "the task completed its poll");
     }
 }
