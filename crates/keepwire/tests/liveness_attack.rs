@@ -5,11 +5,12 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use common::*;
 use keepwire::liveness::PingConfig;
-use keepwire::server::ServerConfig;
+use keepwire::server::{Request, Server, ServerConfig, service_fn};
 use tokio::time::Instant;
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -232,13 +233,10 @@ async fn hundreds_of_connections_on_one_interval_are_all_pinged_then_all_reaped(
 /// written for `write_idle` means counted from that reply, so the connection is not closed
 /// sooner than `write_idle` after it.
 ///
-/// Broken on main: the batch records its writes at the batch's clock reading (`Batch::now`,
-/// conn/now.rs `write_now(b.now)`), taken before the handler ran, so after a 600 ms handler
-/// the 1 s write-idle timeout closes the connection 400 ms after the reply. The fix is
-/// outside this review's files (record the write at a fresh clock reading once a batch has
-/// waited): see the review report.
+/// Was broken: the batch recorded its writes at its one clock reading, taken before the
+/// handler ran, so after a 600 ms handler the 1 s write-idle timeout closed the connection
+/// 400 ms after the reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "write-idle counts from the batch start, not the late reply (conn/now.rs)"]
 async fn write_idle_counts_from_a_late_reply() {
     let mut c = cfg();
     c.liveness.write_idle = Some(MS(1_000));
@@ -291,4 +289,60 @@ async fn frames_just_inside_the_idle_timeout_keep_the_connection() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+/// The other half of that fix: a partial frame read with a slow request still starts its
+/// slow-frame clock when its bytes arrived, not after the handler: closed right after the
+/// reply (the deadline passed during the call), not `frame_timeout` later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_frame_behind_a_slow_request_times_from_its_arrival() {
+    let mut c = cfg();
+    c.liveness.frame_timeout = Some(MS(800));
+    let srv = start(c, "127.0.0.1:0", Some(MS(1_000))).await;
+    let mut cl = Client::connect(srv.addr, "len:be:4").await;
+    let t = Instant::now();
+    // A whole request, then a header for 10 bytes and 3 of them, in one write.
+    cl.send_raw(&[0, 0, 0, 4, b's', b'l', b'o', b'w', 0, 0, 0, 10, 1, 2, 3])
+        .await
+        .unwrap();
+    assert_eq!(cl.recv().await.as_deref(), Some(&b"slow"[..]));
+    cl.closed_within(SOON).await;
+    let took = t.elapsed();
+    assert!(took >= MS(800), "closed early, {took:?}");
+    assert!(
+        took <= MS(1_000) + SLACK,
+        "closed {took:?} after the partial frame"
+    );
+    assert_eq!(srv.stats.snapshot().frame_timeouts, 1);
+}
+
+/// And frames pipelined behind a slow request count as read when they arrived: a client
+/// that sent a slow request and a fast one, then fell silent, is closed for read idle right
+/// after the replies (the deadline passed during the call), not `read_idle` after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_behind_a_slow_request_count_as_read_when_they_arrived() {
+    let mut c = cfg();
+    c.liveness.read_idle = Some(MS(800));
+    let server = Server::bind("127.0.0.1:0", c).await.unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(server.serve(service_fn(|r: Request| async move {
+        if r.frame.as_ref() == b"a" {
+            tokio::time::sleep(MS(1_000)).await;
+        }
+        Ok::<_, Infallible>(Some(r.frame))
+    })));
+    let mut cl = Client::connect(addr, "len:be:4").await;
+    let t = Instant::now();
+    cl.send_raw(&[0, 0, 0, 1, b'a', 0, 0, 0, 1, b'b'])
+        .await
+        .unwrap();
+    assert_eq!(cl.recv().await.as_deref(), Some(&b"a"[..]));
+    assert_eq!(cl.recv().await.as_deref(), Some(&b"b"[..]));
+    cl.closed_within(SOON).await;
+    let took = t.elapsed();
+    assert!(took >= MS(1_000), "closed before the slow reply, {took:?}");
+    assert!(
+        took <= MS(1_000) + SLACK,
+        "closed {took:?} after the requests, read idle 800 ms"
+    );
 }
