@@ -676,6 +676,11 @@ impl Connection {
                     if last {
                         return None;
                     }
+                    // The step waited (a handler, a blocked write): what the rest of the
+                    // batch writes or reads happened after it, not at the batch's start
+                    // (a reply written late must not start the write-idle clock early).
+                    b.now = Instant::now();
+                    self.seen = b.now;
                 }
             }
         }
@@ -790,13 +795,13 @@ impl Connection {
         }
     }
 
-    /// The end of a batch read at `now`: the replies are written, the write buffer given
-    /// back, and the slow-frame clock told about a partial frame (`started`: it began in
-    /// this read). A short connection that `served` its request closes; so does one whose
-    /// peer closed.
+    /// The end of a batch read at `read_at`: the replies are written (recorded at `now`),
+    /// the write buffer given back, and the slow-frame clock told about a partial frame
+    /// (`started`: it began in this read). A short connection that `served` its request
+    /// closes; so does one whose peer closed.
     async fn end_batch(
         &mut self,
-        now: Instant,
+        (now, read_at): (Instant, Instant),
         served: bool,
         started: bool,
         cfg: &ServerConfig,
@@ -815,7 +820,7 @@ impl Connection {
             return Some(ConnEnd::PeerClosed);
         }
         // The slow-frame clock: a partial frame that began in this read starts it.
-        self.live.on_read(now, !self.rbuf.is_empty(), started);
+        self.live.on_read(read_at, !self.rbuf.is_empty(), started);
         None
     }
 

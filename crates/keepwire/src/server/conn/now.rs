@@ -41,8 +41,12 @@ pub(super) fn keep_slot<F>() -> bool {
 /// One read batch's facts, shared by its fast and slow steps.
 #[derive(Debug)]
 pub(super) struct Batch {
-    /// When the batch's bytes arrived (one clock read per batch).
+    /// When the batch's bytes arrived (one clock read per batch); moved on after a step
+    /// that waited (a handler, a blocked write), so later writes count from then.
     pub(super) now: Instant,
+    /// When the batch's bytes arrived: its frames count as read then (read idle, pongs),
+    /// and the slow-frame clock of a partial frame starts here.
+    pub(super) read_at: Instant,
     /// The read buffer was empty before this read.
     pub(super) fresh: bool,
     /// A frame was taken from the read buffer.
@@ -53,8 +57,10 @@ pub(super) struct Batch {
 
 impl Batch {
     pub(super) fn new(fresh: bool) -> Self {
+        let now = Instant::now();
         Batch {
-            now: Instant::now(),
+            now,
+            read_at: now,
             fresh,
             consumed: false,
             served: false,
@@ -141,7 +147,7 @@ impl Connection {
             };
             self.counts.0 += 1;
             b.consumed = true;
-            match self.step().inbound(frame, b.now, false) {
+            match self.step().inbound(frame, b.read_at, false) {
                 Ok(Inbound::Data(frame)) => {
                     match self.deliver_now(svc, frame, slot, cx) {
                         Ok(Close::No) => {}
@@ -196,7 +202,7 @@ impl Connection {
         }
         // The slow-frame clock: a partial frame that began in this read starts it.
         self.live
-            .on_read(b.now, !self.rbuf.is_empty(), b.consumed || b.fresh);
+            .on_read(b.read_at, !self.rbuf.is_empty(), b.consumed || b.fresh);
         Now::Done
     }
 
@@ -318,7 +324,8 @@ impl Connection {
             Slow::Close(close) => self.answered(close, b, cfg).await,
             Slow::EndBatch => {
                 let started = b.consumed || b.fresh;
-                self.end_batch(b.now, b.served, started, cfg).await
+                self.end_batch((b.now, b.read_at), b.served, started, cfg)
+                    .await
             }
         };
         self.publish_counts();
