@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/server-lib.sh
+source "$ROOT/scripts/server-lib.sh"
 CALLER_DIR=$PWD
 WORK=$ROOT/target/compare
 DUR=3s WARMUP=1s RUNS=1 BUILD=1
@@ -142,37 +144,13 @@ server_cmd() { # name -> the argv in SERVER_ARGV
 }
 
 start_server() { # name: sets SRV_PID and TARGET
-	local name=$1 line='' i
+	local name=$1
 	server_cmd "$name"
-	: >"$LOGS/$name.out"
-	# setsid and exec all the way down: $! is the server itself, leading its own group.
-	(cd "$CALLER_DIR" && exec setsid "${SRV_PIN[@]}" "${SERVER_ARGV[@]}" >"$LOGS/$name.out" 2>"$LOGS/$name.err") &
-	SRV_PID=$!
-	for ((i = 0; i < 200; i++)); do
-		IFS= read -r line <"$LOGS/$name.out" || true
-		[[ $line == "listening on "* ]] && break
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ $line == "listening on "* ]] || {
-		stop_server
+	spawn_server "$LOGS/$name.out" "$LOGS/$name.err" \
+		bash -c 'cd "$1" && shift && exec "$@"' _ "$CALLER_DIR" "${SRV_PIN[@]}" "${SERVER_ARGV[@]}" ||
 		die "$name did not print 'listening on ADDR' (stderr: $(head -c 300 "$LOGS/$name.err"))"
-	}
-	TARGET=${line#listening on }
 }
 
-stop_server() {
-	[ -n "$SRV_PID" ] || return 0
-	kill -TERM -- "-$SRV_PID" 2>/dev/null || kill -TERM "$SRV_PID" 2>/dev/null || true
-	local i
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -KILL -- "-$SRV_PID" 2>/dev/null || true
-	wait "$SRV_PID" 2>/dev/null || true
-	SRV_PID=''
-}
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 

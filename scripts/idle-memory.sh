@@ -12,6 +12,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/server-lib.sh
+source "$ROOT/scripts/server-lib.sh"
 WORK=$ROOT/target/compare
 CONNS=19000 WINDOW=40 BUILD=1
 SERVERS=keepwire,c,tokio
@@ -84,17 +86,8 @@ cpu_ticks() {
 }
 
 start_server() { # argv...: sets SRV_PID and TARGET
-	local out=$WORK/idle-server.out line='' i
-	: >"$out"
-	(exec setsid "${SRV_PIN[@]}" "$@" >"$out" 2>"$WORK/idle-server.err") &
-	SRV_PID=$!
-	for ((i = 0; i < 200; i++)); do
-		IFS= read -r line <"$out" || true
-		[[ $line == "listening on "* ]] && break
-		sleep 0.05
-	done
-	[[ $line == "listening on "* ]] || die "$1 did not print 'listening on ADDR'"
-	TARGET=${line#listening on }
+	spawn_server "$WORK/idle-server.out" "$WORK/idle-server.err" "${SRV_PIN[@]}" "$@" ||
+		die "$1 did not print 'listening on ADDR'"
 }
 
 stop_all() {
@@ -104,17 +97,7 @@ stop_all() {
 		wait "$CLIENT_PID" 2>/dev/null || true
 		CLIENT_PID=''
 	fi
-	if [ -n "$SRV_PID" ]; then
-		kill -TERM -- "-$SRV_PID" 2>/dev/null || true
-		local i
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$SRV_PID" 2>/dev/null || break
-			sleep 0.05
-		done
-		kill -KILL -- "-$SRV_PID" 2>/dev/null || true
-		wait "$SRV_PID" 2>/dev/null || true
-		SRV_PID=''
-	fi
+	stop_server
 }
 trap stop_all EXIT
 

@@ -191,12 +191,17 @@ async fn a_close_the_client_asked_for_is_immediate_one_the_server_decided_linger
         .unwrap();
     let resp = read_to_close(&mut decided).await;
     assert!(resp.contains("Connection: close\r\n"), "{resp}");
+    // An absence, so a wait: the linger lasts a second; a check made later than that (a
+    // stalled test thread) proves nothing and is skipped.
+    let t0 = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        closed(&stats),
-        1,
-        "the server did not linger for the client's FIN"
-    );
+    if t0.elapsed() < Duration::from_millis(900) {
+        assert_eq!(
+            closed(&stats),
+            1,
+            "the server did not linger for the client's FIN"
+        );
+    }
     drop(decided);
     let t0 = std::time::Instant::now();
     while closed(&stats) < 2 {

@@ -53,12 +53,7 @@ impl<'a> Clock<'a> {
     pub(super) fn arm(&mut self, next: Option<Instant>, now: Instant) {
         match (next.map(|d| coalesce(d, now)), self.armed) {
             (Some(d), Some(a)) if d >= a => {}
-            (Some(d), _) => {
-                self.sleep.as_mut().reset(d.into());
-                self.armed = Some(d);
-                // Polled again before the next wait, whatever tokio kept.
-                self.waker = None;
-            }
+            (Some(d), _) => self.reset(d),
             (None, _) => self.armed = None,
         }
     }
@@ -70,13 +65,17 @@ impl<'a> Clock<'a> {
     pub(super) fn set(&mut self, next: Option<Instant>, now: Instant) {
         match next.map(|d| coalesce(d, now)) {
             Some(d) if self.armed == Some(d) => {}
-            Some(d) => {
-                self.sleep.as_mut().reset(d.into());
-                self.armed = Some(d);
-                self.waker = None;
-            }
+            Some(d) => self.reset(d),
             None => self.armed = None,
         }
+    }
+
+    /// Moves tokio's timer to `d`; it is polled again before the next wait, whatever tokio
+    /// kept of the last registration.
+    fn reset(&mut self, d: Instant) {
+        self.sleep.as_mut().reset(d.into());
+        self.armed = Some(d);
+        self.waker = None;
     }
 
     /// `true` once the armed deadline has passed; registers the task otherwise. Polled after

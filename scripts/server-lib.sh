@@ -1,0 +1,42 @@
+# Shared by scripts/compare-servers.sh and scripts/idle-memory.sh: start a server that prints
+# "listening on ADDR" as its first stdout line, in a process group of its own, and stop it.
+# Source it; it defines SRV_PID and TARGET.
+
+SRV_PID=''
+TARGET=''
+
+# spawn_server OUT ERR ARGV...: runs ARGV with setsid (exec all the way down, so $! is the
+# server itself, leading its own group), stdout to OUT, stderr to ERR; waits up to 10 s for
+# its "listening on ADDR" line and sets TARGET. Returns 1 (server stopped) without it.
+spawn_server() {
+	local out=$1 err=$2 line='' i
+	shift 2
+	: >"$out"
+	(exec setsid "$@" >"$out" 2>"$err") &
+	SRV_PID=$!
+	for ((i = 0; i < 200; i++)); do
+		IFS= read -r line <"$out" || true
+		[[ $line == "listening on "* ]] && break
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	if [[ $line != "listening on "* ]]; then
+		stop_server
+		return 1
+	fi
+	TARGET=${line#listening on }
+}
+
+# stop_server: SIGTERM to the server's group, SIGKILL after 5 s.
+stop_server() {
+	[ -n "$SRV_PID" ] || return 0
+	kill -TERM -- "-$SRV_PID" 2>/dev/null || kill -TERM "$SRV_PID" 2>/dev/null || true
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -KILL -- "-$SRV_PID" 2>/dev/null || true
+	wait "$SRV_PID" 2>/dev/null || true
+	SRV_PID=''
+}
