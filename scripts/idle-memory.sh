@@ -8,7 +8,9 @@
 #    RSS again: (after - before) / conns is the user-space RSS per idle connection (the
 #    kernel's socket buffers are not in it).
 # 2. keepwire serve --heartbeat interval=10s,timeout=5s,misses=3 with --conns idle clients
-#    that answer each ping: the server's utime+stime over --window, as % of one core.
+#    that answer each ping: the server's utime+stime over --window, as % of one core; the
+#    same for the C echo with -ping-ms 10000 (pings sent and pongs read in a bare epoll
+#    loop: the kernel's share, a floor no server goes under on the machine).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,7 +26,7 @@ usage() {
 usage: scripts/idle-memory.sh [options]
   --conns N        idle connections per server (default $CONNS; the fd limit is raised to
                    the hard limit, which must exceed N)
-  --window SECS    heartbeat CPU window, seconds (default $WINDOW; 0 skips the measure)
+  --window SECS    heartbeat CPU window, seconds (default $WINDOW; 0 skips the measures)
   --servers LIST   of keepwire,c,tokio (default: all)
   --work DIR       build outputs and logs (default target/compare)
   --no-build       use target/release as built
@@ -140,19 +142,30 @@ for name in "${LIST[@]}"; do
 	stop_all
 done
 
-if ((WINDOW > 0)) && wants keepwire; then
-	echo
-	echo "keepwire serve --heartbeat $HEARTBEAT, $CONNS idle connections answering pings"
-	start_server "$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo \
-		--max-conns $((CONNS + 100)) --max-conns-per-ip 0 --heartbeat "$HEARTBEAT"
+# Server CPU over WINDOW with CONNS idle clients answering a ping every 10 s.
+heartbeat_cpu() { # label argv...
+	local label=$1 t0 t1
+	shift
+	start_server "$@"
 	open_clients
 	# One ping interval for the pings to spread out after the connect burst, then the window.
 	sleep 10
 	t0=$(cpu_ticks "$SRV_PID")
 	sleep "$WINDOW"
 	t1=$(cpu_ticks "$SRV_PID")
-	awk -v t=$((t1 - t0)) -v hz="$HZ" -v w="$WINDOW" -v n="$CONNS" 'BEGIN {
-		printf "server CPU over %d s: %.2f%% of one core (%d ticks of 1/%d s; %.1f pings/s)\n",
-			w, 100 * t / hz / w, t, hz, n / 10 }'
+	awk -v l="$label" -v t=$((t1 - t0)) -v hz="$HZ" -v w="$WINDOW" -v n="$CONNS" 'BEGIN {
+		printf "%-10s server CPU over %d s: %.2f%% of one core (%d ticks of 1/%d s; %.1f pings/s; %.1f us a ping)\n",
+			l, w, 100 * t / hz / w, t, hz, n / 10, 1e6 * t / hz / (w * n / 10) }'
 	stop_all
+}
+
+if ((WINDOW > 0)) && { wants keepwire || wants c; }; then
+	echo
+	echo "heartbeats: $CONNS idle connections answering a ping every 10 s"
+	echo "(keepwire serve --heartbeat $HEARTBEAT; c: the C echo's -ping-ms 10000, the floor: pings sent and pongs read, nothing else)"
+	if wants keepwire; then
+		heartbeat_cpu keepwire "$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo \
+			--max-conns $((CONNS + 100)) --max-conns-per-ip 0 --heartbeat "$HEARTBEAT"
+	fi
+	if wants c; then heartbeat_cpu c "$C_BIN" -listen 127.0.0.1:0 -ping-ms 10000; fi
 fi

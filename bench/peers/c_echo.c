@@ -12,7 +12,14 @@
  * not fully written the connection waits for EPOLLOUT and reads nothing
  * (backpressure: a client that does not read stops being read).
  *
- *   c_echo [-listen 127.0.0.1:0] [-threads N] [-max BYTES]
+ *   c_echo [-listen 127.0.0.1:0] [-threads N] [-max BYTES] [-ping-ms N]
+ *
+ * With -ping-ms N it is also the floor of a server's heartbeat (scripts/idle-memory.sh):
+ * every N ms each connection is sent a ping, an empty frame (a zero length header), and
+ * an empty frame received is taken as the pong and not echoed. The pings are spread over
+ * the interval, a share of the connections on each tick of the largest power of two of ms
+ * not above N/64 (at most 1024 ms, at least 1 ms), as keepwire coalesces its deadlines.
+ * No pong deadline is kept: only the cost of sending pings and reading pongs is measured.
  *
  * Prints "listening on ADDR" as its first stdout line. IPv4 only.
  * Build: cc -O2 -Wall -o c_echo c_echo.c -lpthread
@@ -31,6 +38,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HEADER 4
@@ -39,6 +47,7 @@
 
 static uint32_t max_body = 16u << 20; /* largest body accepted (-max) */
 static struct sockaddr_in bind_addr;
+static long ping_ms; /* -ping-ms: 0 for no pings */
 
 struct conn {
 	int fd;
@@ -47,7 +56,32 @@ struct conn {
 	size_t len;  /* bytes held */
 	size_t out;  /* bytes at the front being echoed (complete frames) */
 	size_t sent; /* of those, bytes already written */
+	size_t idx;  /* position in the thread's connection list (pings) */
+	long born;   /* accepted at (ms, monotonic): the first ping waits one interval */
 };
+
+/* The connections of one thread, pinged in turn (-ping-ms). */
+static __thread struct conn **all;
+static __thread size_t n_all, cap_all, next_ping;
+
+static int track(struct conn *c) {
+	if (n_all == cap_all) {
+		size_t cap = cap_all ? cap_all * 2 : 1024;
+		struct conn **v = realloc(all, cap * sizeof *v);
+		if (!v) return -1;
+		all = v;
+		cap_all = cap;
+	}
+	c->idx = n_all;
+	all[n_all++] = c;
+	return 0;
+}
+
+static void untrack(struct conn *c) {
+	struct conn *last = all[--n_all];
+	all[c->idx] = last;
+	last->idx = c->idx;
+}
 
 static void die(const char *what) {
 	perror(what);
@@ -66,6 +100,7 @@ static int listener(void) {
 }
 
 static void conn_close(int ep, struct conn *c) {
+	if (ping_ms > 0) untrack(c);
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	free(c->buf);
@@ -83,6 +118,44 @@ static long complete_frames(const struct conn *c) {
 		at += HEADER + body;
 	}
 	return (long)at;
+}
+
+/* With pings on: drops the empty frames (pongs) among the first `whole` bytes; returns the
+ * length of the frames left to echo. */
+static size_t drop_pongs(struct conn *c, size_t whole) {
+	size_t at = 0, kept = 0;
+	while (at < whole) {
+		const unsigned char *h = c->buf + at;
+		size_t frame = HEADER + ((size_t)h[0] << 24 | (size_t)h[1] << 16 | (size_t)h[2] << 8 | h[3]);
+		if (frame > HEADER) {
+			if (kept != at) memmove(c->buf + kept, c->buf + at, frame);
+			kept += frame;
+		}
+		at += frame;
+	}
+	if (kept != whole) {
+		memmove(c->buf + kept, c->buf + whole, c->len - whole);
+		c->len -= whole - kept;
+	}
+	return kept;
+}
+
+/* Sends a ping to the next connections in turn: as many as the interval's share of a tick. */
+static void ping_some(long tick_ms, long now) {
+	if (n_all == 0) return;
+	size_t due = (size_t)((n_all * (unsigned long)tick_ms + (unsigned long)ping_ms - 1) / (unsigned long)ping_ms);
+	static const unsigned char ping[HEADER];
+	for (size_t i = 0; i < due && i < n_all; i++) {
+		if (next_ping >= n_all) next_ping = 0;
+		struct conn *c = all[next_ping++];
+		if (c->out == 0 && now - c->born >= ping_ms) send(c->fd, ping, HEADER, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+}
+
+static long now_ms(void) {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000L + t.tv_nsec / 1000000L;
 }
 
 /* Room for the next read: the whole next frame when its header is in, else at least 4 KiB. */
@@ -132,6 +205,10 @@ static int on_readable(int ep, struct conn *c) {
 		c->len += (size_t)n;
 		long whole = complete_frames(c);
 		if (whole < 0) return -1;
+		if (whole > 0 && ping_ms > 0) {
+			whole = (long)drop_pongs(c, (size_t)whole);
+			if (whole == 0 && c->len == 0 && (size_t)n < 4096) return 0; /* only pongs */
+		}
 		if (whole == 0) continue;
 		c->out = (size_t)whole;
 		int r = flush_out(c);
@@ -177,8 +254,10 @@ static void on_accept(int ep, int lfd) {
 			continue;
 		}
 		c->fd = fd;
+		if (ping_ms > 0) c->born = now_ms();
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
-		if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		if ((ping_ms > 0 && track(c) < 0) || epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+			if (ping_ms > 0 && n_all > 0 && all[c->idx] == c) untrack(c);
 			close(fd);
 			free(c);
 		}
@@ -191,8 +270,20 @@ static void *worker(void *arg) {
 	if (ep < 0) die("epoll_create1");
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL}, evs[EVENTS];
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) die("epoll_ctl listener");
+	long tick = 1;
+	while (tick * 2 <= ping_ms / 64 && tick < 1024) tick *= 2;
+	long next_tick = now_ms() + tick;
 	for (;;) {
-		int n = epoll_wait(ep, evs, EVENTS, -1);
+		int timeout = -1;
+		if (ping_ms > 0) {
+			long now = now_ms();
+			if (now >= next_tick) {
+				ping_some(tick, now);
+				next_tick = now + tick - (now - next_tick) % tick;
+			}
+			timeout = (int)(next_tick - now);
+		}
+		int n = epoll_wait(ep, evs, EVENTS, timeout);
 		if (n < 0 && errno != EINTR) die("epoll_wait");
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
@@ -234,8 +325,9 @@ int main(int argc, char **argv) {
 		if (!strcmp(argv[i], "-listen") && i + 1 < argc) parse_listen(argv[++i]);
 		else if (!strcmp(argv[i], "-threads") && i + 1 < argc) threads = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "-max") && i + 1 < argc) max_body = (uint32_t)strtoul(argv[++i], NULL, 10);
+		else if (!strcmp(argv[i], "-ping-ms") && i + 1 < argc) ping_ms = atol(argv[++i]);
 		else {
-			fprintf(stderr, "usage: c_echo [-listen HOST:PORT] [-threads N] [-max BYTES]\n");
+			fprintf(stderr, "usage: c_echo [-listen HOST:PORT] [-threads N] [-max BYTES] [-ping-ms N]\n");
 			return 2;
 		}
 	}

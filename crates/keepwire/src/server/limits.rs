@@ -1,6 +1,7 @@
 //! Connection limits: a global cap and a per-client-IP cap, with slots released on drop.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,10 +33,12 @@ pub(crate) struct IpSlot(Arc<Limits>, IpAddr);
 impl Drop for IpSlot {
     fn drop(&mut self) {
         let mut map = self.0.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.1) {
+        // One lookup (one SipHash of the address), not a find and then a remove.
+        if let Entry::Occupied(mut e) = map.entry(self.1) {
+            let n = e.get_mut();
             *n = n.saturating_sub(1);
             if *n == 0 {
-                map.remove(&self.1);
+                e.remove();
             }
         }
     }
