@@ -1,11 +1,13 @@
 //! Connection limits: a global cap and a per-client-IP cap, with slots released on drop.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 
 /// Counts connections globally and per client IP.
 #[derive(Debug)]
@@ -13,7 +15,11 @@ pub(crate) struct Limits {
     max_conns: usize,
     max_per_ip: Option<usize>,
     active: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Open connections per client IP (entries with a count of zero are removed), hashed
+    /// with SipHash under a random key (the addresses are the peers' choice). A slot keeps
+    /// its entry's hash: a connection hashes its address once, not again at its end.
+    per_ip: Mutex<HashTable<(IpAddr, usize)>>,
+    hasher: RandomState,
 }
 
 /// A global slot; released when dropped.
@@ -28,14 +34,18 @@ impl Drop for GlobalSlot {
 
 /// A per-IP slot; released when dropped.
 #[derive(Debug)]
-pub(crate) struct IpSlot(Arc<Limits>, IpAddr);
+pub(crate) struct IpSlot {
+    limits: Arc<Limits>,
+    ip: IpAddr,
+    /// `ip`'s hash in the table.
+    hash: u64,
+}
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut map = self.0.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        // One lookup (one SipHash of the address), not a find and then a remove.
-        if let Entry::Occupied(mut e) = map.entry(self.1) {
-            let n = e.get_mut();
+        let mut table = self.limits.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut e) = table.find_entry(self.hash, |(ip, _)| *ip == self.ip) {
+            let n = &mut e.get_mut().1;
             *n = n.saturating_sub(1);
             if *n == 0 {
                 e.remove();
@@ -50,7 +60,8 @@ impl Limits {
             max_conns,
             max_per_ip,
             active: AtomicUsize::new(0),
-            per_ip: Mutex::new(HashMap::new()),
+            per_ip: Mutex::new(HashTable::new()),
+            hasher: RandomState::new(),
         })
     }
 
@@ -70,13 +81,29 @@ impl Limits {
         let Some(max) = self.max_per_ip else {
             return Some(None);
         };
-        let mut map = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
+        let hash = self.hasher.hash_one(ip);
+        let mut table = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let rehash = |(k, _): &(IpAddr, usize)| self.hasher.hash_one(k);
+        match table.entry(hash, |(k, _)| *k == ip, rehash) {
+            Entry::Occupied(mut e) => {
+                let n = &mut e.get_mut().1;
+                if *n >= max {
+                    return None;
+                }
+                *n += 1;
+            }
+            Entry::Vacant(v) => {
+                if max == 0 {
+                    return None;
+                }
+                v.insert((ip, 1));
+            }
         }
-        *n += 1;
-        Some(Some(IpSlot(Arc::clone(self), ip)))
+        Some(Some(IpSlot {
+            limits: Arc::clone(self),
+            ip,
+            hash,
+        }))
     }
 
     /// Connections open now.
@@ -145,6 +172,49 @@ mod tests {
         drop(s1);
         assert_eq!(l.tracked_ips(), 0);
         assert!(l.try_ip(ip1).is_some());
+    }
+
+    #[test]
+    fn per_ip_counts_survive_the_table_growing_and_empty_it_when_released() {
+        let l = Limits::new(usize::MAX, Some(2));
+        let ips: Vec<IpAddr> = (0..2000u32)
+            .map(|i| IpAddr::from(std::net::Ipv6Addr::from(u128::from(i) << 64 | 7)))
+            .collect();
+        let mut held = Vec::new();
+        for ip in &ips {
+            held.push(l.try_ip(*ip).unwrap().unwrap());
+        }
+        // The table grew (and rehashed) many times while the first slots were held.
+        for ip in &ips {
+            held.push(l.try_ip(*ip).unwrap().unwrap());
+            assert!(
+                l.try_ip(*ip).is_none(),
+                "{ip}: a third slot past the cap of 2"
+            );
+        }
+        assert_eq!(l.tracked_ips(), ips.len());
+        held.truncate(ips.len()); // each address keeps one slot
+        for ip in &ips {
+            let again = l.try_ip(*ip).unwrap();
+            assert!(again.is_some(), "{ip}: a released slot was not given back");
+            assert!(l.try_ip(*ip).is_none());
+            drop(again);
+        }
+        drop(held);
+        assert_eq!(l.tracked_ips(), 0, "released addresses stay in the table");
+    }
+
+    #[test]
+    fn a_per_ip_cap_of_zero_refuses_without_keeping_the_address() {
+        let l = Limits::new(10, Some(0));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(l.try_ip(ip).is_none());
+        assert_eq!(l.tracked_ips(), 0);
+        let open = Limits::new(10, None);
+        assert!(
+            matches!(open.try_ip(ip), Some(None)),
+            "no cap: no slot to hold"
+        );
     }
 
     #[test]
