@@ -242,6 +242,37 @@ impl SocketOptions {
         }
         Ok(())
     }
+
+    /// Whether `sock` already has every option these options set (read back with
+    /// `getsockopt`). Linux gives an accepted socket the listener's `TCP_NODELAY`,
+    /// keepalive and `TCP_USER_TIMEOUT` settings: a server that set them on its listener
+    /// asks this of its first connection and, when it holds, skips [`apply`](Self::apply)
+    /// (one `setsockopt` or more per connection).
+    ///
+    /// # Errors
+    /// The `getsockopt` error.
+    #[cfg(feature = "server")]
+    pub(crate) fn is_applied_to<S: std::os::fd::AsFd>(&self, sock: &S) -> std::io::Result<bool> {
+        let sock = SockRef::from(sock);
+        if self.nodelay && !sock.tcp_nodelay()? {
+            return Ok(false);
+        }
+        if let Some(k) = self.keepalive {
+            let same = sock.keepalive()?
+                && sock.tcp_keepalive_time()? == k.time
+                && sock.tcp_keepalive_interval()? == k.interval
+                && sock.tcp_keepalive_retries()? == k.probes;
+            if !same {
+                return Ok(false);
+            }
+        }
+        if let Some(t) = self.user_timeout {
+            if sock.tcp_user_timeout()? != Some(t) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

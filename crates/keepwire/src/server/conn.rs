@@ -26,7 +26,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -78,7 +78,17 @@ pub(crate) struct Shared {
     pub(crate) reject_log: LogLimiter,
     pub(crate) accept_log: LogLimiter,
     next_id: AtomicU64,
+    /// Whether accepted sockets come with `config.socket` already set (inherited from the
+    /// listener): [`UNKNOWN`] until the first connection tells.
+    socket_inherited: AtomicU8,
 }
+
+/// [`Shared::socket_inherited`] before the first connection.
+const UNKNOWN: u8 = 0;
+/// Accepted sockets have the options: none are set per connection.
+const INHERITED: u8 = 1;
+/// They do not (another OS, or the listener refused one): set per connection.
+const NOT_INHERITED: u8 = 2;
 
 impl Shared {
     pub(crate) fn new(config: ServerConfig) -> Arc<Self> {
@@ -92,7 +102,30 @@ impl Shared {
             reject_log: LogLimiter::new(Duration::from_secs(1)),
             accept_log: LogLimiter::new(Duration::from_secs(1)),
             next_id: AtomicU64::new(1),
+            socket_inherited: AtomicU8::new(UNKNOWN),
         })
+    }
+
+    /// Records whether accepted sockets inherit the listener's options (`false` when they
+    /// could not be set on it).
+    pub(crate) fn socket_options_inherited(&self, yes: bool) {
+        let v = if yes { INHERITED } else { NOT_INHERITED };
+        self.socket_inherited.store(v, Ordering::Relaxed);
+    }
+
+    /// Gives `stream` the configured socket options, unless it inherited them: the first
+    /// connection reads them back, and what it finds holds for the rest.
+    fn apply_socket_options(&self, stream: &TcpStream) -> io::Result<()> {
+        let opts = &self.config.socket;
+        match self.socket_inherited.load(Ordering::Relaxed) {
+            INHERITED => Ok(()),
+            UNKNOWN => {
+                let yes = opts.is_applied_to(stream).unwrap_or(false);
+                self.socket_options_inherited(yes);
+                if yes { Ok(()) } else { opts.apply(stream) }
+            }
+            _ => opts.apply(stream),
+        }
     }
 }
 
@@ -273,7 +306,7 @@ impl Connection {
     {
         let shared = Arc::clone(&self.shared);
         let cfg = &shared.config;
-        if let Err(e) = cfg.socket.apply(&self.stream) {
+        if let Err(e) = shared.apply_socket_options(&self.stream) {
             return ConnEnd::Io(e);
         }
         let _ip_slot = if cfg.proxy_protocol {
@@ -1070,6 +1103,70 @@ mod tests {
             "connection task future is {task_size} bytes"
         );
         assert!(conn_size <= 512, "Connection is {conn_size} bytes");
+    }
+
+    /// Options a test can read back on an accepted socket, none of them the kernel's default.
+    fn some_options() -> crate::socket::SocketOptions {
+        crate::socket::SocketOptions {
+            nodelay: true,
+            keepalive: Some(crate::socket::Keepalive {
+                time: Duration::from_secs(77),
+                interval: Duration::from_secs(7),
+                probes: 4,
+            }),
+            user_timeout: Some(Duration::from_millis(9_000)),
+        }
+    }
+
+    /// Accepts one connection on `l` and gives it `shared`'s options as a connection would.
+    async fn accepted_with_options(l: &tokio::net::TcpListener, shared: &Shared) -> TcpStream {
+        let _client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        shared.apply_socket_options(&s).unwrap();
+        s
+    }
+
+    #[tokio::test]
+    async fn socket_options_set_on_the_listener_are_inherited_and_not_set_again() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cfg = ServerConfig::new("len:be:4".parse().unwrap());
+        cfg.socket = some_options();
+        let shared = Shared::new(cfg);
+        shared.config.socket.apply(&l).unwrap();
+        for _ in 0..3 {
+            let s = accepted_with_options(&l, &shared).await;
+            assert!(
+                shared.config.socket.is_applied_to(&s).unwrap(),
+                "options missing"
+            );
+            let state = shared.socket_inherited.load(Ordering::Relaxed);
+            assert_eq!(
+                state, INHERITED,
+                "the first connection did not find them inherited"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn socket_options_not_on_the_listener_are_set_per_connection() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cfg = ServerConfig::new("len:be:4".parse().unwrap());
+        cfg.socket = some_options();
+        let shared = Shared::new(cfg);
+        for _ in 0..3 {
+            let s = accepted_with_options(&l, &shared).await;
+            assert!(
+                shared.config.socket.is_applied_to(&s).unwrap(),
+                "options not set"
+            );
+            let state = shared.socket_inherited.load(Ordering::Relaxed);
+            assert_eq!(state, NOT_INHERITED);
+        }
+        // And a listener whose options could not be set: per connection from the start.
+        let shared = Shared::new(ServerConfig::new("len:be:4".parse().unwrap()));
+        shared.socket_options_inherited(false);
+        let s = accepted_with_options(&l, &shared).await;
+        assert!(shared.config.socket.is_applied_to(&s).unwrap());
     }
 
     /// A slow batch step (a write that waits, a handler that does not answer at once, a

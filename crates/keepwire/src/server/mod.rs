@@ -221,10 +221,16 @@ impl Server {
             match listen(a, config.backlog) {
                 Ok(listener) => {
                     let local = listener.local_addr().map_err(bind_err)?;
+                    let shared = conn::Shared::new(config);
+                    // Accepted sockets inherit these (Linux): set once here, then checked
+                    // on the first connection instead of set on every one.
+                    if shared.config.socket.apply(&listener).is_err() {
+                        shared.socket_options_inherited(false);
+                    }
                     return Ok(Server {
                         listener,
                         local,
-                        shared: conn::Shared::new(config),
+                        shared,
                         #[cfg(feature = "metrics")]
                         exporter: None,
                     });
