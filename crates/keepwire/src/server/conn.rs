@@ -579,10 +579,8 @@ impl Connection {
                 self.go_idle(&mut slot);
             }
 
-            // Wait for bytes, a deadline or shutdown. The state machine's next deadline is
-            // asked only when one can come before the armed timer (see `Clock::arm`).
-            self.rearm(&mut clock);
-            // One poll function for the three (drain, bytes, clock): no future per wait.
+            // Wait for bytes, a deadline or shutdown. One poll function for the three (drain,
+            // bytes, clock): no future per wait.
             let was_empty = self.rbuf.is_empty();
             let woke = std::future::poll_fn(|cx| {
                 if !draining
@@ -596,6 +594,13 @@ impl Connection {
                 if let Poll::Ready(r) = self.poll_read(cx) {
                     return Poll::Ready(Woke::Read(r));
                 }
+                // Armed only once the socket has nothing: a request already waiting when the
+                // connection is accepted, or behind the last one, is served without touching
+                // tokio's timer wheel (inserting the first timer into an empty wheel also
+                // wakes the runtime's driver: a write to its eventfd and an extra event). The
+                // state machine's next deadline is asked only when one can come before the
+                // armed timer (see `Clock::arm`).
+                self.rearm(&mut clock);
                 if clock.poll_fired(cx) {
                     return Poll::Ready(Woke::Timer);
                 }
