@@ -764,10 +764,31 @@ impl Connection {
             }
             // Nothing from the peer waits (it asked for the close): a plain close sends a
             // FIN, not a reset, and the peer reads our answer.
-            Close::Asked if self.rbuf.is_empty() && !self.kernel_has_data() => self.close_notify(),
+            Close::Asked if self.rbuf.is_empty() && (self.eof || !self.unread_may_wait().await) => {
+                self.close_notify()
+            }
             Close::Asked | Close::Now | Close::No => self.close_first().await,
         }
         ConnEnd::HandlerClosed
+    }
+
+    /// Whether the peer may have sent bytes we have not read. On plain TCP, tokio's read
+    /// readiness answers without a system call: a read that drains the socket clears it
+    /// (see `try_read_inner`) and the driver sets it again when epoll reports more. Bytes
+    /// that reached the kernel since the driver's last look are missed, as nginx misses them
+    /// (its `read->ready`, checked before it closes a connection the client asked to close):
+    /// a client that asked for the close must not send more (RFC 9112 §9.6). Under TLS, where
+    /// a record can arrive in pieces, the kernel is asked (a peek).
+    async fn unread_may_wait(&self) -> bool {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return self.kernel_has_data();
+        }
+        // Unconstrained: with the task's budget spent, tokio would say Pending without
+        // looking, which would read as "nothing waits".
+        let ready =
+            std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_read_ready(cx).is_ready()));
+        tokio::task::coop::unconstrained(ready).await
     }
 
     /// Reads and drops what the peer sends until its FIN, for at most `wait`. `Ok` at the
