@@ -319,6 +319,15 @@ impl HttpHead {
 /// Reads the `Connection` options of one field line's value into `close` and `keep_alive`
 /// (the codec and [`crate::http::message`] both read them here).
 pub(crate) fn connection_options(value: &[u8], close: &mut bool, keep_alive: &mut bool) {
+    // The usual value is one option alone: compared whole, without splitting.
+    if value.eq_ignore_ascii_case(b"keep-alive") {
+        *keep_alive = true;
+        return;
+    }
+    if value.eq_ignore_ascii_case(b"close") {
+        *close = true;
+        return;
+    }
     for token in value.split(|&b| b == b',') {
         let token = token.trim_ascii();
         *close |= token.eq_ignore_ascii_case(b"close");

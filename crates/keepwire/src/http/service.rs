@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -61,17 +62,46 @@ pub struct HttpService {
     keep_alive: KeepAlive,
     /// Requests this connection has carried.
     served: u64,
+    /// A [`HttpReply::Fixed`] reply's responses, built once and shared by the clones: see
+    /// [`canned`](Self::canned).
+    canned: Option<Arc<[Bytes; 6]>>,
 }
 
 impl HttpService {
     /// A handler answering `reply` as `content_type`, under the `keep_alive` settings.
     pub fn new(reply: HttpReply, content_type: &str, keep_alive: KeepAlive) -> Self {
+        let content_type = Bytes::copy_from_slice(content_type.as_bytes());
+        let canned = match &reply {
+            HttpReply::Fixed(body) => Some(Arc::new(CANNED.map(|(connection, head_only)| {
+                let p = Persistence {
+                    keep: true,
+                    connection,
+                    keep_alive: None,
+                };
+                response(200, "OK", &content_type, body, &p, head_only)
+            }))),
+            HttpReply::Echo => None,
+        };
         HttpService {
             reply,
-            content_type: Bytes::copy_from_slice(content_type.as_bytes()),
+            content_type,
             keep_alive,
             served: 0,
+            canned,
         }
+    }
+
+    /// The prebuilt `200` response for `p` and `head_only`, when the reply is fixed and
+    /// `p` sends no `Keep-Alive` field: the response is then one of [`CANNED`], and a
+    /// clone of it costs no allocation and no copy.
+    fn canned(&self, p: &Persistence, head_only: bool) -> Option<Bytes> {
+        if p.keep_alive.is_some() {
+            return None;
+        }
+        let i = CANNED
+            .iter()
+            .position(|&(c, h)| c == p.connection && h == head_only)?;
+        self.canned.as_ref()?.get(i).cloned()
     }
 
     /// The answer to one request frame; `draining`: the server is shutting down. The head
@@ -110,17 +140,13 @@ impl HttpService {
             &self.keep_alive,
             draining,
         );
-        let body = match &self.reply {
-            HttpReply::Echo => match req.body {
-                Body::Read(b) => b,
-                Body::At { head, chunked } => match message::body(frame, head, chunked) {
-                    Ok(b) => b,
-                    Err(_) => return bad_request(),
-                },
+        let resp = match self.canned(&p, req.head_only) {
+            Some(resp) => resp,
+            None => match self.build(frame, req.body, &p, req.head_only) {
+                Some(resp) => resp,
+                None => return bad_request(),
             },
-            HttpReply::Fixed(b) => b.clone(),
         };
-        let resp = response(200, "OK", &self.content_type, &body, &p, req.head_only);
         let answer = Answer::one(resp);
         if p.keep {
             answer
@@ -131,7 +157,30 @@ impl HttpService {
             answer.then_close()
         }
     }
+
+    /// Builds the `200` response; `None` when the body to echo is not well formed.
+    fn build(&self, frame: &Bytes, body: Body, p: &Persistence, head_only: bool) -> Option<Bytes> {
+        let body = match &self.reply {
+            HttpReply::Echo => match body {
+                Body::Read(b) => b,
+                Body::At { head, chunked } => message::body(frame, head, chunked).ok()?,
+            },
+            HttpReply::Fixed(b) => b.clone(),
+        };
+        Some(response(200, "OK", &self.content_type, &body, p, head_only))
+    }
 }
+
+/// The `Connection` field and `HEAD` or not of the responses a fixed reply prebuilds: every
+/// [`Persistence`] without `Keep-Alive` fields sends one of these `Connection` values.
+const CANNED: [(Option<&str>, bool); 6] = [
+    (None, false),
+    (None, true),
+    (Some("keep-alive"), false),
+    (Some("keep-alive"), true),
+    (Some("close"), false),
+    (Some("close"), true),
+];
 
 /// 400 and a close: a malformed request, or one with a bad `Host`.
 fn bad_request() -> Answer {
@@ -320,6 +369,35 @@ PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
                     n += 1;
                 }
                 assert_eq!(n, 7);
+            }
+        }
+    }
+
+    #[test]
+    fn canned_responses_are_the_ones_built() {
+        let frames: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"HEAD / HTTP/1.0\r\n\r\n",
+        ];
+        for advertise in [false, true] {
+            let ka = KeepAlive {
+                max_requests: 4,
+                timeout: Some(std::time::Duration::from_secs(5)),
+                advertise,
+            };
+            let mut s = HttpService::new(HttpReply::Fixed("abc".into()), "t/p", ka);
+            for (nth, frame) in frames.iter().enumerate() {
+                let req = message::Request::parse(frame).unwrap();
+                let nth = (nth % 4 + 1) as u64;
+                s.served = nth - 1;
+                let p = Persistence::decide(req.version, req.connection, nth, &ka, false);
+                let want = response(200, "OK", b"t/p", b"abc", &p, req.is_head());
+                let got = s.answer(&Bytes::copy_from_slice(frame), false);
+                assert_eq!(got.frames()[0], want, "{}", String::from_utf8_lossy(frame));
             }
         }
     }
