@@ -319,15 +319,16 @@ impl HttpHead {
 /// Reads the `Connection` options of one field line's value into `close` and `keep_alive`
 /// (the codec and [`crate::http::message`] both read them here).
 pub(crate) fn connection_options(value: &[u8], close: &mut bool, keep_alive: &mut bool) {
-    // The usual value is one option alone: compared whole, without splitting.
-    if value.eq_ignore_ascii_case(b"keep-alive") {
-        *keep_alive = true;
-        return;
+    // The usual value is one option alone, in one of two spellings: compared whole.
+    match value {
+        b"keep-alive" | b"Keep-Alive" => *keep_alive = true,
+        b"close" | b"Close" => *close = true,
+        _ => connection_list(value, close, keep_alive),
     }
-    if value.eq_ignore_ascii_case(b"close") {
-        *close = true;
-        return;
-    }
+}
+
+/// [`connection_options`] of any value: a list, in any case.
+fn connection_list(value: &[u8], close: &mut bool, keep_alive: &mut bool) {
     for token in value.split(|&b| b == b',') {
         let token = token.trim_ascii();
         *close |= token.eq_ignore_ascii_case(b"close");
@@ -955,19 +956,19 @@ fn read_fields(info: &mut HeadInfo, fields: &[httparse::Header<'_>]) -> Result<(
         // By length first: one jump instead of a comparison per name known.
         let name = h.name.as_bytes();
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => {
+            4 if name_is(name, b"host") => {
                 info.hosts = info.hosts.saturating_add(1);
             }
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            6 if name_is(name, b"expect") => {
                 info.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if name_is(name, b"connection") => {
                 connection_options(h.value, &mut info.close, &mut info.keep_alive);
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if name_is(name, b"content-length") => {
                 content_length(info, h.value)?;
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if name_is(name, b"transfer-encoding") => {
                 codings.add(h.value);
                 info.te = Some((codings.last_chunked, codings.chunked));
             }
@@ -1004,6 +1005,14 @@ impl Codings {
             self.other |= !self.last_chunked;
         }
     }
+}
+
+/// Whether the field name `name` (a token: httparse refuses any other byte) is `lower`
+/// (lowercase letters and `-`) in any case. A token byte OR 0x20 is a lowercase letter only
+/// if it is that letter in either case, and `-` only if it is `-`: one instruction a byte
+/// where `eq_ignore_ascii_case` maps both sides.
+fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
 }
 
 /// Reads one `Content-Length` field (a list of equal values is allowed, RFC 9110 §8.6).

@@ -449,3 +449,28 @@ fn responses_and_other_framings_have_no_summary() {
     assert!(c.decode(&mut buf).unwrap().is_some());
     assert_eq!(c.take_http_head(), None);
 }
+
+#[test]
+fn field_names_and_connection_options_compare_as_case_insensitive_text() {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for t in (0..=255u8).filter(|&b| token(b)) {
+        for l in b"abcdefghijklmnopqrstuvwxyz-".iter().copied() {
+            assert_eq!(super::name_is(&[t], &[l]), [t].eq_ignore_ascii_case(&[l]));
+        }
+    }
+    assert!(super::name_is(b"Content-LENGTH", b"content-length"));
+    assert!(!super::name_is(b"content-lengtH2", b"content-length"));
+    for (value, want) in [
+        (&b"Keep-Alive"[..], (false, true)),
+        (b"KEEP-alive", (false, true)),
+        (b"Close", (true, false)),
+        (b"cLOSE", (true, false)),
+        (b"upgrade , close,keep-alive", (true, true)),
+        (b"keep-alive2", (false, false)),
+        (b"", (false, false)),
+    ] {
+        let (mut close, mut keep) = (false, false);
+        super::connection_options(value, &mut close, &mut keep);
+        assert_eq!((close, keep), want, "{value:?}");
+    }
+}
