@@ -46,6 +46,13 @@
 //! `HEAD` must encode them through the codec anyway. `101 Switching Protocols` ends HTTP on
 //! the connection: what follows is not decoded as HTTP by anyone sane, nor here.
 //!
+//! # The request head's summary
+//! Finding where a request ends takes parsing its head, and the fields a server then needs
+//! (version, `Connection` options, `Host` count, codings, `HEAD` or not) are read in the same
+//! pass: after each request frame, [`FrameCodec::take_http_head`] gives them as an
+//! [`HttpHead`], so a server answers without parsing the head a second time. The summary
+//! names the frame it describes ([`HttpHead::describes`]); responses get none.
+//!
 //! # Limits (defaults)
 //! - `max_head` (16 KiB): the head, and the trailer section; past it a request gets 431.
 //! - `max_headers` (100, at most 256): header fields in the head, and in the trailers; 431.
@@ -59,6 +66,7 @@
 //! starting with a space), a space before the colon and bare CRs are refused.
 //!
 //! [`Encoder::encode`]: tokio_util::codec::Encoder::encode
+//! [`FrameCodec::take_http_head`]: super::FrameCodec::take_http_head
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -214,6 +222,120 @@ enum State {
     Body { head: usize, body: Body },
 }
 
+/// What the codec read in a request frame's head while finding the frame's end: what a
+/// server needs to answer it, so that the head is parsed once per request. Given by
+/// [`FrameCodec::take_http_head`](super::FrameCodec::take_http_head) after each request
+/// frame, and to a server's handler by `server::Request::http_head`. It describes exactly
+/// one frame ([`describes`](Self::describes)); [`crate::http::message::Request::parse_bytes`]
+/// reads the same fields, the same way, from any frame.
+///
+/// ```
+/// use keepwire::frame::{FrameCodec, FramingSpec};
+/// use tokio_util::codec::Decoder;
+///
+/// let mut codec = FrameCodec::new("http".parse::<FramingSpec>().unwrap());
+/// let mut buf = bytes::BytesMut::from(
+///     &b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.1\r\n\r\n"[..],
+/// );
+/// let first = codec.decode(&mut buf).unwrap().unwrap();
+/// let head = codec.take_http_head().unwrap();
+/// assert!(head.describes(&first));
+/// assert_eq!((head.version(), head.is_head(), head.keep_alive()), (0, true, true));
+/// assert_eq!((head.head_len(), head.bad_host()), (first.len(), false));
+/// let second = codec.decode(&mut buf).unwrap().unwrap();
+/// let head = codec.take_http_head().unwrap();
+/// assert!(head.describes(&second) && !head.describes(&first));
+/// assert!(head.bad_host()); // HTTP/1.1 without Host
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpHead {
+    version: u8,
+    close: bool,
+    keep_alive: bool,
+    hosts: u16,
+    chunked: bool,
+    other_coding: bool,
+    is_head: bool,
+    head_len: usize,
+    /// The frame described: the address of its first byte and its length.
+    at: usize,
+    len: usize,
+}
+
+impl HttpHead {
+    /// The minor version: 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+
+    /// `Connection: close` (RFC 9110 §7.6.1).
+    pub fn close(&self) -> bool {
+        self.close
+    }
+
+    /// `Connection: keep-alive` (HTTP/1.0 persistence, RFC 2068 §19.7.1).
+    pub fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// How many `Host` field lines the head has.
+    pub fn host_fields(&self) -> usize {
+        usize::from(self.hosts)
+    }
+
+    /// Whether the head breaks RFC 9112 §3.2 (no `Host` in HTTP/1.1, or more than one), as
+    /// [`crate::http::message::Request::bad_host`] says.
+    pub fn bad_host(&self) -> bool {
+        self.hosts > 1 || (self.version >= 1 && self.hosts == 0)
+    }
+
+    /// The body is chunked (it starts at [`head_len`](Self::head_len)).
+    pub fn chunked(&self) -> bool {
+        self.chunked
+    }
+
+    /// `Transfer-Encoding` names a coding other than `chunked` (`gzip, chunked`).
+    pub fn other_coding(&self) -> bool {
+        self.other_coding
+    }
+
+    /// The method is `HEAD`.
+    pub fn is_head(&self) -> bool {
+        self.is_head
+    }
+
+    /// The head's length, empty line included: where the body starts in the frame.
+    pub fn head_len(&self) -> usize {
+        self.head_len
+    }
+
+    /// Whether this summary is the one of `frame` (the very bytes the codec returned, not
+    /// a copy): a summary is never applied to another frame.
+    pub fn describes(&self, frame: &[u8]) -> bool {
+        frame.as_ptr() as usize == self.at && frame.len() == self.len
+    }
+}
+
+/// Reads the `Connection` options of one field line's value into `close` and `keep_alive`
+/// (the codec and [`crate::http::message`] both read them here).
+pub(crate) fn connection_options(value: &[u8], close: &mut bool, keep_alive: &mut bool) {
+    // The usual value is one option alone, in one of two spellings: compared whole.
+    match value {
+        b"keep-alive" | b"Keep-Alive" => *keep_alive = true,
+        b"close" | b"Close" => *close = true,
+        _ => connection_list(value, close, keep_alive),
+    }
+}
+
+/// [`connection_options`] of any value: a list, in any case.
+fn connection_list(value: &[u8], close: &mut bool, keep_alive: &mut bool) {
+    for token in value.split(|&b| b == b',') {
+        let token = token.trim_ascii();
+        *close |= token.eq_ignore_ascii_case(b"close");
+        *keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+    }
+}
+
 /// The decoder of the `http` framing.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpCodec {
@@ -225,6 +347,10 @@ pub(crate) struct HttpCodec {
     response: bool,
     /// A request head asked `Expect: 100-continue` and its body has not come yet.
     continue_due: bool,
+    /// The summary of the request being read (its frame not yet whole).
+    reading: Option<HttpHead>,
+    /// The summary of the last request frame returned, until taken.
+    last: Option<HttpHead>,
 }
 
 /// What the head says about the body.
@@ -237,6 +363,15 @@ struct HeadInfo {
     te: Option<(bool, usize)>,
     /// `Expect: 100-continue`.
     expect_continue: bool,
+    /// `Connection: close`, `Connection: keep-alive`.
+    close: bool,
+    keep_alive: bool,
+    /// `Host` field lines.
+    hosts: u16,
+    /// A coding other than `chunked` is named.
+    other_coding: bool,
+    /// The method is `HEAD`.
+    is_head: bool,
 }
 
 fn malformed(what: &'static str, found: &[u8], expected: &'static str) -> FrameErrorKind {
@@ -265,6 +400,8 @@ impl HttpCodec {
             pending_head: VecDeque::new(),
             response: false,
             continue_due: false,
+            reading: None,
+            last: None,
         }
     }
 
@@ -316,7 +453,18 @@ impl HttpCodec {
     fn take(&mut self, src: &mut BytesMut, len: usize) -> Bytes {
         self.state = State::Head { scanned: 0 };
         self.continue_due = false;
-        src.split_to(len.min(src.len())).freeze()
+        let frame = src.split_to(len.min(src.len())).freeze();
+        self.last = self.reading.take().map(|h| HttpHead {
+            at: frame.as_ptr() as usize,
+            len: frame.len(),
+            ..h
+        });
+        frame
+    }
+
+    /// The summary of the last request frame returned, once.
+    pub(crate) fn take_head(&mut self) -> Option<HttpHead> {
+        self.last.take()
     }
 
     /// The head's length once its empty line has arrived. Empty lines before a request are
@@ -374,6 +522,8 @@ impl HttpCodec {
     /// Parses the whole head and decides how its body ends.
     fn parse_head(&mut self, head: &[u8]) -> Result<Body, FrameErrorKind> {
         self.response = head.starts_with(b"HTTP/");
+        self.reading = None;
+        self.last = None;
         let info = parse_info(head, self.response, self.spec.max_headers)?;
         let no_body = if info.response {
             // RFC 9112 §6.3 ¶1: "Any response to a HEAD request and any response with a
@@ -398,6 +548,20 @@ impl HttpCodec {
         // content has already arrived, so it is due only while the body is awaited.
         self.continue_due =
             !info.response && info.version >= 1 && info.expect_continue && body != Body::Length(0);
+        if !info.response {
+            self.reading = Some(HttpHead {
+                version: info.version,
+                close: info.close,
+                keep_alive: info.keep_alive,
+                hosts: info.hosts,
+                chunked: matches!(body, Body::Chunked(_)),
+                other_coding: info.other_coding,
+                is_head: info.is_head,
+                head_len: head.len(),
+                at: 0,
+                len: 0,
+            });
+        }
         Ok(body)
     }
 
@@ -730,17 +894,18 @@ fn parse_info(head: &[u8], response: bool, max_headers: usize) -> Result<HeadInf
     let mut uninit = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS_LIMIT];
     let mut headers = [httparse::EMPTY_HEADER; 0];
     let mut resp_headers;
-    let (res, version, status, fields): (_, _, _, &[httparse::Header<'_>]) = if response {
+    let (res, version, status, is_head, fields): (_, _, _, _, &[httparse::Header<'_>]) = if response
+    {
         resp_headers = [httparse::EMPTY_HEADER; MAX_HEADERS_LIMIT];
         let table = resp_headers.get_mut(..max_headers).unwrap_or_default();
         let mut r = httparse::Response::new(table);
         let res = r.parse(head);
-        (res, r.version, r.code.unwrap_or(0), r.headers)
+        (res, r.version, r.code.unwrap_or(0), false, r.headers)
     } else {
         let table = uninit.get_mut(..max_headers).unwrap_or_default();
         let mut r = httparse::Request::new(&mut headers);
         let res = r.parse_with_uninit_headers(head, table);
-        (res, r.version, 0, r.headers)
+        (res, r.version, 0, r.method == Some("HEAD"), r.headers)
     };
     match res {
         Ok(httparse::Status::Complete(n)) if n == head.len() => {}
@@ -774,19 +939,44 @@ fn parse_info(head: &[u8], response: bool, max_headers: usize) -> Result<HeadInf
         content_length: None,
         te: None,
         expect_continue: false,
+        close: false,
+        keep_alive: false,
+        hosts: 0,
+        other_coding: false,
+        is_head,
     };
+    read_fields(&mut info, fields)?;
+    Ok(info)
+}
+
+/// Reads the fields the framing and the request's summary need.
+fn read_fields(info: &mut HeadInfo, fields: &[httparse::Header<'_>]) -> Result<(), FrameErrorKind> {
     let mut codings = Codings::default();
     for h in fields.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            content_length(&mut info, h.value)?;
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            codings.add(h.value);
-            info.te = Some((codings.last_chunked, codings.chunked));
-        } else if h.name.eq_ignore_ascii_case("expect") {
-            info.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        // By length first: one jump instead of a comparison per name known.
+        let name = h.name.as_bytes();
+        match name.len() {
+            4 if name_is(name, b"host") => {
+                info.hosts = info.hosts.saturating_add(1);
+            }
+            6 if name_is(name, b"expect") => {
+                info.expect_continue |= h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            }
+            10 if name_is(name, b"connection") => {
+                connection_options(h.value, &mut info.close, &mut info.keep_alive);
+            }
+            14 if name_is(name, b"content-length") => {
+                content_length(info, h.value)?;
+            }
+            17 if name_is(name, b"transfer-encoding") => {
+                codings.add(h.value);
+                info.te = Some((codings.last_chunked, codings.chunked));
+            }
+            _ => {}
         }
     }
-    Ok(info)
+    info.other_coding = codings.other;
+    Ok(())
 }
 
 /// What the `Transfer-Encoding` field lines of a head say. The codec (where the body ends)
@@ -815,6 +1005,14 @@ impl Codings {
             self.other |= !self.last_chunked;
         }
     }
+}
+
+/// Whether the field name `name` (a token: httparse refuses any other byte) is `lower`
+/// (lowercase letters and `-`) in any case. A token byte OR 0x20 is a lowercase letter only
+/// if it is that letter in either case, and `-` only if it is `-`: one instruction a byte
+/// where `eq_ignore_ascii_case` maps both sides.
+fn name_is(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&n, &l)| n | 0x20 == l)
 }
 
 /// Reads one `Content-Length` field (a list of equal values is allowed, RFC 9110 §8.6).

@@ -546,6 +546,17 @@ impl FrameCodec {
         }
     }
 
+    /// Under `http`, the summary of the request frame decoded last ([`http::HttpHead`]:
+    /// version, `Connection` options, `Host` count, codings, `HEAD`), read while its end was
+    /// found; given once per frame, so a server need not parse the head again. `None` for a
+    /// response, once taken, after a head that began another frame, and for other framings.
+    pub fn take_http_head(&mut self) -> Option<http::HttpHead> {
+        match &mut self.inner {
+            Inner::Http(c) => c.take_head(),
+            _ => None,
+        }
+    }
+
     fn run(&mut self, src: &mut BytesMut, eof: bool) -> Result<Option<Bytes>, FrameError> {
         if self.poisoned {
             return Err(FrameError::at(self.offset, FrameErrorKind::Poisoned));

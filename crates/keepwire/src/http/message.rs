@@ -88,11 +88,8 @@ fn fields(headers: &[httparse::Header<'_>]) -> Fields {
     for h in headers {
         out.hosts += usize::from(h.name.eq_ignore_ascii_case("host"));
         if h.name.eq_ignore_ascii_case("connection") {
-            for token in h.value.split(|&b| b == b',') {
-                let token = token.trim_ascii();
-                out.connection.close |= token.eq_ignore_ascii_case(b"close");
-                out.connection.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
+            let c = &mut out.connection;
+            crate::frame::http::connection_options(h.value, &mut c.close, &mut c.keep_alive);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             codings.add(h.value);
         }
@@ -297,7 +294,7 @@ pub fn whole_request(wire: &[u8]) -> Result<(), HttpError> {
 }
 
 /// The body after a head of `head` bytes: the rest of the frame, or its chunks joined.
-fn body(frame: &Bytes, head: usize, chunked: bool) -> Result<Bytes, HttpError> {
+pub(crate) fn body(frame: &Bytes, head: usize, chunked: bool) -> Result<Bytes, HttpError> {
     let rest = frame.slice(head.min(frame.len())..);
     if chunked { dechunk(&rest) } else { Ok(rest) }
 }

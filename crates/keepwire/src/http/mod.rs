@@ -9,6 +9,12 @@
 //! http` runs, and [`HttpClient`] a client that reuses its connection only when the
 //! response allows it.
 //!
+//! A request head is parsed once: the codec reads, while finding where a request ends,
+//! what a server answers from ([`crate::frame::http::HttpHead`]: version, `Connection`
+//! options, `Host` count, codings, `HEAD`), and a server hands that to its handler with
+//! the frame; [`HttpService`] answers from it, and parses the frame with
+//! [`message::Request::parse_bytes`] only when a request comes without it.
+//!
 //! ```
 //! use bytes::Bytes;
 //! use keepwire::http::message::Request;

@@ -4,13 +4,15 @@
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tower::Service;
 
-use super::message;
+use super::message::{self, ConnectionOptions};
 use super::persist::{KeepAlive, Persistence, persistent};
+use crate::frame::http::HttpHead;
 use crate::server::{Answer, Request};
 
 /// The body a [`HttpService`] answers with.
@@ -60,29 +62,68 @@ pub struct HttpService {
     keep_alive: KeepAlive,
     /// Requests this connection has carried.
     served: u64,
+    /// A [`HttpReply::Fixed`] reply's responses, built once and shared by the clones: see
+    /// [`canned`](Self::canned).
+    canned: Option<Arc<[Bytes; 6]>>,
 }
 
 impl HttpService {
     /// A handler answering `reply` as `content_type`, under the `keep_alive` settings.
     pub fn new(reply: HttpReply, content_type: &str, keep_alive: KeepAlive) -> Self {
+        let content_type = Bytes::copy_from_slice(content_type.as_bytes());
+        let canned = match &reply {
+            HttpReply::Fixed(body) => Some(Arc::new(CANNED.map(|(connection, head_only)| {
+                let p = Persistence {
+                    keep: true,
+                    connection,
+                    keep_alive: None,
+                };
+                response(200, "OK", &content_type, body, &p, head_only)
+            }))),
+            HttpReply::Echo => None,
+        };
         HttpService {
             reply,
-            content_type: Bytes::copy_from_slice(content_type.as_bytes()),
+            content_type,
             keep_alive,
             served: 0,
+            canned,
         }
     }
 
-    /// The answer to one request frame; `draining`: the server is shutting down.
+    /// The prebuilt `200` response for `p` and `head_only`, when the reply is fixed and
+    /// `p` sends no `Keep-Alive` field: the response is then one of [`CANNED`], and a
+    /// clone of it costs no allocation and no copy.
+    fn canned(&self, p: &Persistence, head_only: bool) -> Option<Bytes> {
+        if p.keep_alive.is_some() {
+            return None;
+        }
+        let i = CANNED
+            .iter()
+            .position(|&(c, h)| c == p.connection && h == head_only)?;
+        self.canned.as_ref()?.get(i).cloned()
+    }
+
+    /// The answer to one request frame; `draining`: the server is shutting down. The head
+    /// is parsed here; a server's requests carry the codec's reading of it instead
+    /// ([`Request::http_head`]), which the [`Service`] impl uses.
     pub fn answer(&mut self, frame: &Bytes, draining: bool) -> Answer {
+        self.respond(frame, None, draining)
+    }
+
+    /// The answer to one request frame, read from `head` when given (it describes `frame`),
+    /// else parsed.
+    fn respond(&mut self, frame: &Bytes, head: Option<&HttpHead>, draining: bool) -> Answer {
         self.served = self.served.saturating_add(1);
+        let facts = match head {
+            Some(h) => Some(Facts::of_head(h)),
+            None => message::Request::parse_bytes(frame)
+                .ok()
+                .map(Facts::of_request),
+        };
         // A request without exactly one Host (HTTP/1.1), or with two: 400 (RFC 9112 §3.2).
-        let parsed = message::Request::parse_bytes(frame).ok();
-        let Some(req) = parsed.filter(|r| !r.bad_host()) else {
-            let bad = Bytes::from_static(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
-            return Answer::one(bad).then_close();
+        let Some(req) = facts.filter(|f| !f.bad_host) else {
+            return bad_request();
         };
         // RFC 9112 §6.1: "A server that receives a request message with a transfer coding
         // it does not understand SHOULD respond with 501 (Not Implemented)" (nginx does);
@@ -99,11 +140,13 @@ impl HttpService {
             &self.keep_alive,
             draining,
         );
-        let body = match &self.reply {
-            HttpReply::Echo => req.body.clone(),
-            HttpReply::Fixed(b) => b.clone(),
+        let resp = match self.canned(&p, req.head_only) {
+            Some(resp) => resp,
+            None => match self.build(frame, req.body, &p, req.head_only) {
+                Some(resp) => resp,
+                None => return bad_request(),
+            },
         };
-        let resp = response(200, "OK", &self.content_type, &body, &p, req.is_head());
         let answer = Answer::one(resp);
         if p.keep {
             answer
@@ -112,6 +155,83 @@ impl HttpService {
             answer.then_close_asked()
         } else {
             answer.then_close()
+        }
+    }
+
+    /// Builds the `200` response; `None` when the body to echo is not well formed.
+    fn build(&self, frame: &Bytes, body: Body, p: &Persistence, head_only: bool) -> Option<Bytes> {
+        let body = match &self.reply {
+            HttpReply::Echo => match body {
+                Body::Read(b) => b,
+                Body::At { head, chunked } => message::body(frame, head, chunked).ok()?,
+            },
+            HttpReply::Fixed(b) => b.clone(),
+        };
+        Some(response(200, "OK", &self.content_type, &body, p, head_only))
+    }
+}
+
+/// The `Connection` field and `HEAD` or not of the responses a fixed reply prebuilds: every
+/// [`Persistence`] without `Keep-Alive` fields sends one of these `Connection` values.
+const CANNED: [(Option<&str>, bool); 6] = [
+    (None, false),
+    (None, true),
+    (Some("keep-alive"), false),
+    (Some("keep-alive"), true),
+    (Some("close"), false),
+    (Some("close"), true),
+];
+
+/// 400 and a close: a malformed request, or one with a bad `Host`.
+fn bad_request() -> Answer {
+    let bad = Bytes::from_static(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    Answer::one(bad).then_close()
+}
+
+/// What the answer to a request depends on, from the codec's [`HttpHead`] or a parse.
+struct Facts {
+    version: u8,
+    connection: ConnectionOptions,
+    bad_host: bool,
+    other_coding: bool,
+    head_only: bool,
+    body: Body,
+}
+
+/// The request's body: read already, or where it is in the frame (read only to echo it).
+enum Body {
+    Read(Bytes),
+    At { head: usize, chunked: bool },
+}
+
+impl Facts {
+    fn of_head(h: &HttpHead) -> Facts {
+        Facts {
+            version: h.version(),
+            connection: ConnectionOptions {
+                close: h.close(),
+                keep_alive: h.keep_alive(),
+            },
+            bad_host: h.bad_host(),
+            other_coding: h.other_coding(),
+            head_only: h.is_head(),
+            body: Body::At {
+                head: h.head_len(),
+                chunked: h.chunked(),
+            },
+        }
+    }
+
+    fn of_request(r: message::Request) -> Facts {
+        Facts {
+            version: r.version,
+            connection: r.connection,
+            bad_host: r.bad_host(),
+            other_coding: r.other_coding,
+            head_only: r.is_head(),
+            body: Body::Read(r.body),
         }
     }
 }
@@ -182,7 +302,7 @@ impl Service<Request> for HttpService {
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        ready(Ok(self.answer(&req.frame, req.draining)))
+        ready(Ok(self.respond(&req.frame, req.http_head(), req.draining)))
     }
 }
 
@@ -213,6 +333,73 @@ mod tests {
         );
         assert!(a.closes(), "the second of max 2 closes");
         assert!(a.frames()[0].ends_with(b"Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn the_codec_summary_answers_as_a_parse_does() {
+        use crate::frame::{FrameCodec, FramingSpec};
+        use tokio_util::codec::Decoder;
+        let wire = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi\
+HEAD / HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx\
+POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\ny\r\n0\r\nT: 1\r\n\r\n\
+GET / HTTP/1.0\r\n\r\n\
+GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n\
+GET / HTTP/1.1\r\n\r\n\
+PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+        for reply in [HttpReply::Echo, HttpReply::Fixed("abc".into())] {
+            for draining in [false, true] {
+                let mut codec = FrameCodec::new(FramingSpec::Http(Default::default()));
+                let mut buf = BytesMut::from(&wire[..]);
+                let ka = KeepAlive {
+                    max_requests: 3,
+                    ..KeepAlive::default()
+                };
+                let (mut parsed, mut summed) = (
+                    HttpService::new(reply.clone(), "t", ka),
+                    HttpService::new(reply.clone(), "t", ka),
+                );
+                let mut n = 0;
+                while let Some(frame) = codec.decode(&mut buf).unwrap() {
+                    let head = codec.take_http_head().unwrap();
+                    assert_eq!(
+                        summed.respond(&frame, Some(&head), draining),
+                        parsed.answer(&frame, draining),
+                        "frame {n}"
+                    );
+                    n += 1;
+                }
+                assert_eq!(n, 7);
+            }
+        }
+    }
+
+    #[test]
+    fn canned_responses_are_the_ones_built() {
+        let frames: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            b"HEAD / HTTP/1.0\r\n\r\n",
+        ];
+        for advertise in [false, true] {
+            let ka = KeepAlive {
+                max_requests: 4,
+                timeout: Some(std::time::Duration::from_secs(5)),
+                advertise,
+            };
+            let mut s = HttpService::new(HttpReply::Fixed("abc".into()), "t/p", ka);
+            for (nth, frame) in frames.iter().enumerate() {
+                let req = message::Request::parse(frame).unwrap();
+                let nth = (nth % 4 + 1) as u64;
+                s.served = nth - 1;
+                let p = Persistence::decide(req.version, req.connection, nth, &ka, false);
+                let want = response(200, "OK", b"t/p", b"abc", &p, req.is_head());
+                let got = s.answer(&Bytes::copy_from_slice(frame), false);
+                assert_eq!(got.frames()[0], want, "{}", String::from_utf8_lossy(frame));
+            }
+        }
     }
 
     #[test]

@@ -172,6 +172,20 @@ pub struct Request {
     /// Mutual TLS: the client's verified certificate (its subject names the partner).
     #[cfg(feature = "tls")]
     pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
+    /// Under `http` framing: what the codec read in this request's head (see
+    /// [`http_head`](Self::http_head)).
+    http_head: Option<crate::frame::http::HttpHead>,
+}
+
+impl Request {
+    /// Under `http` framing, what the codec read in this request's head while finding the
+    /// frame's end (version, `Connection` options, `Host` count, codings, `HEAD`), so that a
+    /// handler need not parse the head again. `None` under other framings, and once
+    /// [`frame`](Self::frame) has been replaced by other bytes: the summary is given only
+    /// for the very frame it describes ([`HttpHead::describes`](crate::frame::http::HttpHead::describes)).
+    pub fn http_head(&self) -> Option<&crate::frame::http::HttpHead> {
+        self.http_head.as_ref().filter(|h| h.describes(&self.frame))
+    }
 }
 
 /// How a server's shutdown went.

@@ -389,3 +389,88 @@ fn stream_offsets_count_dropped_empty_lines() {
     let e = c.decode(&mut buf).unwrap_err();
     assert_eq!(e.offset(), Some(20), "{e}");
 }
+
+/// Pipelined requests that differ in every field the summary holds.
+const PIPELINED: &[u8] = b"\r\nPOST /a HTTP/1.1\r\nHost: a\r\nConnection: foo, Close\r\nContent-Length: 2\r\n\r\nhi\
+HEAD /b HTTP/1.0\r\nconnection: keep-alive\r\n\r\n\
+PUT /c HTTP/1.1\r\nHost: a\r\nHOST: b\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\nT: 1\r\n\r\n\
+GET /d HTTP/1.1\r\nExpect: 100-continue\r\n\r\n";
+
+#[test]
+fn request_summaries_describe_their_own_frame_and_agree_with_a_parse() {
+    use crate::http::message::{Request, body};
+    for split in 1..=PIPELINED.len() {
+        let mut c = codec("http");
+        let mut buf = BytesMut::new();
+        let mut seen = 0;
+        for piece in PIPELINED.chunks(split) {
+            buf.put_slice(piece);
+            while let Some(frame) = c.decode(&mut buf).unwrap() {
+                let h = c.take_http_head().expect("a request has a summary");
+                assert_eq!(c.take_http_head(), None, "given once");
+                assert!(h.describes(&frame) && !h.describes(&frame[..frame.len() - 1]));
+                let r = Request::parse_bytes(&frame).unwrap();
+                assert_eq!(
+                    (h.version(), h.close(), h.keep_alive(), h.host_fields()),
+                    (
+                        r.version,
+                        r.connection.close,
+                        r.connection.keep_alive,
+                        r.host_fields
+                    ),
+                    "split {split}, frame {seen}"
+                );
+                assert_eq!(
+                    (h.other_coding(), h.is_head()),
+                    (r.other_coding, r.is_head())
+                );
+                assert_eq!(h.bad_host(), r.bad_host());
+                assert_eq!(body(&frame, h.head_len(), h.chunked()).unwrap(), r.body);
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 4, "split {split}");
+    }
+}
+
+#[test]
+fn responses_and_other_framings_have_no_summary() {
+    let mut c = codec("http");
+    let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"[..]);
+    assert!(c.decode(&mut buf).unwrap().is_some());
+    assert_eq!(c.take_http_head(), None);
+    // A request head whose frame is not whole yet has none either.
+    let mut buf = BytesMut::from(&b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nh"[..]);
+    let mut c = codec("http");
+    assert!(c.decode(&mut buf).unwrap().is_none());
+    assert_eq!(c.take_http_head(), None);
+    let mut c = codec("line");
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\n"[..]);
+    assert!(c.decode(&mut buf).unwrap().is_some());
+    assert_eq!(c.take_http_head(), None);
+}
+
+#[test]
+fn field_names_and_connection_options_compare_as_case_insensitive_text() {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    for t in (0..=255u8).filter(|&b| token(b)) {
+        for l in b"abcdefghijklmnopqrstuvwxyz-".iter().copied() {
+            assert_eq!(super::name_is(&[t], &[l]), [t].eq_ignore_ascii_case(&[l]));
+        }
+    }
+    assert!(super::name_is(b"Content-LENGTH", b"content-length"));
+    assert!(!super::name_is(b"content-lengtH2", b"content-length"));
+    for (value, want) in [
+        (&b"Keep-Alive"[..], (false, true)),
+        (b"KEEP-alive", (false, true)),
+        (b"Close", (true, false)),
+        (b"cLOSE", (true, false)),
+        (b"upgrade , close,keep-alive", (true, true)),
+        (b"keep-alive2", (false, false)),
+        (b"", (false, false)),
+    ] {
+        let (mut close, mut keep) = (false, false);
+        super::connection_options(value, &mut close, &mut keep);
+        assert_eq!((close, keep), want, "{value:?}");
+    }
+}

@@ -383,8 +383,10 @@ impl Connection {
     }
 
     /// The request the handler sees for `frame`.
-    pub(super) fn request(&self, frame: Bytes) -> Request {
+    pub(super) fn request(&mut self, frame: Bytes) -> Request {
         Request {
+            // The codec's summary of this frame's head (HTTP): decoded last, taken once.
+            http_head: self.codec.take_http_head(),
             frame,
             peer: self.peer,
             local: self.local,
