@@ -439,7 +439,11 @@ impl LengthCodec {
         // header announcing 8 MiB followed by silence must not hold 8 MiB per connection.
         let total = head + body;
         if src.len() < total {
-            src.reserve((total - src.len()).min(super::RESERVE_STEP));
+            // A little past the frame: a read into this room that drains the socket comes
+            // back short, which tells the reader the socket is empty (an exact fit would
+            // leave it to find out with one more read that fails).
+            let want = (total - src.len()).saturating_add(super::READ_SLACK);
+            src.reserve(want.min(super::RESERVE_STEP));
             return Ok(None);
         }
         self.state = State::Head;

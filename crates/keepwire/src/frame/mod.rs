@@ -62,6 +62,13 @@ pub const DEFAULT_MAX: usize = 8 * 1024 * 1024;
 /// is the peer's claim; buffers grow as the body really arrives.
 pub const RESERVE_STEP: usize = 64 * 1024;
 
+/// Room the decoder reserves past the rest of a partial frame, so that the read which
+/// completes the frame and drains the socket comes back shorter than asked. Small: the
+/// server's reader takes a buffer with less room than a quarter of its first read size (250
+/// bytes) for a new one, so the slack left once the frame is split off is never read into
+/// on its own.
+pub(crate) const READ_SLACK: usize = 128;
+
 /// The largest `max=` (and `fixed:N`) a spec may ask for: 1 GiB. Past that a single peer could
 /// make one connection hold more memory than a server should ever give it.
 pub const MAX_LIMIT: usize = 1024 * 1024 * 1024;

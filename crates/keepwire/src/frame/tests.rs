@@ -514,6 +514,26 @@ fn specs_built_in_code_are_clamped() {
 }
 
 #[test]
+fn a_partial_frame_gets_room_past_its_end_so_the_completing_read_comes_back_short() {
+    for spec_s in ["len:be:4", "len:ascii:4", "len:le:2"] {
+        let mut codec = FrameCodec::new(spec(spec_s));
+        let mut whole = BytesMut::new();
+        codec.encode_to(&[9u8; 3000][..], &mut whole).unwrap();
+        let mut buf = BytesMut::from(&whole[..1000]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        let rest = whole.len() - 1000;
+        let room = buf.capacity() - buf.len();
+        // More than the frame needs: a read that drains the socket is shorter than asked.
+        assert!(
+            room > rest && room >= rest + super::READ_SLACK,
+            "{spec_s}: room {room} for the {rest} bytes left"
+        );
+        buf.extend_from_slice(&whole[1000..]);
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap().len(), 3000);
+    }
+}
+
+#[test]
 fn a_claimed_length_reserves_at_most_one_step() {
     // Regression (hostile-input review): a header announcing a body just under max, then
     // silence, reserved the whole body up front: 8 MiB per connection for 4 bytes sent.
