@@ -5,7 +5,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream as StdStream};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keepwire::http::{HttpReply, HttpService, KeepAlive};
 use keepwire::server::{Server, ServerConfig};
@@ -59,4 +59,144 @@ async fn bytes_sent_while_a_blocking_handler_runs_do_not_reset_the_response() {
     let resp = resp.expect("the response was lost to a reset");
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert_eq!(resp.matches("HTTP/1.1 200").count(), 1, "{resp}");
+}
+
+/// An HTTP echo server with `cfg`; its address and counters.
+async fn web(
+    cfg: ServerConfig,
+    at: &str,
+) -> (SocketAddr, std::sync::Arc<keepwire::server::ServerStats>) {
+    let server = Server::bind(at, cfg).await.unwrap();
+    let addr = server.local_addr();
+    let stats = server.stats();
+    let svc = HttpService::new(HttpReply::Echo, "text/plain", KeepAlive::default());
+    tokio::spawn(server.serve(svc));
+    (addr, stats)
+}
+
+/// Connects from `from` (port chosen by the kernel), with `prefix` sent first (a PROXY
+/// header), and asks for one keep-alive request: `Some(stream)` when answered, `None` when
+/// the server closed or reset instead.
+async fn served(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    prefix: &[u8],
+) -> Option<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sock = if from.is_ipv4() {
+        tokio::net::TcpSocket::new_v4().unwrap()
+    } else {
+        tokio::net::TcpSocket::new_v6().unwrap()
+    };
+    sock.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut c = sock.connect(addr).await.unwrap();
+    let mut req = prefix.to_vec();
+    req.extend_from_slice(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    if c.write_all(&req).await.is_err() {
+        return None;
+    }
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout_at(deadline, c.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => return None,
+            Err(_) => panic!("no answer and no close from {from}"),
+        }
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{got:?}");
+    Some(c)
+}
+
+/// Polls `cond` on the server's counters until it holds, for at most `LIMIT`.
+async fn until(stats: &keepwire::server::ServerStats, what: &str, cond: impl Fn(u64) -> bool) {
+    let t0 = Instant::now();
+    while !cond(stats.snapshot().closed) {
+        assert!(t0.elapsed() < LIMIT, "{what}: {:?}", stats.snapshot());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Many client addresses (127.0.0.10..40) at a cap of 2, three rounds: each address gets
+/// exactly 2, its third is refused, and once all close every address gets its 2 again (the
+/// counts went back to zero, whatever the table's growth and removals did).
+#[tokio::test]
+async fn per_ip_caps_hold_exactly_under_churn_from_many_addresses() {
+    let mut cfg = ServerConfig::new("http".parse().unwrap());
+    cfg.max_conns_per_ip = Some(2);
+    let (addr, stats) = web(cfg, "127.0.0.1:0").await;
+    let ips: Vec<std::net::IpAddr> = (10..40u8)
+        .map(|n| std::net::Ipv4Addr::new(127, 0, 0, n).into())
+        .collect();
+    let mut closed = 0;
+    for round in 0..3u64 {
+        let mut held = Vec::new();
+        for ip in &ips {
+            for k in 0..2 {
+                let c = served(addr, *ip, b"").await;
+                held.push(c.unwrap_or_else(|| panic!("round {round}: {ip} #{k} refused")));
+            }
+            assert!(
+                served(addr, *ip, b"").await.is_none(),
+                "round {round}: {ip} got a third connection"
+            );
+            closed += 1;
+        }
+        let n = ips.len() as u64;
+        assert_eq!(stats.snapshot().rejected_per_ip, n * (round + 1));
+        closed += held.len() as u64;
+        drop(held);
+        until(&stats, "connections never closed", |c| c >= closed).await;
+    }
+}
+
+/// Behind PROXY, the slot is the named client's: one client named twice is capped, another
+/// named through the same proxy address is not, and a named client's slot comes back.
+#[tokio::test]
+async fn per_ip_caps_count_the_proxy_named_client_not_the_proxy() {
+    let mut cfg = ServerConfig::new("http".parse().unwrap());
+    cfg.max_conns_per_ip = Some(1);
+    cfg.proxy_protocol = true;
+    let (addr, stats) = web(cfg, "127.0.0.1:0").await;
+    let lo = std::net::IpAddr::from([127, 0, 0, 1]);
+    let named = |c: u8| format!("PROXY TCP4 192.0.2.{c} 127.0.0.1 5000 80\r\n").into_bytes();
+    let a = served(addr, lo, &named(7))
+        .await
+        .expect("first named client refused");
+    assert!(
+        served(addr, lo, &named(7)).await.is_none(),
+        "named twice, cap 1"
+    );
+    let b = served(addr, lo, &named(8))
+        .await
+        .expect("another named client refused");
+    assert_eq!(stats.snapshot().rejected_per_ip, 1);
+    drop((a, b));
+    until(&stats, "connections never closed", |c| c >= 3).await;
+    let _a = served(addr, lo, &named(7))
+        .await
+        .expect("slot not given back");
+}
+
+/// IPv6 loopback: cap 1 on a `[::1]` listener, the slot given back at the close.
+#[tokio::test]
+async fn per_ip_caps_on_ipv6_loopback() {
+    let mut cfg = ServerConfig::new("http".parse().unwrap());
+    cfg.max_conns_per_ip = Some(1);
+    let Ok(server) = Server::bind("[::1]:0", cfg).await else {
+        println!("skipped: no IPv6 loopback");
+        return;
+    };
+    let addr = server.local_addr();
+    let stats = server.stats();
+    let svc = HttpService::new(HttpReply::Echo, "text/plain", KeepAlive::default());
+    tokio::spawn(server.serve(svc));
+    let v6 = std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+    for round in 0..3u64 {
+        let a = served(addr, v6, b"").await.expect("first refused");
+        assert!(served(addr, v6, b"").await.is_none(), "second past cap 1");
+        drop(a);
+        until(&stats, "never closed", |c| c >= 2 * (round + 1)).await;
+    }
 }
