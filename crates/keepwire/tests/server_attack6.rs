@@ -8,6 +8,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use keepwire::http::{HttpReply, HttpService, KeepAlive};
+#[allow(unused_imports)]
+mod common;
+mod tls_common;
 use keepwire::server::{Server, ServerConfig};
 
 const LIMIT: Duration = Duration::from_secs(5);
@@ -199,4 +202,72 @@ async fn per_ip_caps_on_ipv6_loopback() {
         drop(a);
         until(&stats, "never closed", |c| c >= 2 * (round + 1)).await;
     }
+}
+
+/// A TLS peer that trickles one record carrying a frame (20 bytes each 20 ms): the
+/// plaintext buffer stays empty until the record is whole, but the frame has begun, and the
+/// frame timeout (300 ms) must cut it as it cuts a plain trickle, not the record's end
+/// (about 4 s) or the idle timeout.
+#[tokio::test]
+async fn a_tls_record_trickled_in_is_cut_at_the_frame_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pki = tls_common::Pki::new();
+    let mut cfg = ServerConfig::new(common::spec("len:be:2"));
+    cfg.tls = Some(pki.server_tls(false));
+    cfg.liveness.frame_timeout = Some(Duration::from_millis(300));
+    cfg.liveness.read_idle = Some(Duration::from_secs(30));
+    let srv = common::echo_server(cfg).await;
+    let name = "localhost".try_into().unwrap();
+    let ccfg = std::sync::Arc::clone(pki.client_tls(false).config());
+    let mut tls = rustls::ClientConnection::new(ccfg, name).unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    // The handshake, driven by hand.
+    let mut buf = vec![0u8; 32 * 1024];
+    tokio::time::timeout(LIMIT, async {
+        while tls.is_handshaking() {
+            let mut out = Vec::new();
+            while tls.wants_write() {
+                tls.write_tls(&mut out).unwrap();
+            }
+            tcp.write_all(&out).await.unwrap();
+            if tls.is_handshaking() {
+                let n = tcp.read(&mut buf).await.unwrap();
+                assert!(n > 0, "eof in the handshake");
+                let mut s = &buf[..n];
+                while !s.is_empty() {
+                    tls.read_tls(&mut s).unwrap();
+                    tls.process_new_packets().unwrap();
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let mut frame = vec![0x0f, 0xa0];
+    frame.resize(2 + 4000, b'x');
+    tls.writer().write_all(&frame).unwrap();
+    let mut record = Vec::new();
+    while tls.wants_write() {
+        tls.write_tls(&mut record).unwrap();
+    }
+    let t = Instant::now();
+    let mut closed = false;
+    for chunk in record.chunks(20) {
+        if tcp.write_all(chunk).await.is_err() {
+            closed = true;
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(20), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let took = t.elapsed();
+    assert!(closed, "a trickled record held the connection {took:?}");
+    assert!(took < Duration::from_secs(2), "cut after {took:?}");
+    assert!(took >= Duration::from_millis(250), "cut after {took:?}");
 }

@@ -494,7 +494,14 @@ impl Connection {
                 self.rbuf = pool::take();
             }
             let got = tls.read(&self.stream, &mut self.rbuf);
+            let mid = tls.mid_record();
             self.note_rbuf_size();
+            if got.is_err() && self.rbuf.is_empty() {
+                // Ciphertext without plaintext: a record arriving in pieces is a frame begun
+                // (the slow-frame clock starts, as for a plain partial frame); a whole record
+                // that held none (a control record) is not.
+                self.live.on_read(Instant::now(), mid, false);
+            }
             let got = got?;
             if got == 0 {
                 self.eof = true;
@@ -632,7 +639,7 @@ impl Connection {
         let armed = clock.armed();
         if std::mem::take(&mut self.beat_seen) {
             clock.set(self.live.next_deadline(), self.seen);
-        } else if armed.is_none() || !self.rbuf.is_empty() {
+        } else if armed.is_none() || !self.rbuf.is_empty() || self.tls_mid_record() {
             clock.arm(self.live.next_deadline(), self.seen);
         } else {
             // (The armed time may be up to the clock's slack later than the deadline.)
