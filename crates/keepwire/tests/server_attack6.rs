@@ -8,7 +8,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use keepwire::http::{HttpReply, HttpService, KeepAlive};
-#[allow(unused_imports)]
 mod common;
 mod tls_common;
 use keepwire::server::{Server, ServerConfig};
@@ -187,10 +186,11 @@ async fn per_ip_caps_count_the_proxy_named_client_not_the_proxy() {
 async fn per_ip_caps_on_ipv6_loopback() {
     let mut cfg = ServerConfig::new("http".parse().unwrap());
     cfg.max_conns_per_ip = Some(1);
-    let Ok(server) = Server::bind("[::1]:0", cfg).await else {
-        println!("skipped: no IPv6 loopback");
+    let bound = Server::bind("[::1]:0", cfg).await;
+    if !tls_common::require(bound.is_ok(), "no IPv6 loopback") {
         return;
-    };
+    }
+    let server = bound.unwrap();
     let addr = server.local_addr();
     let stats = server.stats();
     let svc = HttpService::new(HttpReply::Echo, "text/plain", KeepAlive::default());
