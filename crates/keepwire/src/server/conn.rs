@@ -494,7 +494,14 @@ impl Connection {
                 self.rbuf = pool::take();
             }
             let got = tls.read(&self.stream, &mut self.rbuf);
+            let mid = tls.mid_record();
             self.note_rbuf_size();
+            if got.is_err() && self.rbuf.is_empty() {
+                // Ciphertext without plaintext: a record arriving in pieces is a frame begun
+                // (the slow-frame clock starts, as for a plain partial frame); a whole record
+                // that held none (a control record) is not.
+                self.live.on_read(Instant::now(), mid, false);
+            }
             let got = got?;
             if got == 0 {
                 self.eof = true;
@@ -632,7 +639,7 @@ impl Connection {
         let armed = clock.armed();
         if std::mem::take(&mut self.beat_seen) {
             clock.set(self.live.next_deadline(), self.seen);
-        } else if armed.is_none() || !self.rbuf.is_empty() {
+        } else if armed.is_none() || !self.rbuf.is_empty() || self.tls_mid_record() {
             clock.arm(self.live.next_deadline(), self.seen);
         } else {
             // (The armed time may be up to the clock's slack later than the deadline.)
@@ -773,12 +780,14 @@ impl Connection {
     }
 
     /// Whether the peer may have sent bytes we have not read. On plain TCP, tokio's read
-    /// readiness answers without a system call: a read that drains the socket clears it
-    /// (see `try_read_inner`) and the driver sets it again when epoll reports more. Bytes
-    /// that reached the kernel since the driver's last look are missed, as nginx misses them
-    /// (its `read->ready`, checked before it closes a connection the client asked to close):
-    /// a client that asked for the close must not send more (RFC 9112 §9.6). Under TLS, where
-    /// a record can arrive in pieces, the kernel is asked (a peek).
+    /// readiness answers "yes" without a system call (a read that drains the socket clears
+    /// it, see `try_read_inner`, and the driver sets it again when epoll reports more). Its
+    /// "no" is not trusted: bytes that reached the kernel since the driver's last look (a
+    /// handler that held the thread, a runtime too busy to poll its driver) would be
+    /// missed, and closing on them sends a reset that can destroy the response just
+    /// written. So a "no" is checked with the kernel (a peek), as under TLS, where a record
+    /// can arrive in pieces. Regression test: `server_attack6.rs`,
+    /// `bytes_sent_while_a_blocking_handler_runs_do_not_reset_the_response`.
     async fn unread_may_wait(&self) -> bool {
         #[cfg(feature = "tls")]
         if self.tls.is_some() {
@@ -788,7 +797,7 @@ impl Connection {
         // looking, which would read as "nothing waits".
         let ready =
             std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_read_ready(cx).is_ready()));
-        tokio::task::coop::unconstrained(ready).await
+        tokio::task::coop::unconstrained(ready).await || self.kernel_has_data()
     }
 
     /// Reads and drops what the peer sends until its FIN, for at most `wait`. `Ok` at the
