@@ -232,13 +232,11 @@ impl Server {
         };
         let mut last = None;
         for a in tokio::net::lookup_host(addr).await.map_err(bind_err)? {
-            match listen(a, config.backlog) {
-                Ok(listener) => {
+            match listen(a, config.backlog, &config.socket) {
+                Ok((listener, options_set)) => {
                     let local = listener.local_addr().map_err(bind_err)?;
                     let shared = conn::Shared::new(config);
-                    // Accepted sockets inherit these (Linux): set once here, then checked
-                    // on the first connection instead of set on every one.
-                    if shared.config.socket.apply(&listener).is_err() {
+                    if !options_set {
                         shared.socket_options_inherited(false);
                     }
                     return Ok(Server {
@@ -598,7 +596,15 @@ async fn abort_connections(shared: &conn::Shared, tasks: &ConnTasks) -> u64 {
     force_closed
 }
 
-fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+/// A listening socket on `addr`, and whether `options` could be set on it. Accepted sockets
+/// inherit them (Linux): set here, before `listen` (a connection queued before they were set
+/// would not have them), they are checked on the first connection instead of set on every
+/// one (see `conn::Shared::apply_socket_options`).
+fn listen(
+    addr: SocketAddr,
+    backlog: u32,
+    options: &crate::socket::SocketOptions,
+) -> io::Result<(TcpListener, bool)> {
     let domain = socket2::Domain::for_address(addr);
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     // SO_REUSEADDR: bind even while TIME_WAIT sockets of a previous run hold the port
@@ -609,8 +615,9 @@ fn listen(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
+    let options_set = options.apply(&sock).is_ok();
     sock.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    TcpListener::from_std(sock.into())
+    Ok((TcpListener::from_std(sock.into())?, options_set))
 }
 
 /// Errors that concern one pending connection, not the listener.
