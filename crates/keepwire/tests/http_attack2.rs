@@ -1,0 +1,506 @@
+//! Hostile checks of the one-parse path: the codec's summary of a request head
+//! (`HttpHead`) against a full parse of the same frame, whatever the segmentation, and a
+//! server answering from summaries against `HttpService::answer` parsing each frame.
+//!
+//! Requests are random but reproducible (a fixed-seed xorshift): odd case, spacing, commas
+//! and obs-text in `Connection`, repeated and empty `Host`, `Transfer-Encoding` lists,
+//! chunk extensions and trailers, `Expect: 100-continue`, `HEAD`, HTTP/1.0 keep-alive,
+//! empty lines before a request, and (for the codec) random damage.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use keepwire::frame::{FrameCodec, FramingSpec, http::HttpSpec};
+use keepwire::http::message::{Request as Parsed, dechunk};
+use keepwire::http::{HttpReply, HttpService, KeepAlive};
+use keepwire::server::{Answer, Request, Server, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+use tower::Service;
+
+const LIMIT: Duration = Duration::from_secs(8);
+
+/// xorshift64*: reproducible, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len())]
+    }
+    fn chance(&mut self, in_n: usize) -> bool {
+        self.below(in_n) == 0
+    }
+}
+
+fn casing(r: &mut Rng, name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if r.chance(2) {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+fn connection_value(r: &mut Rng) -> Vec<u8> {
+    let tokens = [
+        "close",
+        "keep-alive",
+        "Close",
+        "KEEP-ALIVE",
+        "Keep-Alive",
+        "upgrade",
+        "",
+        "te",
+        "keep-alive2",
+        "clos",
+    ];
+    let mut v = Vec::new();
+    for i in 0..1 + r.below(3) {
+        if i > 0 {
+            v.extend_from_slice(r.pick(&[",", ", ", " ,", ",,", ",\t"]).as_bytes());
+        }
+        if r.chance(8) {
+            v.extend_from_slice(b"\x80\xff");
+        }
+        v.extend_from_slice(r.pick(&["", " ", "\t"]).as_bytes());
+        v.extend_from_slice(r.pick(&tokens).as_bytes());
+        v.extend_from_slice(r.pick(&["", " ", "\t"]).as_bytes());
+    }
+    v
+}
+
+/// Whether a random request must be well formed (the server test) or may be damaged.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Valid,
+    Any,
+}
+
+fn chunked_body(r: &mut Rng, body: &mut Vec<u8>) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for _ in 0..r.below(4) {
+        let n = 1 + r.below(6);
+        let hex = format!("{:0w$x}", n, w = 1 + r.below(3));
+        let hex = if r.chance(2) { hex.to_uppercase() } else { hex };
+        wire.extend_from_slice(hex.as_bytes());
+        wire.extend_from_slice(r.pick(&["", ";a=b", "; x", ";q=\"1 2\"", " ;e"]).as_bytes());
+        wire.extend_from_slice(b"\r\n");
+        for _ in 0..n {
+            let b = b"xyzHTP\r\n0"[r.below(9)];
+            body.push(b);
+            wire.push(b);
+        }
+        wire.extend_from_slice(b"\r\n");
+    }
+    wire.extend_from_slice(r.pick(&["0", "000", "0;last"]).as_bytes());
+    wire.extend_from_slice(b"\r\n");
+    for _ in 0..r.below(3) {
+        wire.extend_from_slice(
+            r.pick(&["T: 1\r\n", "Connection: close\r\n", "Host: x\r\n"])
+                .as_bytes(),
+        );
+    }
+    wire.extend_from_slice(b"\r\n");
+    wire
+}
+
+/// One random request.
+fn request(r: &mut Rng, kind: Kind) -> Vec<u8> {
+    let mut w = Vec::new();
+    if r.chance(6) {
+        w.extend_from_slice(r.pick(&["\r\n", "\n", "\r\n\r\n"]).as_bytes());
+    }
+    let method = r.pick(&["GET", "HEAD", "POST", "PUT", "head", "OPTIONS"]);
+    let v1 = !r.chance(3);
+    w.extend_from_slice(format!("{method} /p?q=1 HTTP/1.{}\r\n", u8::from(v1)).as_bytes());
+    let mut fields: Vec<Vec<u8>> = Vec::new();
+    let hosts = match r.below(8) {
+        0 => 0,
+        1 => 2,
+        _ => 1,
+    };
+    for _ in 0..hosts {
+        let v = r.pick(&[" a", "", " ", " a:80", "\tb"]);
+        fields.push(format!("{}:{v}", casing(r, "host")).into_bytes());
+    }
+    for _ in 0..r.below(3) {
+        let mut f = format!("{}:", casing(r, "connection")).into_bytes();
+        f.extend_from_slice(r.pick(&[" ", "", "\t"]).as_bytes());
+        f.extend_from_slice(&connection_value(r));
+        fields.push(f);
+    }
+    if r.chance(5) {
+        fields.push(format!("{}: 100-continue", casing(r, "expect")).into_bytes());
+    }
+    if r.chance(4) {
+        fields.push(b"X-Obs: \x80\xfe text".to_vec());
+    }
+    let mut body = Vec::new();
+    let te = v1 && r.chance(3);
+    let body_wire = if te {
+        let te_values: &[&str] = if kind == Kind::Valid {
+            &[
+                "chunked",
+                "Chunked",
+                "gzip, chunked",
+                ", chunked",
+                "chunked,",
+                "gzip,chunked",
+            ]
+        } else {
+            &[
+                "chunked",
+                "gzip",
+                "chunked, chunked",
+                "identity",
+                "",
+                "chunked, gzip",
+            ]
+        };
+        let name = casing(r, "transfer-encoding");
+        if r.chance(4) {
+            // Two lines, kept in this order by the shuffle below.
+            fields.push(format!("{name}: gzip\r\n{name}: chunked").into_bytes());
+        } else {
+            fields.push(format!("{name}: {}", r.pick(te_values)).into_bytes());
+        }
+        chunked_body(r, &mut body)
+    } else if r.chance(2) {
+        let n = r.below(6);
+        body = (0..n).map(|i| b"abc\r\n"[i % 5]).collect();
+        let cl = if r.chance(4) {
+            format!("{n}, {n}")
+        } else {
+            n.to_string()
+        };
+        fields.push(format!("{}: {cl}", casing(r, "content-length")).into_bytes());
+        body.clone()
+    } else {
+        Vec::new()
+    };
+    // Shuffle the field lines.
+    for i in (1..fields.len()).rev() {
+        let j = r.below(i + 1);
+        fields.swap(i, j);
+    }
+    for f in fields {
+        w.extend_from_slice(&f);
+        w.extend_from_slice(b"\r\n");
+    }
+    w.extend_from_slice(b"\r\n");
+    w.extend_from_slice(&body_wire);
+    if kind == Kind::Any && r.chance(10) {
+        let at = r.below(w.len());
+        w[at] = b"\x00 :\r\n;zG"[r.below(8)];
+    }
+    w
+}
+
+/// What a summary says, minus where the frame is.
+type Said = (u8, bool, bool, usize, bool, bool, bool, usize);
+
+/// The codec's reading of each frame of `wire`, fed in the pieces `cuts` gives (ends of
+/// pieces), then the end of the stream; `Err(())` for the error that stops it.
+fn decode_all(wire: &[u8], cuts: &[usize]) -> Vec<Result<(Bytes, Said), ()>> {
+    let mut codec = FrameCodec::new(FramingSpec::Http(HttpSpec::default().max_head(300)));
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut from = 0;
+    let mut ends: Vec<usize> = cuts.to_vec();
+    ends.push(wire.len());
+    for (i, &end) in ends.iter().enumerate() {
+        buf.extend_from_slice(&wire[from..end]);
+        from = end;
+        loop {
+            let res = if i + 1 == ends.len() {
+                codec.decode_eof(&mut buf)
+            } else {
+                codec.decode(&mut buf)
+            };
+            match res {
+                Ok(Some(frame)) => {
+                    let h = codec
+                        .take_http_head()
+                        .expect("every request frame has a summary");
+                    assert!(h.describes(&frame), "the summary names its frame");
+                    assert_eq!(codec.take_http_head(), None, "given once");
+                    let said = (
+                        h.version(),
+                        h.close(),
+                        h.keep_alive(),
+                        h.host_fields(),
+                        h.other_coding(),
+                        h.is_head(),
+                        h.chunked(),
+                        h.head_len(),
+                    );
+                    out.push(Ok((frame, said)));
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    out.push(Err(()));
+                    return out;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A full parse of `frame` says what its summary says.
+fn check_against_parse(frame: &Bytes, said: Said, what: &str) {
+    let p = Parsed::parse_bytes(frame).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (version, close, keep_alive, hosts, other, is_head, chunked, head_len) = said;
+    assert_eq!(
+        (p.version, p.connection.close, p.connection.keep_alive),
+        (version, close, keep_alive),
+        "{what}"
+    );
+    assert_eq!(
+        (p.host_fields, p.other_coding, p.is_head()),
+        (hosts, other, is_head),
+        "{what}"
+    );
+    let rest = &frame[head_len.min(frame.len())..];
+    let body = if chunked {
+        dechunk(rest).unwrap_or_else(|e| panic!("{what}: {e}"))
+    } else {
+        Bytes::copy_from_slice(rest)
+    };
+    assert_eq!(p.body, body, "{what}");
+}
+
+fn wire_of(r: &mut Rng, kind: Kind, n: usize) -> Vec<u8> {
+    (0..n).flat_map(|_| request(r, kind)).collect()
+}
+
+#[test]
+fn summaries_match_a_full_parse_whatever_the_segmentation() {
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut frames = 0;
+    for case in 0..400 {
+        let kind = if case % 2 == 0 {
+            Kind::Valid
+        } else {
+            Kind::Any
+        };
+        let n = 1 + r.below(4);
+        let wire = wire_of(&mut r, kind, n);
+        let whole = decode_all(&wire, &[]);
+        for ev in whole.iter().flatten() {
+            let what = format!("case {case}: {}", String::from_utf8_lossy(&ev.0));
+            check_against_parse(&ev.0, ev.1, &what);
+            frames += 1;
+        }
+        if kind == Kind::Valid {
+            assert!(
+                whole.iter().all(Result::is_ok),
+                "case {case}: valid requests decode"
+            );
+        }
+        // Every byte its own segment, and every single cut for the short wires.
+        let bytes: Vec<usize> = (1..wire.len()).collect();
+        let events = |got: &[Result<(Bytes, Said), ()>]| -> Vec<Result<(Vec<u8>, Said), ()>> {
+            got.iter()
+                .map(|e| e.clone().map(|(f, s)| (f.to_vec(), s)))
+                .collect()
+        };
+        let want = events(&whole);
+        assert_eq!(
+            events(&decode_all(&wire, &bytes)),
+            want,
+            "case {case}: byte by byte"
+        );
+        if case % 8 == 0 {
+            for cut in 1..wire.len() {
+                assert_eq!(
+                    events(&decode_all(&wire, &[cut])),
+                    want,
+                    "case {case} cut {cut}"
+                );
+            }
+        }
+    }
+    assert!(frames > 500, "only {frames} frames decoded");
+}
+
+/// An `HttpService` behind a handler that pends on every other call and sometimes
+/// replaces the frame: with a copy (other bytes, same contents: the summary must not be
+/// given, the answer must not change) or with the same bytes re-sliced.
+#[derive(Clone)]
+struct Meddler {
+    inner: HttpService,
+    calls: u64,
+}
+
+impl Service<Request> for Meddler {
+    type Response = Answer;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        self.calls += 1;
+        assert!(
+            req.http_head().is_some(),
+            "a server request has its summary"
+        );
+        match self.calls % 3 {
+            0 => {
+                req.frame = Bytes::copy_from_slice(&req.frame);
+                assert!(req.http_head().is_none(), "a copy gets no summary");
+            }
+            1 => {
+                let len = req.frame.len();
+                req.frame = req.frame.slice(..len);
+                assert!(req.http_head().is_some(), "the same bytes keep it");
+            }
+            _ => {}
+        }
+        let pend = self.calls % 2 == 0;
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            if pend {
+                tokio::task::yield_now().await;
+            }
+            fut.await
+        })
+    }
+}
+
+/// What the server must send for `wire`: each frame answered by a service that parses it,
+/// up to the first answer that closes.
+fn expected(wire: &[u8], svc: &HttpService) -> Vec<u8> {
+    let mut svc = svc.clone();
+    let mut out = Vec::new();
+    for ev in decode_all_default(wire) {
+        let a = svc.answer(&ev, false);
+        for f in a.frames() {
+            out.extend_from_slice(f);
+        }
+        if a.closes() {
+            break;
+        }
+    }
+    out
+}
+
+fn decode_all_default(wire: &[u8]) -> Vec<Bytes> {
+    let mut codec = FrameCodec::new(FramingSpec::Http(HttpSpec::default()));
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    while let Some(f) = codec.decode_eof(&mut buf).expect("valid requests") {
+        out.push(f);
+    }
+    out
+}
+
+async fn serve<S>(svc: S) -> std::net::SocketAddr
+where
+    S: Service<Request, Response = Answer, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let server = Server::bind("127.0.0.1:0", ServerConfig::new("http".parse().unwrap()))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    tokio::spawn(async move {
+        let _ = server.serve(svc).await;
+    });
+    addr
+}
+
+/// Sends `wire` in random pieces, then half-closes, and reads until the server closes;
+/// `100 Continue` interim responses (sent or not, as the pieces fall) are dropped.
+async fn exchange(addr: std::net::SocketAddr, wire: &[u8], r: &mut Rng) -> Vec<u8> {
+    let c = TcpStream::connect(addr).await.unwrap();
+    c.set_nodelay(true).unwrap();
+    let (mut rd, mut wr) = c.into_split();
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(LIMIT, rd.read_to_end(&mut out)).await;
+        out
+    });
+    let mut at = 0;
+    while at < wire.len() {
+        let n = (1 + r.below(40)).min(wire.len() - at);
+        if wr.write_all(&wire[at..at + n]).await.is_err() {
+            break; // the server closed (an answer that closes)
+        }
+        at += n;
+    }
+    let _ = wr.shutdown().await;
+    let out = reader.await.unwrap();
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+    let mut clean = Vec::new();
+    let mut rest = &out[..];
+    while !rest.is_empty() {
+        if rest.starts_with(interim) {
+            rest = &rest[interim.len()..];
+        } else {
+            clean.push(rest[0]);
+            rest = &rest[1..];
+        }
+    }
+    clean
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answers_from_summaries_as_a_parse_would() {
+    let mut r = Rng(0x0123_4567_89ab_cdef);
+    let configs = [
+        (HttpReply::Echo, 0),
+        (HttpReply::Fixed("abc".into()), 0),
+        (HttpReply::Echo, 3),
+        (HttpReply::Fixed("abc".into()), 2),
+    ];
+    for (ci, (reply, max)) in configs.into_iter().enumerate() {
+        let mut ka = KeepAlive::default();
+        ka.max_requests = max;
+        ka.advertise = ci % 2 == 1;
+        ka.timeout = Some(Duration::from_secs(5));
+        let svc = HttpService::new(reply, "text/plain", ka);
+        let plain = serve(svc.clone()).await;
+        let meddled = serve(Meddler {
+            inner: svc.clone(),
+            calls: 0,
+        })
+        .await;
+        for case in 0..25 {
+            let n = 1 + r.below(5);
+            let wire = wire_of(&mut r, Kind::Valid, n);
+            let want = expected(&wire, &svc);
+            for addr in [plain, meddled] {
+                let got = exchange(addr, &wire, &mut r).await;
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "config {ci} case {case}, wire:\n{}",
+                    String::from_utf8_lossy(&wire)
+                );
+            }
+        }
+    }
+}
