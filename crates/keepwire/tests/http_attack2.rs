@@ -422,14 +422,30 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let server = Server::bind("127.0.0.1:0", ServerConfig::new("http".parse().unwrap()))
+    serve_with(svc, ServerConfig::new("http".parse().unwrap()))
         .await
-        .unwrap();
+        .0
+}
+
+async fn serve_with<S>(
+    svc: S,
+    cfg: ServerConfig,
+) -> (std::net::SocketAddr, tokio_util::sync::CancellationToken)
+where
+    S: Service<Request, Response = Answer, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
     let addr = server.local_addr();
+    let stop = server.shutdown_token();
     tokio::spawn(async move {
         let _ = server.serve(svc).await;
     });
-    addr
+    (addr, stop)
 }
 
 /// Sends `wire` in random pieces, then half-closes, and reads until the server closes;
@@ -488,11 +504,15 @@ async fn a_server_answers_from_summaries_as_a_parse_would() {
             calls: 0,
         })
         .await;
+        // Every request handed over the slow way (held back by a reply delay).
+        let mut cfg = ServerConfig::new("http".parse().unwrap());
+        cfg.reply_delay = Some(Duration::from_millis(1));
+        let delayed = serve_with(svc.clone(), cfg).await.0;
         for case in 0..25 {
             let n = 1 + r.below(5);
             let wire = wire_of(&mut r, Kind::Valid, n);
             let want = expected(&wire, &svc);
-            for addr in [plain, meddled] {
+            for addr in [plain, meddled, delayed] {
                 let got = exchange(addr, &wire, &mut r).await;
                 assert_eq!(
                     String::from_utf8_lossy(&got),
@@ -503,4 +523,170 @@ async fn a_server_answers_from_summaries_as_a_parse_would() {
             }
         }
     }
+}
+
+/// Writes `wire` at once and reads until the server closes.
+async fn send_all(addr: std::net::SocketAddr, wire: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(wire).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, c.read_to_end(&mut out))
+        .await
+        .expect("the server closes within the bound")
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn a_bad_frame_mid_pipeline_gets_its_error_after_the_answers_owed() {
+    let mut cfg = ServerConfig::new("http:max=8:max_head=200".parse().unwrap());
+    cfg.shutdown_grace = Duration::from_secs(1);
+    let mut ka = KeepAlive::default();
+    ka.max_requests = 3;
+    let svc = HttpService::new(HttpReply::Echo, "t", ka);
+    let (addr, _stop) = serve_with(svc.clone(), cfg).await;
+    let good: &[u8] = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi";
+    let head_only: &[u8] = b"HEAD / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n";
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "y".repeat(300)
+    );
+    let cases: [(&[u8], &[u8]); 4] = [
+        (big_head.as_bytes(), b"HTTP/1.1 431 "),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n",
+            b"HTTP/1.1 413 ",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n9\r\n",
+            b"HTTP/1.1 413 ",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+            b"HTTP/1.1 400 ",
+        ),
+    ];
+    for (bad, status) in cases {
+        for owed in 0..3 {
+            let mut wire = Vec::new();
+            let mut want = Vec::new();
+            let mut reference = svc.clone();
+            for i in 0..owed {
+                let f = if i % 2 == 0 { good } else { head_only };
+                wire.extend_from_slice(f);
+                let a = reference.answer(&Bytes::copy_from_slice(f), false);
+                want.extend_from_slice(&a.frames()[0]);
+            }
+            wire.extend_from_slice(bad);
+            let got = send_all(addr, &wire).await;
+            let what = format!("{owed} owed, then {}", String::from_utf8_lossy(bad));
+            assert!(
+                got.starts_with(&want),
+                "{what}: {}",
+                String::from_utf8_lossy(&got)
+            );
+            let rest = &got[want.len()..];
+            assert!(
+                rest.starts_with(status),
+                "{what}: {}",
+                String::from_utf8_lossy(rest)
+            );
+        }
+    }
+    // The request limit closes first: the bad frame after it is never read.
+    let wire = [
+        good,
+        head_only,
+        good,
+        b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
+    ]
+    .concat();
+    let got = send_all(addr, &wire).await;
+    assert_eq!(got.windows(9).filter(|w| w == b"HTTP/1.1 ").count(), 3);
+    assert!(
+        got.ends_with(b"Connection: close\r\n\r\nhi"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+/// Records `req.draining` of each call and lets the first call wait for `go`.
+#[derive(Clone)]
+struct Gate {
+    inner: HttpService,
+    called: std::sync::Arc<tokio::sync::Notify>,
+    go: std::sync::Arc<tokio::sync::Notify>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl Service<Request> for Gate {
+    type Response = Answer;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Answer, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let first = {
+            let mut seen = self.seen.lock().unwrap();
+            seen.push(req.draining);
+            seen.len() == 1
+        };
+        let fut = self.inner.call(req);
+        let (called, go) = (self.called.clone(), self.go.clone());
+        Box::pin(async move {
+            if first {
+                called.notify_one();
+                go.notified().await;
+            }
+            fut.await
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_drain_mid_pipeline_answers_as_a_parse_with_the_flag_seen() {
+    let svc = HttpService::new(HttpReply::Fixed("abc".into()), "t", KeepAlive::default());
+    let gate = Gate {
+        inner: svc.clone(),
+        called: Default::default(),
+        go: Default::default(),
+        seen: Default::default(),
+    };
+    let mut cfg = ServerConfig::new("http".parse().unwrap());
+    cfg.shutdown_grace = Duration::from_secs(5);
+    let (addr, stop) = serve_with(gate.clone(), cfg).await;
+    let frames: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"HEAD / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+    ];
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(&frames.concat()).await.unwrap();
+    tokio::time::timeout(LIMIT, gate.called.notified())
+        .await
+        .expect("the first request reaches the handler");
+    stop.cancel();
+    gate.go.notify_one();
+    let mut got = Vec::new();
+    tokio::time::timeout(LIMIT, c.read_to_end(&mut got))
+        .await
+        .expect("the server closes within the bound")
+        .unwrap();
+    let seen = gate.seen.lock().unwrap().clone();
+    let mut reference = svc.clone();
+    let mut want = Vec::new();
+    for (f, &draining) in frames.iter().zip(&seen) {
+        let a = reference.answer(&Bytes::copy_from_slice(f), draining);
+        want.extend_from_slice(&a.frames()[0]);
+    }
+    assert!(!seen.is_empty() && seen.len() <= 3);
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(&want),
+        "{seen:?}"
+    );
+    assert!(got.ends_with(b"Connection: close\r\n\r\n") || got.ends_with(b"close\r\n\r\nabc"));
 }
