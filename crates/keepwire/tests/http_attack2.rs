@@ -7,6 +7,8 @@
 //! chunk extensions and trailers, `Expect: 100-continue`, `HEAD`, HTTP/1.0 keep-alive,
 //! empty lines before a request, and (for the codec) random damage.
 
+mod tls_common;
+
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -456,7 +458,8 @@ async fn exchange(addr: std::net::SocketAddr, wire: &[u8], r: &mut Rng) -> Vec<u
     let (mut rd, mut wr) = c.into_split();
     let reader = tokio::spawn(async move {
         let mut out = Vec::new();
-        let _ = tokio::time::timeout(LIMIT, rd.read_to_end(&mut out)).await;
+        let read = tokio::time::timeout(LIMIT, rd.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the server closes within the bound");
         out
     });
     let mut at = 0;
@@ -689,4 +692,66 @@ async fn a_drain_mid_pipeline_answers_as_a_parse_with_the_flag_seen() {
         "{seen:?}"
     );
     assert!(got.ends_with(b"Connection: close\r\n\r\n") || got.ends_with(b"close\r\n\r\nabc"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_a_server_answers_from_summaries_as_a_parse_would() {
+    let pki = tls_common::Pki::new();
+    let mut r = Rng(0x5151_2727_d00d_f00d);
+    let mut ka = KeepAlive::default();
+    ka.max_requests = 4;
+    for reply in [HttpReply::Echo, HttpReply::Fixed("abc".into())] {
+        let svc = HttpService::new(reply, "text/plain", ka);
+        let mut cfg = ServerConfig::new("http".parse().unwrap());
+        cfg.tls = Some(pki.server_tls(false));
+        let meddler = Meddler {
+            inner: svc.clone(),
+            calls: 0,
+        };
+        let (addr, _stop) = serve_with(meddler, cfg).await;
+        for case in 0..10 {
+            let n = 1 + r.below(5);
+            let wire = wire_of(&mut r, Kind::Valid, n);
+            let want = expected(&wire, &svc);
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let tls = pki.client_tls(false);
+            let s = tls.connect(tcp, "localhost:1", LIMIT).await.unwrap();
+            let (mut rd, mut wr) = tokio::io::split(s);
+            let reader = tokio::spawn(async move {
+                let mut out = Vec::new();
+                let mut buf = [0u8; 4096];
+                let read_all = async {
+                    // A close without close_notify ends the stream as an error: the bytes
+                    // read before it are what the server sent.
+                    while let Ok(k) = rd.read(&mut buf).await {
+                        if k == 0 {
+                            break;
+                        }
+                        out.extend_from_slice(&buf[..k]);
+                    }
+                };
+                let closed = tokio::time::timeout(LIMIT, read_all).await;
+                assert!(closed.is_ok(), "the server closes within the bound");
+                out
+            });
+            let mut at = 0;
+            while at < wire.len() {
+                let k = (1 + r.below(40)).min(wire.len() - at);
+                if wr.write_all(&wire[at..at + k]).await.is_err() || wr.flush().await.is_err() {
+                    break;
+                }
+                at += k;
+            }
+            let _ = wr.shutdown().await;
+            let got = reader.await.unwrap();
+            let interim = "HTTP/1.1 100 Continue\r\n\r\n";
+            let got = String::from_utf8_lossy(&got).replace(interim, "");
+            assert_eq!(
+                got,
+                String::from_utf8_lossy(&want),
+                "case {case}, wire:\n{}",
+                String::from_utf8_lossy(&wire)
+            );
+        }
+    }
 }
