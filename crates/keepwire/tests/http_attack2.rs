@@ -200,11 +200,21 @@ fn request(r: &mut Rng, kind: Kind) -> Vec<u8> {
         let j = r.below(i + 1);
         fields.swap(i, j);
     }
+    // Head lines end in CRLF, or now and then a bare LF (RFC 9112 §2.2 lets a recipient
+    // take it).
+    let bare = r.chance(5);
+    let mut eol = |r: &mut Rng| {
+        if bare && r.chance(2) {
+            &b"\n"[..]
+        } else {
+            b"\r\n"
+        }
+    };
     for f in fields {
         w.extend_from_slice(&f);
-        w.extend_from_slice(b"\r\n");
+        w.extend_from_slice(eol(r));
     }
-    w.extend_from_slice(b"\r\n");
+    w.extend_from_slice(eol(r));
     w.extend_from_slice(&body_wire);
     if kind == Kind::Any && r.chance(10) {
         let at = r.below(w.len());
