@@ -203,7 +203,7 @@ fn request(r: &mut Rng, kind: Kind) -> Vec<u8> {
     // Head lines end in CRLF, or now and then a bare LF (RFC 9112 §2.2 lets a recipient
     // take it).
     let bare = r.chance(5);
-    let mut eol = |r: &mut Rng| {
+    let eol = |r: &mut Rng| {
         if bare && r.chance(2) {
             &b"\n"[..]
         } else {
