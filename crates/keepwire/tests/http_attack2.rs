@@ -564,7 +564,22 @@ async fn a_bad_frame_mid_pipeline_gets_its_error_after_the_answers_owed() {
         "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
         "y".repeat(300)
     );
-    let cases: [(&[u8], &[u8]); 4] = [
+    let big_trailer = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: {}\r\n\r\n",
+        "t".repeat(300)
+    );
+    let many = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\n{}\r\n",
+        "A: b\r\n".repeat(101)
+    );
+    let cases: [(&[u8], &[u8]); 7] = [
+        (big_trailer.as_bytes(), b"HTTP/1.1 431 "),
+        (many.as_bytes(), b"HTTP/1.1 431 "),
+        // Refused on its head: no `100 Continue` first.
+        (
+            b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 9\r\n\r\n",
+            b"HTTP/1.1 413 ",
+        ),
         (big_head.as_bytes(), b"HTTP/1.1 431 "),
         (
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9\r\n\r\n",
