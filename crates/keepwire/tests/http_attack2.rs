@@ -358,6 +358,8 @@ fn summaries_match_a_full_parse_whatever_the_segmentation() {
 struct Meddler {
     inner: HttpService,
     calls: u64,
+    /// Where each frame the server handed over was (address, length).
+    at: Option<std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>>,
 }
 
 impl Service<Request> for Meddler {
@@ -375,6 +377,11 @@ impl Service<Request> for Meddler {
             req.http_head().is_some(),
             "a server request has its summary"
         );
+        if let Some(at) = &self.at {
+            at.lock()
+                .unwrap()
+                .push((req.frame.as_ptr() as usize, req.frame.len()));
+        }
         match self.calls % 3 {
             0 => {
                 req.frame = Bytes::copy_from_slice(&req.frame);
@@ -515,6 +522,7 @@ async fn a_server_answers_from_summaries_as_a_parse_would() {
         let meddled = serve(Meddler {
             inner: svc.clone(),
             calls: 0,
+            at: None,
         })
         .await;
         // Every request handed over the slow way (held back by a reply delay).
@@ -732,6 +740,7 @@ async fn over_tls_a_server_answers_from_summaries_as_a_parse_would() {
         let meddler = Meddler {
             inner: svc.clone(),
             calls: 0,
+            at: None,
         };
         let (addr, _stop) = serve_with(meddler, cfg).await;
         for case in 0..10 {
@@ -779,4 +788,89 @@ async fn over_tls_a_server_answers_from_summaries_as_a_parse_would() {
             );
         }
     }
+}
+
+/// Reads one response to a request of `head_only` (no body then) from `c`.
+async fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> Vec<u8> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let total = end + 4 + if head_only { 0 } else { len };
+            if buf.len() >= total {
+                return buf.drain(..total).collect();
+            }
+        }
+        let mut more = [0u8; 4096];
+        let n = tokio::time::timeout(LIMIT, c.read(&mut more))
+            .await
+            .expect("a response within the bound")
+            .unwrap();
+        assert!(
+            n > 0,
+            "the server closed early: {}",
+            String::from_utf8_lossy(buf)
+        );
+        buf.extend_from_slice(&more[..n]);
+    }
+}
+
+/// Requests of one length sent one at a time: each lands where the last one was (the read
+/// buffer reclaims its start once the frame before is dropped; pooled buffers across
+/// connections), and each must be answered from its own head.
+#[tokio::test]
+async fn same_length_requests_at_a_reused_address_are_answered_each_by_its_own_head() {
+    let same: [&[u8]; 4] = [
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: clos_\r\n\r\n",
+        b"HEAD / HTTP/1.1\r\nHost: a\r\nConnection: clos_\r\n\r\n",
+        b"HEAD / HTTP/1.0\r\nX:\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    ];
+    assert!(same.iter().all(|f| f.len() == same[0].len()));
+    let svc = HttpService::new(HttpReply::Fixed("abc".into()), "t", KeepAlive::default());
+    let at = std::sync::Arc::default();
+    let addr = serve(Meddler {
+        inner: svc.clone(),
+        calls: 0,
+        at: Some(std::sync::Arc::clone(&at)),
+    })
+    .await;
+    for round in 0..20 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let mut reference = svc.clone();
+        let mut buf = Vec::new();
+        for i in 0..8 {
+            let f = &same[(i + round) % 3];
+            c.write_all(f).await.unwrap();
+            let want = reference.answer(&Bytes::copy_from_slice(f), false);
+            let got = read_response(&mut c, &mut buf, f.starts_with(b"HEAD")).await;
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want.frames()[0]),
+                "round {round} request {i}"
+            );
+        }
+        let last = &same[3];
+        c.write_all(last).await.unwrap();
+        let want = reference.answer(&Bytes::copy_from_slice(last), false);
+        let mut got = Vec::new();
+        tokio::time::timeout(LIMIT, c.read_to_end(&mut got))
+            .await
+            .expect("the server closes after close")
+            .unwrap();
+        assert_eq!(got, want.frames()[0], "round {round}");
+    }
+    let at = at.lock().unwrap();
+    let mut places: Vec<_> = at.clone();
+    places.sort_unstable();
+    places.dedup();
+    eprintln!("{} frames at {} places", at.len(), places.len());
+    assert!(
+        places.len() < at.len() / 2,
+        "frames do land where others were"
+    );
 }
