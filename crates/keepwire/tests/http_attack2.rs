@@ -354,12 +354,15 @@ fn summaries_match_a_full_parse_whatever_the_segmentation() {
 /// An `HttpService` behind a handler that pends on every other call and sometimes
 /// replaces the frame: with a copy (other bytes, same contents: the summary must not be
 /// given, the answer must not change) or with the same bytes re-sliced.
+/// Frames seen: (address, length).
+type Places = std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>;
+
 #[derive(Clone)]
 struct Meddler {
     inner: HttpService,
     calls: u64,
     /// Where each frame the server handed over was (address, length).
-    at: Option<std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>>,
+    at: Option<Places>,
 }
 
 impl Service<Request> for Meddler {
