@@ -229,13 +229,12 @@ async fn a_client_that_asked_for_the_close_but_sent_more_still_gets_its_response
 }
 
 /// A client that asked for the close, then sent more while its request was being handled:
-/// the runtime saw those bytes arrive (the handler took 200 ms), so the server does not
-/// close at once on unread bytes (a reset that could destroy the response): it half-closes
-/// and lingers for the client's FIN, as for any close with bytes waiting. (The check is
-/// tokio's read readiness, with no system call: bytes the runtime has not been told of yet
-/// are missed, as nginx misses them.)
+/// those bytes wait unread when the answer is written, so the server does not close at once
+/// (a reset that could destroy the response): it half-closes and lingers for the client's
+/// FIN, as for any close with bytes waiting. The handler answers only once the client's
+/// second write has returned (on loopback the bytes are then in the server's socket).
 #[tokio::test]
-async fn bytes_sent_after_asking_for_the_close_are_seen_without_a_peek() {
+async fn bytes_sent_while_the_request_is_handled_make_the_asked_close_linger() {
     use tower::Service as _;
     let server = Server::bind("127.0.0.1:0", ServerConfig::new("http".parse().unwrap()))
         .await
@@ -243,18 +242,29 @@ async fn bytes_sent_after_asking_for_the_close_are_seen_without_a_peek() {
     let addr = server.local_addr();
     let stats = server.stats();
     let inner = HttpService::new(HttpReply::Echo, "text/plain", KeepAlive::default());
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+    let gates = std::sync::Arc::new(std::sync::Mutex::new(Some((started_tx, sent_rx))));
     let svc = tower::service_fn(move |req: keepwire::server::Request| {
         let mut http = inner.clone();
+        let gate = gates.lock().unwrap().take();
         async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some((started, sent)) = gate {
+                let _ = started.send(());
+                let _ = sent.await;
+            }
             http.call(req).await
         }
     });
     tokio::spawn(server.serve(svc));
     let mut c = TcpStream::connect(addr).await.unwrap();
     c.write_all(b"GET /a HTTP/1.0\r\n\r\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(LIMIT, started_rx)
+        .await
+        .unwrap()
+        .unwrap();
     c.write_all(b"GET /b HTTP/1.0\r\n\r\n").await.unwrap();
+    sent_tx.send(()).unwrap();
     let resp = read_to_close(&mut c).await;
     assert!(resp.starts_with("HTTP/1.1 200 OK\r\n"), "{resp}");
     assert_eq!(resp.matches("HTTP/1.1 200").count(), 1, "{resp}");

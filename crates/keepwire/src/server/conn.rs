@@ -770,34 +770,15 @@ impl Connection {
                 }
             }
             // Nothing from the peer waits (it asked for the close): a plain close sends a
-            // FIN, not a reset, and the peer reads our answer.
-            Close::Asked if self.rbuf.is_empty() && (self.eof || !self.unread_may_wait().await) => {
+            // FIN, not a reset, and the peer reads our answer. Asked of the kernel, not of
+            // tokio's readiness: bytes that came while a handler held the thread are not in
+            // the readiness yet (`server_attack6.rs`).
+            Close::Asked if self.rbuf.is_empty() && (self.eof || !self.kernel_has_data()) => {
                 self.close_notify()
             }
             Close::Asked | Close::Now | Close::No => self.close_first().await,
         }
         ConnEnd::HandlerClosed
-    }
-
-    /// Whether the peer may have sent bytes we have not read. On plain TCP, tokio's read
-    /// readiness answers "yes" without a system call (a read that drains the socket clears
-    /// it, see `try_read_inner`, and the driver sets it again when epoll reports more). Its
-    /// "no" is not trusted: bytes that reached the kernel since the driver's last look (a
-    /// handler that held the thread, a runtime too busy to poll its driver) would be
-    /// missed, and closing on them sends a reset that can destroy the response just
-    /// written. So a "no" is checked with the kernel (a peek), as under TLS, where a record
-    /// can arrive in pieces. Regression test: `server_attack6.rs`,
-    /// `bytes_sent_while_a_blocking_handler_runs_do_not_reset_the_response`.
-    async fn unread_may_wait(&self) -> bool {
-        #[cfg(feature = "tls")]
-        if self.tls.is_some() {
-            return self.kernel_has_data();
-        }
-        // Unconstrained: with the task's budget spent, tokio would say Pending without
-        // looking, which would read as "nothing waits".
-        let ready =
-            std::future::poll_fn(|cx| Poll::Ready(self.stream.poll_read_ready(cx).is_ready()));
-        tokio::task::coop::unconstrained(ready).await || self.kernel_has_data()
     }
 
     /// Reads and drops what the peer sends until its FIN, for at most `wait`. `Ok` at the

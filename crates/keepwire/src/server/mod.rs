@@ -438,17 +438,35 @@ where
         };
         *backoff = MIN_ACCEPT_BACKOFF;
         ServerStats::add(&shared.stats.accepted, 1);
-        let Some(slot) = shared.limits.try_global() else {
-            ServerStats::add(&shared.stats.rejected_max_conns, 1);
-            conn::reject(stream);
-            if let Some(held) = shared.reject_log.check(Instant::now()) {
-                tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
-            }
-            continue;
-        };
-        let conn = conn::new_conn(stream, peer, local, shared);
-        tasks.spawn(conn::run(conn, svc.clone(), slot));
+        admit(stream, peer, local, shared, svc, tasks);
     }
+}
+
+/// Serves an accepted connection as a task of its own, or refuses it (a reset) when
+/// `max_conns` are open.
+fn admit<S>(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut ConnTasks,
+) where
+    S: Service<Request> + Clone + Send + 'static,
+    S::Response: Into<Answer>,
+    S::Error: Into<BoxError> + Send,
+    S::Future: Send,
+{
+    let Some(slot) = shared.limits.try_global() else {
+        ServerStats::add(&shared.stats.rejected_max_conns, 1);
+        conn::reject(stream);
+        if let Some(held) = shared.reject_log.check(Instant::now()) {
+            tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
+        }
+        return;
+    };
+    let conn = conn::new_conn(stream, peer, local, shared);
+    tasks.spawn(conn::run(conn, svc.clone(), slot));
 }
 
 /// Stops accepting: the port refuses from here on. Connections the kernel already accepted
@@ -515,13 +533,7 @@ where
                 continue;
             }
         };
-        let Some(slot) = shared.limits.try_global() else {
-            ServerStats::add(&shared.stats.rejected_max_conns, 1);
-            conn::reject(stream);
-            continue;
-        };
-        let conn = conn::new_conn(stream, peer, local, shared);
-        tasks.spawn(conn::run(conn, svc.clone(), slot));
+        admit(stream, peer, local, shared, svc, tasks);
     }
 }
 
