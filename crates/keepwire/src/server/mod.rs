@@ -57,6 +57,7 @@ mod draining;
 mod error;
 mod limits;
 #[cfg(feature = "metrics")]
+mod listener;
 mod metrics_http;
 mod pool;
 pub mod proxy_protocol;
@@ -73,10 +74,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::ToSocketAddrs;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
+
+use listener::Listener;
 
 pub use answer::Answer;
 pub use config::{Reply, ReplyFuture, ServeSetup, ServerConfig, ServerSettings};
@@ -204,7 +207,7 @@ pub struct ShutdownReport {
 /// A bound server: [`bind`](Server::bind) it, then [`serve`](Server::serve) a handler.
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     local: SocketAddr,
     shared: Arc<conn::Shared>,
     /// Started by [`Server::export_prometheus`]; run by `serve` alongside the connections.
@@ -375,7 +378,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// backlog holds (tokio's cooperative budget makes the task yield after 128). Finished
 /// connections need no reaping: each leaves the registry itself (`tasks.rs`).
 async fn accept_until_shutdown<S>(
-    listener: &TcpListener,
+    listener: &Listener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
@@ -416,7 +419,7 @@ async fn accept_until_shutdown<S>(
 /// way that concerns the listener (`Ready`).
 fn accept_burst<S>(
     cx: &mut Context<'_>,
-    listener: &TcpListener,
+    listener: &Listener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
@@ -475,36 +478,30 @@ fn admit<S>(
 /// want of resources (EMFILE and friends) with connections perhaps still waiting: see
 /// [`finish_backlog`].
 fn take_backlog<S>(
-    listener: TcpListener,
+    listener: Listener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
     tasks: &mut ConnTasks,
-) -> Option<std::net::TcpListener>
+) -> Option<mio::net::TcpListener>
 where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
     S::Error: Into<BoxError> + Send,
     S::Future: Send,
 {
-    match listener.into_std() {
-        Ok(l) => sweep_backlog(l, local, shared, svc, tasks),
-        Err(e) => {
-            tracing::debug!(error = %e, "listener: backlog not drained");
-            None
-        }
-    }
+    sweep_backlog(listener.into_inner(), local, shared, svc, tasks)
 }
 
 /// Accepts what the backlog holds, until it is empty (`None`) or an accept fails for want of
 /// resources (`Some`: the listener, to try again).
 fn sweep_backlog<S>(
-    listener: std::net::TcpListener,
+    listener: mio::net::TcpListener,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
     svc: &S,
     tasks: &mut ConnTasks,
-) -> Option<std::net::TcpListener>
+) -> Option<mio::net::TcpListener>
 where
     S: Service<Request> + Clone + Send + 'static,
     S::Response: Into<Answer>,
@@ -523,15 +520,9 @@ where
             }
         };
         ServerStats::add(&shared.stats.accepted, 1);
-        let stream = match stream
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpStream::from_std(stream))
-        {
-            Ok(s) => s,
-            Err(_) => {
-                ServerStats::add(&shared.stats.closed, 1);
-                continue;
-            }
+        let Ok((stream, peer)) = listener::registered((stream, peer)) else {
+            ServerStats::add(&shared.stats.closed, 1);
+            continue;
         };
         admit(stream, peer, local, shared, svc, tasks);
     }
@@ -543,7 +534,7 @@ where
 /// to free one (ENFILE, ENOMEM: the system's). Meanwhile the port still completes new
 /// connections into the backlog, and those are taken too.
 async fn finish_backlog<S>(
-    mut left: Option<std::net::TcpListener>,
+    mut left: Option<mio::net::TcpListener>,
     deadline: tokio::time::Instant,
     local: SocketAddr,
     shared: &Arc<conn::Shared>,
@@ -616,7 +607,7 @@ fn listen(
     addr: SocketAddr,
     backlog: u32,
     options: &crate::socket::SocketOptions,
-) -> io::Result<(TcpListener, bool)> {
+) -> io::Result<(Listener, bool)> {
     let domain = socket2::Domain::for_address(addr);
     let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
     // SO_REUSEADDR: bind even while TIME_WAIT sockets of a previous run hold the port
@@ -629,7 +620,7 @@ fn listen(
     sock.bind(&addr.into())?;
     let options_set = options.apply(&sock).is_ok();
     sock.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-    Ok((TcpListener::from_std(sock.into())?, options_set))
+    Ok((Listener::new(sock.into())?, options_set))
 }
 
 /// Errors that concern one pending connection, not the listener.
