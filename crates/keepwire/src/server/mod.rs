@@ -56,8 +56,8 @@ mod conn;
 mod draining;
 mod error;
 mod limits;
-#[cfg(feature = "metrics")]
 mod listener;
+#[cfg(feature = "metrics")]
 mod metrics_http;
 mod pool;
 pub mod proxy_protocol;
