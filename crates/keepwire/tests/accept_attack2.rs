@@ -646,23 +646,38 @@ fn a_proxy_header_split_around_the_accept_is_read_multi_thread() {
     proxy_split(Flavor::Multi);
 }
 
-/// A TLS client whose ClientHello is in the socket before the accept: the handshake
-/// completes (the server's first write is its ServerHello) and the request is answered.
-fn tls_hello_first(flavor: Flavor) {
+/// A TLS server whose only worker is held by a TLS client's `block` request: the client's
+/// TLS settings and the server's name, and that blocking client.
+fn tls_server_blocked(
+    flavor: Flavor,
+) -> (
+    Srv,
+    (
+        keepwire::tls::ClientTls,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+) {
     let pki = tls_common::Pki::new();
     let mut cfg = config();
     cfg.tls = Some(pki.server_tls(false));
     let srv = serve(flavor, cfg);
     let client_tls = pki.client_tls(false);
     let name = client_tls.server_name_for(&srv.addr.to_string()).unwrap();
-
-    // The blocking client, over TLS too.
     let conn =
         rustls::ClientConnection::new(Arc::clone(client_tls.config()), name.clone()).unwrap();
     let mut blocker = rustls::StreamOwned::new(conn, connect(srv.addr));
     blocker.write_all(&frame(b"block")).unwrap();
     blocker.flush().unwrap();
     srv.wait_blocked();
+    (srv, (client_tls, name), blocker)
+}
+
+/// A TLS client whose ClientHello is in the socket before the accept: the handshake
+/// completes (the server's first write is its ServerHello) and the request is answered.
+fn tls_hello_first(flavor: Flavor) {
+    let (srv, tls, mut blocker) = tls_server_blocked(flavor);
+    let (client_tls, name) = (&tls.0, &tls.1);
 
     let mut clients = Vec::new();
     for _ in 0..8 {
@@ -705,18 +720,7 @@ fn a_tls_hello_sent_before_the_accept_is_answered_multi_thread() {
 /// fatal alert that says why (a write tried without waiting: `try_write` in the handshake's
 /// failure path), then it closes.
 fn tls_bad_hello_first(flavor: Flavor) {
-    let pki = tls_common::Pki::new();
-    let mut cfg = config();
-    cfg.tls = Some(pki.server_tls(false));
-    let srv = serve(flavor, cfg);
-    let client_tls = pki.client_tls(false);
-    let name = client_tls.server_name_for(&srv.addr.to_string()).unwrap();
-    let conn =
-        rustls::ClientConnection::new(Arc::clone(client_tls.config()), name.clone()).unwrap();
-    let mut blocker = rustls::StreamOwned::new(conn, connect(srv.addr));
-    blocker.write_all(&frame(b"block")).unwrap();
-    blocker.flush().unwrap();
-    srv.wait_blocked();
+    let (srv, _tls, mut blocker) = tls_server_blocked(flavor);
 
     // A handshake record holding a ClientHello cut to nonsense.
     let bad = [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0xff];

@@ -43,15 +43,15 @@ impl Listener {
         self.0.get_ref().local_addr()
     }
 
-    /// Accepts one pending connection; `Pending` (the task registered) when none is.
-    /// Errors are `accept4`'s, or the new socket's registration's (the socket is closed).
-    pub(super) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<Accepted>> {
+    /// Accepts one pending connection, not yet registered with the runtime (see
+    /// [`registered`]); `Pending` (the task registered) when none is. Errors are `accept4`'s.
+    pub(super) fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<MioAccepted>> {
         loop {
             let mut ready = ready!(self.0.poll_read_ready(cx))?;
             // `try_io` clears the readiness it saw only on `WouldBlock`, and only if no event
             // came since: a connection completed meanwhile keeps the listener readable.
             match ready.try_io(|l| l.get_ref().accept()) {
-                Ok(res) => return Poll::Ready(res.and_then(registered)),
+                Ok(res) => return Poll::Ready(res),
                 Err(_would_block) => {}
             }
         }
@@ -67,9 +67,10 @@ impl Listener {
 /// An accepted connection and its peer's address.
 pub(super) type Accepted = (TcpStream, SocketAddr);
 
+/// A connection mio accepted (non-blocking, not registered) and its peer's address.
+pub(super) type MioAccepted = (mio::net::TcpStream, SocketAddr);
+
 /// Registers a socket accepted by mio (non-blocking) with the runtime, readiness unknown.
-pub(super) fn registered(
-    (stream, peer): (mio::net::TcpStream, SocketAddr),
-) -> io::Result<Accepted> {
+pub(super) fn registered((stream, peer): MioAccepted) -> io::Result<Accepted> {
     TcpStream::from_std(stream.into()).map(|s| (s, peer))
 }

@@ -312,10 +312,7 @@ impl Server {
         interrupt: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, ServerError>
     where
-        S: Service<Request> + Clone + Send + 'static,
-        S::Response: Into<Answer>,
-        S::Error: Into<BoxError> + Send,
-        S::Future: Send,
+        S: Handler,
     {
         let Server {
             listener,
@@ -365,6 +362,24 @@ impl Server {
     }
 }
 
+/// The bounds `serve` puts on a handler, named once for the functions behind it. (The
+/// public methods spell them out, so that their documentation shows them.)
+trait Handler:
+    Service<Request, Response: Into<Answer>, Error: Into<BoxError> + Send, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Handler for S where
+    S: Service<Request, Response: Into<Answer>, Error: Into<BoxError> + Send, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The backoff after an accept error that concerns the listener (EMFILE and friends): the
 /// first wait, doubled per failure in a row up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
@@ -384,10 +399,7 @@ async fn accept_until_shutdown<S>(
     svc: &S,
     tasks: &mut ConnTasks,
 ) where
-    S: Service<Request> + Clone + Send + 'static,
-    S::Response: Into<Answer>,
-    S::Error: Into<BoxError> + Send,
-    S::Future: Send,
+    S: Handler,
 {
     let mut backoff = MIN_ACCEPT_BACKOFF;
     // Registered once, not per accept (each registration takes the token's lock).
@@ -427,21 +439,43 @@ fn accept_burst<S>(
     backoff: &mut Duration,
 ) -> Poll<io::Error>
 where
-    S: Service<Request> + Clone + Send + 'static,
-    S::Response: Into<Answer>,
-    S::Error: Into<BoxError> + Send,
-    S::Future: Send,
+    S: Handler,
 {
     loop {
-        let (stream, peer) = match listener.poll_accept(cx) {
+        let accepted = match listener.poll_accept(cx) {
             Poll::Ready(Ok(a)) => a,
             Poll::Ready(Err(e)) if is_transient_accept_error(&e) => continue,
             Poll::Ready(Err(e)) => return Poll::Ready(e),
             Poll::Pending => return Poll::Pending,
         };
         *backoff = MIN_ACCEPT_BACKOFF;
-        ServerStats::add(&shared.stats.accepted, 1);
-        admit(stream, peer, local, shared, svc, tasks);
+        // A socket the runtime cannot take (its epoll is full, or memory is short): the
+        // next would fare no better, so back off as for a failed accept.
+        if let Err(e) = register_and_admit(accepted, local, shared, svc, tasks) {
+            return Poll::Ready(e);
+        }
+    }
+}
+
+/// Counts an accepted socket, registers it with the runtime and [`admit`]s it; a socket
+/// that cannot be registered is closed (counted closed too) and its error returned.
+fn register_and_admit<S: Handler>(
+    accepted: listener::MioAccepted,
+    local: SocketAddr,
+    shared: &Arc<conn::Shared>,
+    svc: &S,
+    tasks: &mut ConnTasks,
+) -> io::Result<()> {
+    ServerStats::add(&shared.stats.accepted, 1);
+    match listener::registered(accepted) {
+        Ok((stream, peer)) => {
+            admit(stream, peer, local, shared, svc, tasks);
+            Ok(())
+        }
+        Err(e) => {
+            ServerStats::add(&shared.stats.closed, 1);
+            Err(e)
+        }
     }
 }
 
@@ -455,10 +489,7 @@ fn admit<S>(
     svc: &S,
     tasks: &mut ConnTasks,
 ) where
-    S: Service<Request> + Clone + Send + 'static,
-    S::Response: Into<Answer>,
-    S::Error: Into<BoxError> + Send,
-    S::Future: Send,
+    S: Handler,
 {
     let Some(slot) = shared.limits.try_global() else {
         ServerStats::add(&shared.stats.rejected_max_conns, 1);
@@ -485,10 +516,7 @@ fn take_backlog<S>(
     tasks: &mut ConnTasks,
 ) -> Option<mio::net::TcpListener>
 where
-    S: Service<Request> + Clone + Send + 'static,
-    S::Response: Into<Answer>,
-    S::Error: Into<BoxError> + Send,
-    S::Future: Send,
+    S: Handler,
 {
     sweep_backlog(listener.into_inner(), local, shared, svc, tasks)
 }
@@ -503,13 +531,10 @@ fn sweep_backlog<S>(
     tasks: &mut ConnTasks,
 ) -> Option<mio::net::TcpListener>
 where
-    S: Service<Request> + Clone + Send + 'static,
-    S::Response: Into<Answer>,
-    S::Error: Into<BoxError> + Send,
-    S::Future: Send,
+    S: Handler,
 {
     loop {
-        let (stream, peer) = match listener.accept() {
+        let accepted = match listener.accept() {
             Ok(a) => a,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             Err(e) if is_transient_accept_error(&e) => continue,
@@ -519,12 +544,8 @@ where
                 return Some(listener);
             }
         };
-        ServerStats::add(&shared.stats.accepted, 1);
-        let Ok((stream, peer)) = listener::registered((stream, peer)) else {
-            ServerStats::add(&shared.stats.closed, 1);
-            continue;
-        };
-        admit(stream, peer, local, shared, svc, tasks);
+        // A socket the runtime could not take is closed; the sweep goes on with the next.
+        let _ = register_and_admit(accepted, local, shared, svc, tasks);
     }
 }
 
@@ -541,10 +562,7 @@ async fn finish_backlog<S>(
     svc: &S,
     tasks: &mut ConnTasks,
 ) where
-    S: Service<Request> + Clone + Send + 'static,
-    S::Response: Into<Answer>,
-    S::Error: Into<BoxError> + Send,
-    S::Future: Send,
+    S: Handler,
 {
     let mut backoff = MIN_ACCEPT_BACKOFF;
     while let Some(listener) = left.take() {
