@@ -4,11 +4,14 @@
 # (crates/keepwire/examples/tokio_echo.rs), `keepwire serve`, and any server named with
 # --server. Every server speaks len:be:4 and echoes each frame. See docs/performance.md.
 #
-# For each server: start it (pinned to CPU 0 when taskset exists and there are 2 CPUs),
-# read `listening on ADDR` from its first stdout line, then per case (mode, body size,
-# connections) a warm-up bench, then a measured bench pinned to CPU 1, with the server's
-# utime+stime read from /proc/PID/stat before and after. One table per run; with --runs N > 1
-# also the median over runs of each row's ratio to the C server.
+# Per run: start every server (pinned to CPU 0 when taskset exists and there are 2 CPUs; an
+# idle server uses no CPU), read `listening on ADDR` from each one's first stdout line, then
+# per case (mode, body size, connections) and per server in turn a warm-up bench, then a
+# measured bench pinned to CPU 1, with the server's utime+stime read from /proc/PID/stat
+# before and after. The servers take turns case by case, the first one rotating from case to
+# case and run to run, so the figures a ratio divides were measured seconds apart, not
+# minutes (a shared machine's speed drifts). One table per run; with --runs N > 1 also the
+# median over runs of each row's ratio to the C server.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,6 +22,7 @@ WORK=$ROOT/target/compare
 DUR=3s WARMUP=1s RUNS=1 BUILD=1
 CASES=long:64:32,long:64:1000,long:4096:32,long:4096:1000,short:64:16,short:4096:16
 SERVERS=c,tokio,keepwire
+ORDER=case
 KEEPWIRE_BIN='' TOKIO_BIN='' C_BIN=''
 NAMES=()
 declare -A CMD=()
@@ -33,6 +37,8 @@ usage: scripts/compare-servers.sh [options]
   --duration DUR       each measured bench (default $DUR)
   --warmup DUR         a bench before each measured one, 0 for none (default $WARMUP)
   --runs N             repeat everything N times; N > 1 adds the median ratios to c (default 1)
+  --order case|server  case: the servers take turns within each case (default); server:
+                       every case of one server, then the next server's (before 2026-12-02)
   --work DIR           build outputs, logs and results (default target/compare)
   --no-build           use what is built (target/release) or given below
   --keepwire BIN       the keepwire binary (default target/release/keepwire)
@@ -47,7 +53,7 @@ die() {
 
 while (($#)); do
 	case $1 in
-	--server | --servers | --cases | --duration | --warmup | --runs | --work | --keepwire | --tokio | --c-echo)
+	--server | --servers | --cases | --duration | --warmup | --runs | --order | --work | --keepwire | --tokio | --c-echo)
 		(($# >= 2)) || die "$1 needs a value" ;;
 	esac
 	case $1 in
@@ -64,6 +70,7 @@ while (($#)); do
 	--duration) DUR=$2; shift 2 ;;
 	--warmup) WARMUP=$2; shift 2 ;;
 	--runs) RUNS=$2; shift 2 ;;
+	--order) ORDER=$2; shift 2 ;;
 	--work) WORK=$2; shift 2 ;;
 	--no-build) BUILD=0; shift ;;
 	--keepwire) KEEPWIRE_BIN=$2; shift 2 ;;
@@ -74,6 +81,7 @@ while (($#)); do
 	esac
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "--runs wants a positive integer, got: $RUNS"
+[[ $ORDER == case || $ORDER == server ]] || die "--order wants case or server, got: $ORDER"
 [ "$SERVERS" = none ] && SERVERS=
 IFS=, read -r -a BUILTIN <<<"$SERVERS"
 for s in "${BUILTIN[@]}"; do [[ ,c,tokio,keepwire, == *,$s,* ]] || die "unknown server '$s' (built in: c,tokio,keepwire)"; done
@@ -143,15 +151,26 @@ server_cmd() { # name -> the argv in SERVER_ARGV
 	esac
 }
 
-start_server() { # name: sets SRV_PID and TARGET
+declare -A PIDS=() TARGETS=()
+start_server() { # name: records its pid and address in PIDS and TARGETS
 	local name=$1
 	server_cmd "$name"
 	spawn_server "$LOGS/$name.out" "$LOGS/$name.err" \
 		bash -c 'cd "$1" && shift && exec "$@"' _ "$CALLER_DIR" "${SRV_PIN[@]}" "${SERVER_ARGV[@]}" ||
 		die "$name did not print 'listening on ADDR' (stderr: $(head -c 300 "$LOGS/$name.err"))"
+	PIDS[$name]=$SRV_PID TARGETS[$name]=$TARGET
+	SRV_PID=''
+}
+stop_servers() { # every server started
+	local name
+	for name in "${!PIDS[@]}"; do
+		SRV_PID=${PIDS[$name]}
+		stop_server
+		unset "PIDS[$name]"
+	done
 }
 
-trap stop_server EXIT
+trap stop_servers EXIT
 trap 'exit 130' INT TERM
 
 json_num() { # key json -> the number after "key":
@@ -160,25 +179,26 @@ json_num() { # key json -> the number after "key":
 	echo "${v#*:}"
 }
 
-bench() { # mode size conns duration -> the JSON of keepwire bench
-	"${LOAD_PIN[@]}" "$KEEPWIRE_BIN" bench --target "$TARGET" --framing len:be:4 \
-		--modes "$1" --size "$2" --connections "$3" --duration "$4" --json
+bench() { # target mode size conns duration -> the JSON of keepwire bench
+	"${LOAD_PIN[@]}" "$KEEPWIRE_BIN" bench --target "$1" --framing len:be:4 \
+		--modes "$2" --size "$3" --connections "$4" --duration "$5" --json
 }
 
 # ---- one case, one server, one run ------------------------------------------------------
 measure() { # run name mode size conns -> one row appended to RESULTS
 	local run=$1 name=$2 mode=$3 size=$4 conns=$5 out t0 t1 req rps p99 errs
-	if [ "$WARMUP" != 0 ]; then bench "$mode" "$size" "$conns" "$WARMUP" >/dev/null 2>&1 || true; fi
-	t0=$(cpu_ticks "$SRV_PID")
-	out=$(bench "$mode" "$size" "$conns" "$DUR" 2>"$LOGS/bench.err") || {
+	local pid=${PIDS[$name]} target=${TARGETS[$name]}
+	if [ "$WARMUP" != 0 ]; then bench "$target" "$mode" "$size" "$conns" "$WARMUP" >/dev/null 2>&1 || true; fi
+	t0=$(cpu_ticks "$pid")
+	out=$(bench "$target" "$mode" "$size" "$conns" "$DUR" 2>"$LOGS/bench.err") || {
 		echo "compare-servers: $name $mode $size $conns: bench failed: $(head -c 300 "$LOGS/bench.err")" >&2
 		out='{}'
 	}
-	t1=$(cpu_ticks "$SRV_PID")
+	t1=$(cpu_ticks "$pid")
 	req=$(json_num requests "$out") rps=$(json_num rps "$out") p99=$(json_num p99_us "$out")
 	errs=$(json_num errors "$out")
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$mode" "$size" "$conns" \
-		"${req:-0}" "${rps:-0}" "${p99:-0}" "${errs:-0}" "$((t1 - t0))" "$(peak_rss_kb "$SRV_PID")" >>"$RESULTS"
+		"${req:-0}" "${rps:-0}" "${p99:-0}" "${errs:-0}" "$((t1 - t0))" "$(peak_rss_kb "$pid")" >>"$RESULTS"
 }
 
 # The table of one run from RESULTS: CPU % over the measured window (ticks / duration) and
@@ -189,22 +209,26 @@ table() { # run
 		if (d ~ /ms$/) print substr(d, 1, length(d) - 2) / 1000;
 		else if (d ~ /s$/) print substr(d, 1, length(d) - 1) + 0;
 		else if (d ~ /m$/) print substr(d, 1, length(d) - 1) * 60; else print d + 0 }')
-	awk -F'\t' -v run="$1" -v hz="$HZ" -v secs="$secs" '
+	# Rows grouped by server, in the order given, whatever order they were measured in.
+	awk -F'\t' -v run="$1" -v hz="$HZ" -v secs="$secs" -v names="${ALL[*]}" '
 		BEGIN { printf "%-10s %-5s %5s %5s %9s %7s %6s %6s %9s %6s\n", "server", "mode",
-			"size", "conns", "req/s", "p99_us", "errors", "srvCPU", "srvus/req", "rssMB" }
-		$1 == run {
+			"size", "conns", "req/s", "p99_us", "errors", "srvCPU", "srvus/req", "rssMB"
+			ns = split(names, order, " ") }
+		$1 == run { rows[$2] = rows[$2] row($0) }
+		END { for (i = 1; i <= ns; i++) printf "%s", rows[order[i]] }
+		function row(line,   cpu) {
 			cpu = $10 / hz
-			printf "%-10s %-5s %5d %5d %9.0f %7d %6d %5.0f%% %9.2f %6.1f\n", $2, $3, $4, $5, $7,
-				$8, $9, 100 * cpu / secs, ($6 > 0 ? 1e6 * cpu / $6 : 0), $11 / 1024
+			return sprintf("%-10s %-5s %5d %5d %9.0f %7d %6d %5.0f%% %9.2f %6.1f\n", $2, $3, $4, $5, $7,
+				$8, $9, 100 * cpu / secs, ($6 > 0 ? 1e6 * cpu / $6 : 0), $11 / 1024)
 		}' "$RESULTS"
 }
 
 # Per row, the median over runs of (this server's figure / the c server's, same run).
 ratios() {
-	awk -F'\t' -v hz="$HZ" '
+	awk -F'\t' -v hz="$HZ" -v names="${ALL[*]}" '
 		{ key = $3 "\t" $4 "\t" $5; us = ($6 > 0 ? 1e6 * ($10 / hz) / $6 : 0)
 		  cpu[$1, $2, key] = us; rps[$1, $2, key] = $7; p99[$1, $2, key] = $8
-		  if (!(($2, key) in seen)) { seen[$2, key] = 1; order[n++] = $2 SUBSEP key }
+		  if (!(key in seen)) { seen[key] = 1; keys[nk++] = key }
 		  if ($1 > runs) runs = $1 }
 		function median(a, k,   i, j, t) {
 			for (i = 1; i < k; i++) for (j = i; j > 0 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
@@ -212,8 +236,9 @@ ratios() {
 		END {
 			printf "%-10s %-5s %5s %5s %9s %9s %9s\n", "server", "mode", "size", "conns",
 				"cpu_ratio", "rps_ratio", "p99_ratio"
-			for (i = 0; i < n; i++) {
-				split(order[i], p, SUBSEP); name = p[1]; key = p[2]; split(key, f, "\t")
+			ns = split(names, nm, " ")
+			for (i = 0; i < ns * nk; i++) {
+				name = nm[int(i / nk) + 1]; key = keys[i % nk]; split(key, f, "\t")
 				k = 0
 				for (r = 1; r <= runs; r++) {
 					c = cpu[r, "c", key]; b = cpu[r, name, key]
@@ -231,15 +256,25 @@ ratios() {
 # ---- runs -------------------------------------------------------------------------------
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 : >"$RESULTS"
+NS=${#ALL[@]}
 for ((run = 1; run <= RUNS; run++)); do
-	for name in "${ALL[@]}"; do
-		start_server "$name"
-		for c in "${CASE_LIST[@]}"; do
-			IFS=: read -r mode size conns <<<"$c"
-			measure "$run" "$name" "$mode" "$size" "$conns"
+	for name in "${ALL[@]}"; do start_server "$name"; done
+	if [ "$ORDER" = server ]; then
+		for name in "${ALL[@]}"; do
+			for c in "${CASE_LIST[@]}"; do
+				IFS=: read -r mode size conns <<<"$c"
+				measure "$run" "$name" "$mode" "$size" "$conns"
+			done
 		done
-		stop_server
-	done
+	else
+		for ((ci = 0; ci < ${#CASE_LIST[@]}; ci++)); do
+			IFS=: read -r mode size conns <<<"${CASE_LIST[ci]}"
+			for ((k = 0; k < NS; k++)); do
+				measure "$run" "${ALL[(run + ci + k) % NS]}" "$mode" "$size" "$conns"
+			done
+		done
+	fi
+	stop_servers
 	echo
 	echo "run $run of $RUNS ($DUR per case, warm-up $WARMUP; results in $RESULTS)"
 	table "$run"
