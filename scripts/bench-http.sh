@@ -9,8 +9,8 @@
 # pinned to CPU 0. nginx: one process (master_process off), access log off, `return 200`
 # with the same body as keepwire's --reply, its own prefix and config in a temp directory.
 # CPU per request = (utime + stime of the server process, from /proc/PID/stat, over the
-# run) / requests answered; the clock tick is 1/CLK_TCK s, so runs of a few seconds give a
-# few hundred ticks. Requires: nginx (nginx-light), wrk, ab (apache2-utils), taskset.
+# run) / requests answered, also split into user space (utime) and the kernel (stime); the
+# clock tick is 1/CLK_TCK s, so runs of a few seconds give a few hundred ticks. Requires: nginx (nginx-light), wrk, ab (apache2-utils), taskset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,8 +45,8 @@ wait_http() {
     exit 1
 }
 
-# utime + stime of process $1, in clock ticks.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# utime and stime of process $1, in clock ticks.
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 
 start_nginx() {
     local port=$1
@@ -89,10 +89,10 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
 }
 
-# One load run: prints "requests/s cpu_us_per_request".
+# One load run: prints "requests/s cpu_us_per_request user_us sys_us".
 measure() {
-    local tool=$1 url=$2 out before after reqs rps
-    before=$(cpu_ticks "$SERVER_PID")
+    local tool=$1 url=$2 out u0 s0 u1 s1 reqs rps
+    read -r u0 s0 <<<"$(cpu_ticks "$SERVER_PID")"
     case $tool in
         wrk) out=$(taskset -c 0 wrk -t 1 -c "$CONNS" -d "${SECS}s" "$url")
              reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
@@ -105,9 +105,10 @@ measure() {
              local failed; failed=$(awk '/^Failed requests/ { print $3 }' <<<"$out")
              if [[ ${failed:-0} != 0 ]]; then echo "bench-http: $url: $failed failed requests under $tool" >&2; fi ;;
     esac
-    after=$(cpu_ticks "$SERVER_PID")
-    awk -v r="$reqs" -v p="$rps" -v t=$((after - before)) -v hz="$TICK" \
-        'BEGIN { printf "%s %.1f\n", p, (r > 0 ? t * 1e6 / hz / r : 0) }'
+    read -r u1 s1 <<<"$(cpu_ticks "$SERVER_PID")"
+    awk -v r="$reqs" -v p="$rps" -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v hz="$TICK" \
+        'BEGIN { k = (r > 0 ? 1e6 / hz / r : 0)
+                 printf "%s %.1f %.1f %.1f\n", p, (u + s) * k, u * k, s * k }'
 }
 
 declare -A RES
@@ -131,15 +132,15 @@ echo "   servers pinned to CPU $LAST_CPU, load on CPU 0, ${SECS}s per run, $CONN
 run_server nginx
 run_server keepwire
 echo
-printf '%-28s %12s %12s %14s %14s %10s\n' "load" "nginx rps" "keepwire rps" "nginx us/req" "keepwire us/req" "cpu ratio"
+printf '%-28s %12s %12s %14s %14s %10s %14s %14s\n' "load" "nginx rps" "keepwire rps" "nginx us/req" "keepwire us/req" "cpu ratio" "nginx usr+sys" "keepw usr+sys"
 for tool in wrk ab-k ab; do
-    read -r nr nc <<<"${RES[nginx,$tool]}"
-    read -r kr kc <<<"${RES[keepwire,$tool]}"
+    read -r nr nc nu ns <<<"${RES[nginx,$tool]}"
+    read -r kr kc ku ks <<<"${RES[keepwire,$tool]}"
     case $tool in
         wrk) label="wrk -c $CONNS (1.1 keep-alive)" ;;
         ab-k) label="ab -k -c $CONNS (1.0 keep-alive)" ;;
         ab) label="ab -c $CONNS (no keep-alive)" ;;
     esac
     ratio=$(awk -v a="$kc" -v b="$nc" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-    printf '%-28s %12s %12s %14s %14s %10s\n' "$label" "$nr" "$kr" "$nc" "$kc" "$ratio"
+    printf '%-28s %12s %12s %14s %14s %10s %14s %14s\n' "$label" "$nr" "$kr" "$nc" "$kc" "$ratio" "$nu+$ns" "$ku+$ks"
 done

@@ -132,11 +132,11 @@ mkdir -p "$LOGS"
 RESULTS=$LOGS/results.tsv
 SRV_PID='' TARGET=''
 
-cpu_ticks() { # pid -> utime+stime of every thread, in clock ticks
+cpu_ticks() { # pid -> "utime stime" of every thread, in clock ticks
 	local s f
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+	s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0 0; return; }
 	read -r -a f <<<"${s##*) }"
-	echo $((f[11] + f[12]))
+	echo "${f[11]} ${f[12]}"
 }
 peak_rss_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
@@ -186,19 +186,22 @@ bench() { # target mode size conns duration -> the JSON of keepwire bench
 
 # ---- one case, one server, one run ------------------------------------------------------
 measure() { # run name mode size conns -> one row appended to RESULTS
-	local run=$1 name=$2 mode=$3 size=$4 conns=$5 out t0 t1 req rps p99 errs
+	local run=$1 name=$2 mode=$3 size=$4 conns=$5 out u0 s0 u1 s1 req rps p99 errs
 	local pid=${PIDS[$name]} target=${TARGETS[$name]}
 	if [ "$WARMUP" != 0 ]; then bench "$target" "$mode" "$size" "$conns" "$WARMUP" >/dev/null 2>&1 || true; fi
-	t0=$(cpu_ticks "$pid")
+	read -r u0 s0 <<<"$(cpu_ticks "$pid")"
 	out=$(bench "$target" "$mode" "$size" "$conns" "$DUR" 2>"$LOGS/bench.err") || {
 		echo "compare-servers: $name $mode $size $conns: bench failed: $(head -c 300 "$LOGS/bench.err")" >&2
 		out='{}'
 	}
-	t1=$(cpu_ticks "$pid")
+	read -r u1 s1 <<<"$(cpu_ticks "$pid")"
 	req=$(json_num requests "$out") rps=$(json_num rps "$out") p99=$(json_num p99_us "$out")
 	errs=$(json_num errors "$out")
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$mode" "$size" "$conns" \
-		"${req:-0}" "${rps:-0}" "${p99:-0}" "${errs:-0}" "$((t1 - t0))" "$(peak_rss_kb "$pid")" >>"$RESULTS"
+	# Columns: run server mode size conns requests rps p99 errors ticks peak_rss_kB
+	# user_ticks sys_ticks.
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$run" "$name" "$mode" "$size" \
+		"$conns" "${req:-0}" "${rps:-0}" "${p99:-0}" "${errs:-0}" "$((u1 + s1 - u0 - s0))" \
+		"$(peak_rss_kb "$pid")" "$((u1 - u0))" "$((s1 - s0))" >>"$RESULTS"
 }
 
 # The table of one run from RESULTS: CPU % over the measured window (ticks / duration) and
@@ -211,15 +214,16 @@ table() { # run
 		else if (d ~ /m$/) print substr(d, 1, length(d) - 1) * 60; else print d + 0 }')
 	# Rows grouped by server, in the order given, whatever order they were measured in.
 	awk -F'\t' -v run="$1" -v hz="$HZ" -v secs="$secs" -v names="${ALL[*]}" '
-		BEGIN { printf "%-10s %-5s %5s %5s %9s %7s %6s %6s %9s %6s\n", "server", "mode",
-			"size", "conns", "req/s", "p99_us", "errors", "srvCPU", "srvus/req", "rssMB"
+		BEGIN { printf "%-10s %-5s %5s %5s %9s %7s %6s %6s %9s %6s %6s %6s\n", "server", "mode",
+			"size", "conns", "req/s", "p99_us", "errors", "srvCPU", "srvus/req", "usr_us", "sys_us", "rssMB"
 			ns = split(names, order, " ") }
 		$1 == run { rows[$2] = rows[$2] row($0) }
 		END { for (i = 1; i <= ns; i++) printf "%s", rows[order[i]] }
-		function row(line,   cpu) {
-			cpu = $10 / hz
-			return sprintf("%-10s %-5s %5d %5d %9.0f %7d %6d %5.0f%% %9.2f %6.1f\n", $2, $3, $4, $5, $7,
-				$8, $9, 100 * cpu / secs, ($6 > 0 ? 1e6 * cpu / $6 : 0), $11 / 1024)
+		function row(line,   cpu, k) {
+			cpu = $10 / hz; k = ($6 > 0 ? 1e6 / hz / $6 : 0)
+			return sprintf("%-10s %-5s %5d %5d %9.0f %7d %6d %5.0f%% %9.2f %6.2f %6.2f %6.1f\n", $2, $3,
+				$4, $5, $7, $8, $9, 100 * cpu / secs, cpu * 1e6 * ($6 > 0 ? 1 / $6 : 0), $12 * k,
+				$13 * k, $11 / 1024)
 		}' "$RESULTS"
 }
 
