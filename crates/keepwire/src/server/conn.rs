@@ -681,6 +681,10 @@ impl Connection {
             pool::give(&mut self.rbuf, !self.rbuf_large);
             self.rbuf_large = false;
         }
+        // (A timer step that took one and had nothing to write.)
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+            pool::give(&mut self.wbuf, true);
+        }
         if !now::keep_slot::<F>() {
             *slot = None;
         }
@@ -819,7 +823,15 @@ impl Connection {
     fn on_timer(&mut self) -> Option<ConnEnd> {
         let now = Instant::now();
         self.seen = now;
-        match self.step().timer(now) {
+        // An idle connection holds no write buffer: a ping written into an unallocated one
+        // would allocate it (about 250 instructions, once per ping); the pool's costs less.
+        // The loop gives it back once written, or at the next wait if the step wrote nothing
+        // (`go_idle`); a step that ends the connection gives it back here, so reaping many
+        // idle connections at once does not empty the pool.
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = pool::take();
+        }
+        let end = match self.step().timer(now) {
             Ok(Tick::Pings(0)) => None,
             Ok(Tick::Pings(n)) => {
                 let stats = &self.shared.stats;
@@ -829,7 +841,11 @@ impl Connection {
             }
             Ok(Tick::Close(reason)) => Some(ConnEnd::Liveness(reason)),
             Err(e) => Some(ConnEnd::Frame(e)),
+        };
+        if end.is_some() && self.wbuf.is_empty() {
+            pool::give(&mut self.wbuf, true);
         }
+        end
     }
 
     /// Adds the frames counted since the last call to the server's counters. Batched: one
