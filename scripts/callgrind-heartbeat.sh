@@ -13,6 +13,8 @@
 # CALLGRIND_KEEP=FILE keeps the counts (for callgrind_annotate).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/server-lib.sh
+source "$ROOT/scripts/server-lib.sh"
 CONNS=2000 WINDOW=10
 while (($# >= 2)); do
 	case $1 in
@@ -45,12 +47,7 @@ trap cleanup EXIT
 	--listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat interval=1s,timeout=5s,misses=3 \
 	--max-conns $((CONNS + 100)) --max-conns-per-ip 0 >"$WORK/srv.out" 2>"$WORK/srv.err" &
 PID=$!
-for _ in $(seq 300); do
-	grep -q '^listening on ' "$WORK/srv.out" 2>/dev/null && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-ADDR=$(sed -n 's/^listening on //p' "$WORK/srv.out" | head -n1)
+ADDR=$(listening_addr "$WORK/srv.out" "$PID" 30)
 [ -n "$ADDR" ] || { echo "callgrind-heartbeat: the server did not start: $(head -c 300 "$WORK/srv.err")" >&2; exit 1; }
 mkfifo "$WORK/hold"
 "${PIN_CLI[@]}" python3 "$ROOT/bench/peers/idle_clients.py" "$ADDR" "$CONNS" <"$WORK/hold" >"$WORK/cli.out" &

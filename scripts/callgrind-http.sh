@@ -13,6 +13,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/server-lib.sh
+source "$ROOT/scripts/server-lib.sh"
 KEEP=() N=5000 C=32 KEEP_OUT=
 while (($# >= 1)); do
 	case $1 in
@@ -37,12 +39,7 @@ setsid "${PIN_SRV[@]}" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.
 	--listen 127.0.0.1:0 --framing http --reply text:hello --idle-timeout 65s \
 	>"$WORK/srv.out" 2>"$WORK/srv.err" &
 PID=$!
-for _ in $(seq 300); do
-	grep -q '^listening on ' "$WORK/srv.out" 2>/dev/null && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-ADDR=$(sed -n 's/^listening on //p' "$WORK/srv.out" | head -n1)
+ADDR=$(listening_addr "$WORK/srv.out" "$PID" 30)
 [ -n "$ADDR" ] || { echo "callgrind-http: the server did not start: $(head -c 300 "$WORK/srv.err")" >&2; exit 1; }
 "${PIN_LOAD[@]}" ab "${KEEP[@]}" -q -c "$C" -n "$N" "http://$ADDR/" >"$WORK/ab.out" 2>&1 || true
 kill -TERM "$PID"

@@ -15,6 +15,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/server-lib.sh
+source "$ROOT/scripts/server-lib.sh"
 DUR=5s MODE=short SIZE=64 NCONN=16
 while (($# >= 2)); do
 	case $1 in
@@ -38,12 +40,7 @@ setsid "${PIN_SRV[@]}" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.
 	--listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off --max-conns-per-ip 4000 \
 	>"$WORK/srv.out" 2>"$WORK/srv.err" &
 PID=$!
-for _ in $(seq 200); do
-	grep -q '^listening on ' "$WORK/srv.out" 2>/dev/null && break
-	kill -0 "$PID" 2>/dev/null || break
-	sleep 0.1
-done
-ADDR=$(sed -n 's/^listening on //p' "$WORK/srv.out" | head -n1)
+ADDR=$(listening_addr "$WORK/srv.out" "$PID" 20)
 [ -n "$ADDR" ] || { echo "callgrind-serve: the server did not start: $(head -c 300 "$WORK/srv.err")" >&2; exit 1; }
 JSON=$("${PIN_LOAD[@]}" "$LOAD" bench --target "$ADDR" --framing len:be:4 --modes "$MODE" \
 	--size "$SIZE" --connections "$NCONN" --duration "$DUR" --json 2>/dev/null)

@@ -1,6 +1,7 @@
-# Shared by scripts/compare-servers.sh and scripts/idle-memory.sh: start a server that prints
-# "listening on ADDR" as its first stdout line, in a process group of its own, and stop it.
-# Source it; it defines SRV_PID and TARGET.
+# Shared by scripts/compare-servers.sh, scripts/idle-memory.sh and the callgrind scripts:
+# start a server that prints "listening on ADDR" as its first stdout line, in a process group
+# of its own, and stop it; or wait for that line from a server started otherwise. Source it;
+# it defines SRV_PID and TARGET.
 
 SRV_PID=''
 TARGET=''
@@ -39,4 +40,17 @@ stop_server() {
 	kill -KILL -- "-$SRV_PID" 2>/dev/null || true
 	wait "$SRV_PID" 2>/dev/null || true
 	SRV_PID=''
+}
+
+# listening_addr OUT PID SECS: waits up to SECS seconds for "listening on ADDR" in OUT while
+# process PID lives (a server under valgrind takes seconds to start), and prints ADDR; prints
+# nothing if it never came.
+listening_addr() {
+	local out=$1 pid=$2 i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q '^listening on ' "$out" 2>/dev/null && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	sed -n 's/^listening on //p' "$out" 2>/dev/null | head -n1
 }

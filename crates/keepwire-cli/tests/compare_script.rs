@@ -248,13 +248,14 @@ fn compare_script_prints_a_row_per_server_and_case() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// Two runs' tables, each with a row per server and case that measured something, then the
-/// ratio table in which c is 1.00 against itself.
+/// Two runs' tables, each with a row per server and case that measured something (its user
+/// and kernel CPU adding up to the whole), then the ratio table in which c is 1.00 against
+/// itself.
 fn check_rows(out: &str) {
     let rows: Vec<Vec<&str>> = out
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() == 10 && ["long", "short"].contains(&f[1]))
+        .filter(|f| f.len() == 12 && ["long", "short"].contains(&f[1]))
         .collect();
     assert_eq!(rows.len(), 2 * 3 * 2, "12 rows expected in:\n{out}");
     for f in &rows {
@@ -265,6 +266,13 @@ fn check_rows(out: &str) {
         assert!(
             us > 0.0 && us < 100_000.0,
             "server CPU per request {us} in:\n{out}"
+        );
+        let usr: f64 = f[9].parse().expect("usr_us is a number");
+        let sys: f64 = f[10].parse().expect("sys_us is a number");
+        // Each printed with two decimals: their sum is within rounding of the whole.
+        assert!(
+            usr >= 0.0 && sys >= 0.0 && (usr + sys - us).abs() <= 0.011,
+            "usr {usr} + sys {sys} is not srvus/req {us} in:\n{out}"
         );
     }
     let ratio_rows: Vec<Vec<&str>> = out
