@@ -52,6 +52,12 @@ impl FixedCodec {
     }
 
     pub(crate) fn encode(&self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        dst.put_slice(self.encode_head(frame)?);
+        Ok(())
+    }
+
+    /// [`encode`](Self::encode)'s check; the frame goes on the wire as it is.
+    pub(crate) fn encode_head<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], FrameError> {
         if frame.len() != self.len {
             return Err(FrameError::unencodable(format!(
                 "the frame is {} bytes, fixed:{} needs exactly {}",
@@ -60,7 +66,6 @@ impl FixedCodec {
                 self.len
             )));
         }
-        dst.put_slice(frame);
-        Ok(())
+        Ok(frame)
     }
 }

@@ -357,6 +357,7 @@ impl LengthSpec {
     }
 
     /// The field value that announces a body of `body_len` bytes, if the field can express it.
+    #[inline(always)]
     fn field_value(&self, body_len: usize) -> Result<u64, String> {
         let v = body_len as i128 - i128::from(self.adj) + self.incl_bytes();
         let cap = self.encoding.capacity(self.width);
@@ -482,22 +483,47 @@ impl LengthCodec {
     }
 
     pub(crate) fn encode(&self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-        let skip = self.spec.skip;
-        let Some((prefix, body)) = frame.split_at_checked(skip) else {
-            return Err(FrameError::unencodable(format!(
-                "frame of {} bytes is shorter than the {skip}-byte skip= prefix of {}",
-                frame.len(),
-                self.spec
-            )));
-        };
-        let value = self
-            .spec
-            .field_value(body.len())
-            .map_err(FrameError::unencodable)?;
+        let (prefix, body, value) = self.split(frame)?;
         dst.reserve(self.spec.header_len() + body.len());
         dst.put_slice(prefix);
         self.spec.write_field(value, dst);
         dst.put_slice(body);
         Ok(())
+    }
+
+    /// [`encode`](Self::encode) but the body: the `skip=` prefix and the length field go into
+    /// `dst` (room for them alone is reserved), and the body is returned.
+    pub(crate) fn encode_head<'a>(
+        &self,
+        frame: &'a [u8],
+        dst: &mut BytesMut,
+    ) -> Result<&'a [u8], FrameError> {
+        let (prefix, body, value) = self.split(frame)?;
+        dst.reserve(self.spec.header_len());
+        dst.put_slice(prefix);
+        self.spec.write_field(value, dst);
+        Ok(body)
+    }
+
+    /// `frame`'s `skip=` prefix, its body, and the length field's value for that body.
+    #[inline(always)]
+    fn split<'a>(&self, frame: &'a [u8]) -> Result<(&'a [u8], &'a [u8], u64), FrameError> {
+        let skip = self.spec.skip;
+        let Some((prefix, body)) = frame.split_at_checked(skip) else {
+            return Err(self.shorter_than_skip(frame.len()));
+        };
+        let value = self
+            .spec
+            .field_value(body.len())
+            .map_err(FrameError::unencodable)?;
+        Ok((prefix, body, value))
+    }
+
+    #[cold]
+    fn shorter_than_skip(&self, len: usize) -> FrameError {
+        FrameError::unencodable(format!(
+            "frame of {len} bytes is shorter than the {}-byte skip= prefix of {}",
+            self.spec.skip, self.spec
+        ))
     }
 }

@@ -507,6 +507,34 @@ impl FrameCodec {
         }
     }
 
+    /// Whether [`encode_head`](Self::encode_head) splits frames (the framing sends a frame's
+    /// body as it is, last).
+    pub(crate) fn sends_body_as_is(&self) -> bool {
+        matches!(
+            self.inner,
+            Inner::Length(_) | Inner::Fixed(_) | Inner::UntilClose(_)
+        )
+    }
+
+    /// Encodes `frame` as [`encode_to`](Self::encode_to) does, except for its last part when
+    /// that goes on the wire as it is (the body after a length header; the whole frame under
+    /// `fixed` and `until-close`): only what comes before it is put into `dst`, and it is
+    /// returned, for the caller to write from the frame itself (one vectored write instead of
+    /// a copy). `None`, with nothing written, for framings that add bytes after the body or
+    /// change it (`delim`, `http`).
+    pub(crate) fn encode_head<'a>(
+        &self,
+        frame: &'a [u8],
+        dst: &mut BytesMut,
+    ) -> Result<Option<&'a [u8]>, FrameError> {
+        match &self.inner {
+            Inner::Length(c) => c.encode_head(frame, dst).map(Some),
+            Inner::Fixed(c) => c.encode_head(frame).map(Some),
+            Inner::UntilClose(c) => c.encode_head(frame).map(Some),
+            Inner::Delimited(_) | Inner::Http(_) => Ok(None),
+        }
+    }
+
     /// The response a server writes before it closes on `err`, when its framing has one:
     /// under `http`, 400 for a malformed request or a smuggling shape, 431 for a head too
     /// large, 413 for a body too large, each with `Connection: close`. `None` for every

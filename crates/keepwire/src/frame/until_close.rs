@@ -51,6 +51,12 @@ impl UntilCloseCodec {
     }
 
     pub(crate) fn encode(&self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        dst.put_slice(self.encode_head(frame)?);
+        Ok(())
+    }
+
+    /// [`encode`](Self::encode)'s check; the frame goes on the wire as it is.
+    pub(crate) fn encode_head<'a>(&self, frame: &'a [u8]) -> Result<&'a [u8], FrameError> {
         if frame.len() > self.max {
             return Err(FrameError::unencodable(format!(
                 "the frame is {} bytes, more than max={}",
@@ -58,7 +64,6 @@ impl UntilCloseCodec {
                 self.max
             )));
         }
-        dst.put_slice(frame);
-        Ok(())
+        Ok(frame)
     }
 }
