@@ -60,9 +60,9 @@ for _ in $(seq 240); do
 done
 grep -q '^ready' "$WORK/cli.out" || { echo "callgrind-heartbeat: clients not connected in 120 s" >&2; exit 1; }
 sleep 3
-callgrind_control -z "$PID" >/dev/null
+callgrind_control -z "$PID" >/dev/null 2>&1
 sleep "$WINDOW"
-callgrind_control -d "$PID" >/dev/null
+callgrind_control -d "$PID" >/dev/null 2>&1
 DUMP=$(ls "$WORK"/cg.out.* | head -n1)
 [ -z "${CALLGRIND_KEEP:-}" ] || cp "$DUMP" "$CALLGRIND_KEEP"
 total=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
