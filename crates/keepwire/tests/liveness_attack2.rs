@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::{SOON, builder, eventually, spec};
+use common::{SOON, builder, eventually, same, spec};
 use keepwire::frame::FrameCodec;
 use keepwire::liveness::PingConfig;
 use keepwire::server::{Reply, Request, Server, ServerConfig, ServerStats, service_fn};
@@ -94,24 +94,6 @@ fn frame(body: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
     v.extend_from_slice(body);
     v
-}
-
-/// Compares frames without printing megabytes.
-fn same(what: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{what}: got {} bytes, want {} (first difference at {at}; got {:?}.., want {:?}..)",
-            got.len(),
-            want.len(),
-            &got[at.saturating_sub(8)..(at + 16).min(got.len())],
-            &want[at.saturating_sub(8)..(at + 16).min(want.len())],
-        );
-    }
 }
 
 /// How a reader task's stream ended.

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{SOON, eventually, spec};
+use common::{SOON, eventually, same, spec};
 use keepwire::liveness::PingConfig;
 use keepwire::server::{
     Answer, BoxError, Mode, Request, Server, ServerConfig, ServerStats, ShutdownReport, service_fn,
@@ -476,24 +476,6 @@ async fn read_rest<R: AsyncRead + Unpin>(r: &mut R, what: &str) -> (Vec<u8>, End
             Ok(Ok(k)) => out.extend_from_slice(&buf[..k]),
             Ok(Err(e)) => return (out, End::Err(e.kind())),
         }
-    }
-}
-
-/// Compares byte streams without printing megabytes.
-fn same(what: &str, got: &[u8], want: &[u8]) {
-    if got != want {
-        let at = got
-            .iter()
-            .zip(want)
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.len().min(want.len()));
-        panic!(
-            "{what}: got {} bytes, want {} (first difference at {at}; got {:02x?}.., want {:02x?}..)",
-            got.len(),
-            want.len(),
-            &got[at.saturating_sub(8)..(at + 16).min(got.len())],
-            &want[at.saturating_sub(8)..(at + 16).min(want.len())],
-        );
     }
 }
 

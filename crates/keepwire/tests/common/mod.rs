@@ -221,3 +221,22 @@ pub fn blackhole() -> (socket2::Socket, Vec<std::net::TcpStream>, SocketAddr) {
     );
     (s, fill, addr)
 }
+
+/// Asserts two byte streams are equal, without printing megabytes: on a difference, the
+/// lengths, the first differing offset and the bytes around it.
+pub fn same(what: &str, got: &[u8], want: &[u8]) {
+    if got != want {
+        let at = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{what}: got {} bytes, want {} (first difference at {at}; got {:02x?}.., want {:02x?}..)",
+            got.len(),
+            want.len(),
+            &got[at.saturating_sub(8)..(at + 16).min(got.len())],
+            &want[at.saturating_sub(8)..(at + 16).min(want.len())],
+        );
+    }
+}
