@@ -493,6 +493,7 @@ impl LengthCodec {
 
     /// [`encode`](Self::encode) but the body: the `skip=` prefix and the length field go into
     /// `dst` (room for them alone is reserved), and the body is returned.
+    #[cfg(feature = "server")]
     pub(crate) fn encode_head<'a>(
         &self,
         frame: &'a [u8],

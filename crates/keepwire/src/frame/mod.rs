@@ -509,6 +509,7 @@ impl FrameCodec {
 
     /// Whether [`encode_head`](Self::encode_head) splits frames (the framing sends a frame's
     /// body as it is, last).
+    #[cfg(feature = "server")]
     pub(crate) fn sends_body_as_is(&self) -> bool {
         matches!(
             self.inner,
@@ -522,6 +523,7 @@ impl FrameCodec {
     /// returned, for the caller to write from the frame itself (one vectored write instead of
     /// a copy). `None`, with nothing written, for framings that add bytes after the body or
     /// change it (`delim`, `http`).
+    #[cfg(feature = "server")]
     pub(crate) fn encode_head<'a>(
         &self,
         frame: &'a [u8],
