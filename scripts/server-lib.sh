@@ -10,22 +10,16 @@ TARGET=''
 # server itself, leading its own group), stdout to OUT, stderr to ERR; waits up to 10 s for
 # its "listening on ADDR" line and sets TARGET. Returns 1 (server stopped) without it.
 spawn_server() {
-	local out=$1 err=$2 line='' i
+	local out=$1 err=$2
 	shift 2
 	: >"$out"
 	(exec setsid "$@" >"$out" 2>"$err") &
 	SRV_PID=$!
-	for ((i = 0; i < 200; i++)); do
-		IFS= read -r line <"$out" || true
-		[[ $line == "listening on "* ]] && break
-		kill -0 "$SRV_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	if [[ $line != "listening on "* ]]; then
+	TARGET=$(listening_addr "$out" "$SRV_PID" 10)
+	if [ -z "$TARGET" ]; then
 		stop_server
 		return 1
 	fi
-	TARGET=${line#listening on }
 }
 
 # stop_server: SIGTERM to the server's group, SIGKILL after 5 s.

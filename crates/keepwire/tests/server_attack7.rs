@@ -637,6 +637,18 @@ fn one(size: usize, seq: u64) -> Req {
 
 // ------------------------------------------------------------------ tests
 
+/// Awaits every client task; a panic in one fails the test.
+async fn join(tasks: Vec<JoinHandle<()>>) {
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// The server counted no I/O error and no handler error (an unencodable reply is one).
+fn no_errors(st: &keepwire::server::StatsSnapshot, what: &str) {
+    assert_eq!(st.errors_io + st.errors_handler, 0, "{what}: {st:?}");
+}
+
 /// Every length header variant, one request at a time on an idle socket (the direct path
 /// each time for the large ones): replies just below, at and above the 8 KiB threshold,
 /// around 64 KiB, and larger than the socket buffers, each after a small one; the byte
@@ -699,12 +711,10 @@ async fn every_length_header_around_the_threshold_and_past_the_socket_buffers() 
             let st = srv.stats.snapshot();
             assert_eq!(st.frames_out, n, "{what}: {st:?}");
             assert_eq!(st.frames_in, plan.len() as u64, "{what}: {st:?}");
-            assert_eq!(st.errors_handler + st.errors_io, 0, "{what}: {st:?}");
+            no_errors(&st, &what);
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    join(tasks).await;
 }
 
 /// A client with a small receive window, each request sent when it has read a given part
@@ -756,12 +766,10 @@ async fn requests_sent_mid_reply_get_every_partial_direct_write_whole_and_in_ord
             let st = srv.stats.snapshot();
             assert_eq!(st.frames_out, n, "{what}: {st:?}");
             assert_eq!(st.frames_in, n, "{what}: {st:?}");
-            assert_eq!(st.errors_io + st.errors_handler, 0, "{what}: {st:?}");
+            no_errors(&st, &what);
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    join(tasks).await;
 }
 
 /// A client that reads nothing for a while, requests sent one by one: direct writes land
@@ -806,9 +814,7 @@ async fn a_direct_write_that_stops_inside_a_long_header_is_finished_in_order() {
             expect_clean_eof(&mut r, &what).await;
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    join(tasks).await;
     closed(&srv.stats, 4).await;
     let st = srv.stats.snapshot();
     assert_eq!((st.frames_out, st.frames_in), (4 * K, 4 * K), "{st:?}");
@@ -879,7 +885,7 @@ async fn pipelined_requests_come_back_in_order_fast_and_slow_readers() {
     closed(&srv.stats, 4).await;
     let st = srv.stats.snapshot();
     assert_eq!(st.frames_out, n, "{st:?}");
-    assert_eq!(st.errors_io + st.errors_handler, 0, "{st:?}");
+    no_errors(&st, "");
 }
 
 /// Answers of several frames (never direct), `Answer::many` of one frame (direct), no frame
@@ -992,12 +998,10 @@ async fn short_mode_large_replies_are_whole_before_the_close() {
             closed(&srv.stats, n).await;
             let st = srv.stats.snapshot();
             assert_eq!(st.frames_out, n, "{st:?}");
-            assert_eq!(st.errors_io + st.errors_handler, 0, "{st:?}");
+            no_errors(&st, "");
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    join(tasks).await;
 }
 
 /// Pings every 100 ms of read silence, a client with a small window that reads a 4 MiB reply
@@ -1099,7 +1103,11 @@ async fn a_client_that_never_reads_is_cut_by_the_write_timeout() {
     // More requests behind a stuck reply: never read, never answered.
     let mut s = connect(srv.addr, Some(8192)).await;
     s.write_all(&f.request(&[(size, 2)], "")).await.unwrap();
-    tokio::time::sleep(ms(100)).await;
+    // Its reply counted: the direct write of 1 MiB into an 8 KiB window was made and stuck.
+    eventually("the second reply written", || {
+        srv.stats.snapshot().frames_out == 2
+    })
+    .await;
     for i in 0..30 {
         s.write_all(&f.request(&[(1 << 20, 10 + i)], ""))
             .await
@@ -1122,12 +1130,11 @@ async fn the_drain_finishes_a_blocked_direct_write_before_closing() {
     let mut s = connect(srv.addr, Some(8192)).await;
     let size = 6 << 20;
     s.write_all(&f.request(&[(size, 7)], "")).await.unwrap();
-    eventually("the request was read", || {
-        srv.stats.snapshot().frames_in == 1
-    })
-    .await;
-    tokio::time::sleep(ms(100)).await;
+    // The reply is counted just before its direct write, which 6 MiB into an 8 KiB window
+    // leaves blocked.
+    eventually("the reply written", || srv.stats.snapshot().frames_out == 1).await;
     srv.stop.cancel();
+    // The client reads late: the drain finds the write still blocked.
     tokio::time::sleep(ms(100)).await;
     let want = f.reply(&[(size, 7)], "");
     expect_bytes(&mut s, &want, SLOW, "drained").await;
@@ -1243,9 +1250,7 @@ async fn large_replies_the_framing_cannot_carry_close_without_a_byte_of_them() {
         let st = srv.stats.snapshot();
         assert_eq!((st.frames_out, st.errors_handler), (1, 1), "{st:?}");
     }));
-    for t in tasks {
-        t.await.unwrap();
-    }
+    join(tasks).await;
 }
 
 /// `fixed:N` with large N (and N on either side of the threshold), one at a time and three
@@ -1289,11 +1294,9 @@ async fn fixed_and_eof_framings_with_large_replies() {
         closed(&srv.stats, sizes.len() as u64).await;
         let st = srv.stats.snapshot();
         assert_eq!(st.frames_out, sizes.len() as u64, "{st:?}");
-        assert_eq!(st.errors_io + st.errors_handler, 0, "{st:?}");
+        no_errors(&st, "");
     }));
-    for t in tasks {
-        t.await.unwrap();
-    }
+    join(tasks).await;
 }
 
 /// An answer that closes after one large frame (`then_close`, `then_await_close`) and a slow
@@ -1326,7 +1329,7 @@ async fn closing_answers_of_one_large_frame_are_whole_before_the_close() {
     closed(&srv.stats, 4).await;
     let st = srv.stats.snapshot();
     assert_eq!(st.frames_out, 4, "{st:?}");
-    assert_eq!(st.errors_io + st.errors_handler, 0, "{st:?}");
+    no_errors(&st, "");
 }
 
 /// `line` framing (no header/body split: the copy path) with large replies: exact.
@@ -1425,7 +1428,7 @@ async fn many_connections_at_once_each_get_exactly_their_own_stream() {
     let st = srv.stats.snapshot();
     assert_eq!(st.frames_out, n, "{st:?}");
     assert_eq!(st.frames_in, n, "{st:?}");
-    assert_eq!(st.errors_io + st.errors_handler, 0, "{st:?}");
+    no_errors(&st, "");
 }
 
 // Regression: the direct path first wrote with `writev(2)` (tokio's `try_write_vectored`),
