@@ -395,10 +395,12 @@ impl fmt::Display for LengthSpec {
 }
 
 /// Decoder state: the header is parsed once and the body length kept (tokio-util's Head/Data).
+/// 32 bits: a body is at most [`MAX_LIMIT`](super::MAX_LIMIT) (1 GiB), and every idle server
+/// connection holds a codec.
 #[derive(Debug, Clone, Copy)]
 enum State {
     Head,
-    Body(usize),
+    Body(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -407,14 +409,17 @@ pub(crate) struct LengthCodec {
     state: State,
     /// `spec.header_len()` and `spec.effective_max()`, computed once rather than per frame.
     head: usize,
-    max_body: usize,
+    max_body: u32,
 }
 
 impl LengthCodec {
     pub(crate) fn new(spec: LengthSpec) -> Self {
+        // `max` is clamped to MAX_LIMIT wherever it is set; the `min` keeps the conversion
+        // exact whatever a spec built field by field holds.
+        let max_body = spec.effective_max().min(super::MAX_LIMIT);
         LengthCodec {
             head: spec.header_len(),
-            max_body: spec.effective_max(),
+            max_body: u32::try_from(max_body).unwrap_or(u32::MAX),
             spec,
             state: State::Head,
         }
@@ -424,14 +429,15 @@ impl LengthCodec {
         let skip = self.spec.skip;
         let head = self.head;
         let body = match self.state {
-            State::Body(n) => n,
+            State::Body(n) => n as usize,
             State::Head => {
                 let Some(field) = src.get(skip..head) else {
                     return Ok(None);
                 };
                 let value = self.spec.parse_field(field, skip)?;
-                let n = self.spec.body_len(value, self.max_body)?;
-                self.state = State::Body(n);
+                let n = self.spec.body_len(value, self.max_body as usize)?;
+                // (n <= max_body, a u32.)
+                self.state = State::Body(u32::try_from(n).unwrap_or(u32::MAX));
                 n
             }
         };
@@ -477,7 +483,7 @@ impl LengthCodec {
             State::Body(n) => FrameErrorKind::Truncated {
                 part: FramePart::Body,
                 have: src.len().saturating_sub(head),
-                want: Some(n),
+                want: Some(n as usize),
             },
         })
     }

@@ -47,6 +47,7 @@ pub mod until_close;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -450,7 +451,9 @@ enum Inner {
 /// ```
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
-    spec: FramingSpec,
+    /// Shared: a server's connections all decode under one spec, and every byte here is
+    /// paid once per idle connection.
+    spec: Arc<FramingSpec>,
     inner: Inner,
     /// Bytes consumed from the stream by frames decoded so far.
     offset: u64,
@@ -460,7 +463,12 @@ pub struct FrameCodec {
 impl FrameCodec {
     /// A codec for `spec`, at stream offset 0.
     pub fn new(spec: FramingSpec) -> Self {
-        let inner = match &spec {
+        Self::shared(Arc::new(spec))
+    }
+
+    /// [`new`](Self::new) for a spec many codecs share (a server's connections).
+    pub(crate) fn shared(spec: Arc<FramingSpec>) -> Self {
+        let inner = match &*spec {
             FramingSpec::Length(l) => Inner::Length(length::LengthCodec::new(l.clone())),
             FramingSpec::Delimited(d) => {
                 Inner::Delimited(Box::new(delimited::DelimitedCodec::new(d.clone())))

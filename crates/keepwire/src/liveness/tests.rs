@@ -364,3 +364,25 @@ fn huge_durations_saturate_instead_of_panicking() {
     assert!(l.next_deadline().is_some());
     assert_eq!(l.poll(t0 + 1000 * S), Action::Wait);
 }
+
+#[test]
+fn stamps_keep_instants_exactly_and_none_apart() {
+    let now = Instant::now();
+    for t in [
+        now,
+        now + Duration::from_nanos(1),
+        now + Duration::from_secs(86_400 * 30),
+        now.checked_sub(Duration::from_secs(3_600)).unwrap_or(now),
+    ] {
+        let s = Stamp::at(t);
+        assert!(!s.is_none());
+        assert_eq!(s.get(), Some(t), "{t:?}");
+    }
+    assert_eq!(Stamp::NONE.get(), None);
+    assert!(Stamp::NONE.is_none());
+    assert_eq!(
+        std::mem::size_of::<Stamp>(),
+        8,
+        "the point of Stamp is its size"
+    );
+}

@@ -3,11 +3,12 @@
 //! ```text
 //! serve: socket options, PROXY header, per-IP slot
 //!   └─ serve_frames: wait for readable | liveness timer | shutdown
-//!        ├─ readable ─▶ try_read ─▶ process (boxed) ─▶ process_batch
+//!        ├─ readable ─▶ try_read ─▶ process_now (no future; conn/now.rs)
 //!        │                 every whole frame: pipeline::decode ─▶ Step::inbound
-//!        │                   Data ─▶ deliver (handler call, reply encoded)
+//!        │                   Data ─▶ deliver_now (handler polled once, reply encoded)
 //!        │                   PongQueued / Pong / Absorbed: heartbeats, never delivered
-//!        │                 end_batch: one write of all replies (pipeline::write_all)
+//!        │                 end_batch_now: one write of all replies
+//!        │               a step that must wait ─▶ slow (boxed), then process_now again
 //!        ├─ timer ─▶ Step::timer: pings queued, or the liveness close
 //!        └─ shutdown ─▶ drain: answer what already arrived, then FIN and linger
 //! ```
@@ -70,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     /// `config.liveness`, shared by every connection's state machine.
     liveness: Arc<crate::liveness::LivenessConfig>,
+    /// `config.framing`, shared by every connection's codec.
+    framing: Arc<crate::frame::FramingSpec>,
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) shutdown: CancellationToken,
@@ -95,6 +98,7 @@ impl Shared {
         Arc::new(Shared {
             limits: Limits::new(config.max_conns, config.max_conns_per_ip),
             liveness: Arc::new(config.liveness),
+            framing: Arc::new(config.framing.clone()),
             config,
             stats: Arc::new(ServerStats::default()),
             shutdown: CancellationToken::new(),
@@ -228,9 +232,8 @@ pub(crate) fn new_conn(
         rbuf_large: false,
         beat_seen: false,
         wbuf: BytesMut::new(),
-        codec: FrameCodec::new(shared.config.framing.clone()),
+        codec: FrameCodec::shared(Arc::clone(&shared.framing)),
         live: Liveness::new(Arc::clone(&shared.liveness), now),
-        seen: now,
         eof: false,
         #[cfg(feature = "tls")]
         tls: None,
@@ -307,17 +310,15 @@ pub(crate) struct Connection {
     wbuf: BytesMut,
     codec: FrameCodec,
     live: Liveness,
-    /// The clock when the connection last did something (a batch, a timer step): what
-    /// the liveness timer rounds its deadlines from, without reading the clock again.
-    seen: Instant,
     /// The peer closed its side.
     eof: bool,
     /// TLS, when the server has it: rustls between the socket and the buffers (see
     /// `tls/layer.rs`). Boxed: a plain connection pays one pointer.
     #[cfg(feature = "tls")]
     tls: Option<Box<crate::tls::layer::TlsLayer>>,
-    /// Frames in and out not yet added to the server's counters.
-    counts: (u64, u64),
+    /// Frames in and out not yet added to the server's counters (added after every batch,
+    /// so 32 bits are plenty).
+    counts: (u32, u32),
 }
 
 impl Connection {
@@ -576,7 +577,7 @@ impl Connection {
     }
 
     /// Reads, waits for deadlines and shutdown, and handles each read
-    /// ([`process`](Self::process)), until the connection ends.
+    /// ([`process_now`](Self::process_now), [`slow`](Self::slow)), until the connection ends.
     async fn serve_frames<S>(&mut self, svc: &mut S) -> ConnEnd
     where
         S: Service<Request>,
@@ -588,15 +589,46 @@ impl Connection {
         let mut clock = Clock::new(sleep);
         // Registered once, then polled as a flag (server/draining.rs): the token's own
         // future would take two locks per wait.
-        let mut drain_wait = pin!(shared.draining.wait());
-        let mut registered = None;
+        let mut drain_wait = shared.draining.wait();
         let mut draining = false;
         let mut fresh = true;
         let mut slot: CallSlot<S::Future> = None;
         loop {
             if !self.rbuf.is_empty() || self.eof || !self.wbuf.is_empty() {
-                if let Some(end) = self.process(svc, fresh, &mut slot).await {
-                    return end;
+                // Handles what arrived: every whole frame buffered, in order, and the replies
+                // written. Without waiting where it can (`process_now`); a step that must
+                // wait runs boxed (`slow`), so its state (write waits, timers, a handler
+                // call) exists only while it runs. Written here, not as an async fn of its
+                // own: that fn's state would be part of every idle connection's task.
+                let mut b = Batch::new(fresh);
+                loop {
+                    let step = match std::future::poll_fn(|cx| {
+                        Poll::Ready(self.process_now(svc, &mut b, &mut slot, cx))
+                    })
+                    .await
+                    {
+                        Now::Done => None,
+                        Now::End(end) => Some(Err(end)),
+                        Now::Slow(step) => Some(Ok(step)),
+                    };
+                    // Counted on every path out, errors included.
+                    self.publish_counts();
+                    let step = match step {
+                        None => break,
+                        Some(Err(end)) => return end,
+                        Some(Ok(step)) => step,
+                    };
+                    let last = matches!(step, now::Slow::EndBatch);
+                    if let Some(end) = Box::pin(self.slow(svc, step, &mut b, &mut slot)).await {
+                        return end;
+                    }
+                    if last {
+                        break;
+                    }
+                    // The step waited (a handler, a blocked write): what the rest of the
+                    // batch writes or reads happened after it, not at the batch's start (a
+                    // reply written late must not start the write-idle clock early).
+                    b.now = Instant::now();
                 }
             }
             fresh = false;
@@ -615,12 +647,7 @@ impl Connection {
             // bytes, clock): no future per wait.
             let was_empty = self.rbuf.is_empty();
             let woke = std::future::poll_fn(|cx| {
-                if !draining
-                    && shared
-                        .draining
-                        .poll_started(cx, drain_wait.as_mut(), &mut registered)
-                        .is_ready()
-                {
+                if !draining && drain_wait.poll_started(cx).is_ready() {
                     return Poll::Ready(Woke::Drain);
                 }
                 if let Poll::Ready(r) = self.poll_read(cx) {
@@ -660,12 +687,14 @@ impl Connection {
 
     /// Points the clock at the next liveness deadline when one can come before the armed
     /// timer (see [`Clock::arm`]), and exactly at it after a heartbeat ([`Clock::set`]).
+    /// The clock is read only then (for the rounding of the deadline): a request on a
+    /// connection whose timer is armed reads it once, for its batch.
     fn rearm(&mut self, clock: &mut Clock<'_>) {
         let armed = clock.armed();
         if std::mem::take(&mut self.beat_seen) {
-            clock.set(self.live.next_deadline(), self.seen);
+            clock.set(self.live.next_deadline(), Instant::now());
         } else if armed.is_none() || !self.rbuf.is_empty() || self.tls_mid_record() {
-            clock.arm(self.live.next_deadline(), self.seen);
+            clock.arm(self.live.next_deadline(), Instant::now());
         } else {
             // (The armed time may be up to the clock's slack later than the deadline.)
             debug_assert!(
@@ -712,51 +741,6 @@ impl Connection {
         }
         if !now::keep_slot::<F>() {
             *slot = None;
-        }
-    }
-
-    /// Handles what arrived: every whole frame buffered, in order, and the replies written.
-    /// Without waiting where it can ([`process_now`](Self::process_now)); a step that must
-    /// wait runs boxed ([`slow`](Self::slow)), so its state (write waits, timers, a handler
-    /// call) exists only while it runs and an idle connection's task stays small. `Some`
-    /// when the connection is done.
-    async fn process<S>(
-        &mut self,
-        svc: &mut S,
-        fresh: bool,
-        slot: &mut CallSlot<S::Future>,
-    ) -> Option<ConnEnd>
-    where
-        S: Service<Request>,
-        S::Response: Into<Answer>,
-        S::Error: Into<BoxError>,
-    {
-        let mut b = Batch::new(fresh);
-        self.seen = b.now;
-        loop {
-            let now =
-                std::future::poll_fn(|cx| Poll::Ready(self.process_now(svc, &mut b, slot, cx)))
-                    .await;
-            // Counted on every path out, errors included.
-            self.publish_counts();
-            match now {
-                Now::Done => return None,
-                Now::End(end) => return Some(end),
-                Now::Slow(step) => {
-                    let last = matches!(step, now::Slow::EndBatch);
-                    if let Some(end) = Box::pin(self.slow(svc, step, &mut b, slot)).await {
-                        return Some(end);
-                    }
-                    if last {
-                        return None;
-                    }
-                    // The step waited (a handler, a blocked write): what the rest of the
-                    // batch writes or reads happened after it, not at the batch's start
-                    // (a reply written late must not start the write-idle clock early).
-                    b.now = Instant::now();
-                    self.seen = b.now;
-                }
-            }
         }
     }
 
@@ -847,7 +831,6 @@ impl Connection {
     /// them next).
     fn on_timer(&mut self) -> Option<ConnEnd> {
         let now = Instant::now();
-        self.seen = now;
         // An idle connection holds no write buffer: a ping written into an unallocated one
         // would allocate it (about 250 instructions, once per ping); the pool's costs less.
         // The loop gives it back once written, or at the next wait if the step wrote nothing
@@ -878,10 +861,10 @@ impl Connection {
     fn publish_counts(&mut self) {
         let (i, o) = std::mem::take(&mut self.counts);
         if i > 0 {
-            ServerStats::add(&self.shared.stats.frames_in, i);
+            ServerStats::add(&self.shared.stats.frames_in, u64::from(i));
         }
         if o > 0 {
-            ServerStats::add(&self.shared.stats.frames_out, o);
+            ServerStats::add(&self.shared.stats.frames_out, u64::from(o));
         }
     }
 
@@ -967,7 +950,7 @@ impl Connection {
     /// write buffer and the body from the reply's own bytes, in one vectored write. What the
     /// socket does not take now is copied into the write buffer, after what was written, for
     /// the batch's write to finish. `Err` ends the connection.
-    fn write_direct(&mut self, reply: &Bytes) -> Result<(), ConnEnd> {
+    fn write_direct(&mut self, reply: &Bytes, now: Instant) -> Result<(), ConnEnd> {
         self.check_reply(reply)?;
         let body = match self.codec.encode_head(reply, &mut self.wbuf) {
             Ok(Some(body)) => body,
@@ -986,7 +969,7 @@ impl Connection {
         match send_vectored(&self.stream, &bufs) {
             Ok(n) if n >= head + body.len() => {
                 self.wbuf.clear();
-                self.live.on_write(self.seen);
+                self.live.on_write(now);
             }
             Ok(0) => {
                 self.wbuf = BytesMut::new();
@@ -1197,9 +1180,11 @@ enum Woke {
 mod tests {
     use super::*;
 
-    /// Every idle connection holds its task; keep it small (608 bytes today; the aim is
-    /// ≤ 1 KiB per idle connection in user space, task + connection state + tokio's
-    /// registration).
+    /// Every idle connection holds its task and its `Connection`; keep them small. Both
+    /// are boxed, and an allocator serves them from size classes (mimalloc's 384 and 512
+    /// bytes, bench/idle-allocs): a few bytes past a class cost a whole class more. The aim
+    /// is ≤ 1 KiB per idle connection in user space, tokio's task and registration included
+    /// (docs/performance.md, "Idle memory, exactly").
     #[tokio::test]
     async fn idle_connection_footprint_stays_small() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1214,11 +1199,12 @@ mod tests {
         let task = run(conn, svc, slot);
         let task_size = std::mem::size_of_val(&task);
         let conn_size = std::mem::size_of::<Connection>();
+        eprintln!("connection task future {task_size} bytes, Connection {conn_size} bytes");
         assert!(
-            task_size <= 704,
+            task_size <= 512,
             "connection task future is {task_size} bytes"
         );
-        assert!(conn_size <= 512, "Connection is {conn_size} bytes");
+        assert!(conn_size <= 384, "Connection is {conn_size} bytes");
     }
 
     /// Options a test can read back on an accepted socket, none of them the kernel's default.

@@ -5,22 +5,29 @@
 //! token's, to ask whether it is cancelled, and its `Notify`'s, to store the waker again
 //! (about 250 instructions a request, callgrind). Here the server flips a flag and wakes
 //! every waiter once, when its accept loop sees the token cancelled ([`Draining::start`]);
-//! a wait registers its task's waker once ([`Draining::poll_started`]) and afterwards only
+//! a wait registers its task's waker once ([`DrainWait::poll_started`]) and afterwards only
 //! loads the flag, until the task's waker changes.
+//!
+//! The waiters are a list of wakers here, not a `Notify`: a `Notify` waiter sits in every
+//! connection's task (64 bytes, and 16 more for the waker it was registered with), where a
+//! [`DrainWait`] takes 32, and an idle connection's task is mostly such waits.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-
-use tokio::sync::Notify;
-use tokio::sync::futures::Notified;
 
 /// Whether the server has started to drain, with a wake-up for the connections waiting.
 #[derive(Debug, Default)]
 pub(crate) struct Draining {
     started: AtomicBool,
-    notify: Notify,
+    waiters: Mutex<Waiters>,
+}
+
+/// The registered wakers: a slot per waiting connection, reused once it leaves.
+#[derive(Debug, Default)]
+struct Waiters {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
 }
 
 impl Draining {
@@ -28,7 +35,15 @@ impl Draining {
     pub(crate) fn start(&self) {
         // Before the wake-up: a woken task, or one that registers later, sees the flag.
         self.started.store(true, Ordering::Release);
-        self.notify.notify_waiters();
+        let woken: Vec<Waker> = self
+            .lock()
+            .slots
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for w in woken {
+            w.wake();
+        }
     }
 
     /// Whether the drain has started.
@@ -36,40 +51,93 @@ impl Draining {
         self.started.load(Ordering::Acquire)
     }
 
-    /// A wait for the drain's start, for one task (a connection's). Created now, a
-    /// [`start`](Self::start) from here on completes it even before its first poll. Pin it
-    /// where the task keeps its state and poll it with [`poll_started`](Self::poll_started).
-    pub(crate) fn wait(&self) -> Notified<'_> {
-        self.notify.notified()
+    /// A wait for the drain's start, for one task (a connection's): poll it with
+    /// [`DrainWait::poll_started`]. A [`start`](Self::start) at any time before or after
+    /// completes it.
+    pub(crate) fn wait(&self) -> DrainWait<'_> {
+        DrainWait {
+            draining: self,
+            slot: None,
+            waker: None,
+        }
     }
 
-    /// `Ready` once the drain has started. While the task's waker stays the one `wait` was
-    /// registered with, this only loads the flag: that waker is woken by
-    /// [`start`](Self::start).
-    pub(crate) fn poll_started(
-        &self,
-        cx: &mut Context<'_>,
-        wait: Pin<&mut Notified<'_>>,
-        registered: &mut Option<Waker>,
-    ) -> Poll<()> {
-        if self.started() {
+    fn lock(&self) -> MutexGuard<'_, Waiters> {
+        // Nothing panics while holding it; a poisoned list is still a list of wakers.
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One task's wait for the drain's start; leaves the list when dropped.
+#[derive(Debug)]
+pub(crate) struct DrainWait<'a> {
+    draining: &'a Draining,
+    /// Its slot in the list, once registered.
+    slot: Option<usize>,
+    /// The waker registered there.
+    waker: Option<Waker>,
+}
+
+impl DrainWait<'_> {
+    /// `Ready` once the drain has started. While the task's waker stays the one registered,
+    /// this only loads the flag: that waker is woken by [`Draining::start`].
+    #[inline]
+    pub(crate) fn poll_started(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.draining.started() {
             return Poll::Ready(());
         }
-        if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             return Poll::Pending;
         }
-        if wait.poll(cx).is_ready() {
+        self.register(cx)
+    }
+
+    /// Puts the task's waker in the list (once per task, unless its waker changes).
+    #[inline(never)]
+    fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let d = self.draining;
+        let waker = cx.waker().clone();
+        {
+            let mut list = d.lock();
+            let list = &mut *list;
+            match self.slot {
+                Some(i) => list.slots[i] = Some(waker.clone()),
+                None => {
+                    let i = match list.free.pop() {
+                        Some(i) => i,
+                        None => {
+                            list.slots.push(None);
+                            list.slots.len() - 1
+                        }
+                    };
+                    list.slots[i] = Some(waker.clone());
+                    self.slot = Some(i);
+                }
+            }
+        }
+        self.waker = Some(waker);
+        // Asked again after the registration: a start whose wake-up went through the list
+        // before this waker was in it stored the flag first (and its lock orders the two).
+        if d.started() {
             return Poll::Ready(());
         }
-        *registered = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for DrainWait<'_> {
+    fn drop(&mut self) {
+        if let Some(i) = self.slot {
+            let mut list = self.draining.lock();
+            list.slots[i] = None;
+            list.free.push(i);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::future::poll_fn;
-    use std::pin::pin;
     use std::sync::Arc;
 
     use super::*;
@@ -80,15 +148,14 @@ mod tests {
         let d2 = Arc::clone(&d);
         let (polled, ready) = tokio::sync::oneshot::channel();
         let waiter = tokio::spawn(async move {
-            let mut w = pin!(d2.wait());
-            let mut reg = None;
+            let mut w = d2.wait();
             // Polled several times with the same waker before the start.
             for _ in 0..3 {
-                let p = poll_fn(|cx| Poll::Ready(d2.poll_started(cx, w.as_mut(), &mut reg)));
+                let p = poll_fn(|cx| Poll::Ready(w.poll_started(cx)));
                 assert!(p.await.is_pending());
             }
             let _ = polled.send(());
-            poll_fn(|cx| d2.poll_started(cx, w.as_mut(), &mut reg)).await;
+            poll_fn(|cx| w.poll_started(cx)).await;
         });
         ready.await.expect("the waiter registered");
         d.start();
@@ -101,10 +168,52 @@ mod tests {
     #[tokio::test]
     async fn a_wait_made_before_the_start_and_polled_after_is_ready() {
         let d = Draining::default();
-        let mut w = pin!(d.wait());
+        let mut w = d.wait();
         d.start();
-        poll_fn(|cx| d.poll_started(cx, w.as_mut(), &mut None)).await;
-        let mut late = pin!(d.wait());
-        poll_fn(|cx| d.poll_started(cx, late.as_mut(), &mut None)).await;
+        poll_fn(|cx| w.poll_started(cx)).await;
+        let mut late = d.wait();
+        poll_fn(|cx| late.poll_started(cx)).await;
+    }
+
+    #[tokio::test]
+    async fn a_wait_leaves_the_list_when_dropped_and_its_slot_is_reused() {
+        let d = Draining::default();
+        for _ in 0..100 {
+            let mut w = d.wait();
+            assert!(
+                poll_fn(|cx| Poll::Ready(w.poll_started(cx)))
+                    .await
+                    .is_pending()
+            );
+        }
+        let list = d.lock();
+        assert_eq!(list.slots.len(), 1, "one slot, reused");
+        assert!(
+            list.slots.iter().all(Option::is_none),
+            "none left registered"
+        );
+    }
+
+    /// A task whose waker changed (moved to another runtime's task, say) is woken through
+    /// the new one.
+    #[tokio::test]
+    async fn a_new_waker_replaces_the_registered_one() {
+        let d = Arc::new(Draining::default());
+        let mut w = d.wait();
+        let noop = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&noop);
+        assert!(w.poll_started(&mut cx).is_pending());
+        let d2 = Arc::clone(&d);
+        let starter = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            d2.start();
+        });
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            poll_fn(|cx| w.poll_started(cx)),
+        )
+        .await
+        .expect("woken through the task's own waker");
+        starter.await.unwrap();
     }
 }

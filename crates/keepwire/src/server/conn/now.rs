@@ -149,7 +149,7 @@ impl Connection {
             b.consumed = true;
             match self.step().inbound(frame, b.read_at, false) {
                 Ok(Inbound::Data(frame)) => {
-                    match self.deliver_now(svc, frame, slot, cx) {
+                    match self.deliver_now(svc, frame, slot, cx, b.now) {
                         Ok(Close::No) => {}
                         // The handler closes the connection: frames after this request
                         // are never handed to it.
@@ -249,14 +249,16 @@ impl Connection {
         Ok(Wrote::All)
     }
 
-    /// Calls the handler with a data frame and encodes its answer, if it answers at once.
-    /// `Err`: the step that must wait (or fail) instead.
+    /// Calls the handler with a data frame and encodes its answer, if it answers at once
+    /// (`now`: the batch's clock, the time of a write made here). `Err`: the step that
+    /// must wait (or fail) instead.
     fn deliver_now<S>(
         &mut self,
         svc: &mut S,
         frame: Bytes,
         slot: &mut CallSlot<S::Future>,
         cx: &mut Context<'_>,
+        now: Instant,
     ) -> Result<Close, Slow>
     where
         S: Service<Request>,
@@ -289,7 +291,7 @@ impl Connection {
                 if let [one] = answer.frames() {
                     if self.direct_ok(one) {
                         return self
-                            .write_direct(one)
+                            .write_direct(one, now)
                             .map(|()| answer.close())
                             .map_err(Slow::Fail);
                     }
