@@ -441,32 +441,44 @@ impl Liveness {
 /// An optional instant in 8 bytes, where `Option<Instant>` takes 16: nanoseconds since a
 /// process-wide epoch, plus one; 0 is none. Every idle connection holds four of them.
 ///
-/// The epoch lies a year before the first stamp the process takes, so any instant the
-/// process can hold maps exactly (an `Instant` older than that saturates to the epoch);
-/// `u64` nanoseconds last 584 years past it.
+/// The epoch is a century before the first instant the process stamps (taken from that
+/// instant, not from the system clock: the state machine reads no clock). Instants from a
+/// century before that one to five centuries after it map exactly; beyond, they are clamped
+/// to the ends of that range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp(u64);
+
+/// How far before the first stamped instant the epoch lies.
+const STAMP_BACK: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+static STAMP_EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
 impl Stamp {
     const NONE: Stamp = Stamp(0);
 
-    fn epoch() -> Instant {
-        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-        *EPOCH.get_or_init(|| {
-            let now = Instant::now();
-            now.checked_sub(Duration::from_secs(365 * 86_400))
-                .unwrap_or(now)
-        })
-    }
-
     fn at(t: Instant) -> Stamp {
-        let nanos = t.saturating_duration_since(Self::epoch()).as_nanos();
+        let epoch = *STAMP_EPOCH.get_or_init(|| {
+            // (A platform whose instants cannot go back a century: the earliest it can.)
+            let mut back = STAMP_BACK;
+            loop {
+                if let Some(e) = t.checked_sub(back) {
+                    break e;
+                }
+                if back.is_zero() {
+                    break t;
+                }
+                back /= 2;
+            }
+        });
+        let nanos = t.saturating_duration_since(epoch).as_nanos();
         Stamp(u64::try_from(nanos).map_or(u64::MAX, |n| n.saturating_add(1)))
     }
 
     fn get(self) -> Option<Instant> {
         let nanos = self.0.checked_sub(1)?;
-        Self::epoch().checked_add(Duration::from_nanos(nanos))
+        // (Set by the `at` that made this stamp.)
+        let epoch = STAMP_EPOCH.get()?;
+        epoch.checked_add(Duration::from_nanos(nanos))
     }
 
     fn is_none(self) -> bool {

@@ -368,12 +368,21 @@ fn huge_durations_saturate_instead_of_panicking() {
 #[test]
 fn stamps_keep_instants_exactly_and_none_apart() {
     let now = Instant::now();
-    for t in [
+    let year = Duration::from_secs(365 * 86_400);
+    let mut instants = vec![
         now,
         now + Duration::from_nanos(1),
         now + Duration::from_secs(86_400 * 30),
-        now.checked_sub(Duration::from_secs(3_600)).unwrap_or(now),
-    ] {
+        now + 200 * year,
+    ];
+    // Years before now, where the platform's instants reach that far back.
+    instants.extend(
+        [Duration::from_secs(3_600), 2 * year, 50 * year]
+            .map(|d| now.checked_sub(d))
+            .into_iter()
+            .flatten(),
+    );
+    for t in instants {
         let s = Stamp::at(t);
         assert!(!s.is_none());
         assert_eq!(s.get(), Some(t), "{t:?}");
@@ -385,4 +394,50 @@ fn stamps_keep_instants_exactly_and_none_apart() {
         8,
         "the point of Stamp is its size"
     );
+}
+
+/// The state machine takes its time from the caller: a caller whose clock is years from the
+/// process's (a simulation, a test) gets the same deadlines as one on the real clock.
+#[test]
+fn deadlines_are_exact_for_instants_years_away() {
+    let year = Duration::from_secs(365 * 86_400);
+    let now = Instant::now();
+    for t0 in [now.checked_sub(2 * year), Some(now + 3 * year)]
+        .into_iter()
+        .flatten()
+    {
+        let cfg = LivenessConfig {
+            frame_timeout: Some(Duration::from_secs(30)),
+            read_idle: None,
+            ..Default::default()
+        };
+        let mut l = Liveness::new(cfg, t0);
+        l.on_read(t0, true, true);
+        assert_eq!(l.next_deadline(), Some(t0 + Duration::from_secs(30)));
+        assert_eq!(
+            l.poll(t0 + Duration::from_secs(31)),
+            Action::Close(CloseReason::FrameTimeout)
+        );
+
+        let cfg = LivenessConfig {
+            ping: Some(PingConfig {
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(1),
+                misses: 1,
+            }),
+            read_idle: None,
+            ..Default::default()
+        };
+        let mut l = Liveness::new(cfg, t0);
+        assert_eq!(l.poll(t0 + Duration::from_secs(5)), Action::SendPing(1));
+        assert_eq!(
+            l.next_deadline(),
+            Some(t0 + Duration::from_secs(6)),
+            "the ping's timeout"
+        );
+        assert_eq!(
+            l.poll(t0 + Duration::from_secs(7)),
+            Action::Close(CloseReason::HeartbeatTimeout)
+        );
+    }
 }

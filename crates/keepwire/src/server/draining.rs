@@ -27,7 +27,7 @@ pub(crate) struct Draining {
 #[derive(Debug, Default)]
 struct Waiters {
     slots: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    free: Vec<u32>,
 }
 
 impl Draining {
@@ -72,8 +72,9 @@ impl Draining {
 #[derive(Debug)]
 pub(crate) struct DrainWait<'a> {
     draining: &'a Draining,
-    /// Its slot in the list, once registered.
-    slot: Option<usize>,
+    /// Its slot in the list, once registered (32 bits: one slot per connection; a
+    /// `usize` would make every idle connection's task 8 bytes larger).
+    slot: Option<u32>,
     /// The waker registered there.
     waker: Option<Waker>,
 }
@@ -101,16 +102,23 @@ impl DrainWait<'_> {
             let mut list = d.lock();
             let list = &mut *list;
             match self.slot {
-                Some(i) => list.slots[i] = Some(waker.clone()),
+                Some(i) => list.slots[i as usize] = Some(waker.clone()),
                 None => {
                     let i = match list.free.pop() {
                         Some(i) => i,
-                        None => {
-                            list.slots.push(None);
-                            list.slots.len() - 1
-                        }
+                        // One slot per connection alive, each holding a descriptor: fewer
+                        // than 2^31, so the `Err` arm cannot happen.
+                        None => match u32::try_from(list.slots.len()) {
+                            Ok(i) => {
+                                list.slots.push(None);
+                                i
+                            }
+                            // (Were it to, the connection acts as if the drain had
+                            // started: it answers what it has and closes, never hangs.)
+                            Err(_) => return Poll::Ready(()),
+                        },
                     };
-                    list.slots[i] = Some(waker.clone());
+                    list.slots[i as usize] = Some(waker.clone());
                     self.slot = Some(i);
                 }
             }
@@ -129,7 +137,7 @@ impl Drop for DrainWait<'_> {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
             let mut list = self.draining.lock();
-            list.slots[i] = None;
+            list.slots[i as usize] = None;
             list.free.push(i);
         }
     }
