@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 use super::answer::Close;
-use super::draining::Draining;
+use super::draining::{DrainWait, Draining};
 use super::limits::{GlobalSlot, Limits, LogLimiter};
 use super::pool;
 use super::proxy_protocol::{self, Parsed};
@@ -597,8 +597,14 @@ impl Connection {
         }
     }
 
-    /// Reads, waits for deadlines and shutdown, and handles each read
-    /// ([`process_now`](Self::process_now), [`slow`](Self::slow)), until the connection ends.
+    /// Reads, waits for deadlines and shutdown, and handles each read until the connection
+    /// ends.
+    ///
+    /// A read batch is every whole frame buffered, in order, and the replies written: without
+    /// waiting where it can ([`process_now`](Self::process_now)); a step that must wait runs
+    /// boxed ([`slow`](Self::slow)), so its state (write waits, timers, a handler call)
+    /// exists only while it runs. The batch is handled in this function's loop, not in an
+    /// async fn of its own: that fn's state would be part of every idle connection's task.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice in its state"
@@ -622,21 +628,13 @@ impl Connection {
             let mut slot: CallSlot<S::Future> = None;
             loop {
                 if !self.rbuf.is_empty() || self.eof || !self.wbuf.is_empty() {
-                    // Handles what arrived: every whole frame buffered, in order, and the replies
-                    // written. Without waiting where it can (`process_now`); a step that must
-                    // wait runs boxed (`slow`), so its state (write waits, timers, a handler
-                    // call) exists only while it runs. Written here, not as an async fn of its
-                    // own: that fn's state would be part of every idle connection's task.
+                    // The read batch (see above): here, not in an async fn of its own.
                     let mut b = Batch::new(fresh);
                     loop {
-                        // No binding holds the step across the await below: it is moved into
-                        // its boxed future inside the match arm (a binding's bytes would stay
-                        // in every idle connection's task state).
+                        // The step goes into its boxed future in the match arm: no binding
+                        // keeps its bytes in the task's state across the await.
                         let (last, slow) = match std::future::poll_fn(|cx| {
-                            let now = self.process_now(svc, &mut b, &mut slot, cx);
-                            // Counted on every path out, errors included.
-                            self.publish_counts();
-                            Poll::Ready(now)
+                            Poll::Ready(self.batch_step(svc, &mut b, &mut slot, cx))
                         })
                         .await
                         {
@@ -653,45 +651,22 @@ impl Connection {
                         if last {
                             break;
                         }
-                        // The step waited (a handler, a blocked write): what the rest of the
-                        // batch writes or reads happened after it, not at the batch's start (a
-                        // reply written late must not start the write-idle clock early).
+                        // The step waited (a handler, a blocked write): what the rest of
+                        // the batch writes or reads happened after it, not at the batch's
+                        // start (a reply written late must not start the write-idle clock
+                        // early).
                         b.now = Instant::now();
                     }
                 }
                 fresh = false;
-                if self.rbuf.is_empty() {
-                    // Draining: requests that already reached the socket are still answered (the
-                    // loop reads them next); only when the kernel holds nothing does it end.
-                    if draining && !self.kernel_has_data() && !self.tls_mid_record() {
-                        // Boxed: it runs once, and its linger timer would otherwise sit in
-                        // every idle connection's task.
-                        return Box::pin(self.close_drained()).await;
-                    }
-                    self.go_idle(&mut slot);
+                if self.drained_or_idle(draining, &mut slot) {
+                    // Boxed: it runs once, and its linger timer would otherwise sit in every
+                    // idle connection's task.
+                    return Box::pin(self.close_drained()).await;
                 }
-
-                // Wait for bytes, a deadline or shutdown. One poll function for the three (drain,
-                // bytes, clock): no future per wait.
                 let was_empty = self.rbuf.is_empty();
                 let woke = std::future::poll_fn(|cx| {
-                    if !draining && drain_wait.poll_started(cx).is_ready() {
-                        return Poll::Ready(Woke::Drain);
-                    }
-                    if let Poll::Ready(r) = self.poll_read(cx) {
-                        return Poll::Ready(Woke::Read(r));
-                    }
-                    // Armed only once the socket has nothing: a request already waiting when the
-                    // connection is accepted, or behind the last one, is served without touching
-                    // tokio's timer wheel (inserting the first timer into an empty wheel also
-                    // wakes the runtime's driver: a write to its eventfd and an extra event). The
-                    // state machine's next deadline is asked only when one can come before the
-                    // armed timer (see `Clock::arm`).
-                    self.rearm(&mut clock);
-                    if clock.poll_fired(cx) {
-                        return Poll::Ready(Woke::Timer);
-                    }
-                    Poll::Pending
+                    self.poll_wait(cx, draining, &mut drain_wait, &mut clock)
                 })
                 .await;
                 match woke {
@@ -712,6 +687,67 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Between a batch and the wait: `true` when the drain has started and nothing is left
+    /// to answer (requests that already reached the socket are still answered: the loop
+    /// reads them next; only when the kernel holds nothing does the connection end). An
+    /// emptied connection gives its buffers back ([`go_idle`](Self::go_idle)).
+    fn drained_or_idle<F>(&mut self, draining: bool, slot: &mut CallSlot<F>) -> bool {
+        if !self.rbuf.is_empty() {
+            return false;
+        }
+        if draining && !self.kernel_has_data() && !self.tls_mid_record() {
+            return true;
+        }
+        self.go_idle(slot);
+        false
+    }
+
+    /// One step of a read batch without waiting ([`process_now`](Self::process_now)), its
+    /// frames counted on every path out, errors included.
+    fn batch_step<S>(
+        &mut self,
+        svc: &mut S,
+        b: &mut Batch,
+        slot: &mut CallSlot<S::Future>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Now
+    where
+        S: Service<Request>,
+        S::Response: Into<Answer>,
+        S::Error: Into<BoxError>,
+    {
+        let now = self.process_now(svc, b, slot, cx);
+        self.publish_counts();
+        now
+    }
+
+    /// The wait for bytes, a deadline or the drain's start: one poll function for the three,
+    /// no future per wait.
+    fn poll_wait(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        draining: bool,
+        drain_wait: &mut DrainWait<'_>,
+        clock: &mut Clock<'_>,
+    ) -> Poll<Woke> {
+        if !draining && drain_wait.poll_started(cx).is_ready() {
+            return Poll::Ready(Woke::Drain);
+        }
+        if let Poll::Ready(r) = self.poll_read(cx) {
+            return Poll::Ready(Woke::Read(r));
+        }
+        // Armed only once the socket has nothing: a request already waiting when the
+        // connection is accepted, or behind the last one, is served without touching tokio's
+        // timer wheel (inserting the first timer into an empty wheel also wakes the runtime's
+        // driver: a write to its eventfd and an extra event). The state machine's next
+        // deadline is asked only when one can come before the armed timer (see `Clock::arm`).
+        self.rearm(clock);
+        if clock.poll_fired(cx) {
+            return Poll::Ready(Woke::Timer);
+        }
+        Poll::Pending
     }
 
     /// Points the clock at the next liveness deadline when one can come before the armed
