@@ -201,8 +201,8 @@ pub struct Liveness {
     last_in: Instant,
     last_out: Instant,
     partial_since: Stamp,
-    /// When the ping we wait for was sent.
-    outstanding: Stamp,
+    /// A ping was sent (at `last_ping`) and we wait for its pong.
+    outstanding: bool,
     /// Pings sent and not matched by a heartbeat from the peer (late pongs included).
     unanswered: u32,
     last_ping: Stamp,
@@ -225,7 +225,7 @@ impl Liveness {
             last_in: now,
             last_out: now,
             partial_since: Stamp::NONE,
-            outstanding: Stamp::NONE,
+            outstanding: false,
             unanswered: 0,
             last_ping: Stamp::NONE,
             pong_sent: Stamp::NONE,
@@ -335,7 +335,7 @@ impl Liveness {
 
     fn take_pong(&mut self) {
         self.unanswered = self.unanswered.saturating_sub(1);
-        self.outstanding = Stamp::NONE;
+        self.outstanding = false;
     }
 
     /// Bytes were read at `now`; `partial` says whether an incomplete frame is now buffered
@@ -372,12 +372,21 @@ impl Liveness {
                 .map(|d| after(self.last_in.max(self.last_out), d)),
             c.ping
                 .map(PingConfig::clamped)
-                .map(|p| match self.outstanding.get() {
+                .map(|p| match self.outstanding_since() {
                     Some(sent) => after(sent, p.timeout),
                     None => after(self.ping_base(), p.interval),
                 }),
         ];
         candidates.into_iter().flatten().min()
+    }
+
+    /// When the ping we wait for was sent.
+    fn outstanding_since(&self) -> Option<Instant> {
+        if self.outstanding {
+            self.last_ping.get()
+        } else {
+            None
+        }
     }
 
     fn ping_base(&self) -> Instant {
@@ -409,11 +418,11 @@ impl Liveness {
         let Some(p) = c.ping.map(PingConfig::clamped) else {
             return Action::Wait;
         };
-        if let Some(sent) = self.outstanding.get() {
+        if let Some(sent) = self.outstanding_since() {
             if after(sent, p.timeout) > now {
                 return Action::Wait;
             }
-            self.outstanding = Stamp::NONE;
+            self.outstanding = false;
             // Anything that arrived since the ping proves the peer alive.
             if self.last_in < sent {
                 self.misses += 1;
@@ -424,7 +433,7 @@ impl Liveness {
         }
         if after(self.ping_base(), p.interval) <= now {
             self.seq = self.seq.wrapping_add(1);
-            self.outstanding = Stamp::at(now);
+            self.outstanding = true;
             self.last_ping = Stamp::at(now);
             self.unanswered = self.unanswered.saturating_add(1);
             return Action::SendPing(self.seq);
@@ -439,7 +448,7 @@ impl Liveness {
 }
 
 /// An optional instant in 8 bytes, where `Option<Instant>` takes 16: nanoseconds since a
-/// process-wide epoch, plus one; 0 is none. Every idle connection holds four of them.
+/// process-wide epoch, plus one; 0 is none. Every idle connection holds three of them.
 ///
 /// The epoch is a century before the first instant the process stamps (taken from that
 /// instant, not from the system clock: the state machine reads no clock). Instants from a

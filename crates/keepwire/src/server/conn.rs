@@ -605,6 +605,11 @@ impl Connection {
     /// boxed ([`slow`](Self::slow)), so its state (write waits, timers, a handler call)
     /// exists only while it runs. The batch is handled in this function's loop, not in an
     /// async fn of its own: that fn's state would be part of every idle connection's task.
+    ///
+    /// The drain is waited for by a [`DrainWait`], registered once and then polled as a flag
+    /// (the shutdown token's own future would take two locks per wait). `seen` is the clock
+    /// when the connection last did something (a batch, a timer step): what the liveness
+    /// timer rounds its deadlines from, without reading the clock again.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice in its state"
@@ -620,12 +625,11 @@ impl Connection {
             let shared = Arc::clone(&self.shared);
             let sleep = pin!(tokio::time::sleep_until(tokio::time::Instant::now()));
             let mut clock = Clock::new(sleep);
-            // Registered once, then polled as a flag (server/draining.rs): the token's own
-            // future would take two locks per wait.
             let mut drain_wait = shared.draining.wait();
             let mut draining = false;
             let mut fresh = true;
             let mut slot: CallSlot<S::Future> = None;
+            let mut seen = Instant::now();
             loop {
                 if !self.rbuf.is_empty() || self.eof || !self.wbuf.is_empty() {
                     // The read batch (see above): here, not in an async fn of its own.
@@ -657,6 +661,7 @@ impl Connection {
                         // early).
                         b.now = Instant::now();
                     }
+                    seen = b.now;
                 }
                 fresh = false;
                 if self.drained_or_idle(draining, &mut slot) {
@@ -666,7 +671,7 @@ impl Connection {
                 }
                 let was_empty = self.rbuf.is_empty();
                 let woke = std::future::poll_fn(|cx| {
-                    self.poll_wait(cx, draining, &mut drain_wait, &mut clock)
+                    self.poll_wait(cx, draining, &mut drain_wait, &mut clock, seen)
                 })
                 .await;
                 match woke {
@@ -678,7 +683,8 @@ impl Connection {
                         }
                     }
                     Woke::Timer => {
-                        if let Some(end) = self.on_timer() {
+                        seen = Instant::now();
+                        if let Some(end) = self.on_timer(seen) {
                             return end;
                         }
                         // Re-arm from the state machine's next deadline.
@@ -731,6 +737,7 @@ impl Connection {
         draining: bool,
         drain_wait: &mut DrainWait<'_>,
         clock: &mut Clock<'_>,
+        seen: Instant,
     ) -> Poll<Woke> {
         if !draining && drain_wait.poll_started(cx).is_ready() {
             return Poll::Ready(Woke::Drain);
@@ -743,7 +750,7 @@ impl Connection {
         // timer wheel (inserting the first timer into an empty wheel also wakes the runtime's
         // driver: a write to its eventfd and an extra event). The state machine's next
         // deadline is asked only when one can come before the armed timer (see `Clock::arm`).
-        self.rearm(clock);
+        self.rearm(clock, seen);
         if clock.poll_fired(cx) {
             return Poll::Ready(Woke::Timer);
         }
@@ -752,14 +759,14 @@ impl Connection {
 
     /// Points the clock at the next liveness deadline when one can come before the armed
     /// timer (see [`Clock::arm`]), and exactly at it after a heartbeat ([`Clock::set`]).
-    /// The clock is read only then (for the rounding of the deadline): a request on a
-    /// connection whose timer is armed reads it once, for its batch.
-    fn rearm(&mut self, clock: &mut Clock<'_>) {
+    /// `seen`: the clock when the connection last did something, what the deadline is
+    /// rounded from.
+    fn rearm(&mut self, clock: &mut Clock<'_>, seen: Instant) {
         let armed = clock.armed();
         if std::mem::take(&mut self.beat_seen) {
-            clock.set(self.live.next_deadline(), Instant::now());
+            clock.set(self.live.next_deadline(), seen);
         } else if armed.is_none() || !self.rbuf.is_empty() || self.tls_mid_record() {
-            clock.arm(self.live.next_deadline(), Instant::now());
+            clock.arm(self.live.next_deadline(), seen);
         } else {
             // (The armed time may be up to the clock's slack later than the deadline.)
             debug_assert!(
@@ -892,10 +899,9 @@ impl Connection {
         }
     }
 
-    /// Runs the liveness clock: pings to send go into the write buffer (the loop writes
-    /// them next).
-    fn on_timer(&mut self) -> Option<ConnEnd> {
-        let now = Instant::now();
+    /// Runs the liveness clock at `now` (just read): pings to send go into the write buffer
+    /// (the loop writes them next).
+    fn on_timer(&mut self, now: Instant) -> Option<ConnEnd> {
         // An idle connection holds no write buffer: a ping written into an unallocated one
         // would allocate it (about 250 instructions, once per ping); the pool's costs less.
         // The loop gives it back once written, or at the next wait if the step wrote nothing
