@@ -1277,8 +1277,23 @@ mod tests {
         let svc = super::super::Reply::Fixed(Bytes::from_static(b"pong")).into_service();
         let task = run(conn, svc, slot);
         let reply_task_size = std::mem::size_of_val(&task);
+        // And `serve --framing http`'s.
+        let c = TcpStream::connect(addr).await.unwrap();
+        let conn = new_conn(c, addr, addr, &shared);
+        let slot = shared.limits.try_global().unwrap();
+        let svc = crate::http::HttpService::new(
+            crate::http::HttpReply::Fixed(Bytes::from_static(b"hello")),
+            "text/plain",
+            crate::http::KeepAlive::default(),
+        );
+        let task = run(conn, svc, slot);
+        let http_task_size = std::mem::size_of_val(&task);
         eprintln!(
-            "connection task future {task_size} bytes ({reply_task_size} with --reply), Connection {conn_size} bytes"
+            "connection task future {task_size} bytes ({reply_task_size} with --reply, {http_task_size} with http), Connection {conn_size} bytes"
+        );
+        assert!(
+            http_task_size <= 448,
+            "`--framing http` connection task future is {http_task_size} bytes"
         );
         assert!(
             task_size.max(reply_task_size) <= 448,
