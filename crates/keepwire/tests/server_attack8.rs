@@ -599,6 +599,21 @@ async fn the_slow_frame_clock_restarts_with_every_frame_begun_behind_a_finished_
 
 // ------------------------------------------------------------------ heartbeats
 
+/// Sends `mark` and reads until its echo comes back: the heartbeats (empty frames) read
+/// before it, counted. Panics if the connection closes first.
+async fn heartbeats_before_echo(cl: &mut Client, mark: &[u8]) -> usize {
+    cl.send(mark).await;
+    let mut empties = 0;
+    loop {
+        let f = cl.recv().await.expect("closed before the echo");
+        if !f.is_empty() {
+            assert_eq!(&f[..], mark);
+            return empties;
+        }
+        empties += 1;
+    }
+}
+
 fn ping_cfg(interval: u64, timeout: u64, misses: u32) -> ServerConfig {
     let mut c = ServerConfig::new(spec("len:be:4"));
     c.liveness.ping = Some(PingConfig {
@@ -656,14 +671,7 @@ async fn pings_keep_an_answering_client_and_cut_a_silent_one_in_bounds() {
     silent.await.unwrap();
     // Still served: the echo comes back (pings may come before it).
     let last = Instant::now();
-    good.send(b"data after pings").await;
-    loop {
-        let f = good.recv().await.expect("closed");
-        if !f.is_empty() {
-            assert_eq!(&f[..], b"data after pings");
-            break;
-        }
-    }
+    heartbeats_before_echo(&mut good, b"data after pings").await;
     // Now silent: cut like the other one (measured from the last frame it sent).
     let took = good.closed_within(SOON).await.max(last.elapsed());
     assert!(took >= detect, "closed early, after {took:?}");
@@ -691,17 +699,7 @@ async fn a_client_pinging_on_its_own_schedule_is_kept_without_a_storm() {
         cl.send(b"").await;
         tokio::time::sleep(ms(100)).await;
     }
-    cl.send(b"mark").await;
-    let mut empties = 0;
-    loop {
-        let f = cl.recv().await.expect("closed while pinging");
-        if f.is_empty() {
-            empties += 1;
-        } else {
-            assert_eq!(&f[..], b"mark");
-            break;
-        }
-    }
+    let empties = heartbeats_before_echo(&mut cl, b"mark").await;
     // One pong per client ping at most, plus the odd server ping; and the client's pings
     // are answered (a stall of the machine may let a few fall inside the pong gap).
     assert!(
@@ -738,17 +736,7 @@ async fn heartbeats_right_after_a_pong_are_absorbed_and_later_ones_answered() {
         cl.send(b"").await;
     }
     tokio::time::sleep(ms(300)).await;
-    cl.send(b"mark").await;
-    let mut pongs = 0;
-    loop {
-        let f = cl.recv().await.expect("closed");
-        if f.is_empty() {
-            pongs += 1;
-        } else {
-            assert_eq!(&f[..], b"mark");
-            break;
-        }
-    }
+    let pongs = heartbeats_before_echo(&mut cl, b"mark").await;
     // Without the gap all five are answered; a stall of the machine past 50 ms may let one
     // through.
     assert!(

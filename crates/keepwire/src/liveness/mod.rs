@@ -445,6 +445,12 @@ impl Liveness {
     pub fn misses(&self) -> u32 {
         self.misses
     }
+
+    /// When the last frame arrived (the instant given to [`new`](Self::new) before any).
+    #[cfg(feature = "server")]
+    pub(crate) fn last_in(&self) -> Instant {
+        self.last_in
+    }
 }
 
 /// An optional instant in 8 bytes, where `Option<Instant>` takes 16: nanoseconds since a

@@ -23,12 +23,9 @@ pub(crate) struct Draining {
     waiters: Mutex<Waiters>,
 }
 
-/// The registered wakers: a slot per waiting connection, reused once it leaves.
-#[derive(Debug, Default)]
-struct Waiters {
-    slots: Vec<Option<Waker>>,
-    free: Vec<u32>,
-}
+/// The registered wakers: a slot per waiting connection, reused once it leaves; `None` once
+/// [`Draining::start`] has woken it.
+type Waiters = slab::Slab<Option<Waker>>;
 
 impl Draining {
     /// Starts the drain: every wait sees it, those already registered are woken.
@@ -37,9 +34,8 @@ impl Draining {
         self.started.store(true, Ordering::Release);
         let woken: Vec<Waker> = self
             .lock()
-            .slots
             .iter_mut()
-            .filter_map(Option::take)
+            .filter_map(|(_, w)| w.take())
             .collect();
         for w in woken {
             w.wake();
@@ -100,25 +96,17 @@ impl DrainWait<'_> {
         let waker = cx.waker().clone();
         {
             let mut list = d.lock();
-            let list = &mut *list;
             match self.slot {
-                Some(i) => list.slots[i as usize] = Some(waker.clone()),
+                Some(i) => list[i as usize] = Some(waker.clone()),
                 None => {
-                    let i = match list.free.pop() {
-                        Some(i) => i,
-                        // One slot per connection alive, each holding a descriptor: fewer
-                        // than 2^31, so the `Err` arm cannot happen.
-                        None => match u32::try_from(list.slots.len()) {
-                            Ok(i) => {
-                                list.slots.push(None);
-                                i
-                            }
-                            // (Were it to, the connection acts as if the drain had
-                            // started: it answers what it has and closes, never hangs.)
-                            Err(_) => return Poll::Ready(()),
-                        },
+                    // One slot per connection alive, each holding a descriptor: fewer than
+                    // 2^31, so the `Err` arm cannot happen. (Were it to, the connection
+                    // acts as if the drain had started: it answers what it has and closes,
+                    // never hangs.)
+                    let Ok(i) = u32::try_from(list.vacant_key()) else {
+                        return Poll::Ready(());
                     };
-                    list.slots[i as usize] = Some(waker.clone());
+                    list.insert(Some(waker.clone()));
                     self.slot = Some(i);
                 }
             }
@@ -136,9 +124,7 @@ impl DrainWait<'_> {
 impl Drop for DrainWait<'_> {
     fn drop(&mut self) {
         if let Some(i) = self.slot {
-            let mut list = self.draining.lock();
-            list.slots[i as usize] = None;
-            list.free.push(i);
+            self.draining.lock().remove(i as usize);
         }
     }
 }
@@ -193,13 +179,9 @@ mod tests {
                     .await
                     .is_pending()
             );
+            assert_eq!(w.slot, Some(0), "the first slot, reused");
         }
-        let list = d.lock();
-        assert_eq!(list.slots.len(), 1, "one slot, reused");
-        assert!(
-            list.slots.iter().all(Option::is_none),
-            "none left registered"
-        );
+        assert!(d.lock().is_empty(), "none left registered");
     }
 
     /// A task whose waker changed (moved to another runtime's task, say) is woken through
