@@ -37,7 +37,7 @@ if command -v taskset >/dev/null && (($(nproc) >= 2)); then PIN_SRV=(taskset -c 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 setsid "${PIN_SRV[@]}" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" serve \
-	--listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off --max-conns-per-ip 4000 \
+	--listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off --max-conns-per-ip 4000 ${ENGINE_ARGS:-} \
 	>"$WORK/srv.out" 2>"$WORK/srv.err" &
 PID=$!
 ADDR=$(listening_addr "$WORK/srv.out" "$PID" 20)

@@ -21,7 +21,7 @@ CALLER_DIR=$PWD
 WORK=$ROOT/target/compare
 DUR=3s WARMUP=1s RUNS=1 BUILD=1
 CASES=long:64:32,long:64:1000,long:4096:32,long:4096:1000,short:64:16,short:4096:16
-SERVERS=c,tokio,keepwire
+SERVERS=c,tokio,keepwire,direct
 ORDER=case
 KEEPWIRE_BIN='' TOKIO_BIN='' C_BIN=''
 NAMES=()
@@ -32,7 +32,8 @@ usage() {
 usage: scripts/compare-servers.sh [options]
   --server NAME='CMD'  also measure CMD (repeatable); it runs with bash from the current
                        directory and must print 'listening on ADDR' as its first stdout line
-  --servers LIST       built-in servers to run, of c,tokio,keepwire, or none (default: all)
+  --servers LIST       built-in servers to run, of c,tokio,keepwire,direct (keepwire serve
+                       --engine direct), or none (default: all)
   --cases LIST         MODE:SIZE:CONNS,... (default: $CASES)
   --duration DUR       each measured bench (default $DUR)
   --warmup DUR         a bench before each measured one, 0 for none (default $WARMUP)
@@ -60,7 +61,7 @@ while (($#)); do
 	--server)
 		[[ $2 =~ ^([A-Za-z0-9_.-]+)=(.+)$ ]] || die "--server wants NAME='CMD', got: $2"
 		name=${BASH_REMATCH[1]}
-		[[ ,c,tokio,keepwire, != *,$name,* && -z ${CMD[$name]:-} ]] || die "--server name '$name' is taken"
+		[[ ,c,tokio,keepwire,direct, != *,$name,* && -z ${CMD[$name]:-} ]] || die "--server name '$name' is taken"
 		NAMES+=("$name")
 		CMD[$name]=${BASH_REMATCH[2]}
 		shift 2
@@ -84,7 +85,7 @@ done
 [[ $ORDER == case || $ORDER == server ]] || die "--order wants case or server, got: $ORDER"
 [ "$SERVERS" = none ] && SERVERS=
 IFS=, read -r -a BUILTIN <<<"$SERVERS"
-for s in "${BUILTIN[@]}"; do [[ ,c,tokio,keepwire, == *,$s,* ]] || die "unknown server '$s' (built in: c,tokio,keepwire)"; done
+for s in "${BUILTIN[@]}"; do [[ ,c,tokio,keepwire,direct, == *,$s,* ]] || die "unknown server '$s' (built in: c,tokio,keepwire,direct)"; done
 IFS=, read -r -a CASE_LIST <<<"$CASES"
 for c in "${CASE_LIST[@]}"; do
 	[[ $c =~ ^(long|short):[0-9]+:[1-9][0-9]*$ ]] || die "--cases: '$c' is not MODE:SIZE:CONNS (mode long or short)"
@@ -147,6 +148,7 @@ server_cmd() { # name -> the argv in SERVER_ARGV
 	# --heartbeat off: by default an empty frame is keepwire's heartbeat (answered at most
 	# once per 50 ms), while the peers echo it as data; off, it is plain data here too.
 	keepwire) SERVER_ARGV=("$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off --max-conns-per-ip 4000) ;;
+	direct) SERVER_ARGV=("$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off --max-conns-per-ip 4000 --engine direct) ;;
 	*) SERVER_ARGV=(bash -c "${CMD[$1]}") ;; # bash execs a simple command
 	esac
 }

@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/scripts/server-lib.sh"
 WORK=$ROOT/target/compare
 CONNS=19000 WINDOW=40 BUILD=1
-SERVERS=keepwire,c,tokio
+SERVERS=keepwire,direct,c,tokio
 HEARTBEAT=interval=10s,timeout=5s,misses=3
 
 usage() {
@@ -27,7 +27,7 @@ usage: scripts/idle-memory.sh [options]
   --conns N        idle connections per server (default $CONNS; the fd limit is raised to
                    the hard limit, which must exceed N)
   --window SECS    heartbeat CPU window, seconds (default $WINDOW; 0 skips the measures)
-  --servers LIST   of keepwire,c,tokio (default: all)
+  --servers LIST   of keepwire,direct,c,tokio (default: all; direct: keepwire serve --engine direct)
   --work DIR       build outputs and logs (default target/compare)
   --no-build       use target/release as built
 EOF
@@ -124,6 +124,8 @@ server_argv() {
 	case $1 in
 	keepwire) ARGV=("$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo
 		--max-conns $((CONNS + 100)) --max-conns-per-ip 0) ;;
+	direct) ARGV=("$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo
+		--max-conns $((CONNS + 100)) --max-conns-per-ip 0 --engine direct) ;;
 	c) ARGV=("$C_BIN" -listen 127.0.0.1:0) ;;
 	tokio) ARGV=("$TOKIO_BIN" --listen 127.0.0.1:0) ;;
 	esac
@@ -159,13 +161,17 @@ heartbeat_cpu() { # label argv...
 	stop_all
 }
 
-if ((WINDOW > 0)) && { wants keepwire || wants c; }; then
+if ((WINDOW > 0)) && { wants keepwire || wants direct || wants c; }; then
 	echo
 	echo "heartbeats: $CONNS idle connections answering a ping every 10 s"
 	echo "(keepwire serve --heartbeat $HEARTBEAT; c: the C echo's -ping-ms 10000, the floor: pings sent and pongs read, nothing else)"
 	if wants keepwire; then
 		heartbeat_cpu keepwire "$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo \
 			--max-conns $((CONNS + 100)) --max-conns-per-ip 0 --heartbeat "$HEARTBEAT"
+	fi
+	if wants direct; then
+		heartbeat_cpu direct "$KEEPWIRE_BIN" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo \
+			--max-conns $((CONNS + 100)) --max-conns-per-ip 0 --heartbeat "$HEARTBEAT" --engine direct
 	fi
 	if wants c; then heartbeat_cpu c "$C_BIN" -listen 127.0.0.1:0 -ping-ms 10000; fi
 fi

@@ -39,7 +39,7 @@ c)
 	;;
 keepwire)
 	ARGV=("${2:-$LOAD}" serve --listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat off
-		--max-conns-per-ip 4000)
+		--max-conns-per-ip 4000 ${ENGINE_ARGS:-})
 	;;
 *) echo "syscalls-serve: the server is c or keepwire [BIN], not $WHICH" >&2; exit 2 ;;
 esac

@@ -7,19 +7,12 @@ use std::time::{Duration, Instant};
 
 mod common;
 use common::{
-    BIN, Serve, connect, keepwire, run, serve_command, stderr, temp_file, wait_exit, wait_until,
+    BIN, Serve, connect, keepwire, roundtrip, run, serve_command, stderr, temp_file, wait_exit,
+    wait_until,
 };
 
 #[path = "../../keepwire/tests/common/queues.rs"]
 mod queues;
-
-fn roundtrip(addr: SocketAddr, send: &[u8], want_len: usize) -> Vec<u8> {
-    let mut s = connect(addr).unwrap();
-    s.write_all(send).unwrap();
-    let mut got = vec![0u8; want_len];
-    s.read_exact(&mut got).unwrap();
-    got
-}
 
 #[test]
 fn serve_echoes_and_exits_zero_on_sigterm() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use keepwire::server::{
-    ConfigError, ServeSetup, Server, ServerError, ServerSettings, ShutdownSignals,
+    ConfigError, Engine, ServeSetup, Server, ServerError, ServerSettings, ShutdownSignals,
 };
 
 use super::Failure;
@@ -104,6 +104,11 @@ pub(crate) struct Args {
     /// left) on responses that keep the connection.
     #[arg(long)]
     keepalive_header: bool,
+    /// tokio (default): a task per connection, every feature; direct: an event loop per
+    /// CPU and no task per connection, for --reply servers (no TLS, PROXY protocol, http
+    /// framing, --delay or --protocol).
+    #[arg(long, value_name = "tokio|direct")]
+    engine: Option<String>,
     /// Read settings from this TOML file (keys as the flags, e.g. max-conns = 100).
     #[arg(long, value_name = "FILE.toml")]
     config: Option<PathBuf>,
@@ -136,6 +141,7 @@ impl Args {
         s.close_first = self.close_first;
         s.shutdown_grace.clone_from(&self.shutdown_grace);
         s.metrics.clone_from(&self.metrics);
+        s.engine.clone_from(&self.engine);
         s
     }
 }
@@ -238,6 +244,12 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         settings = settings.or(read_config(path)?);
     }
     if let Some(p) = flags.proto.template()? {
+        if settings.engine.as_deref().is_some_and(|e| e != "tokio") {
+            return Err(Failure::Usage(
+                "--engine direct serves --reply only; --protocol needs the default engine (tokio)"
+                    .into(),
+            ));
+        }
         return super::protocol::serve(p, &flags.proto, settings);
     }
     let mut setup = settings.build().map_err(|e| config_failure(&e))?;
@@ -291,6 +303,9 @@ async fn serve(
     }
     let report = match http {
         Some(svc) => server.serve_until_signal(svc, signals).await,
+        None if setup.engine == Engine::Direct => {
+            server.serve_direct_until_signal(setup.reply, signals).await
+        }
         None => {
             server
                 .serve_until_signal(setup.reply.into_service(), signals)

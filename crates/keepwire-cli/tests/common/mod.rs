@@ -151,6 +151,23 @@ pub(crate) fn connect(addr: impl ToSocketAddrs) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
+/// Connects to `addr`, writes `send` and reads exactly `want_len` bytes back.
+pub(crate) fn roundtrip(addr: SocketAddr, send: &[u8], want_len: usize) -> Vec<u8> {
+    let mut s = connect(addr).unwrap();
+    s.write_all(send).unwrap();
+    let mut got = vec![0u8; want_len];
+    s.read_exact(&mut got).unwrap();
+    got
+}
+
+/// `keepwire serve --listen 127.0.0.1:0 ARGS`, which must fail as a usage error (exit 2):
+/// its stderr.
+pub(crate) fn serve_usage_error(args: &[&str]) -> String {
+    let mut a = vec!["serve", "--listen", "127.0.0.1:0"];
+    a.extend_from_slice(args);
+    stderr(&run_expect(&a, b"", 2))
+}
+
 /// `keepwire serve --listen 127.0.0.1:0 ARGS`, not yet spawned.
 pub(crate) fn serve_command(args: &[&str]) -> Command {
     let mut cmd = keepwire(&["serve", "--listen", "127.0.0.1:0"]);

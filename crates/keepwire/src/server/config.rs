@@ -387,6 +387,40 @@ pub struct ServerSettings {
     /// Serve Prometheus metrics on this address (`off`: not at all, so a flag can undo a
     /// file's address).
     pub metrics: Option<String>,
+    /// `tokio` (default) or `direct`: see [`Engine`].
+    pub engine: Option<String>,
+}
+
+/// Which engine serves the connections.
+///
+/// ```
+/// use keepwire::server::Engine;
+/// assert_eq!("direct".parse::<Engine>().unwrap(), Engine::Direct);
+/// assert!("uring".parse::<Engine>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Engine {
+    /// A tokio task per connection, any handler ([`Server::serve`](super::Server::serve)).
+    #[default]
+    Tokio,
+    /// An event loop per CPU, no task per connection, a [`Reply`] only, no TLS, PROXY
+    /// protocol, `http` framing or reply delay
+    /// ([`Server::serve_direct`](super::Server::serve_direct)).
+    Direct,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+
+    /// `tokio` or `direct`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tokio" => Ok(Engine::Tokio),
+            "direct" => Ok(Engine::Direct),
+            _ => Err(format!("{s:?}: expected tokio or direct")),
+        }
+    }
 }
 
 /// What [`ServerSettings::build`] makes: where to listen, the config, the reply and the
@@ -402,6 +436,8 @@ pub struct ServeSetup {
     pub reply: Reply,
     /// Where to serve Prometheus metrics, if anywhere.
     pub metrics: Option<String>,
+    /// The engine to serve with (the config is checked against it).
+    pub engine: Engine,
 }
 
 macro_rules! merge_fields {
@@ -416,7 +452,8 @@ impl ServerSettings {
         merge_fields!(self, base;
             listen, framing, mode, reply, idle_timeout, write_idle_timeout, any_idle_timeout,
             frame_timeout, max_conns, max_conns_per_ip, tcp_keepalive, tcp_user_timeout,
-            heartbeat, delay, proxy_protocol, proxy_from, close_first, shutdown_grace, metrics)
+            heartbeat, delay, proxy_protocol, proxy_from, close_first, shutdown_grace, metrics,
+            engine)
     }
 
     /// Turns the settings into a checked setup: parses each value, applies the `0`/`off`
@@ -451,11 +488,21 @@ impl ServerSettings {
         if let Reply::Fixed(r) = &reply {
             config.check_reply(r)?;
         }
+        let engine = match &self.engine {
+            Some(e) => e
+                .parse()
+                .map_err(|m| ConfigError::invalid("engine", e, m))?,
+            None => Engine::Tokio,
+        };
+        if engine == Engine::Direct {
+            super::direct::check(&config)?;
+        }
         Ok(ServeSetup {
             listen,
             config,
             reply,
             metrics: self.metrics.clone().filter(|m| m != "off"),
+            engine,
         })
     }
 

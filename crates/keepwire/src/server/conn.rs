@@ -61,18 +61,18 @@ const READ_SIZE: usize = 1000;
 /// The most a single read asks for.
 const MAX_READ_SIZE: usize = 64 * 1024;
 /// How long a drained connection waits for the peer's FIN after sending its own.
-const DRAIN_LINGER: Duration = Duration::from_secs(1);
+pub(super) const DRAIN_LINGER: Duration = Duration::from_secs(1);
 /// Replies buffered before they are written even if more frames wait.
-const MAX_PENDING_WRITE: usize = 64 * 1024;
+pub(super) const MAX_PENDING_WRITE: usize = 64 * 1024;
 
 /// State shared by the accept loop and every connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     /// `config.liveness`, shared by every connection's state machine.
-    liveness: Arc<crate::liveness::LivenessConfig>,
+    pub(super) liveness: Arc<crate::liveness::LivenessConfig>,
     /// `config.framing`, shared by every connection's codec.
-    framing: Arc<crate::frame::FramingSpec>,
+    pub(super) framing: Arc<crate::frame::FramingSpec>,
     pub(crate) stats: Arc<ServerStats>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) shutdown: CancellationToken,
@@ -80,7 +80,7 @@ pub(crate) struct Shared {
     pub(crate) draining: Draining,
     pub(crate) reject_log: LogLimiter,
     pub(crate) accept_log: LogLimiter,
-    next_id: AtomicU64,
+    pub(super) next_id: AtomicU64,
     /// Whether accepted sockets come with `config.socket` already set (inherited from the
     /// listener): [`UNKNOWN`] until the first connection tells.
     socket_inherited: AtomicU8,
@@ -119,7 +119,7 @@ impl Shared {
 
     /// Gives `stream` the configured socket options, unless it inherited them: the first
     /// connection reads them back, and what it finds holds for the rest.
-    fn apply_socket_options(&self, stream: &TcpStream) -> io::Result<()> {
+    pub(super) fn apply_socket_options<F: std::os::fd::AsFd>(&self, stream: &F) -> io::Result<()> {
         let opts = &self.config.socket;
         match self.socket_inherited.load(Ordering::Relaxed) {
             INHERITED => Ok(()),
@@ -142,7 +142,7 @@ pub(crate) fn reject(stream: TcpStream) {
 
 /// Why a connection ended, for the counters and the log.
 #[derive(Debug)]
-enum ConnEnd {
+pub(super) enum ConnEnd {
     /// The peer closed its side (between frames).
     PeerClosed,
     /// The liveness state machine gave up on the peer.
@@ -165,7 +165,7 @@ enum ConnEnd {
 
 impl ConnEnd {
     /// Adds this end to the server's counters.
-    fn count(&self, stats: &ServerStats) {
+    pub(super) fn count(&self, stats: &ServerStats) {
         let counter = match self {
             ConnEnd::Liveness(CloseReason::HeartbeatTimeout) => &stats.heartbeat_timeouts,
             ConnEnd::Liveness(CloseReason::FrameTimeout) => &stats.frame_timeouts,
@@ -189,7 +189,7 @@ impl ConnEnd {
     }
 
     /// Logs this end of connection `id` with `peer`, at a level that fits it.
-    fn log(self, id: u64, peer: SocketAddr) {
+    pub(super) fn log(self, id: u64, peer: SocketAddr) {
         match self {
             ConnEnd::Frame(e) => {
                 tracing::info!(conn = id, peer = %peer, error = %e, "closing connection: bad frame")

@@ -51,6 +51,12 @@ pub enum ServerError {
     /// A second shutdown signal arrived while connections were draining; the drain was
     /// abandoned (see [`Server::serve_until_signal`](super::Server::serve_until_signal)).
     Interrupted,
+    /// The direct engine could not start or its event loop failed (`epoll_create`,
+    /// registering the listener, starting a thread).
+    Engine {
+        /// Why.
+        source: io::Error,
+    },
 }
 
 impl ServerError {
@@ -95,6 +101,7 @@ impl fmt::Display for ServerError {
             ServerError::Interrupted => {
                 f.write_str("second signal: exiting without waiting for the drain")
             }
+            ServerError::Engine { .. } => f.write_str("the direct engine failed"),
         }
     }
 }
@@ -106,6 +113,7 @@ impl std::error::Error for ServerError {
             ServerError::Config(c) => std::error::Error::source(c),
             ServerError::Metrics { source, .. } => Some(source.as_ref()),
             ServerError::Interrupted => None,
+            ServerError::Engine { source } => Some(source),
         }
     }
 }
@@ -212,6 +220,12 @@ pub enum ConfigError {
         /// Why.
         source: io::Error,
     },
+    /// A setting the direct engine ([`Server::serve_direct`](super::Server::serve_direct))
+    /// does not implement; the default engine ([`Server::serve`](super::Server::serve)) does.
+    NotDirect {
+        /// The setting.
+        key: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -229,6 +243,7 @@ impl ConfigError {
             ConfigError::ReplyNotFramable { .. }
             | ConfigError::ReplyIsHeartbeat { .. }
             | ConfigError::ReplyFile { .. } => Some("reply"),
+            ConfigError::NotDirect { key } => Some(key),
         }
     }
 
@@ -322,6 +337,10 @@ impl fmt::Display for ConfigError {
                 "reply {reply:?} is the heartbeat frame under {framing}: clients would take every reply for a ping; give a non-empty reply, or heartbeat off if your clients have no heartbeats"
             ),
             ConfigError::ReplyFile { path, .. } => write!(f, "reply file {path:?} cannot be read"),
+            ConfigError::NotDirect { key } => write!(
+                f,
+                "{key} is not supported by the direct engine (engine = direct); the default engine (tokio) supports it"
+            ),
         }
     }
 }

@@ -53,6 +53,7 @@
 mod answer;
 mod config;
 mod conn;
+mod direct;
 mod draining;
 mod error;
 mod limits;
@@ -82,7 +83,7 @@ use tower::Service;
 use listener::Listener;
 
 pub use answer::Answer;
-pub use config::{Reply, ReplyFuture, ServeSetup, ServerConfig, ServerSettings};
+pub use config::{Engine, Reply, ReplyFuture, ServeSetup, ServerConfig, ServerSettings};
 pub use error::{ConfigError, ServerError};
 #[cfg(feature = "metrics")]
 pub use metrics_http::PUBLISH_INTERVAL;
@@ -382,9 +383,9 @@ impl<S> Handler for S where
 
 /// The backoff after an accept error that concerns the listener (EMFILE and friends): the
 /// first wait, doubled per failure in a row up to [`MAX_ACCEPT_BACKOFF`].
-const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+pub(crate) const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// The longest wait between accepts that keep failing.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The accept loop: a task per connection, until the shutdown token is cancelled.
 ///
@@ -642,7 +643,7 @@ fn listen(
 }
 
 /// Errors that concern one pending connection, not the listener.
-fn is_transient_accept_error(e: &io::Error) -> bool {
+pub(crate) fn is_transient_accept_error(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::ConnectionAborted

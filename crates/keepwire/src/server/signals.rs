@@ -69,7 +69,7 @@ impl Server {
     pub async fn serve_until_signal<S>(
         self,
         svc: S,
-        mut signals: ShutdownSignals,
+        signals: ShutdownSignals,
     ) -> Result<ShutdownReport, ServerError>
     where
         S: Service<Request> + Clone + Send + 'static,
@@ -77,24 +77,48 @@ impl Server {
         S::Error: Into<BoxError> + Send,
         S::Future: Send,
     {
-        // The signals are watched by a task of their own, which cancels the shutdown token:
-        // selecting them beside the server would poll both signal futures on every wake-up
-        // of the accept loop. The second signal is looked for only once the drain is on.
-        let stop = self.shutdown_token();
-        let mut watcher = AbortOnDrop(tokio::spawn(async move {
-            signals.recv().await;
-            tracing::info!("shutting down");
-            stop.cancel();
-            signals.recv().await;
-        }));
-        let interrupt = async move {
-            // Ended otherwise than by the second signal (the runtime is shutting down): no
-            // interruption.
-            if (&mut watcher.0).await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        };
+        let interrupt = watch(self.shutdown_token(), signals);
         self.serve_inner(svc, interrupt).await
+    }
+
+    /// [`serve_direct`](Self::serve_direct) until SIGINT or SIGTERM, as
+    /// [`serve_until_signal`](Self::serve_until_signal): the first signal drains, a second
+    /// one closes what is left.
+    ///
+    /// # Errors
+    /// [`ServerError::Interrupted`] after a second signal; else as
+    /// [`serve_direct`](Self::serve_direct).
+    pub async fn serve_direct_until_signal(
+        self,
+        reply: super::Reply,
+        signals: ShutdownSignals,
+    ) -> Result<ShutdownReport, ServerError> {
+        let interrupt = watch(self.shutdown_token(), signals);
+        self.serve_direct_inner(reply, interrupt).await
+    }
+}
+
+/// Watches `signals`: the first cancels `stop`; the future returned ends at the second.
+///
+/// The signals are watched by a task of their own: selecting them beside the server would
+/// poll both signal futures on every wake-up of the accept loop. The second signal is looked
+/// for only once the drain is on.
+fn watch(
+    stop: tokio_util::sync::CancellationToken,
+    mut signals: ShutdownSignals,
+) -> impl std::future::Future<Output = ()> {
+    let mut watcher = AbortOnDrop(tokio::spawn(async move {
+        signals.recv().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+        signals.recv().await;
+    }));
+    async move {
+        // Ended otherwise than by the second signal (the runtime is shutting down): no
+        // interruption.
+        if (&mut watcher.0).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
