@@ -10,7 +10,8 @@
 # `-d`) and prints instructions per ping (CONNS pings a second).
 #
 # usage: scripts/callgrind-heartbeat.sh [--conns N] [--window SECS] [BIN]   (needs valgrind, python3)
-# CALLGRIND_KEEP=FILE keeps the counts (for callgrind_annotate).
+# CALLGRIND_KEEP=FILE keeps the counts (for callgrind_annotate); ENGINE_ARGS="--engine direct"
+# measures the direct engine.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/server-lib.sh
@@ -45,7 +46,7 @@ cleanup() {
 trap cleanup EXIT
 "${PIN_SRV[@]}" valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" "$BIN" serve \
 	--listen 127.0.0.1:0 --framing len:be:4 --reply echo --heartbeat interval=1s,timeout=5s,misses=3 \
-	--max-conns $((CONNS + 100)) --max-conns-per-ip 0 >"$WORK/srv.out" 2>"$WORK/srv.err" &
+	--max-conns $((CONNS + 100)) --max-conns-per-ip 0 ${ENGINE_ARGS:-} >"$WORK/srv.out" 2>"$WORK/srv.err" &
 PID=$!
 ADDR=$(listening_addr "$WORK/srv.out" "$PID" 30)
 [ -n "$ADDR" ] || { echo "callgrind-heartbeat: the server did not start: $(head -c 300 "$WORK/srv.err")" >&2; exit 1; }

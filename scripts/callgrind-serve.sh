@@ -12,6 +12,7 @@
 #
 # usage: scripts/callgrind-serve.sh [--duration DUR] [--mode long|short] [--size N]
 #                                   [--connections N] [BIN]            (needs valgrind)
+# ENGINE_ARGS="--engine direct" measures the direct engine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -11,6 +11,7 @@
 #
 # usage: scripts/syscalls-serve.sh [--mode long|short] [--size N] [--connections N]
 #                                  [--duration DUR] [c | keepwire [BIN]]   (needs perf, root)
+# ENGINE_ARGS="--engine direct" measures keepwire's direct engine.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -338,7 +338,7 @@ impl Server {
         let drained = async {
             shared.draining.start();
             let started = Instant::now();
-            let deadline = tokio::time::Instant::now() + shared.config.shutdown_grace;
+            let deadline = crate::deadline::tokio_in(shared.config.shutdown_grace);
             let left = take_backlog(listener, local, &shared, &svc, &mut tasks);
             let open_at_shutdown = shared.limits.active();
             finish_backlog(left, deadline, local, &shared, &svc, &mut tasks).await;

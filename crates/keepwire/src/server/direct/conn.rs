@@ -110,6 +110,10 @@ pub(super) struct Conn {
     pub(super) readable: bool,
     /// The socket takes writes (no write has returned `WouldBlock` since the last event).
     pub(super) writable: bool,
+    /// An event said the peer closed its side (or the socket failed): reads go on until
+    /// one returns the end, whatever their size (the FIN may sit behind the last bytes,
+    /// and its edge was spent with theirs).
+    pub(super) read_closed: bool,
     /// The peer sent its FIN.
     eof: bool,
     /// Short mode: the one request was answered.
@@ -147,6 +151,7 @@ impl Conn {
             generation,
             readable: false,
             writable: true,
+            read_closed: false,
             eof: false,
             served: false,
             stalled: false,
@@ -230,8 +235,9 @@ impl Conn {
                 }
                 Ok(n) => {
                     // Fewer bytes than asked for: the socket had no more, and whatever
-                    // comes later raises a new edge.
-                    if n < sc.input.len() {
+                    // comes later raises a new edge; unless the peer's FIN came, whose
+                    // edge came with these bytes: the next read returns it.
+                    if n < sc.input.len() && !self.read_closed {
                         self.readable = false;
                     }
                     return Ok(n);
@@ -292,15 +298,16 @@ impl Conn {
         }
         self.live
             .on_read(now, !self.rbuf.is_empty(), frames_in > 0 || fresh);
-        if let Err(e) = self.send_out(now, &mut sc.out) {
-            failed.get_or_insert(ConnEnd::Io(e));
-        }
+        // Counted before the replies leave: a client that has its reply sees it counted.
         let stats = &cx.shared.stats;
         if frames_in > 0 {
             ServerStats::add(&stats.frames_in, frames_in);
         }
         if frames_out > 0 {
             ServerStats::add(&stats.frames_out, frames_out);
+        }
+        if let Err(e) = self.send_out(now, &mut sc.out) {
+            failed.get_or_insert(ConnEnd::Io(e));
         }
         self.give_back_rbuf(sc);
         let cfg = &cx.shared.config;
@@ -342,7 +349,10 @@ impl Conn {
                 self.served = true;
                 Ok(1)
             }
-            Ok(Inbound::PongQueued { .. }) => Ok(1),
+            Ok(Inbound::PongQueued { .. }) => {
+                ServerStats::add(&cx.shared.stats.pings_answered, 1);
+                Ok(1)
+            }
             Ok(Inbound::Pong | Inbound::Absorbed { .. }) => Ok(0),
             Err(e) => Err(ConnEnd::Frame(e)),
         }
@@ -442,7 +452,7 @@ impl Conn {
             if self.eof {
                 return self.end_now();
             }
-            e.linger_until = Some(now.checked_add(wait).unwrap_or(now));
+            e.linger_until = Some(crate::deadline::after(now, wait));
             self.rbuf = BytesMut::new();
         }
         for _ in 0..READ_BUDGET {
@@ -483,6 +493,11 @@ impl Conn {
             if e.linger_until.is_some_and(|u| u <= now) {
                 return self.end_now();
             }
+            return Drive::Keep;
+        }
+        // While replies wait for a peer that reads slowly, only the write timeout counts
+        // (as in the default engine): an idle close would cut a reply in the middle.
+        if !self.wbuf.is_empty() {
             return Drive::Keep;
         }
         let mut step = Step {
@@ -526,6 +541,8 @@ impl Conn {
             .and_then(|t| t.checked_add(write_timeout));
         let other = match &self.ending {
             Some(e) => e.linger_until,
+            // Blocked on a write: liveness waits (see `on_timer`).
+            None if self.blocked_since.is_some() => None,
             None => self.live.next_deadline(),
         };
         match (write, other) {

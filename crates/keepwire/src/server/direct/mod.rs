@@ -137,6 +137,10 @@ impl Server {
     /// [`ServerError::Config`] with [`ConfigError::NotDirect`] for a setting this engine
     /// does not implement (TLS, PROXY protocol, `http` framing, a reply delay);
     /// [`ServerError::Engine`] when an event loop cannot start or fails.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the engine: its threads close the listener and every
+    /// connection at once and end. Cancel the shutdown token instead for a graceful stop.
     pub async fn serve_direct(self, reply: Reply) -> Result<ShutdownReport, ServerError> {
         self.serve_direct_inner(reply, std::future::pending()).await
     }
@@ -173,6 +177,8 @@ impl Server {
         let listener: std::net::TcpListener = OwnedFd::from(listener.into_inner()).into();
         let (control, mut done) = start(&listener, &shared, &answer).map_err(engine)?;
         drop(listener);
+        // Dropped with this future (cancelled, or ended): the threads stop at once.
+        let _stop_on_drop = ForceOnDrop(Arc::clone(&control));
         let side_stop = tokio_util::sync::CancellationToken::new();
         let mut side = tokio::task::JoinSet::new();
         #[cfg(feature = "metrics")]
@@ -184,7 +190,6 @@ impl Server {
             r = done.recv() => Some(r.unwrap_or_else(|| Err(ended()))),
         };
         let started = Instant::now();
-        let open_at_shutdown = shared.limits.active();
         control.set(DRAIN);
         let left = control.wakers.len() - usize::from(early.is_some());
         let (outcome, interrupted) = wait(&control, &mut done, left, early, interrupt).await;
@@ -193,9 +198,10 @@ impl Server {
         if interrupted {
             return Err(ServerError::Interrupted);
         }
+        let ended = outcome.map_err(engine)?;
         Ok(ShutdownReport {
-            open_at_shutdown,
-            force_closed: outcome.map_err(engine)?,
+            open_at_shutdown: ended.open_at_drain,
+            force_closed: ended.force_closed,
             drain_time: started.elapsed(),
         })
     }
@@ -209,8 +215,17 @@ fn ended() -> io::Error {
     io::Error::other("an event loop ended before the shutdown")
 }
 
-/// What a worker thread reports when it ends: the connections it closed by force.
-type Done = mpsc::UnboundedReceiver<io::Result<u64>>;
+/// What a worker thread reports when it ends.
+type Done = mpsc::UnboundedReceiver<io::Result<worker::Ended>>;
+
+/// Tells the workers to close everything and end when dropped.
+struct ForceOnDrop(Arc<Control>);
+
+impl Drop for ForceOnDrop {
+    fn drop(&mut self) {
+        self.0.set(FORCE);
+    }
+}
 
 /// Starts a worker thread per CPU, each with its own copy of `listener`.
 fn start(
@@ -252,19 +267,19 @@ fn start(
 }
 
 /// Waits for `left` workers to finish their drain, forcing them when `interrupt` comes;
-/// `early` is a worker that ended before the shutdown. The connections closed by force (or
-/// the first failure), and whether the drain was interrupted.
+/// `early` is a worker that ended before the shutdown. Their drains summed (or the first
+/// failure), and whether the drain was interrupted.
 async fn wait(
     control: &Control,
     done: &mut Done,
     mut left: usize,
-    early: Option<io::Result<u64>>,
+    early: Option<io::Result<worker::Ended>>,
     interrupt: impl Future<Output = ()>,
-) -> (io::Result<u64>, bool) {
+) -> (io::Result<worker::Ended>, bool) {
     let mut outcome = match early {
         Some(Ok(_)) => Err(ended()),
         Some(Err(e)) => Err(e),
-        None => Ok(0u64),
+        None => Ok(worker::Ended::default()),
     };
     let mut interrupt = std::pin::pin!(interrupt);
     let mut interrupted = false;
@@ -273,7 +288,10 @@ async fn wait(
             r = done.recv() => {
                 left -= 1;
                 match (r.unwrap_or_else(|| Err(ended())), &mut outcome) {
-                    (Ok(f), Ok(sum)) => *sum += f,
+                    (Ok(e), Ok(sum)) => {
+                        sum.open_at_drain += e.open_at_drain;
+                        sum.force_closed += e.force_closed;
+                    }
                     (Err(e), o @ Ok(_)) => *o = Err(e),
                     _ => {}
                 }

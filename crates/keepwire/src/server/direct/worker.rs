@@ -21,6 +21,8 @@ use crate::server::{
 const LISTENER: Token = Token(usize::MAX - 1);
 /// The token the server wakes a worker with.
 const WAKER: Token = Token(usize::MAX);
+/// The most connection slots reserved up front per thread (`max_conns`, up to this).
+const MAX_RESERVED: usize = 64 * 1024;
 /// Events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
 
@@ -49,6 +51,18 @@ struct Core {
     backoff: Duration,
     /// Set once the drain began: when it gives up on what is left.
     drain_until: Option<Instant>,
+    /// Connections open once the drain had taken the backlog.
+    open_at_drain: usize,
+}
+
+/// How a worker's drain went.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Ended {
+    /// Connections open once the drain had taken the backlog (idle ones close at the same
+    /// moment).
+    pub(super) open_at_drain: usize,
+    /// Connections closed by force: the grace ran out, or a second signal came.
+    pub(super) force_closed: u64,
 }
 
 impl Worker {
@@ -65,7 +79,10 @@ impl Worker {
         let waker = mio::Waker::new(poll.registry(), WAKER)?;
         let core = Core {
             listener: Some(listener),
-            conns: Slab::new(),
+            // Reserved, not touched: pages come into memory as connections fill them, and
+            // the slab never moves its connections to grow (a doubling would hold the old
+            // and the new array at once).
+            conns: Slab::with_capacity(shared.config.max_conns.min(MAX_RESERVED)),
             timers: Timers::default(),
             shared,
             answer,
@@ -75,6 +92,7 @@ impl Worker {
             accept_retry: None,
             backoff: MIN_ACCEPT_BACKOFF,
             drain_until: None,
+            open_at_drain: 0,
         };
         let w = Worker {
             poll,
@@ -85,8 +103,8 @@ impl Worker {
     }
 
     /// Serves until the drain has closed every connection (or given up on them when the
-    /// grace ran out) or `control` says force: the connections closed by force.
-    pub(super) fn run(mut self, control: &Control) -> io::Result<u64> {
+    /// grace ran out) or `control` says force.
+    pub(super) fn run(mut self, control: &Control) -> io::Result<Ended> {
         loop {
             let timeout = self.core.timeout(Instant::now());
             if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -105,7 +123,9 @@ impl Worker {
                     Token(key) => {
                         if let Some(c) = core.conns.get_mut(key) {
                             // Errors and hang-ups are reported by the next read or write.
-                            c.readable |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                            let closed = ev.is_read_closed() || ev.is_error();
+                            c.read_closed |= closed;
+                            c.readable |= ev.is_readable() || closed;
                             c.writable |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
                             core.drive(key, now);
                         }
@@ -114,18 +134,22 @@ impl Worker {
             }
             core.drive_again(now);
             match control.get() {
-                FORCE => return Ok(core.close_all()),
+                FORCE => {
+                    let forced = core.close_all();
+                    return Ok(core.ended(forced));
+                }
                 DRAIN if core.drain_until.is_none() => core.start_drain(registry, now),
                 _ => {}
             }
             core.fire_timers(now);
             core.retry_accept(registry, now);
             if let Some(until) = core.drain_until {
-                if core.conns.is_empty() {
-                    return Ok(0);
+                if core.conns.is_empty() && core.listener.is_none() {
+                    return Ok(core.ended(0));
                 }
                 if until <= now {
-                    return Ok(core.close_all());
+                    let forced = core.close_all();
+                    return Ok(core.ended(forced));
                 }
             }
         }
@@ -291,6 +315,20 @@ impl Core {
         if self.accept_retry.is_some_and(|t| t <= now) {
             self.accept_retry = None;
             self.accept(registry, now);
+            self.close_listener_once_swept(registry);
+        }
+    }
+
+    /// During the drain, once the backlog is empty (no accept waits for descriptors to
+    /// retry): the listener is closed. Until then it stays, so that connections the kernel
+    /// acknowledged are answered rather than reset.
+    fn close_listener_once_swept(&mut self, registry: &Registry) {
+        if self.drain_until.is_none() || self.accept_retry.is_some() {
+            return;
+        }
+        if let Some(mut l) = self.listener.take() {
+            // The other workers' copies keep the socket open: take it out of this epoll.
+            let _ = registry.deregister(&mut l);
         }
     }
 
@@ -368,19 +406,28 @@ impl Core {
     /// even if no event came (its request may be in the socket with its event not yet
     /// handled): idle ones then end with a FIN.
     fn start_drain(&mut self, registry: &Registry, now: Instant) {
-        self.drain_until = Some(now + self.shared.config.shutdown_grace);
+        self.drain_until = Some(crate::deadline::after(
+            now,
+            self.shared.config.shutdown_grace,
+        ));
         self.accept_retry = None;
         self.accept(registry, now);
-        if let Some(mut l) = self.listener.take() {
-            // The other workers' copies keep the socket open: take it out of this epoll.
-            let _ = registry.deregister(&mut l);
-        }
+        // Out of descriptors (EMFILE): the backlog is swept again on the retry timer.
+        self.close_listener_once_swept(registry);
+        self.open_at_drain = self.conns.len();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             if let Some(c) = self.conns.get_mut(key) {
                 c.readable = true;
             }
             self.drive(key, now);
+        }
+    }
+
+    fn ended(&self, force_closed: u64) -> Ended {
+        Ended {
+            open_at_drain: self.open_at_drain,
+            force_closed,
         }
     }
 
