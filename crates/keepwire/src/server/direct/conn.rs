@@ -7,11 +7,13 @@
 //! later raises a new edge), or a write that returns `WouldBlock`. Whatever stops a batch
 //! early (a full socket, the read budget) leaves the hint set, and the worker comes back.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags, recv, send};
 
 use super::super::conn::{ConnEnd, DRAIN_LINGER, MAX_PENDING_WRITE, Shared};
 use super::super::limits::{GlobalSlot, IpSlot};
@@ -227,13 +229,14 @@ impl Conn {
     /// One read into the worker's input buffer. `Ok(0)` with `eof` unset: nothing there.
     fn read(&mut self, sc: &mut Scratch) -> io::Result<usize> {
         loop {
-            match (&self.stream).read(&mut sc.input) {
-                Ok(0) => {
+            // rustix: the system call itself, without libc's cancellation-point wrapper.
+            match recv(&self.stream, &mut sc.input[..], RecvFlags::empty()) {
+                Ok((0, _)) => {
                     self.eof = true;
                     self.readable = false;
                     return Ok(0);
                 }
-                Ok(n) => {
+                Ok((n, _)) => {
                     // Fewer bytes than asked for: the socket had no more, and whatever
                     // comes later raises a new edge; unless the peer's FIN came, whose
                     // edge came with these bytes: the next read returns it.
@@ -242,12 +245,12 @@ impl Conn {
                     }
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(Errno::AGAIN) => {
                     self.readable = false;
                     return Ok(0);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -400,15 +403,16 @@ impl Conn {
     /// cleared); `done` counts what went.
     fn write_some(&mut self, buf: &[u8], done: &mut usize) -> io::Result<()> {
         while *done < buf.len() {
-            match (&self.stream).write(&buf[*done..]) {
+            // MSG_NOSIGNAL: a peer that reset gets an error, not the process a SIGPIPE.
+            match send(&self.stream, &buf[*done..], SendFlags::NOSIGNAL) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => *done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(Errno::AGAIN) => {
                     self.writable = false;
                     return Ok(());
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
