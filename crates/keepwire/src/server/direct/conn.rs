@@ -167,6 +167,21 @@ impl Conn {
         self.ending.is_none() && self.rbuf.is_empty() && self.wbuf.is_empty()
     }
 
+    /// Whether bytes wait in the kernel: a request may have come after the last read
+    /// (which came back short, so no event has told of it yet). A failed peek says no: the
+    /// next read reports the failure.
+    pub(super) fn kernel_has_data(&self) -> bool {
+        let mut one = [0u8; 1];
+        matches!(
+            recv(
+                &self.stream,
+                &mut one[..],
+                RecvFlags::PEEK | RecvFlags::DONTWAIT
+            ),
+            Ok((1, _))
+        )
+    }
+
     /// Ends the connection after its replies (`then` says how).
     pub(super) fn begin_end(&mut self, end: ConnEnd, then: Then) {
         if self.ending.is_none() {
@@ -429,6 +444,9 @@ impl Conn {
         r?;
         if done == buf.len() {
             self.blocked_since = None;
+            // Filed under the write deadline while blocked: the idle deadlines count again
+            // and may be earlier, so the worker files the connection anew.
+            self.armed = None;
             return Ok(true);
         }
         let mut buf = buf;

@@ -250,7 +250,8 @@ fn start(
     for (i, w) in workers.into_iter().enumerate() {
         let (c, done_tx) = (Arc::clone(&control), done_tx.clone());
         let spawned = std::thread::Builder::new()
-            .name(format!("keepwire-direct-{i}"))
+            // Linux keeps 15 bytes of a thread's name: "keepwire-d" and the index fit.
+            .name(format!("keepwire-d{i}"))
             .spawn(move || {
                 // A panic ends the worker's connections (their sockets close with it) and
                 // is reported as a failed engine, not lost with the thread.

@@ -207,6 +207,12 @@ impl Core {
                     answer: &self.answer,
                 };
                 match self.conns.get_mut(key) {
+                    // A request that came after the last (short) read: answered on the
+                    // next turn, before the FIN.
+                    Some(c) if c.is_idle() && c.kernel_has_data() => {
+                        c.readable = true;
+                        Drive::Again
+                    }
                     Some(c) if c.is_idle() => {
                         c.begin_end(ConnEnd::Drained, Then::FinFirst);
                         c.drive(now, &mut self.scratch, cx)
@@ -410,7 +416,10 @@ impl Core {
             now,
             self.shared.config.shutdown_grace,
         ));
+        // A backoff grown by earlier accept failures would put the backlog's next sweep
+        // past a short grace: the drain starts it afresh.
         self.accept_retry = None;
+        self.backoff = MIN_ACCEPT_BACKOFF;
         self.accept(registry, now);
         // Out of descriptors (EMFILE): the backlog is swept again on the retry timer.
         self.close_listener_once_swept(registry);
