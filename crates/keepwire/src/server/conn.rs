@@ -46,7 +46,7 @@ use crate::frame::{FrameCodec, FrameError};
 use crate::liveness::{CloseReason, Liveness};
 use crate::pipeline::{self, Step, Tick, WriteError};
 
-mod clock;
+pub(super) mod clock;
 mod now;
 
 use clock::Clock;

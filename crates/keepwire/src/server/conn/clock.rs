@@ -120,7 +120,7 @@ pub(super) const MAX_SLACK: Duration = Duration::from_millis(1024);
 /// times a second, 1 250 pings each, instead of a thousand times for one or two. A deadline
 /// fires at most 1/64 of its wait late (a 10 s ping about 0.13 s, a 5 min idle timeout about
 /// 1 s); a wait under 128 ms is not moved.
-pub(super) fn coalesce(deadline: Instant, now: Instant) -> Instant {
+pub(in crate::server) fn coalesce(deadline: Instant, now: Instant) -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| now);
     let wait_ms = deadline.saturating_duration_since(now).as_millis() / 64;

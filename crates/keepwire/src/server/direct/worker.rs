@@ -12,6 +12,7 @@ use slab::Slab;
 use super::conn::{Answerer, Conn, Ctx, Drive, Scratch, Then};
 use super::timers::{Armed, Timers};
 use super::{Control, DRAIN, FORCE};
+use crate::server::conn::clock::coalesce;
 use crate::server::conn::{ConnEnd, Shared};
 use crate::server::{
     MAX_ACCEPT_BACKOFF, MIN_ACCEPT_BACKOFF, ServerStats, is_transient_accept_error,
@@ -231,12 +232,17 @@ impl Core {
             }
             Drive::Keep => {}
         }
-        self.rearm(key);
+        self.rearm(key, now);
     }
 
     /// Files connection `key` under its deadline, unless it is filed under an earlier one
     /// (see [`super::timers`]).
-    fn rearm(&mut self, key: usize) {
+    ///
+    /// Deadlines are moved later onto shared slots (`coalesce`, by at most 1/64 of the
+    /// wait, as the default engine's): connections due within one slot wake the thread
+    /// once. Without it, 19 000 connections pinged every 10 s woke it about twice a ping,
+    /// each wake a sleep of under a millisecond (8.5 % of a core instead of 2.5 %).
+    fn rearm(&mut self, key: usize, now: Instant) {
         let write_timeout = self.shared.config.write_timeout;
         let Some(c) = self.conns.get_mut(key) else {
             return;
@@ -249,6 +255,7 @@ impl Core {
         let Some(at) = c.deadline(write_timeout) else {
             return;
         };
+        let at = coalesce(at, now);
         if c.armed.is_none_or(|a| at < a) {
             c.armed = Some(at);
             self.timers.push(Armed {
@@ -391,7 +398,7 @@ impl Core {
             global,
         ));
         // Nothing to read yet: the registration reports at once whatever is there.
-        self.rearm(key);
+        self.rearm(key, now);
     }
 
     /// Closes connection `key` and accounts for its end.
