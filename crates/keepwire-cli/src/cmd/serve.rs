@@ -24,6 +24,9 @@ Examples:
   keepwire serve --listen 127.0.0.1:8080 --framing http --reply text:hello \
       --content-type text/plain --keepalive-requests 100 --idle-timeout 15s
 
+  # A load-test target or partner simulator: an event loop per CPU, no task per connection
+  keepwire serve --listen 127.0.0.1:7000 --framing len:be:4 --reply echo --engine direct
+
   # Everything from a file; flags given here win
   keepwire serve --config serve.toml --idle-timeout 30s
 ";

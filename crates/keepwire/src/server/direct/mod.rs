@@ -121,11 +121,11 @@ impl Server {
     /// let stop = server.shutdown_token();
     /// let task = tokio::spawn(server.serve_direct(Reply::Echo));
     ///
-    /// use std::io::{Read, Write};
-    /// let mut c = std::net::TcpStream::connect(addr)?;
-    /// c.write_all(b"\x00\x02hi")?;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// let mut c = tokio::net::TcpStream::connect(addr).await?;
+    /// c.write_all(b"\x00\x02hi").await?;
     /// let mut back = [0u8; 4];
-    /// c.read_exact(&mut back)?;
+    /// c.read_exact(&mut back).await?;
     /// assert_eq!(&back, b"\x00\x02hi");
     ///
     /// stop.cancel();
@@ -180,7 +180,7 @@ impl Server {
         // Dropped with this future (cancelled, or ended): the threads stop at once.
         let _stop_on_drop = ForceOnDrop(Arc::clone(&control));
         let side_stop = tokio_util::sync::CancellationToken::new();
-        let mut side = tokio::task::JoinSet::new();
+        let mut side: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
         #[cfg(feature = "metrics")]
         if let Some(e) = exporter {
             side.spawn(e.run(Arc::clone(&shared.stats), side_stop.clone()));
