@@ -54,17 +54,8 @@ fn echoes_fixed_replies_and_drains_on_sigterm() {
 
 #[test]
 fn short_mode_answers_once_and_waits_for_the_clients_fin() {
-    let s = Serve::start(&[
-        "--framing",
-        "len:be:2",
-        "--mode",
-        "short",
-        "--engine",
-        "direct",
-    ]);
-    let mut c = connect(s.addr).unwrap();
     // A second request in the same write is dropped: short means one exchange.
-    c.write_all(b"\x00\x02hi\x00\x02yo").unwrap();
+    let (_s, mut c) = short_exchange(&[], b"\x00\x02hi\x00\x02yo");
     let mut got = [0u8; 4];
     c.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"\x00\x02hi");

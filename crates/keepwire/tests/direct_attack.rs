@@ -33,6 +33,8 @@
 //!   `short_close_wait` becomes "close now".
 
 mod common;
+#[path = "common/engines.rs"]
+mod engines;
 #[path = "common/queues.rs"]
 mod queues;
 mod tls_common;
@@ -44,244 +46,15 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use common::{Client, SOON, builder, eventually, same, spec};
+use engines::*;
 use keepwire::frame::FrameCodec;
 use keepwire::liveness::PingConfig;
-use keepwire::server::{
-    Mode, Reply, Server, ServerConfig, ServerError, ServerStats, ShutdownReport,
-};
+use keepwire::server::{Mode, Reply, Server};
 use keepwire::tcpstate::TcpState;
 use queues::{queues, server_has_read};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
-use tokio_util::sync::CancellationToken;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Far enough that no idle or slow-frame timer closes a connection in a test about
-/// something else.
-const FAR: Duration = Duration::from_secs(60);
-
-/// Scheduling slack on a loaded 2-core machine, on top of a timer's due time.
-const SLACK: Duration = Duration::from_millis(800);
-
-/// How soon after the shutdown signal an idle connection must have its FIN.
-const DRAIN_BOUND: Duration = Duration::from_secs(3);
-
-// ------------------------------------------------------------------ servers
-
-/// Which engine serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Eng {
-    /// `serve_direct`: the engine under review.
-    Direct,
-    /// `serve` with `Reply::into_service`: the reference.
-    Tokio,
-}
-
-/// The reference first: a scenario the default engine fails is a wrong test, not a finding.
-const BOTH: [Eng; 2] = [Eng::Tokio, Eng::Direct];
-
-struct Srv {
-    eng: Eng,
-    addr: SocketAddr,
-    stop: CancellationToken,
-    stats: Arc<ServerStats>,
-    task: JoinHandle<Result<ShutdownReport, ServerError>>,
-}
-
-/// `framing`, idle and slow-frame timers far away, no per-IP cap, a 5 s grace.
-fn cfg(framing: &str) -> ServerConfig {
-    let mut c = ServerConfig::new(spec(framing));
-    c.liveness.read_idle = Some(FAR);
-    c.liveness.frame_timeout = Some(FAR);
-    c.max_conns_per_ip = None;
-    c.shutdown_grace = Duration::from_secs(5);
-    c
-}
-
-async fn start(eng: Eng, cfg: ServerConfig, reply: Reply) -> Srv {
-    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
-    let addr = server.local_addr();
-    let stop = server.shutdown_token();
-    let stats = server.stats();
-    let task = match eng {
-        Eng::Direct => tokio::spawn(server.serve_direct(reply)),
-        Eng::Tokio => tokio::spawn(server.serve(reply.into_service())),
-    };
-    Srv {
-        eng,
-        addr,
-        stop,
-        stats,
-        task,
-    }
-}
-
-/// An echo server on the direct engine.
-async fn direct(cfg: ServerConfig) -> Srv {
-    start(Eng::Direct, cfg, Reply::Echo).await
-}
-
-impl Srv {
-    /// Waits for the server to return (after its drain).
-    async fn join(self) -> ShutdownReport {
-        let eng = self.eng;
-        tokio::time::timeout(SOON, self.task)
-            .await
-            .unwrap_or_else(|_| panic!("{eng:?}: the server did not return after its drain"))
-            .expect("server task panicked")
-            .unwrap_or_else(|e| panic!("{eng:?}: serve failed: {e}"))
-    }
-
-    /// Cancels the shutdown token and waits for the server to return.
-    async fn shutdown(self) -> ShutdownReport {
-        self.stop.cancel();
-        self.join().await
-    }
-
-    /// Waits until the server counts `n` connections closed.
-    async fn closed(&self, n: u64) {
-        let stats = Arc::clone(&self.stats);
-        eventually(&format!("{:?}: {n} connections closed", self.eng), || {
-            stats.snapshot().closed >= n
-        })
-        .await;
-    }
-}
-
-// ------------------------------------------------------------------ bytes and clients
-
-/// `body` framed as `len:be:2`, by hand.
-fn f2(body: &[u8]) -> Vec<u8> {
-    let mut v = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(body);
-    v
-}
-
-/// `body` framed as `len:be:4`, by hand.
-fn f4(body: &[u8]) -> Vec<u8> {
-    let mut v = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(body);
-    v
-}
-
-/// `n` bytes that tell their offsets apart (a shifted or repeated chunk shows).
-fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 8) as u8))
-        .collect()
-}
-
-/// A connection with Nagle off. (Setting it fails on a connection the server already
-/// reset: refused by a cap. The read that follows tells.)
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let _ = s.set_nodelay(true);
-    s
-}
-
-/// How a connection the server refuses ends, from source address `ip`: the first error
-/// seen (the connect itself may report the reset, when it comes before the connect's
-/// completion is looked at), or `Ok` with what was read before a clean end of stream.
-/// Nothing is written or set first, so the first call after the reset is the one to see it.
-async fn refused_from(ip: [u8; 4], addr: SocketAddr) -> Result<Vec<u8>, io::ErrorKind> {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from((ip, 0))).unwrap();
-    let mut s = match sock.connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return Err(e.kind()),
-    };
-    match read_to_end_within(&mut s, SOON).await {
-        (got, Ending::Fin) => Ok(got),
-        (_, Ending::Reset(kind)) => Err(kind),
-        (got, Ending::Open) => panic!("a refused connection stayed open ({got:?})"),
-    }
-}
-
-/// A connection from source address `ip` (any 127/8 address).
-async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from((ip, 0))).unwrap();
-    // (Nagle left on: nothing is set on a socket the server may have reset.)
-    sock.connect(addr).await.unwrap()
-}
-
-/// A socket whose receive buffer is fixed small (no autotuning): when it stops reading,
-/// the server's writes block after a few KiB beyond its own send buffer.
-async fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(16 * 1024).unwrap();
-    let s = sock.connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
-
-/// How a stream read by [`read_to_end_within`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// A clean end of stream (FIN).
-    Fin,
-    /// An error (a reset).
-    Reset(io::ErrorKind),
-    /// Still open when the bound ran out.
-    Open,
-}
-
-/// Reads until the stream ends or `bound` runs out: the bytes read, and how it ended.
-async fn read_to_end_within(s: &mut TcpStream, bound: Duration) -> (Vec<u8>, Ending) {
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let end = tokio::time::timeout(bound, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) => return Ending::Fin,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => return Ending::Reset(e.kind()),
-            }
-        }
-    })
-    .await
-    .unwrap_or(Ending::Open);
-    (got, end)
-}
-
-/// Reads exactly `n` bytes within `bound`; panics with what came otherwise.
-async fn read_n(s: &mut TcpStream, n: usize, bound: Duration, what: &str) -> Vec<u8> {
-    let mut got = vec![0u8; n];
-    match tokio::time::timeout(bound, s.read_exact(&mut got)).await {
-        Ok(Ok(_)) => got,
-        Ok(Err(e)) => panic!("{what}: the stream ended before {n} bytes: {e}"),
-        Err(_) => panic!("{what}: {n} bytes did not arrive within {bound:?}"),
-    }
-}
-
-/// Decodes every frame in `wire` under `framing`; panics on a corrupt stream.
-fn decode_all(framing: &str, wire: &[u8]) -> (Vec<Bytes>, usize) {
-    let mut codec = FrameCodec::new(spec(framing));
-    let mut buf = BytesMut::from(wire);
-    let mut frames = Vec::new();
-    while let Some(f) = codec
-        .decode(&mut buf)
-        .unwrap_or_else(|e| panic!("corrupt stream: {e}"))
-    {
-        frames.push(f);
-    }
-    (frames, buf.len())
-}
-
-/// The state of the socket from `local` to `remote` in the kernel's table, if any.
-fn tcp_state(local: SocketAddr, remote: SocketAddr) -> Option<TcpState> {
-    keepwire::tcpstate::sockets()
-        .unwrap()
-        .into_iter()
-        .find(|e| e.local == local && e.remote == remote)
-        .map(|e| e.state)
-}
 
 /// Sends `sig` (`-INT`, `-TERM`) to this test process.
 fn signal_self(sig: &str) {
@@ -575,6 +348,17 @@ async fn a_client_that_never_reads_is_bounded_and_cut_at_the_write_timeout() {
 
 // ------------------------------------------------------------------ 3. drain
 
+/// Half of a `len:be:4` frame: a header for 10 bytes, and 3 of them.
+const HALF_FRAME: [u8; 7] = [0, 0, 0, 10, b'a', b'b', b'c'];
+
+/// Writes `bytes`, the start of a frame, and waits until the server (`server`) has read
+/// them.
+async fn send_half_frame(half: &mut TcpStream, bytes: &[u8], server: SocketAddr) {
+    half.write_all(bytes).await.unwrap();
+    let me = half.local_addr().unwrap();
+    eventually("the half frame read", || server_has_read(me, server)).await;
+}
+
 /// Requests written just before the shutdown (some still in the socket, unread by the
 /// server) on several connections are all answered, then each of those connections and
 /// every idle one gets a clean FIN; nothing is force-closed. On both engines.
@@ -639,20 +423,12 @@ async fn a_half_sent_frame_keeps_its_slot_until_the_grace_then_is_force_closed()
         c.shutdown_grace = GRACE;
         let srv = start(eng, c, Reply::Echo).await;
         let mut half = connect(srv.addr).await;
-        let mut wire = 10u32.to_be_bytes().to_vec();
-        wire.extend_from_slice(b"abc");
-        half.write_all(&wire).await.unwrap();
-        let me = half.local_addr().unwrap();
-        eventually("the half frame read", || server_has_read(me, srv.addr)).await;
+        send_half_frame(&mut half, &HALF_FRAME, srv.addr).await;
         let mut idle = connect(srv.addr).await;
         eventually("both accepted", || srv.stats.snapshot().accepted == 2).await;
         let t0 = Instant::now();
         srv.stop.cancel();
-        let (got, end) = read_to_end_within(&mut idle, DRAIN_BOUND).await;
-        assert!(
-            got.is_empty() && end == Ending::Fin,
-            "{eng:?}: idle: {end:?} {got:?}"
-        );
+        expect_fin_only(&mut idle, DRAIN_BOUND, &format!("{eng:?}: idle")).await;
         // Our FIN answers the server's: it waits for it (up to a second) before it lets go.
         drop(idle);
         srv.closed(1).await;
@@ -702,11 +478,7 @@ async fn a_frame_finished_during_the_drain_is_answered_then_closed() {
     let srv = direct(cfg("len:be:4")).await;
     let mut half = connect(srv.addr).await;
     let mut idle = connect(srv.addr).await;
-    let mut wire = 10u32.to_be_bytes().to_vec();
-    wire.extend_from_slice(b"abc");
-    half.write_all(&wire).await.unwrap();
-    let me = half.local_addr().unwrap();
-    eventually("the half frame read", || server_has_read(me, srv.addr)).await;
+    send_half_frame(&mut half, &HALF_FRAME, srv.addr).await;
     srv.stop.cancel();
     let (_, end) = read_to_end_within(&mut idle, DRAIN_BOUND).await;
     assert_eq!(end, Ending::Fin, "the drain has not started");
@@ -772,9 +544,7 @@ async fn drain_finishes_replies_stalled_behind_a_full_socket() {
     let srv = start(Eng::Direct, cfg("len:be:4"), Reply::Fixed(reply.clone())).await;
     let mut s = connect_small_rcvbuf(srv.addr).await;
     let me = s.local_addr().unwrap();
-    let wire: Vec<u8> = (0..50)
-        .flat_map(|i| f4(format!("r{i}").as_bytes()))
-        .collect();
+    let wire = numbered_f4(50, "r");
     s.write_all(&wire).await.unwrap();
     // The server's replies block: its send queue holds bytes the client does not take.
     eventually("the server's writes blocked", || {
@@ -815,9 +585,7 @@ fn a_second_signal_cuts_the_direct_drain_short() {
         let stats = server.stats();
         let task = tokio::spawn(server.serve_direct_until_signal(Reply::Echo, signals));
         let mut half = connect(addr).await;
-        half.write_all(&[0, 0, 0, 9, b'x']).await.unwrap();
-        let me = half.local_addr().unwrap();
-        eventually("the half frame read", || server_has_read(me, addr)).await;
+        send_half_frame(&mut half, &[0, 0, 0, 9, b'x'], addr).await;
         let mut idle = connect(addr).await;
         eventually("both accepted", || stats.snapshot().accepted == 2).await;
         signal_self("-INT");
@@ -877,8 +645,7 @@ async fn the_idle_timeout_closes_a_silent_connection_within_bounds() {
     // A connection that talks is closed 200 ms after its last frame, not after its first.
     let mut s = connect(srv.addr).await;
     for i in 0..4u8 {
-        s.write_all(&f2(&[i])).await.unwrap();
-        assert_eq!(read_n(&mut s, 3, SOON, "echo").await, f2(&[i]));
+        echo_f2(&mut s, &[i], "echo").await;
         tokio::time::sleep(ms(100)).await;
     }
     let t = Instant::now();
@@ -934,17 +701,22 @@ async fn server_pings_keep_an_answering_client_and_close_a_silent_one() {
     srv.shutdown().await;
 }
 
+/// Pings every 100 ms, a pong timeout of 300 ms, three misses.
+fn pings_every_100ms() -> PingConfig {
+    PingConfig {
+        interval: ms(100),
+        timeout: ms(300),
+        misses: 3,
+    }
+}
+
 /// Both peers ping: a pinging server against a client that pings every 100 ms and answers
 /// every heartbeat it receives (the jPOS #775 client: it answers pongs too). The exchange
 /// must stay near one heartbeat per interval each way, not a storm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_peers_pinging_each_other_make_no_storm() {
     let mut c = cfg("len:be:2");
-    c.liveness.ping = Some(PingConfig {
-        interval: ms(100),
-        timeout: ms(300),
-        misses: 3,
-    });
+    c.liveness.ping = Some(pings_every_100ms());
     let srv = direct(c).await;
     let s = connect(srv.addr).await;
     let (mut r, mut w) = s.into_split();
@@ -996,18 +768,10 @@ async fn both_peers_pinging_each_other_make_no_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_library_client_pinging_a_pinging_direct_server_settles() {
     let mut c = cfg("len:be:4");
-    c.liveness.ping = Some(PingConfig {
-        interval: ms(100),
-        timeout: ms(300),
-        misses: 3,
-    });
+    c.liveness.ping = Some(pings_every_100ms());
     let srv = direct(c).await;
     let client = builder("len:be:4", &[srv.addr])
-        .ping(Some(PingConfig {
-            interval: ms(100),
-            timeout: ms(300),
-            misses: 3,
-        }))
+        .ping(Some(pings_every_100ms()))
         .connect_long()
         .await
         .unwrap();
@@ -1080,10 +844,7 @@ async fn a_slow_frame_is_cut_at_the_frame_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_mode_answers_once_and_waits_for_the_clients_fin() {
     for eng in BOTH {
-        let mut c = cfg("len:be:2");
-        c.mode = Mode::Short;
-        c.short_close_wait = Duration::from_secs(5);
-        let srv = start(eng, c, Reply::Echo).await;
+        let srv = short_echo(eng, Duration::from_secs(5)).await;
         let mut s = connect(srv.addr).await;
         let me = s.local_addr().unwrap();
         let mut wire = f2(b"one");
@@ -1098,11 +859,7 @@ async fn short_mode_answers_once_and_waits_for_the_clients_fin() {
             "{eng:?}: {end:?} {got:?}"
         );
         s.shutdown().await.unwrap();
-        let (got, end) = read_to_end_within(&mut s, SOON).await;
-        assert!(
-            got.is_empty() && end == Ending::Fin,
-            "{eng:?}: {end:?} {got:?}"
-        );
+        expect_fin_only(&mut s, SOON, &format!("{eng:?}")).await;
         drop(s);
         eventually("the client's TIME_WAIT", || {
             tcp_state(me, srv.addr) == Some(TcpState::TimeWait)
@@ -1152,8 +909,7 @@ async fn max_conns_resets_the_excess_and_gives_slots_back() {
     let mut held = Vec::new();
     for i in 0..3u8 {
         let mut s = connect(srv.addr).await;
-        s.write_all(&f2(&[i])).await.unwrap();
-        assert_eq!(read_n(&mut s, 3, SOON, "held").await, f2(&[i]));
+        echo_f2(&mut s, &[i], "held").await;
         held.push(s);
     }
     for _ in 0..3 {
@@ -1167,8 +923,7 @@ async fn max_conns_resets_the_excess_and_gives_slots_back() {
     drop(held.pop());
     srv.closed(1).await;
     let mut s = connect(srv.addr).await;
-    s.write_all(&f2(b"back")).await.unwrap();
-    assert_eq!(read_n(&mut s, 6, SOON, "a freed slot").await, f2(b"back"));
+    echo_f2(&mut s, b"back", "a freed slot").await;
     let st = srv.stats.snapshot();
     assert_eq!(st.accepted, 7, "{st:?}");
     assert_eq!(st.accepted, st.closed + st.rejected_max_conns + 3, "{st:?}");
@@ -1186,8 +941,7 @@ async fn max_conns_per_ip_resets_the_excess_per_address_and_gives_slots_back() {
     let mut held = Vec::new();
     for i in 0..2u8 {
         let mut s = connect_from([127, 0, 0, 1], srv.addr).await;
-        s.write_all(&f2(&[i])).await.unwrap();
-        assert_eq!(read_n(&mut s, 3, SOON, "held").await, f2(&[i]));
+        echo_f2(&mut s, &[i], "held").await;
         held.push(s);
     }
     assert_eq!(
@@ -1195,20 +949,12 @@ async fn max_conns_per_ip_resets_the_excess_per_address_and_gives_slots_back() {
         Err(io::ErrorKind::ConnectionReset)
     );
     let mut elsewhere = connect_from([127, 0, 0, 2], srv.addr).await;
-    elsewhere.write_all(&f2(b"two")).await.unwrap();
-    assert_eq!(
-        read_n(&mut elsewhere, 5, SOON, "another address").await,
-        f2(b"two")
-    );
+    echo_f2(&mut elsewhere, b"two", "another address").await;
     assert_eq!(srv.stats.snapshot().rejected_per_ip, 1);
     drop(held.pop());
     srv.closed(2).await;
     let mut again = connect_from([127, 0, 0, 1], srv.addr).await;
-    again.write_all(&f2(b"back")).await.unwrap();
-    assert_eq!(
-        read_n(&mut again, 6, SOON, "a freed slot").await,
-        f2(b"back")
-    );
+    echo_f2(&mut again, b"back", "a freed slot").await;
     drop((held, elsewhere, again));
     srv.shutdown().await;
 }
@@ -1302,11 +1048,7 @@ async fn timeouts_off_keep_connections_until_the_drain() {
     half.write_all(&[0, 5, b'a']).await.unwrap();
     let (got, end) = read_to_end_within(&mut quiet, ms(400)).await;
     assert!(got.is_empty() && end == Ending::Open, "{end:?}");
-    quiet.write_all(&f2(b"awake")).await.unwrap();
-    assert_eq!(
-        read_n(&mut quiet, 7, SOON, "after silence").await,
-        f2(b"awake")
-    );
+    echo_f2(&mut quiet, b"awake", "after silence").await;
     half.write_all(b"bcde").await.unwrap();
     assert_eq!(
         read_n(&mut half, 7, SOON, "a frame finished late").await,
@@ -1315,11 +1057,7 @@ async fn timeouts_off_keep_connections_until_the_drain() {
     assert_eq!(srv.stats.snapshot().closed, 0);
     srv.stop.cancel();
     for (name, s) in [("quiet", &mut quiet), ("half", &mut half)] {
-        let (got, end) = read_to_end_within(s, DRAIN_BOUND).await;
-        assert!(
-            got.is_empty() && end == Ending::Fin,
-            "{name}: {end:?} {got:?}"
-        );
+        expect_fin_only(s, DRAIN_BOUND, name).await;
     }
     drop((quiet, half));
     let report = srv.join().await;
@@ -1332,8 +1070,7 @@ async fn timeouts_off_keep_connections_until_the_drain() {
 async fn a_tiny_frame_max_is_enforced_both_ways() {
     let srv = direct(cfg("len:be:2:max=1")).await;
     let mut s = connect(srv.addr).await;
-    s.write_all(&f2(b"a")).await.unwrap();
-    assert_eq!(read_n(&mut s, 3, SOON, "one byte").await, f2(b"a"));
+    echo_f2(&mut s, b"a", "one byte").await;
     s.write_all(&f2(b"ab")).await.unwrap();
     let (got, end) = read_to_end_within(&mut s, SOON).await;
     assert!(got.is_empty() && end != Ending::Open, "{end:?} {got:?}");
@@ -1365,27 +1102,10 @@ async fn large_fixed_replies_to_pipelined_requests_all_arrive_whole_in_order() {
     let srv = start(Eng::Direct, cfg("len:be:4"), Reply::Fixed(reply.clone())).await;
     let s = connect_small_rcvbuf(srv.addr).await;
     let (mut r, mut w) = s.into_split();
-    let wire: Vec<u8> = (0..N)
-        .flat_map(|i| f4(format!("p{i}").as_bytes()))
-        .collect();
+    let wire = numbered_f4(N, "p");
     w.write_all(&wire).await.unwrap();
     let want = N * (reply.len() + 4);
-    let mut got = Vec::with_capacity(want);
-    let mut buf = vec![0u8; 256 * 1024];
-    let deadline = Instant::now() + SOON;
-    let mut bursts = 0;
-    while got.len() < want {
-        let n = tokio::time::timeout_at(deadline, r.read(&mut buf))
-            .await
-            .unwrap_or_else(|_| panic!("stalled at {} of {want} bytes", got.len()))
-            .unwrap();
-        assert!(n > 0, "closed at {} of {want} bytes", got.len());
-        got.extend_from_slice(&buf[..n]);
-        bursts += 1;
-        if bursts % 64 == 0 {
-            tokio::time::sleep(ms(5)).await;
-        }
-    }
+    let got = read_paced(&mut r, want, 256 * 1024, 64, ms(5), "the replies").await;
     let (frames, rest) = decode_all("len:be:4", &got);
     assert_eq!((frames.len(), rest), (N, 0));
     for f in &frames {
@@ -1449,48 +1169,18 @@ async fn a_peer_reset_mid_reply_ends_only_that_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_after_a_request_gets_the_reply_then_eof() {
     const N: usize = 50;
-    let mut failures = Vec::new();
-    for (eng, mode) in [
-        (Eng::Tokio, Mode::Long),
-        (Eng::Tokio, Mode::Short),
-        (Eng::Direct, Mode::Long),
-        (Eng::Direct, Mode::Short),
-    ] {
-        let mut c = cfg("len:be:2");
-        c.mode = mode;
-        let srv = start(eng, c, Reply::Echo).await;
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..N {
-            let addr = srv.addr;
-            set.spawn(async move {
-                let mut s = connect(addr).await;
-                let body = format!("hc-{i}");
-                s.write_all(&f2(body.as_bytes())).await.unwrap();
-                s.shutdown().await.unwrap();
-                let (got, end) = read_to_end_within(&mut s, Duration::from_secs(2)).await;
-                (i, got == f2(body.as_bytes()), end)
-            });
-        }
-        let mut stuck = Vec::new();
-        while let Some(r) = set.join_next().await {
-            let (i, ok, end) = r.unwrap();
-            if !ok || end != Ending::Fin {
-                stuck.push((i, ok, end));
-            }
-        }
-        if !stuck.is_empty() {
-            failures.push(format!(
-                "{eng:?}, {mode} mode: {} of {N} got no reply or no EOF within 2 s \
-                 (connection, reply right, end; first 3): {:?}",
-                stuck.len(),
-                &stuck[..stuck.len().min(3)]
-            ));
-        }
-        srv.shutdown().await;
-    }
+    let failures = echo_clients_in_both_modes(N, None, |addr, i| async move {
+        let mut s = connect(addr).await;
+        let body = format!("hc-{i}");
+        s.write_all(&f2(body.as_bytes())).await.unwrap();
+        s.shutdown().await.unwrap();
+        let (got, end) = read_to_end_within(&mut s, Duration::from_secs(2)).await;
+        (got == f2(body.as_bytes()), end)
+    })
+    .await;
     assert!(
         failures.is_empty(),
-        "half-closed connections: {failures:#?}"
+        "half-closed connections, no reply or no EOF within 2 s: {failures:#?}"
     );
 }
 
@@ -1508,10 +1198,7 @@ async fn a_fin_queued_behind_a_request_during_backpressure_is_seen() {
         let me = s.local_addr().unwrap();
         let wire: Vec<u8> = (0..40).flat_map(|_| f4(b"q")).collect();
         s.write_all(&wire).await.unwrap();
-        eventually("the server's writes blocked", || {
-            queues(me, srv.addr).is_some_and(|(_, unread)| unread > 8 * 1024)
-        })
-        .await;
+        server_writes_blocked(me, srv.addr).await;
         // The server cannot write: the last request and the FIN wait in its socket.
         s.write_all(&f4(b"last")).await.unwrap();
         s.shutdown().await.unwrap();
@@ -1561,20 +1248,7 @@ async fn a_reused_slot_does_not_inherit_an_earlier_connections_deadline() {
     srv.closed(16).await;
     // Half-way to the early ones' deadlines: the slots are reused now.
     tokio::time::sleep(IDLE / 2).await;
-    let mut later = Vec::new();
-    let t = Instant::now();
-    for _ in 0..16 {
-        later.push(connect(srv.addr).await);
-    }
-    for (i, s) in later.iter_mut().enumerate() {
-        let (_, end) = read_to_end_within(s, SOON).await;
-        assert_eq!(end, Ending::Fin, "later {i}");
-        assert!(
-            t.elapsed() >= IDLE - ms(10),
-            "later connection {i} closed {:?} after it connected (idle timeout {IDLE:?})",
-            t.elapsed()
-        );
-    }
+    later_ones_live_their_idle_timeout(srv.addr, 16, IDLE, ms(10)).await;
     srv.closed(32).await;
     assert_eq!(srv.stats.snapshot().idle_closed, 16);
     srv.shutdown().await;
@@ -1668,20 +1342,9 @@ async fn counters_match_the_default_engine_for_the_same_traffic() {
 /// setting: `http` framing, the PROXY protocol, a reply delay, TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_it_does_not_implement_are_refused() {
-    let mut http = cfg("http");
-    http.heartbeat = None;
-    let mut proxy = cfg("len:be:2");
-    proxy.proxy_protocol = true;
-    let mut delay = cfg("len:be:2");
-    delay.reply_delay = Some(ms(10));
     let mut tls = cfg("len:be:2");
     tls.tls = Some(tls_common::Pki::new().server_tls(false));
-    for (c, key) in [
-        (http, "framing"),
-        (proxy, "proxy-protocol"),
-        (delay, "delay"),
-        (tls, "tls"),
-    ] {
+    for (c, key) in unsupported_cfgs().into_iter().chain([(tls, "tls")]) {
         let server = Server::bind("127.0.0.1:0", c).await.unwrap();
         let addr = server.local_addr();
         let r = tokio::time::timeout(SOON, server.serve_direct(Reply::Echo))
@@ -1705,8 +1368,7 @@ async fn dropping_the_serve_future_stops_the_engine() {
     for eng in BOTH {
         let srv = start(eng, cfg("len:be:2"), Reply::Echo).await;
         let mut s = connect(srv.addr).await;
-        s.write_all(&f2(b"hi")).await.unwrap();
-        assert_eq!(read_n(&mut s, 4, SOON, "before the drop").await, f2(b"hi"));
+        echo_f2(&mut s, b"hi", "before the drop").await;
         srv.task.abort();
         let _ = srv.task.await;
         let (_, end) = read_to_end_within(&mut s, Duration::from_secs(2)).await;
@@ -1785,13 +1447,9 @@ async fn the_idle_timeout_does_not_cut_a_reply_in_the_middle() {
 async fn short_mode_stops_waiting_for_the_fin_at_short_close_wait() {
     const WAIT: Duration = Duration::from_millis(300);
     for eng in BOTH {
-        let mut c = cfg("len:be:2");
-        c.mode = Mode::Short;
-        c.short_close_wait = WAIT;
-        let srv = start(eng, c, Reply::Echo).await;
+        let srv = short_echo(eng, WAIT).await;
         let mut s = connect(srv.addr).await;
-        s.write_all(&f2(b"one")).await.unwrap();
-        assert_eq!(read_n(&mut s, 5, SOON, "the reply").await, f2(b"one"));
+        echo_f2(&mut s, b"one", "the reply").await;
         let t = Instant::now();
         // Bytes after the request are dropped, and do not restart the wait.
         s.write_all(&f2(b"ignored")).await.unwrap();
@@ -1810,124 +1468,19 @@ async fn short_mode_stops_waiting_for_the_fin_at_short_close_wait() {
 
 // ------------------------------------------------------------------ EMFILE, in a child process
 
-/// Which child scenario to run (set by the parent, read by the same test in the child).
-const EMFILE_ENV: &str = "KEEPWIRE_DIRECT_ATTACK_EMFILE";
-
-fn open_fds() -> u64 {
-    // (read_dir holds one descriptor of its own while it lists.)
-    (std::fs::read_dir("/proc/self/fd").unwrap().count() as u64).saturating_sub(1)
-}
-
-/// Leaves room for `room` more descriptors in this process; returns the limits to restore.
-fn limit_fds(room: u64) -> (u64, u64) {
-    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
-    rlimit::Resource::NOFILE
-        .set(open_fds() + room, hard)
-        .unwrap();
-    (soft, hard)
-}
-
-/// A blocking client socket with bounded reads, Nagle off.
-fn std_prepare(s: &std::net::TcpStream) {
-    s.set_read_timeout(Some(SOON)).unwrap();
-    s.set_write_timeout(Some(SOON)).unwrap();
-    s.set_nodelay(true).unwrap();
-}
-
-/// The next `len:be:2` frame; `Ok(None)` at a clean end of stream.
-fn std_read_frame(s: &mut std::net::TcpStream) -> io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let mut hdr = [0u8; 2];
-    match s.read(&mut hdr[..1])? {
-        0 => return Ok(None),
-        _ => s.read_exact(&mut hdr[1..])?,
-    }
-    let mut body = vec![0; usize::from(u16::from_be_bytes(hdr))];
-    s.read_exact(&mut body)?;
-    Ok(Some(body))
-}
-
-fn std_expect_reply(s: &mut std::net::TcpStream, want: &[u8], what: &str) {
-    match std_read_frame(s) {
-        Ok(Some(f)) => assert_eq!(f, want, "{what}"),
-        other => panic!("{what}: no reply ({other:?})"),
-    }
-}
-
-fn std_expect_closed(s: &mut std::net::TcpStream, what: &str) {
-    match std_read_frame(s) {
-        Ok(None) => {}
-        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
-        other => panic!("{what}: expected the server to close, got {other:?}"),
-    }
-}
-
-fn std_eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + SOON;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        std::thread::sleep(ms(5));
-    }
-}
-
-/// A server of engine `eng` on a runtime of its own; the test thread is the client.
-struct ChildSrv {
-    rt: tokio::runtime::Runtime,
-    srv: Option<Srv>,
-}
-
-impl ChildSrv {
-    fn start(eng: Eng) -> ChildSrv {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut c = cfg("len:be:2");
-        c.shutdown_grace = Duration::from_secs(8);
-        let srv = rt.block_on(start(eng, c, Reply::Echo));
-        ChildSrv { rt, srv: Some(srv) }
-    }
-
-    fn srv(&self) -> &Srv {
-        self.srv.as_ref().unwrap()
-    }
-
-    fn join(&mut self) -> ShutdownReport {
-        let srv = self.srv.take().unwrap();
-        self.rt.block_on(srv.join())
-    }
-}
-
 /// EMFILE in the accept loop: with room for 3 descriptors, 20 connections with their
 /// requests written wait; the engine accepts what it can, backs off, and takes the rest
 /// as the answered clients close (edge-triggered: no new event comes for connections
 /// already waiting, only the retry finds them). None lost, the errors counted.
 fn emfile_accept_loop(eng: Eng) {
     const N: usize = 20;
-    let mut cs = ChildSrv::start(eng);
+    let mut cs = child_echo(eng, Duration::from_secs(8));
     let addr = cs.srv().addr;
     let stats = Arc::clone(&cs.srv().stats);
-    let mut first = std::net::TcpStream::connect(addr).unwrap();
-    std_prepare(&first);
-    use std::io::Write;
-    first.write_all(&f2(b"first")).unwrap();
-    std_expect_reply(&mut first, b"first", "before the limit");
-    let socks: Vec<socket2::Socket> = (0..N)
-        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
-        .collect();
+    let first = std_first(addr);
+    let socks = sockets(N);
     let (soft, hard) = limit_fds(3);
-    let mut clients = Vec::new();
-    for (i, sock) in socks.into_iter().enumerate() {
-        sock.connect_timeout(&addr.into(), SOON).unwrap();
-        let mut s: std::net::TcpStream = sock.into();
-        std_prepare(&s);
-        s.write_all(&f2(format!("e{i}").as_bytes())).unwrap();
-        clients.push(s);
-    }
+    let clients = std_requests(socks, addr, "e");
     for (i, mut s) in clients.into_iter().enumerate() {
         std_expect_reply(
             &mut s,
@@ -1956,44 +1509,18 @@ fn emfile_accept_loop(eng: Eng) {
 /// engine's backlog at the shutdown: its event loops cannot be held up from outside.)
 fn emfile_backlog_at_shutdown(eng: Eng) {
     const N: usize = 10;
-    let mut cs = ChildSrv::start(eng);
+    let mut cs = child_echo(eng, Duration::from_secs(8));
     let addr = cs.srv().addr;
     let stats = Arc::clone(&cs.srv().stats);
-    use std::io::Write;
-    let mut first = std::net::TcpStream::connect(addr).unwrap();
-    std_prepare(&first);
-    first.write_all(&f2(b"first")).unwrap();
-    std_expect_reply(&mut first, b"first", "before the limit");
-    drop(first);
+    drop(std_first(addr));
     std_eventually("the first connection closed", || {
         stats.snapshot().closed == 1
     });
-    let socks: Vec<socket2::Socket> = (0..N + 3)
-        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
-        .collect();
+    let mut socks = sockets(N + 3).into_iter();
     let (soft, hard) = limit_fds(3);
-    let mut socks = socks.into_iter();
-    let mut holders = Vec::new();
-    for i in 0..3 {
-        let sock = socks.next().unwrap();
-        sock.connect_timeout(&addr.into(), SOON).unwrap();
-        let mut s: std::net::TcpStream = sock.into();
-        std_prepare(&s);
-        s.write_all(&f2(format!("h{i}").as_bytes())).unwrap();
-        std_expect_reply(&mut s, format!("h{i}").as_bytes(), "a holder");
-        holders.push(s);
-    }
-    let mut waiting = Vec::new();
-    for (i, sock) in socks.enumerate() {
-        sock.connect_timeout(&addr.into(), SOON).unwrap();
-        let mut s: std::net::TcpStream = sock.into();
-        std_prepare(&s);
-        s.write_all(&f2(format!("w{i}").as_bytes())).unwrap();
-        waiting.push(s);
-    }
-    std_eventually("EMFILE in the accept loop", || {
-        stats.snapshot().errors_accept > 0
-    });
+    let mut holders = std_holders(socks.by_ref().take(3), addr);
+    let waiting = std_requests(socks, addr, "w");
+    std_eventually_emfile(&stats);
     let accepted_before = stats.snapshot().accepted;
     assert!(
         accepted_before < 4 + N as u64 - 3,
@@ -2024,64 +1551,15 @@ fn emfile_backlog_at_shutdown(eng: Eng) {
 }
 
 /// Runs `scenario` on both engines in a child process (it lowers RLIMIT_NOFILE, which no
-/// other test may share), by running the test named `test` there with `EMFILE_ENV` set;
-/// in that child, runs the scenario. Bounded: the child is killed after 60 s.
+/// other test may share): [`in_child`] on the test named `test`, `which` naming the
+/// scenario in the child's output.
 fn emfile_in_child(test: &str, which: &str, scenario: fn(Eng)) {
-    use std::io::{BufRead, BufReader, Read};
-    if let Ok(w) = std::env::var(EMFILE_ENV) {
-        assert_eq!(w, which, "the child runs the test it was started for");
+    in_child(test, || {
         for eng in BOTH {
             scenario(eng);
             println!("emfile scenario {which} on {eng:?} passed");
         }
-        return;
-    }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(EMFILE_ENV, which)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
     });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(s) => s.unwrap(),
-        Err(_) => {
-            // Ours, by its id.
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &id.to_string()])
-                .status();
-            panic!("the {which} child did not finish within 60 s");
-        }
-    };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
-    let passed = out
-        .iter()
-        .filter(|l| l.contains("passed") && l.contains(which))
-        .count();
-    assert!(
-        status.success() && passed == 2,
-        "child {which} failed ({status}):\n{}\n{err}",
-        out.join("\n")
-    );
 }
 
 #[test]
@@ -2161,13 +1639,9 @@ async fn heartbeat_payloads_are_answered_not_echoed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_mode_with_an_endless_fin_wait_still_waits_for_the_fin() {
     for eng in BOTH {
-        let mut c = cfg("len:be:2");
-        c.mode = Mode::Short;
-        c.short_close_wait = Duration::MAX;
-        let srv = start(eng, c, Reply::Echo).await;
+        let srv = short_echo(eng, Duration::MAX).await;
         let mut s = connect(srv.addr).await;
-        s.write_all(&f2(b"one")).await.unwrap();
-        assert_eq!(read_n(&mut s, 5, SOON, "the reply").await, f2(b"one"));
+        echo_f2(&mut s, b"one", "the reply").await;
         let (got, end) = read_to_end_within(&mut s, ms(300)).await;
         assert!(
             got.is_empty() && end == Ending::Open,

@@ -37,6 +37,8 @@
 //!   reset with the listener; the default engine's sweep starts again from 5 ms.
 
 mod common;
+#[path = "common/engines.rs"]
+mod engines;
 #[path = "common/queues.rs"]
 mod queues;
 
@@ -46,190 +48,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use common::{Client, SOON, eventually, same, spec};
-use keepwire::frame::FrameCodec;
+use bytes::Bytes;
+use common::{Client, SOON, eventually, same};
+use engines::*;
 use keepwire::liveness::PingConfig;
-use keepwire::server::{
-    Mode, Reply, Server, ServerConfig, ServerError, ServerStats, ShutdownReport,
-};
+use keepwire::server::{Mode, Reply, Server, ServerError, ServerStats};
 use keepwire::tcpstate::TcpState;
 use queues::queues;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Far enough that no idle or slow-frame timer closes a connection in a test about
-/// something else.
-const FAR: Duration = Duration::from_secs(60);
-
-/// Scheduling slack on a loaded 2-core machine (a debug build), on top of a timer's due
-/// time.
-const SLACK: Duration = Duration::from_millis(800);
-
-/// How soon after the shutdown signal an idle connection must have its FIN.
-const DRAIN_BOUND: Duration = Duration::from_secs(3);
-
-// ------------------------------------------------------------------ servers
-
-/// Which engine serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Eng {
-    /// `serve_direct`: the engine under review.
-    Direct,
-    /// `serve` with `Reply::into_service`: the reference.
-    Tokio,
-}
-
-/// The reference first: a scenario the default engine fails is a wrong test, not a finding.
-const BOTH: [Eng; 2] = [Eng::Tokio, Eng::Direct];
-
-struct Srv {
-    eng: Eng,
-    addr: SocketAddr,
-    stop: CancellationToken,
-    stats: Arc<ServerStats>,
-    task: JoinHandle<Result<ShutdownReport, ServerError>>,
-}
-
-/// `framing`, idle and slow-frame timers far away, no per-IP cap, a 5 s grace.
-fn cfg(framing: &str) -> ServerConfig {
-    let mut c = ServerConfig::new(spec(framing));
-    c.liveness.read_idle = Some(FAR);
-    c.liveness.frame_timeout = Some(FAR);
-    c.max_conns_per_ip = None;
-    c.shutdown_grace = Duration::from_secs(5);
-    c
-}
-
-async fn start(eng: Eng, cfg: ServerConfig, reply: Reply) -> Srv {
-    let server = Server::bind("127.0.0.1:0", cfg).await.unwrap();
-    let addr = server.local_addr();
-    let stop = server.shutdown_token();
-    let stats = server.stats();
-    let task = match eng {
-        Eng::Direct => tokio::spawn(server.serve_direct(reply)),
-        Eng::Tokio => tokio::spawn(server.serve(reply.into_service())),
-    };
-    Srv {
-        eng,
-        addr,
-        stop,
-        stats,
-        task,
-    }
-}
-
-impl Srv {
-    /// Waits for the server to return (after its drain).
-    async fn join(self) -> ShutdownReport {
-        let eng = self.eng;
-        tokio::time::timeout(SOON, self.task)
-            .await
-            .unwrap_or_else(|_| panic!("{eng:?}: the server did not return after its drain"))
-            .expect("server task panicked")
-            .unwrap_or_else(|e| panic!("{eng:?}: serve failed: {e}"))
-    }
-
-    /// Cancels the shutdown token and waits for the server to return.
-    async fn shutdown(self) -> ShutdownReport {
-        self.stop.cancel();
-        self.join().await
-    }
-
-    /// Waits until the server counts `n` connections closed.
-    async fn closed(&self, n: u64) {
-        let stats = Arc::clone(&self.stats);
-        eventually(&format!("{:?}: {n} connections closed", self.eng), || {
-            stats.snapshot().closed >= n
-        })
-        .await;
-    }
-
-    /// How long until the server counts `n` connections closed (at most `bound`: `None`
-    /// past it).
-    async fn closed_within(&self, n: u64, bound: Duration) -> Option<Duration> {
-        let t = Instant::now();
-        while self.stats.snapshot().closed < n {
-            if t.elapsed() > bound {
-                return None;
-            }
-            tokio::time::sleep(ms(2)).await;
-        }
-        Some(t.elapsed())
-    }
-}
-
-// ------------------------------------------------------------------ bytes and clients
-
-/// `body` framed as `len:be:2`, by hand.
-fn f2(body: &[u8]) -> Vec<u8> {
-    let mut v = u16::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(body);
-    v
-}
-
-/// `body` framed as `len:be:4`, by hand.
-fn f4(body: &[u8]) -> Vec<u8> {
-    let mut v = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
-    v.extend_from_slice(body);
-    v
-}
-
-/// `n` bytes that tell their offsets apart (a shifted or repeated chunk shows).
-fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ ((i >> 8) as u8))
-        .collect()
-}
-
-/// A connection with Nagle off.
-async fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).await.unwrap();
-    let _ = s.set_nodelay(true);
-    s
-}
-
-/// A connection from source address `ip` (any 127/8 address).
-async fn connect_from(ip: [u8; 4], addr: SocketAddr) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from((ip, 0))).unwrap();
-    sock.connect(addr).await.unwrap()
-}
-
-/// How a connection the server refuses ends, from source address `ip`: the first error
-/// seen (the connect itself may report the reset), or `Ok` with what was read before a
-/// clean end of stream; a connection still open after `SOON` is a failure.
-async fn refused_from(ip: [u8; 4], addr: SocketAddr) -> Result<Vec<u8>, io::ErrorKind> {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.bind(SocketAddr::from((ip, 0))).unwrap();
-    let mut s = match sock.connect(addr).await {
-        Ok(s) => s,
-        Err(e) => return Err(e.kind()),
-    };
-    match read_to_end_within(&mut s, SOON).await {
-        (got, Ending::Fin) => Ok(got),
-        (_, Ending::Reset(kind)) => Err(kind),
-        (got, Ending::Open) => panic!("a refused connection stayed open ({got:?})"),
-    }
-}
-
-/// A socket whose receive buffer is fixed small (no autotuning): when it stops reading,
-/// the server's writes block after a few KiB beyond its own send buffer.
-async fn connect_small_rcvbuf(addr: SocketAddr) -> TcpStream {
-    let sock = TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(16 * 1024).unwrap();
-    let s = sock.connect(addr).await.unwrap();
-    s.set_nodelay(true).unwrap();
-    s
-}
 
 /// Writes `bytes` and the FIN so that the FIN rides the last data segment: the socket is
 /// corked (segments are held until full), the FIN is tacked onto the unsent tail.
@@ -249,38 +78,6 @@ async fn write_half_with_fin_in_the_last_segment(
         .unwrap();
     w.write_all(bytes).await.unwrap();
     w.shutdown().await.unwrap();
-}
-
-/// How a stream read by [`read_to_end_within`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ending {
-    /// A clean end of stream (FIN).
-    Fin,
-    /// An error (a reset).
-    Reset(io::ErrorKind),
-    /// Still open when the bound ran out.
-    Open,
-}
-
-/// Reads until the stream ends or `bound` runs out: the bytes read, and how it ended.
-async fn read_to_end_within<R: AsyncReadExt + Unpin>(
-    s: &mut R,
-    bound: Duration,
-) -> (Vec<u8>, Ending) {
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let end = tokio::time::timeout(bound, async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) => return Ending::Fin,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => return Ending::Reset(e.kind()),
-            }
-        }
-    })
-    .await
-    .unwrap_or(Ending::Open);
-    (got, end)
 }
 
 /// Reads until the stream ends or `bound` runs out, slowly: a pause of `pause` every
@@ -308,30 +105,6 @@ async fn read_slowly_to_end<R: AsyncReadExt + Unpin>(
         }
     };
     (got, end)
-}
-
-/// Reads exactly `n` bytes within `bound`; panics with what came otherwise.
-async fn read_n(s: &mut TcpStream, n: usize, bound: Duration, what: &str) -> Vec<u8> {
-    let mut got = vec![0u8; n];
-    match tokio::time::timeout(bound, s.read_exact(&mut got)).await {
-        Ok(Ok(_)) => got,
-        Ok(Err(e)) => panic!("{what}: the stream ended before {n} bytes: {e}"),
-        Err(_) => panic!("{what}: {n} bytes did not arrive within {bound:?}"),
-    }
-}
-
-/// Decodes every frame in `wire` under `framing`; panics on a corrupt stream.
-fn decode_all(framing: &str, wire: &[u8]) -> (Vec<Bytes>, usize) {
-    let mut codec = FrameCodec::new(spec(framing));
-    let mut buf = BytesMut::from(wire);
-    let mut frames = Vec::new();
-    while let Some(f) = codec
-        .decode(&mut buf)
-        .unwrap_or_else(|e| panic!("corrupt stream: {e}"))
-    {
-        frames.push(f);
-    }
-    (frames, buf.len())
 }
 
 /// Whether the server (`server`) has read everything each of `clients` wrote: one look at
@@ -414,11 +187,7 @@ async fn data_and_fin_in_one_segment_end_a_linger_at_once() {
         let drained_at = Instant::now();
         srv.stop.cancel();
         for (name, s) in [("x", &mut x), ("control", &mut control)] {
-            let (got, end) = read_to_end_within(s, DRAIN_BOUND).await;
-            assert!(
-                got.is_empty() && end == Ending::Fin,
-                "{eng:?}: {name}: {end:?} {got:?}"
-            );
+            expect_fin_only(s, DRAIN_BOUND, &format!("{eng:?}: {name}")).await;
         }
         // More than the read budget of a turn (4 x 64 KiB), the FIN on its last segment.
         write_with_fin_in_the_last_segment(&mut x, &pattern(1 << 20, 5)).await;
@@ -442,13 +211,9 @@ async fn data_and_fin_in_one_segment_end_a_linger_at_once() {
         assert_eq!(report.force_closed, 0, "{eng:?}: {report:?}");
 
         // Short mode's wait for the client's FIN.
-        let mut c = cfg("len:be:2");
-        c.mode = Mode::Short;
-        c.short_close_wait = Duration::from_secs(20);
-        let srv = start(eng, c, Reply::Echo).await;
+        let srv = short_echo(eng, Duration::from_secs(20)).await;
         let mut s = connect(srv.addr).await;
-        s.write_all(&f2(b"one")).await.unwrap();
-        assert_eq!(read_n(&mut s, 5, SOON, "the reply").await, f2(b"one"));
+        echo_f2(&mut s, b"one", "the reply").await;
         let mut junk = f2(b"ignored");
         junk.extend(pattern(1 << 20, 6));
         write_with_fin_in_the_last_segment(&mut s, &junk).await;
@@ -458,11 +223,7 @@ async fn data_and_fin_in_one_segment_end_a_linger_at_once() {
             "{eng:?}: short mode: closed {took:?} after the client's bytes and FIN came in \
              one segment (short_close_wait is 20 s)"
         );
-        let (got, end) = read_to_end_within(&mut s, SOON).await;
-        assert!(
-            got.is_empty() && end == Ending::Fin,
-            "{eng:?}: {end:?} {got:?}"
-        );
+        expect_fin_only(&mut s, SOON, &format!("{eng:?}")).await;
         srv.shutdown().await;
     }
 }
@@ -477,31 +238,21 @@ async fn data_and_fin_in_one_segment_end_a_linger_at_once() {
 async fn pipelined_requests_and_fin_in_one_burst_behind_a_stalled_batch() {
     const N: usize = 30;
     let reply = Bytes::from(pattern(200 * 1024 + 3, 11));
-    for (eng, mode) in [
-        (Eng::Tokio, Mode::Long),
-        (Eng::Tokio, Mode::Short),
-        (Eng::Direct, Mode::Long),
-        (Eng::Direct, Mode::Short),
-    ] {
+    for (eng, mode) in BOTH_IN_BOTH_MODES {
         let mut c = cfg("len:be:4");
         c.mode = mode;
         c.short_close_wait = Duration::from_secs(20);
         let srv = start(eng, c, Reply::Fixed(reply.clone())).await;
         let mut s = connect_small_rcvbuf(srv.addr).await;
         let me = s.local_addr().unwrap();
-        let wire: Vec<u8> = (0..N)
-            .flat_map(|i| f4(format!("q{i}").as_bytes()))
-            .collect();
+        let wire = numbered_f4(N, "q");
         write_with_fin_in_the_last_segment(&mut s, &wire).await;
         // Everything, the FIN included, in the server's kernel before the client reads.
         eventually("the requests and the FIN delivered", || {
             queues(me, srv.addr).is_some_and(|(unacked, _)| unacked == 0)
         })
         .await;
-        eventually("the server's writes blocked", || {
-            queues(me, srv.addr).is_some_and(|(_, unread)| unread > 8 * 1024)
-        })
-        .await;
+        server_writes_blocked(me, srv.addr).await;
         let (got, end) = read_slowly_to_end(&mut s, SOON, 16, ms(1)).await;
         let (frames, rest) = decode_all("len:be:4", &got);
         let want = if mode == Mode::Short { 1 } else { N };
@@ -584,10 +335,7 @@ async fn a_reset_behind_a_stalled_batch_ends_only_that_connection() {
         let me = s.local_addr().unwrap();
         let wire: Vec<u8> = (0..40).flat_map(|_| f4(b"q")).collect();
         s.write_all(&wire).await.unwrap();
-        eventually("the server's writes blocked", || {
-            queues(me, srv.addr).is_some_and(|(_, unread)| unread > 8 * 1024)
-        })
-        .await;
+        server_writes_blocked(me, srv.addr).await;
         s.write_all(&wire).await.unwrap();
         eventually("the later requests in the server's kernel", || {
             queues(me, srv.addr).is_some_and(|(unacked, _)| unacked == 0)
@@ -622,44 +370,15 @@ async fn a_reset_behind_a_stalled_batch_ends_only_that_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_requests_each_with_its_fin_in_one_segment_are_answered_then_closed() {
     const N: usize = 50;
-    let mut failures = Vec::new();
-    for (eng, mode) in [
-        (Eng::Tokio, Mode::Long),
-        (Eng::Tokio, Mode::Short),
-        (Eng::Direct, Mode::Long),
-        (Eng::Direct, Mode::Short),
-    ] {
-        let mut c = cfg("len:be:2");
-        c.mode = mode;
-        c.short_close_wait = Duration::from_secs(20);
-        let srv = start(eng, c, Reply::Echo).await;
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..N {
-            let addr = srv.addr;
-            set.spawn(async move {
-                let mut s = connect(addr).await;
-                let body = format!("fin-{i}");
-                write_with_fin_in_the_last_segment(&mut s, &f2(body.as_bytes())).await;
-                let (got, end) = read_to_end_within(&mut s, Duration::from_secs(3)).await;
-                (i, got == f2(body.as_bytes()), end)
-            });
-        }
-        let mut stuck = Vec::new();
-        while let Some(r) = set.join_next().await {
-            let (i, ok, end) = r.unwrap();
-            if !ok || end != Ending::Fin {
-                stuck.push((i, ok, end));
-            }
-        }
-        if !stuck.is_empty() {
-            failures.push(format!(
-                "{eng:?}, {mode} mode: {} of {N} (connection, reply right, end; first 3): {:?}",
-                stuck.len(),
-                &stuck[..stuck.len().min(3)]
-            ));
-        }
-        srv.shutdown().await;
-    }
+    let wait = Duration::from_secs(20);
+    let failures = echo_clients_in_both_modes(N, Some(wait), |addr, i| async move {
+        let mut s = connect(addr).await;
+        let body = format!("fin-{i}");
+        write_with_fin_in_the_last_segment(&mut s, &f2(body.as_bytes())).await;
+        let (got, end) = read_to_end_within(&mut s, Duration::from_secs(3)).await;
+        (got == f2(body.as_bytes()), end)
+    })
+    .await;
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
@@ -784,10 +503,7 @@ async fn after_a_write_block_clears_idle_timeouts_count_again() {
             let mut s = connect_small_rcvbuf(srv.addr).await;
             let me = s.local_addr().unwrap();
             s.write_all(&f4(b"big")).await.unwrap();
-            eventually("the server's write blocked", || {
-                queues(me, srv.addr).is_some_and(|(_, unread)| unread > 8 * 1024)
-            })
-            .await;
+            server_writes_blocked(me, srv.addr).await;
             let blocked = Instant::now();
             // Longer than the idle timeout: a pause that paces the client.
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -892,10 +608,7 @@ async fn a_client_that_never_reads_is_cut_by_the_write_timeout_with_liveness_on(
         let me = s.local_addr().unwrap();
         s.write_all(&f4(b"big")).await.unwrap();
         let asked = Instant::now();
-        eventually("the server's write blocked", || {
-            queues(me, srv.addr).is_some_and(|(_, unread)| unread > 8 * 1024)
-        })
-        .await;
+        server_writes_blocked(me, srv.addr).await;
         let took = srv.closed_within(1, SOON).await.map(|_| asked.elapsed());
         assert!(
             took.is_some_and(|t| t >= WRITE_TIMEOUT - ms(50) && t <= WRITE_TIMEOUT + SLACK),
@@ -930,106 +643,6 @@ async fn a_client_that_never_reads_is_cut_by_the_write_timeout_with_liveness_on(
 }
 
 // ------------------------------------------------------------------ child processes
-
-/// Which child scenario to run (set by the parent, read by the same test in the child).
-const CHILD_ENV: &str = "KEEPWIRE_DIRECT_ATTACK2_CHILD";
-
-/// Runs `scenario` in a child process of its own (it lowers RLIMIT_NOFILE, or measures the
-/// process's CPU time or memory: no other test may share the process), by running the test
-/// named `test` there with `CHILD_ENV` set; in that child, runs the scenario. Bounded: the
-/// child is killed after 60 s.
-fn in_child(test: &str, scenario: fn()) {
-    use std::io::{BufRead, BufReader, Read};
-    if let Ok(w) = std::env::var(CHILD_ENV) {
-        assert_eq!(w, test, "the child runs the test it was started for");
-        scenario();
-        println!("child scenario {test} passed");
-        return;
-    }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut s);
-        s
-    });
-    let id = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    let status = match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(s) => s.unwrap(),
-        Err(_) => {
-            // Ours, by its id.
-            let _ = std::process::Command::new("kill")
-                .args(["-9", &id.to_string()])
-                .status();
-            panic!("the {test} child did not finish within 60 s");
-        }
-    };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
-    let want = format!("child scenario {test} passed");
-    assert!(
-        status.success() && out.iter().any(|l| l.contains(&want)),
-        "child {test} failed ({status}):\n{}\n{err}",
-        out.join("\n")
-    );
-    for l in out
-        .iter()
-        .filter_map(|l| l.find("note:").map(|at| &l[at..]))
-    {
-        println!("{l}");
-    }
-}
-
-/// The descriptors open in this process, by number (not the one the listing itself holds).
-fn fd_numbers() -> HashSet<u64> {
-    let me = format!("/proc/{}/fd", std::process::id());
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() != me))
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
-}
-
-fn open_fds() -> u64 {
-    fd_numbers().len() as u64
-}
-
-/// Leaves room for exactly `room` more descriptors in this process (RLIMIT_NOFILE bounds
-/// the descriptor's number, not their count: the limit is set where `room` numbers below it
-/// are free, whatever holes or high descriptors, such as an inherited jobserver pipe, the
-/// table has); returns the limits to restore.
-fn limit_fds(room: u64) -> (u64, u64) {
-    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
-    let open = fd_numbers();
-    let mut free = 0;
-    let mut limit = 0;
-    while free < room || open.contains(&limit) {
-        if !open.contains(&limit) {
-            free += 1;
-        }
-        limit += 1;
-    }
-    rlimit::Resource::NOFILE.set(limit, hard).unwrap();
-    (soft, hard)
-}
 
 /// This process's CPU time so far (user and system), from `/proc/self/stat`.
 fn cpu_time() -> Duration {
@@ -1074,102 +687,16 @@ fn direct_threads() -> usize {
         .count()
 }
 
-/// A blocking client socket with bounded reads, Nagle off.
-fn std_prepare(s: &std::net::TcpStream) {
-    s.set_read_timeout(Some(SOON)).unwrap();
-    s.set_write_timeout(Some(SOON)).unwrap();
-    s.set_nodelay(true).unwrap();
-}
-
-/// The next `len:be:2` frame; `Ok(None)` at a clean end of stream.
-fn std_read_frame(s: &mut std::net::TcpStream) -> io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let mut hdr = [0u8; 2];
-    match s.read(&mut hdr[..1])? {
-        0 => return Ok(None),
-        _ => s.read_exact(&mut hdr[1..])?,
-    }
-    let mut body = vec![0; usize::from(u16::from_be_bytes(hdr))];
-    s.read_exact(&mut body)?;
-    Ok(Some(body))
-}
-
-fn std_expect_reply(s: &mut std::net::TcpStream, want: &[u8], what: &str) {
-    match std_read_frame(s) {
-        Ok(Some(f)) => assert_eq!(f, want, "{what}"),
-        other => panic!("{what}: no reply ({other:?})"),
-    }
-}
-
-fn std_eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + SOON;
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        std::thread::sleep(ms(5));
-    }
-}
-
-/// A server of engine `eng` on a runtime of its own; the test thread is the client.
-struct ChildSrv {
-    rt: tokio::runtime::Runtime,
-    srv: Option<Srv>,
-}
-
-impl ChildSrv {
-    fn start(eng: Eng, c: ServerConfig, reply: Reply) -> ChildSrv {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let srv = rt.block_on(start(eng, c, reply));
-        ChildSrv { rt, srv: Some(srv) }
-    }
-
-    fn srv(&self) -> &Srv {
-        self.srv.as_ref().unwrap()
-    }
-
-    /// Waits for the server's end; what it returned.
-    fn join_result(&mut self) -> Result<ShutdownReport, ServerError> {
-        let srv = self.srv.take().unwrap();
-        self.rt
-            .block_on(async { tokio::time::timeout(SOON, srv.task).await })
-            .expect("the server did not return")
-            .expect("server task panicked")
-    }
-}
-
 /// A first request and its reply (the engine is running), then the connection closed and
 /// its descriptors, the client's and the server's, given back (the server counts a
 /// connection closed just before it closes the socket).
 fn warm_up(addr: SocketAddr, stats: &ServerStats) {
-    use std::io::Write;
-    let mut first = std_connect(sockets(1).pop().unwrap(), addr);
-    first.write_all(&f2(b"first")).unwrap();
-    std_expect_reply(&mut first, b"first", "before the limit");
+    let first = std_first(addr);
     let with_it = open_fds();
     drop(first);
     std_eventually("the first connection closed", || {
         stats.snapshot().closed == 1 && open_fds() + 2 <= with_it
     });
-}
-
-/// `n` unconnected client sockets, made before the descriptor limit is lowered.
-fn sockets(n: usize) -> Vec<socket2::Socket> {
-    (0..n)
-        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
-        .collect()
-}
-
-fn std_connect(sock: socket2::Socket, addr: SocketAddr) -> std::net::TcpStream {
-    sock.connect_timeout(&addr.into(), SOON).unwrap();
-    let s: std::net::TcpStream = sock.into();
-    std_prepare(&s);
-    s
 }
 
 // ------------------------------------------------------------------ 2b. no spin while blocked
@@ -1250,9 +777,7 @@ fn emfile_past_the_grace() {
     const GRACE: Duration = Duration::from_millis(1500);
     use std::io::Write;
     for eng in BOTH {
-        let mut c = cfg("len:be:2");
-        c.shutdown_grace = GRACE;
-        let mut cs = ChildSrv::start(eng, c, Reply::Echo);
+        let mut cs = child_echo(eng, GRACE);
         let addr = cs.srv().addr;
         let stats = Arc::clone(&cs.srv().stats);
         warm_up(addr, &stats);
@@ -1267,15 +792,8 @@ fn emfile_past_the_grace() {
         // (No look at the kernel's table from here on: reading it takes a descriptor.
         // Whether the half frames were read yet does not matter: the drain reads what waits.)
         std_eventually("the holders accepted", || stats.snapshot().accepted == 4);
-        let mut waiting = Vec::new();
-        for (i, sock) in socks.enumerate() {
-            let mut s = std_connect(sock, addr);
-            s.write_all(&f2(format!("w{i}").as_bytes())).unwrap();
-            waiting.push(s);
-        }
-        std_eventually("EMFILE in the accept loop", || {
-            stats.snapshot().errors_accept > 0
-        });
+        let mut waiting = std_requests(socks, addr, "w");
+        std_eventually_emfile(&stats);
         let t = std::time::Instant::now();
         cs.srv().stop.cancel();
         let report = cs.join_result();
@@ -1329,25 +847,15 @@ fn emfile_that_outlasts_the_grace_still_ends_the_drain_at_the_grace() {
 /// it; the direct engine retries until the grace. In a child process.
 fn emfile_with_nothing_open() {
     const N: usize = 8;
-    use std::io::Write;
     let eng = Eng::Direct;
-    let mut c = cfg("len:be:2");
-    c.shutdown_grace = Duration::from_secs(6);
-    let mut cs = ChildSrv::start(eng, c, Reply::Echo);
+    let mut cs = child_echo(eng, Duration::from_secs(6));
     let addr = cs.srv().addr;
     let stats = Arc::clone(&cs.srv().stats);
     warm_up(addr, &stats);
     let socks = sockets(N);
     let (soft, hard) = limit_fds(0);
-    let mut waiting = Vec::new();
-    for (i, sock) in socks.into_iter().enumerate() {
-        let mut s = std_connect(sock, addr);
-        s.write_all(&f2(format!("n{i}").as_bytes())).unwrap();
-        waiting.push(s);
-    }
-    std_eventually("EMFILE in the accept loop", || {
-        stats.snapshot().errors_accept > 0
-    });
+    let mut waiting = std_requests(socks, addr, "n");
+    std_eventually_emfile(&stats);
     let errors_before = stats.snapshot().errors_accept;
     cs.srv().stop.cancel();
     std_eventually("the drain's sweep met EMFILE", || {
@@ -1392,32 +900,16 @@ fn emfile_at_the_drain_with_nothing_open_still_sweeps_the_backlog() {
 /// backlog would be reset with the listener. On both engines, in a child process.
 fn emfile_backoff_at_the_drain() {
     const N: usize = 6;
-    use std::io::Write;
     for eng in BOTH {
-        let mut c = cfg("len:be:2");
-        c.shutdown_grace = ms(800);
-        let mut cs = ChildSrv::start(eng, c, Reply::Echo);
+        let mut cs = child_echo(eng, ms(800));
         let addr = cs.srv().addr;
         let stats = Arc::clone(&cs.srv().stats);
         warm_up(addr, &stats);
         let mut socks = sockets(N + 3).into_iter();
         let (soft, hard) = limit_fds(3);
-        let mut holders = Vec::new();
-        for i in 0..3 {
-            let mut s = std_connect(socks.next().unwrap(), addr);
-            s.write_all(&f2(format!("h{i}").as_bytes())).unwrap();
-            std_expect_reply(&mut s, format!("h{i}").as_bytes(), "a holder");
-            holders.push(s);
-        }
-        let mut waiting = Vec::new();
-        for (i, sock) in socks.enumerate() {
-            let mut s = std_connect(sock, addr);
-            s.write_all(&f2(format!("w{i}").as_bytes())).unwrap();
-            waiting.push(s);
-        }
-        std_eventually("EMFILE in the accept loop", || {
-            stats.snapshot().errors_accept > 0
-        });
+        let mut holders = std_holders(socks.by_ref().take(3), addr);
+        let waiting = std_requests(socks, addr, "w");
+        std_eventually_emfile(&stats);
         // Long enough for the backoff to reach its cap (5 ms doubled: 1.3 s). A pause that
         // paces the client, not an assertion.
         std::thread::sleep(ms(1600));
@@ -1584,6 +1076,30 @@ fn event_loops(port: u16) -> Vec<usize> {
     loops
 }
 
+/// `n` connections from source address `ip`, each with a request (`{tag}0`, `{tag}1`, ...)
+/// echoed, held open.
+async fn held_from(ip: [u8; 4], addr: SocketAddr, n: usize, tag: &str) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for i in 0..n {
+        let mut s = connect_from(ip, addr).await;
+        echo_f2(&mut s, format!("{tag}{i}").as_bytes(), "held").await;
+        held.push(s);
+    }
+    held
+}
+
+/// Asserts that `n` connections from source address `ip`, one after the other, are refused
+/// (closed or reset with nothing sent), `what` saying otherwise.
+async fn expect_refused(ip: [u8; 4], addr: SocketAddr, n: usize, what: &str) {
+    for _ in 0..n {
+        let r = refused_from(ip, addr).await;
+        assert!(
+            r.as_ref().is_ok_and(Vec::is_empty) || r.is_err(),
+            "{what} ({r:?})"
+        );
+    }
+}
+
 /// Two event loops (this process may run on two CPUs): `max_conns` (30) and the per-IP cap
 /// (20) hold across both (the 21st connection from one address and the 31st in all are
 /// reset, wherever they land), the connections are spread over both loops, the drain
@@ -1602,36 +1118,13 @@ async fn two_event_loops_share_the_limits_and_the_drain() {
         c.max_conns = 30;
         c.max_conns_per_ip = Some(20);
         let srv = start(eng, c, Reply::Echo).await;
-        let mut held = Vec::new();
-        for i in 0..20 {
-            let mut s = connect_from([127, 0, 0, 1], srv.addr).await;
-            s.write_all(&f2(format!("a{i}").as_bytes())).await.unwrap();
-            let want = f2(format!("a{i}").as_bytes());
-            assert_eq!(read_n(&mut s, want.len(), SOON, "held").await, want);
-            held.push(s);
-        }
+        let mut held = held_from([127, 0, 0, 1], srv.addr, 20, "a").await;
         // The per-IP cap, whichever loop takes the connection.
-        for _ in 0..4 {
-            let r = refused_from([127, 0, 0, 1], srv.addr).await;
-            assert!(
-                r.as_ref().is_ok_and(Vec::is_empty) || r.is_err(),
-                "{eng:?}: the per-IP cap let a 21st connection in ({r:?})"
-            );
-        }
-        for i in 0..10 {
-            let mut s = connect_from([127, 0, 0, 2], srv.addr).await;
-            s.write_all(&f2(format!("b{i}").as_bytes())).await.unwrap();
-            let want = f2(format!("b{i}").as_bytes());
-            assert_eq!(read_n(&mut s, want.len(), SOON, "held").await, want);
-            held.push(s);
-        }
-        for _ in 0..4 {
-            let r = refused_from([127, 0, 0, 3], srv.addr).await;
-            assert!(
-                r.as_ref().is_ok_and(Vec::is_empty) || r.is_err(),
-                "{eng:?}: max_conns let a 31st connection in ({r:?})"
-            );
-        }
+        let what = format!("{eng:?}: the per-IP cap let a 21st connection in");
+        expect_refused([127, 0, 0, 1], srv.addr, 4, &what).await;
+        held.extend(held_from([127, 0, 0, 2], srv.addr, 10, "b").await);
+        let what = format!("{eng:?}: max_conns let a 31st connection in");
+        expect_refused([127, 0, 0, 3], srv.addr, 4, &what).await;
         let st = srv.stats.snapshot();
         assert_eq!(
             (st.rejected_per_ip, st.rejected_max_conns),
@@ -1743,20 +1236,7 @@ async fn a_reused_slot_ignores_an_earlier_connections_slow_frame_deadline() {
     drop(early);
     srv.closed(8).await;
     assert_eq!(srv.stats.snapshot().errors_truncated, 8);
-    let mut later = Vec::new();
-    let t = Instant::now();
-    for _ in 0..8 {
-        later.push(connect(srv.addr).await);
-    }
-    for (i, s) in later.iter_mut().enumerate() {
-        let (_, end) = read_to_end_within(s, SOON).await;
-        assert_eq!(end, Ending::Fin, "later {i}");
-        assert!(
-            t.elapsed() >= IDLE - ms(20),
-            "later connection {i} closed {:?} after it connected (idle timeout {IDLE:?})",
-            t.elapsed()
-        );
-    }
+    later_ones_live_their_idle_timeout(srv.addr, 8, IDLE, ms(20)).await;
     srv.closed(16).await;
     let st = srv.stats.snapshot();
     assert_eq!(
@@ -1856,27 +1336,11 @@ async fn replies_at_the_64_kib_threshold_to_pipelined_requests_arrive_whole() {
             let srv = start(eng, cfg("len:be:4"), Reply::Fixed(reply.clone())).await;
             let s = connect_small_rcvbuf(srv.addr).await;
             let (mut r, mut w) = s.into_split();
-            let wire: Vec<u8> = (0..N)
-                .flat_map(|i| f4(format!("p{i}").as_bytes()))
-                .collect();
+            let wire = numbered_f4(N, "p");
             w.write_all(&wire).await.unwrap();
             let want = N * (body + 4);
-            let mut got = Vec::with_capacity(want);
-            let mut buf = vec![0u8; 64 * 1024];
-            let deadline = Instant::now() + SOON;
-            let mut reads = 0;
-            while got.len() < want {
-                let n = tokio::time::timeout_at(deadline, r.read(&mut buf))
-                    .await
-                    .unwrap_or_else(|_| panic!("{eng:?}: stalled at {} of {want}", got.len()))
-                    .unwrap();
-                assert!(n > 0, "{eng:?}: closed at {} of {want}", got.len());
-                got.extend_from_slice(&buf[..n]);
-                reads += 1;
-                if reads % 32 == 0 {
-                    tokio::time::sleep(ms(2)).await;
-                }
-            }
+            let what = format!("{eng:?}, body {body}");
+            let got = read_paced(&mut r, want, 64 * 1024, 32, ms(2), &what).await;
             let (frames, rest) = decode_all("len:be:4", &got);
             assert_eq!((frames.len(), rest), (N, 0), "{eng:?}, body {body}");
             for f in &frames {
@@ -2064,27 +1528,21 @@ async fn garbage_on_every_framing_never_takes_the_engine_down() {
 /// closed: the same port can be bound again at once (a leaked listener would hold it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_config_gives_the_port_back() {
-    let mut http = cfg("http");
-    http.heartbeat = None;
-    let mut proxy = cfg("len:be:2");
-    proxy.proxy_protocol = true;
-    let mut delay = cfg("len:be:2");
-    delay.reply_delay = Some(ms(10));
-    let cases = [
-        (http, Reply::Echo, "framing"),
-        (proxy, Reply::Echo, "proxy-protocol"),
-        (delay, Reply::Echo, "delay"),
-        (
-            cfg("len:be:2:max=1"),
-            Reply::Fixed(Bytes::from_static(b"xy")),
-            "reply",
-        ),
-        (
-            cfg("len:be:2"),
-            Reply::Fixed(Bytes::new()),
-            "reply (the heartbeat frame)",
-        ),
-    ];
+    let cases = unsupported_cfgs()
+        .map(|(c, what)| (c, Reply::Echo, what))
+        .into_iter()
+        .chain([
+            (
+                cfg("len:be:2:max=1"),
+                Reply::Fixed(Bytes::from_static(b"xy")),
+                "reply",
+            ),
+            (
+                cfg("len:be:2"),
+                Reply::Fixed(Bytes::new()),
+                "reply (the heartbeat frame)",
+            ),
+        ]);
     for (c, reply, what) in cases {
         let server = Server::bind("127.0.0.1:0", c).await.unwrap();
         let addr = server.local_addr();
