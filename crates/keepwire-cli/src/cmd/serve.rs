@@ -24,11 +24,9 @@ Examples:
   keepwire serve --listen 127.0.0.1:8080 --framing http --reply text:hello \
       --content-type text/plain --keepalive-requests 100 --idle-timeout 15s
 
-  # A load-test target or partner simulator: an event loop per CPU, no task per connection
-  keepwire serve --listen 127.0.0.1:7000 --framing len:be:4 --reply echo --engine direct
-
-  # Everything from a file; flags given here win
-  keepwire serve --config serve.toml --idle-timeout 30s
+  # Everything from a file; flags given here win (--engine direct: an event loop per
+  # CPU and no task per connection, for --reply servers)
+  keepwire serve --config serve.toml --idle-timeout 30s --engine direct
 ";
 
 /// Flags of `keepwire serve`. Every flag can also be given in `--config FILE.toml` under the
