@@ -121,6 +121,12 @@ fn settings_it_does_not_implement_are_refused_naming_the_flag() {
     );
     let err = serve_usage_error(&["--protocol", "smpp", "--engine", "direct"]);
     assert!(err.contains("--protocol"), "{err}");
+    // A value that is no engine is named as such, with --protocol too.
+    let err = serve_usage_error(&["--protocol", "smpp", "--engine", "uring"]);
+    assert!(
+        err.contains("--engine") && err.contains("expected tokio or direct"),
+        "{err}"
+    );
 }
 
 #[test]

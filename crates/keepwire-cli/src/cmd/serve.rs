@@ -245,11 +245,16 @@ pub(crate) fn run(flags: Args) -> Result<(), Failure> {
         settings = settings.or(read_config(path)?);
     }
     if let Some(p) = flags.proto.template()? {
-        if settings.engine.as_deref().is_some_and(|e| e != "tokio") {
-            return Err(Failure::Usage(
-                "--engine direct serves --reply only; --protocol needs the default engine (tokio)"
-                    .into(),
-            ));
+        let engine = settings.engine.as_deref().map(str::parse::<Engine>);
+        match engine {
+            Some(Err(why)) => return Err(Failure::Usage(format!("--engine: {why}"))),
+            Some(Ok(Engine::Direct)) => {
+                return Err(Failure::Usage(
+                    "--engine direct serves --reply only; --protocol needs the default engine (tokio)"
+                        .into(),
+                ));
+            }
+            _ => {}
         }
         return super::protocol::serve(p, &flags.proto, settings);
     }

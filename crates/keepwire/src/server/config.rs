@@ -229,9 +229,14 @@ impl ServerConfig {
     /// # Errors
     /// [`ConfigError::ReplyNotFramable`] or [`ConfigError::ReplyIsHeartbeat`].
     pub fn check_reply(&self, reply: &[u8]) -> Result<(), ConfigError> {
-        let mut probe = BytesMut::new();
+        self.framed_reply(reply).map(drop)
+    }
+
+    /// [`check_reply`](Self::check_reply), returning the reply's wire form.
+    pub(crate) fn framed_reply(&self, reply: &[u8]) -> Result<Bytes, ConfigError> {
+        let mut wire = BytesMut::new();
         FrameCodec::new(self.framing.clone())
-            .encode_to(reply, &mut probe)
+            .encode_to(reply, &mut wire)
             .map_err(|source| ConfigError::ReplyNotFramable {
                 framing: self.framing.to_string(),
                 source,
@@ -246,7 +251,7 @@ impl ServerConfig {
                 framing: self.framing.to_string(),
             });
         }
-        Ok(())
+        Ok(wire.freeze())
     }
 }
 

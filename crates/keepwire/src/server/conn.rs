@@ -117,6 +117,36 @@ impl Shared {
         self.socket_inherited.store(v, Ordering::Relaxed);
     }
 
+    /// A connection refused because `max_conns` are open: counted, logged (at most once a
+    /// second) and reset.
+    pub(crate) fn refuse_max_conns<S: std::os::fd::AsFd>(
+        &self,
+        stream: S,
+        peer: SocketAddr,
+        now: Instant,
+    ) {
+        ServerStats::add(&self.stats.rejected_max_conns, 1);
+        reject(stream);
+        if let Some(held) = self.reject_log.check(now) {
+            tracing::warn!(%peer, max_conns = self.config.max_conns, held_back = held, "connection rejected: max_conns reached");
+        }
+    }
+
+    /// A connection refused because its IP has `max_conns_per_ip` open: counted, logged (at
+    /// most once a second) and set to reset when it is closed.
+    pub(crate) fn refused_per_ip<S: std::os::fd::AsFd>(
+        &self,
+        stream: &S,
+        peer: SocketAddr,
+        now: Instant,
+    ) {
+        ServerStats::add(&self.stats.rejected_per_ip, 1);
+        let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+        if let Some(held) = self.reject_log.check(now) {
+            tracing::warn!(%peer, max_conns_per_ip = ?self.config.max_conns_per_ip, held_back = held, "connection rejected: per-IP limit reached");
+        }
+    }
+
     /// Gives `stream` the configured socket options, unless it inherited them: the first
     /// connection reads them back, and what it finds holds for the rest.
     pub(super) fn apply_socket_options<F: std::os::fd::AsFd>(&self, stream: &F) -> io::Result<()> {
@@ -135,7 +165,7 @@ impl Shared {
 
 /// Closes a connection we will not serve with a RST, so refusing a flood costs no TIME_WAIT
 /// socket on our side.
-pub(crate) fn reject(stream: TcpStream) {
+pub(crate) fn reject<S: std::os::fd::AsFd>(stream: S) {
     let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     drop(stream);
 }
@@ -462,11 +492,7 @@ impl Connection {
         match shared.limits.try_ip(self.peer.ip()) {
             Some(slot) => Some(slot),
             None => {
-                ServerStats::add(&shared.stats.rejected_per_ip, 1);
-                let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
-                if let Some(held) = shared.reject_log.check(Instant::now()) {
-                    tracing::warn!(peer = %self.peer, max_conns_per_ip = ?shared.config.max_conns_per_ip, held_back = held, "connection rejected: per-IP limit reached");
-                }
+                shared.refused_per_ip(&self.stream, self.peer, Instant::now());
                 None
             }
         }

@@ -21,9 +21,9 @@
 //!   logs and the handler.
 //! - **Two engines**: [`Server::serve`] runs any `tower::Service` handler, a tokio task per
 //!   connection; [`Server::serve_direct`] answers with a [`Reply`] (echo or fixed bytes)
-//!   from an event loop per CPU with no task per connection: about half the CPU per
-//!   request and 621 bytes per idle connection instead of 1 556 (docs/performance.md), no
-//!   TLS, PROXY protocol or `http` framing.
+//!   from an event loop per CPU with no task per connection: about half the user-space
+//!   instructions per request and 621 bytes per idle connection instead of 1 556
+//!   (docs/performance.md), no TLS, PROXY protocol or `http` framing.
 //! - **Graceful shutdown**: cancel [`Server::shutdown_token`]; the port refuses at once,
 //!   requests already read get their replies, idle connections close, and whatever is still
 //!   open when `shutdown_grace` runs out is closed by force and counted.
@@ -498,11 +498,7 @@ fn admit<S>(
     S: Handler,
 {
     let Some(slot) = shared.limits.try_global() else {
-        ServerStats::add(&shared.stats.rejected_max_conns, 1);
-        conn::reject(stream);
-        if let Some(held) = shared.reject_log.check(Instant::now()) {
-            tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
-        }
+        shared.refuse_max_conns(stream, peer, Instant::now());
         return;
     };
     let conn = conn::new_conn(stream, peer, local, shared);

@@ -33,11 +33,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
-use bytes::BytesMut;
 use tokio::sync::mpsc;
 
 use super::{ConfigError, Reply, Server, ServerConfig, ServerError, ShutdownReport};
-use crate::frame::{FrameCodec, FramingSpec};
+use crate::frame::FramingSpec;
 use conn::Answerer;
 
 /// The engine's state, as workers see it.
@@ -155,17 +154,7 @@ impl Server {
         check(cfg)?;
         let answer = match reply {
             Reply::Echo => Answerer::Echo,
-            Reply::Fixed(b) => {
-                cfg.check_reply(&b)?;
-                let mut wire = BytesMut::new();
-                FrameCodec::shared(Arc::clone(&self.shared.framing))
-                    .encode_to(&b, &mut wire)
-                    .map_err(|source| ConfigError::ReplyNotFramable {
-                        framing: cfg.framing.to_string(),
-                        source,
-                    })?;
-                Answerer::Framed(wire.freeze())
-            }
+            Reply::Fixed(b) => Answerer::Framed(cfg.framed_reply(&b)?),
         };
         let Server {
             listener,

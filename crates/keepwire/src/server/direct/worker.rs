@@ -172,27 +172,34 @@ impl Core {
             .map(|t| t.saturating_duration_since(now))
     }
 
-    /// Drives connection `key` after an event, then settles what that left.
-    fn drive(&mut self, key: usize, now: Instant) {
-        let Some(c) = self.conns.get_mut(key) else {
-            return;
-        };
+    /// The connections, the thread's buffers and the per-request settings, borrowed apart.
+    fn parts(&mut self) -> (&mut Slab<Conn>, &mut Scratch, Ctx<'_>) {
         let cx = Ctx {
             shared: &self.shared,
             answer: &self.answer,
         };
-        let d = c.drive(now, &mut self.scratch, cx);
+        (&mut self.conns, &mut self.scratch, cx)
+    }
+
+    /// Drives connection `key` after an event, then settles what that left.
+    fn drive(&mut self, key: usize, now: Instant) {
+        let (conns, sc, cx) = self.parts();
+        let Some(c) = conns.get_mut(key) else {
+            return;
+        };
+        let d = c.drive(now, sc, cx);
         self.settle(key, d, now);
     }
 
     /// Connections whose read budget ran out, once each.
     fn drive_again(&mut self, now: Instant) {
         for (key, generation) in std::mem::take(&mut self.again) {
-            if self
+            if let Some(c) = self
                 .conns
-                .get(key)
-                .is_some_and(|c| c.generation == generation)
+                .get_mut(key)
+                .filter(|c| c.generation == generation)
             {
+                c.queued = false;
                 self.drive(key, now);
             }
         }
@@ -203,11 +210,8 @@ impl Core {
     fn settle(&mut self, key: usize, d: Drive, now: Instant) {
         let d = match d {
             Drive::Keep if self.drain_until.is_some() => {
-                let cx = Ctx {
-                    shared: &self.shared,
-                    answer: &self.answer,
-                };
-                match self.conns.get_mut(key) {
+                let (conns, sc, cx) = self.parts();
+                match conns.get_mut(key) {
                     // A request that came after the last (short) read: answered on the
                     // next turn, before the FIN.
                     Some(c) if c.is_idle() && c.kernel_has_data() => {
@@ -216,7 +220,7 @@ impl Core {
                     }
                     Some(c) if c.is_idle() => {
                         c.begin_end(ConnEnd::Drained, Then::FinFirst);
-                        c.drive(now, &mut self.scratch, cx)
+                        c.drive(now, sc, cx)
                     }
                     _ => Drive::Keep,
                 }
@@ -226,7 +230,9 @@ impl Core {
         match d {
             Drive::End(end) => return self.close(key, end),
             Drive::Again => {
-                if let Some(c) = self.conns.get(key) {
+                // Once on the list, however many events asked: a turn's reads stay bounded.
+                if let Some(c) = self.conns.get_mut(key).filter(|c| !c.queued) {
+                    c.queued = true;
                     self.again.push((key, c.generation));
                 }
             }
@@ -269,20 +275,17 @@ impl Core {
     /// Runs the timers due at `now`.
     fn fire_timers(&mut self, now: Instant) {
         while let Some(a) = self.timers.pop_due(now) {
-            let Some(c) = self.conns.get_mut(a.key) else {
+            let (conns, sc, cx) = self.parts();
+            let Some(c) = conns.get_mut(a.key) else {
                 continue;
             };
             if c.generation != a.generation || c.armed != Some(a.at) {
                 continue;
             }
             c.armed = None;
-            let cx = Ctx {
-                shared: &self.shared,
-                answer: &self.answer,
-            };
-            let d = match c.on_timer(now, &mut self.scratch, cx) {
+            let d = match c.on_timer(now, sc, cx) {
                 // Pings may have filled the socket; what the timer left, the drive goes on with.
-                Drive::Keep => c.drive(now, &mut self.scratch, cx),
+                Drive::Keep => c.drive(now, sc, cx),
                 d => d,
             };
             self.settle(a.key, d, now);
@@ -357,20 +360,12 @@ impl Core {
         let stats = &shared.stats;
         ServerStats::add(&stats.accepted, 1);
         let Some(global) = shared.limits.try_global() else {
-            ServerStats::add(&stats.rejected_max_conns, 1);
-            reset(stream);
-            if let Some(held) = shared.reject_log.check(now) {
-                tracing::warn!(%peer, max_conns = shared.config.max_conns, held_back = held, "connection rejected: max_conns reached");
-            }
-            return;
+            return shared.refuse_max_conns(stream, peer, now);
         };
         let Some(ip) = shared.limits.try_ip(peer.ip()) else {
-            ServerStats::add(&stats.rejected_per_ip, 1);
+            shared.refused_per_ip(&stream, peer, now);
+            // Counted closed, as the default engine's per-IP refusals are.
             ServerStats::add(&stats.closed, 1);
-            reset(stream);
-            if let Some(held) = shared.reject_log.check(now) {
-                tracing::warn!(%peer, max_conns_per_ip = ?shared.config.max_conns_per_ip, held_back = held, "connection rejected: per-IP limit reached");
-            }
             return;
         };
         let entry = self.conns.vacant_entry();
@@ -456,10 +451,4 @@ impl Core {
         self.conns.clear();
         n
     }
-}
-
-/// Refuses a connection with a RST, so refusing a flood costs no TIME_WAIT socket here.
-fn reset(stream: mio::net::TcpStream) {
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-    drop(stream);
 }
